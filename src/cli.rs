@@ -1,0 +1,561 @@
+//! The headless commands: `convscope train` (train, export, print a JSON summary) and `convscope bench`
+//! (time the app's own training step). Exit codes: 0 success, 1 internal failure, 2 bad input,
+//! 3 training diverged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::arch::{Activation, Init, OutputKind};
+use crate::data::{self, DataSplit};
+use crate::export::{self, EXPORT_PIXELS_PER_WEIGHT, MetricsCsv};
+use crate::snapshot::{MetricRow, Snapshot};
+use crate::train::{self, BackendKind, OptimizerKind, StepOutcome, TrainConfig, Trainer};
+
+/// Train a convolutional network and watch it learn.
+#[derive(Debug, Parser)]
+#[command(name = "convscope", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without one, convscope opens its window.
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+/// The headless commands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Train without a window, write filter images, metrics.csv and config.json, print a JSON summary.
+    Train(TrainArgs),
+    /// Time the app's own training step on ref-mnist with the default settings.
+    Bench(BenchArgs),
+}
+
+/// `--activation` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ActivationArg {
+    /// max(0, x)
+    Relu,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// tanh x
+    Tanh,
+    /// x, or 0.01·x below zero
+    LeakyRelu,
+    /// x, or e^x − 1 below zero
+    Elu,
+    /// x·Φ(x)
+    Gelu,
+    /// no nonlinearity
+    Identity,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(value: ActivationArg) -> Self {
+        match value {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::LeakyRelu => Activation::LeakyRelu,
+            ActivationArg::Elu => Activation::Elu,
+            ActivationArg::Gelu => Activation::Gelu,
+            ActivationArg::Identity => Activation::Identity,
+        }
+    }
+}
+
+/// `--optimizer` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// plain SGD
+    Sgd,
+    /// SGD with momentum (no dampening)
+    Momentum,
+    /// Adam
+    Adam,
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, ValueEnum, Default)]
+pub enum BackendArg {
+    /// burn-flex (default, fastest on the CPU)
+    #[default]
+    Flex,
+    /// burn-ndarray (needs the `ndarray` cargo feature)
+    Ndarray,
+}
+
+impl From<BackendArg> for BackendKind {
+    fn from(value: BackendArg) -> Self {
+        match value {
+            BackendArg::Flex => BackendKind::Flex,
+            BackendArg::Ndarray => BackendKind::Ndarray,
+        }
+    }
+}
+
+/// `--output` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputArg {
+    /// softmax with cross-entropy
+    Softmax,
+    /// per-class sigmoid with binary cross-entropy
+    Sigmoid,
+}
+
+/// Options of `convscope train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Folder with IDX files (train-images-idx3-ubyte[.gz] and labels; t10k-… optional). Default: the embedded MNIST subset.
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Number of classes, for label files without a standard name whose labels are not 0..K−1.
+    #[arg(long, value_name = "K")]
+    pub classes: Option<usize>,
+    /// Architecture: a preset (ref-mnist, deep6, wide, mlp) or a spec such as "conv 8 5x5, pool 2, dense 32".
+    #[arg(long, value_name = "SPEC", default_value = crate::arch::DEFAULT_ARCH)]
+    pub arch: String,
+    /// Activation of every hidden layer.
+    #[arg(long, value_enum, conflicts_with = "layer_activations")]
+    pub activation: Option<ActivationArg>,
+    /// Activations per hidden layer with weights, comma-separated, e.g. relu,sigmoid.
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub layer_activations: Vec<String>,
+    /// Number of training steps.
+    #[arg(long, value_name = "N", conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Number of passes over the training set (instead of --steps).
+    #[arg(long, value_name = "E")]
+    pub epochs: Option<f64>,
+    /// Examples per step.
+    #[arg(long, value_name = "B", default_value_t = 32)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, value_name = "X", default_value_t = 0.01)]
+    pub lr: f64,
+    /// Momentum factor (with --optimizer momentum).
+    #[arg(long, value_name = "M", default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, value_name = "W", default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Update rule.
+    #[arg(long, value_enum, default_value = "momentum")]
+    pub optimizer: OptimizerArg,
+    /// Weight init for every layer: he, xavier, uniform or normal:SIGMA (default: by activation).
+    #[arg(long, value_name = "INIT")]
+    pub init: Option<String>,
+    /// Start with every bias switched off.
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Start with batch-norm on in every hidden layer.
+    #[arg(long)]
+    pub batch_norm: bool,
+    /// Output layer and loss.
+    #[arg(long, value_enum, default_value = "softmax")]
+    pub output: OutputArg,
+    /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Randomly shift training images by up to N pixels.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub augment_shift: usize,
+    /// Seed for weights, shuffling and augmentation.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Evaluate the test split every N steps (and always after the last).
+    #[arg(long, value_name = "N", default_value_t = train::config::DEFAULT_TEST_EVERY)]
+    pub test_every: u64,
+    /// Folder for conv1_filters.png, conv1_gradients.png, metrics.csv and config.json.
+    #[arg(long, value_name = "DIR", default_value = "convscope-out")]
+    pub out: PathBuf,
+    /// CPU backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendArg,
+}
+
+/// Options of `convscope bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Timed steps per variant (after 20 warm-up steps).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub steps: u64,
+    /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// CPU backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendArg,
+    /// Architecture to time.
+    #[arg(long, value_name = "SPEC", default_value = crate::arch::DEFAULT_ARCH)]
+    pub arch: String,
+}
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 internal, 2 bad input, 3 diverged.
+    pub code: u8,
+    /// The error with its context chain.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 2, error: error.into() }
+    }
+
+    fn internal(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 1, error: error.into() }
+    }
+}
+
+/// Runs a headless command.
+pub fn run(command: CliCommand) -> Result<(), Failure> {
+    match command {
+        CliCommand::Train(args) => run_train(&args),
+        CliCommand::Bench(args) => run_bench(&args),
+    }
+}
+
+/// Loads `--data`, or the embedded subset.
+fn load_data(path: Option<&Path>, classes: Option<usize>, seed: u64) -> Result<DataSplit, Failure> {
+    match path {
+        None => data::embedded_mnist().context("the embedded MNIST subset is damaged").map_err(Failure::internal),
+        Some(path) => data::load_idx_dir(path, classes, seed)
+            .with_context(|| format!("could not load --data {}", path.display()))
+            .map_err(Failure::bad_input),
+    }
+}
+
+fn train_config(args: &TrainArgs) -> Result<TrainConfig, Failure> {
+    let mut layer_activations = Vec::new();
+    for name in args.layer_activations.iter().filter(|n| !n.trim().is_empty()) {
+        let activation = Activation::parse(name.trim()).ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "--layer-activations: unknown activation `{name}`; expected one of {}",
+                Activation::ALL.map(Activation::name).join(", ")
+            ))
+        })?;
+        layer_activations.push(activation);
+    }
+    let init = match &args.init {
+        None => None,
+        Some(text) => Some(Init::parse(text).ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "--init: unknown init `{text}`; expected he, xavier, uniform or normal:SIGMA (e.g. normal:0.1)"
+            ))
+        })?),
+    };
+    let config = TrainConfig {
+        arch: args.arch.clone(),
+        activation: args.activation.map_or(Activation::Relu, Activation::from),
+        layer_activations,
+        bias: !args.no_bias,
+        batch_norm: args.batch_norm,
+        init,
+        output: match args.output {
+            OutputArg::Softmax => OutputKind::Softmax,
+            OutputArg::Sigmoid => OutputKind::Sigmoid,
+        },
+        optimizer: match args.optimizer {
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+            OptimizerArg::Momentum => OptimizerKind::Momentum,
+            OptimizerArg::Adam => OptimizerKind::Adam,
+        },
+        lr: args.lr,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        normalize: !args.no_normalize,
+        augment_shift: args.augment_shift,
+        test_every: args.test_every,
+        ..TrainConfig::default()
+    };
+    config.validate().map_err(|reason| Failure::bad_input(anyhow::anyhow!("{reason}")))?;
+    Ok(config)
+}
+
+/// What `config.json` holds: the configuration plus where the data came from.
+#[derive(Debug, Serialize)]
+struct RunRecord<'a> {
+    config: &'a TrainConfig,
+    data: &'a str,
+    classes: usize,
+    backend: &'static str,
+    layers: Vec<String>,
+}
+
+/// The last stdout line of `convscope train`.
+#[derive(Debug, Serialize)]
+struct TrainSummary {
+    steps: u64,
+    epochs: f64,
+    /// Mean loss over the last (up to) 50 steps.
+    train_loss: f32,
+    train_accuracy: f32,
+    /// Over the whole test split, after the last step.
+    test_accuracy: f32,
+    images_per_sec: f64,
+    seconds: f64,
+    threads: usize,
+    out: String,
+}
+
+fn run_train(args: &TrainArgs) -> Result<(), Failure> {
+    let config = train_config(args)?;
+    let data = load_data(args.data.as_deref(), args.classes, args.seed)?;
+    // Check the spec before any work, so a bad one fails fast with the caret pointing at it.
+    let plan = config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    let layer_names: Vec<String> = plan.weighted().map(|l| l.name.clone()).collect();
+    let steps = match (args.steps, args.epochs) {
+        (Some(steps), _) => steps,
+        (None, Some(epochs)) if epochs.is_finite() && epochs > 0.0 => {
+            ((epochs * data.train.len() as f64) / config.batch_size as f64).ceil() as u64
+        }
+        (None, Some(epochs)) => {
+            return Err(Failure::bad_input(anyhow::anyhow!("--epochs {epochs} must be a positive number")));
+        }
+        (None, None) => 600,
+    };
+    export::create_dir(&args.out).map_err(Failure::bad_input)?;
+    let mut csv = MetricsCsv::create(&args.out.join("metrics.csv"), &layer_names).map_err(Failure::bad_input)?;
+    let record = RunRecord {
+        config: &config,
+        data: data.train.source(),
+        classes: data.train.classes(),
+        backend: BackendKind::from(args.backend).name(),
+        layers: layer_names.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(Failure::internal)?;
+    export::write_file(&args.out.join("config.json"), &json).map_err(Failure::bad_input)?;
+
+    let backend = BackendKind::from(args.backend);
+    let data = Arc::new(data);
+    let outcome = train::with_compute_threads(args.threads, || train_loop(config, data, backend, steps, &mut csv))
+        .context("could not start the compute threads")
+        .map_err(Failure::internal)?;
+    csv.flush().map_err(Failure::bad_input)?;
+    let finished = outcome?;
+    if let Some(snapshot) = &finished.last_snapshot {
+        write_first_layer_images(snapshot, &args.out).map_err(Failure::bad_input)?;
+    }
+    let summary = TrainSummary {
+        steps: finished.steps,
+        epochs: finished.epochs,
+        train_loss: finished.recent_loss,
+        train_accuracy: finished.train_accuracy,
+        test_accuracy: finished.test_accuracy,
+        images_per_sec: finished.images as f64 / finished.seconds.max(1e-9),
+        seconds: finished.seconds,
+        threads: finished.threads,
+        out: args.out.display().to_string(),
+    };
+    let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
+    println!("{line}");
+    Ok(())
+}
+
+struct Finished {
+    steps: u64,
+    epochs: f64,
+    recent_loss: f32,
+    train_accuracy: f32,
+    test_accuracy: f32,
+    images: u64,
+    seconds: f64,
+    threads: usize,
+    last_snapshot: Option<Box<Snapshot>>,
+}
+
+fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
+}
+
+fn train_loop(
+    config: TrainConfig,
+    data: Arc<DataSplit>,
+    backend: BackendKind,
+    steps: u64,
+    csv: &mut MetricsCsv,
+) -> Result<Finished, Failure> {
+    let batch = config.batch_size as u64;
+    let mut trainer = Trainer::new(config, data, backend).map_err(Failure::bad_input)?;
+    let started = Instant::now();
+    trainer.evaluate().map_err(Failure::internal)?;
+    let bar = progress_bar(steps);
+    let mut losses = std::collections::VecDeque::with_capacity(50);
+    let mut last_snapshot = None;
+    let mut last_row: Option<MetricRow> = None;
+    for step in 1..=steps {
+        let outcome = trainer.step(step == steps).map_err(Failure::internal)?;
+        match outcome {
+            StepOutcome::Updated { row, snapshot } => {
+                let mut row = row;
+                if step == steps {
+                    // The final row carries the accuracy over the whole test split after the last update.
+                    row.test_accuracy = trainer.evaluate().map_err(Failure::internal)?;
+                }
+                csv.append(&row).map_err(Failure::bad_input)?;
+                if losses.len() == 50 {
+                    losses.pop_front();
+                }
+                losses.push_back(row.loss);
+                if step % 10 == 0 || step == steps {
+                    let rate = (step * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.3} test {:.3} {rate:.0} img/s",
+                        row.loss, row.train_accuracy, row.test_accuracy
+                    ));
+                }
+                bar.set_position(step);
+                if snapshot.is_some() {
+                    last_snapshot = snapshot;
+                }
+                last_row = Some(row);
+            }
+            StepOutcome::Diverged { message, .. } => {
+                bar.abandon();
+                return Err(Failure { code: 3, error: anyhow::anyhow!("{message}") });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let train_len = trainer.data().train.len().max(1) as f64;
+    Ok(Finished {
+        steps,
+        epochs: (steps * batch) as f64 / train_len,
+        recent_loss: losses.iter().sum::<f32>() / losses.len().max(1) as f32,
+        train_accuracy: last_row.as_ref().map_or(f32::NAN, |r| r.train_accuracy),
+        test_accuracy: trainer.test_accuracy(),
+        images: steps * batch,
+        seconds,
+        threads: rayon::current_num_threads(),
+        last_snapshot,
+    })
+}
+
+/// Writes `conv1_filters.png` and `conv1_gradients.png` (named after the first layer) from a snapshot.
+fn write_first_layer_images(snapshot: &Snapshot, out: &Path) -> Result<(), export::ExportError> {
+    let Some(first) = snapshot.layers.first() else { return Ok(()) };
+    if first.weights.shape.len() != 4 {
+        return Ok(()); // a dense first layer has no filters to draw
+    }
+    let filters = export::filter_grid(&first.weights, first.weights.max_abs(), EXPORT_PIXELS_PER_WEIGHT, None)?;
+    export::write_file(
+        &out.join(format!("{}_filters.png", first.name)),
+        &export::encode_png(&filters, "the filters")?,
+    )?;
+    if let Some(grads) = &first.weight_grads {
+        let image = export::filter_grid(grads, grads.max_abs(), EXPORT_PIXELS_PER_WEIGHT, None)?;
+        export::write_file(
+            &out.join(format!("{}_gradients.png", first.name)),
+            &export::encode_png(&image, "the gradients")?,
+        )?;
+    }
+    Ok(())
+}
+
+/// The first stdout line of `convscope bench`.
+#[derive(Debug, Serialize)]
+struct BenchSummary {
+    arch: String,
+    backend: &'static str,
+    threads: usize,
+    batch: usize,
+    steps: u64,
+    /// Training throughput with snapshots off.
+    images_per_sec: f64,
+    /// Throughput with a snapshot at the window's cadence.
+    images_per_sec_with_snapshots: f64,
+    /// How much slower snapshots make training, in percent.
+    snapshot_overhead_pct: f64,
+    /// Process CPU seconds over the timed steps.
+    cpu_s: f64,
+    final_loss: f32,
+}
+
+fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
+    if args.steps == 0 {
+        return Err(Failure::bad_input(anyhow::anyhow!("--steps must be at least 1")));
+    }
+    let data = Arc::new(load_data(None, None, 1)?);
+    let config = TrainConfig { arch: args.arch.clone(), test_every: 0, ..TrainConfig::default() };
+    config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    let backend = BackendKind::from(args.backend);
+    let summary = train::with_compute_threads(args.threads, || bench(config, data, backend, args.steps))
+        .context("could not start the compute threads")
+        .map_err(Failure::internal)??;
+    let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Rounds in which the plain and the snapshot variant alternate, so drift in machine speed hits both.
+const BENCH_ROUNDS: u64 = 3;
+const BENCH_WARMUP_STEPS: u64 = 20;
+
+fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps: u64) -> Result<BenchSummary, Failure> {
+    let batch = config.batch_size;
+    let arch = config.arch.clone();
+    let interval = Duration::from_millis(config.snapshot_interval_ms);
+    let mut trainer = Trainer::new(config, data, backend).map_err(Failure::bad_input)?;
+    let mut final_loss = f32::NAN;
+    let mut run = |trainer: &mut Trainer, count: u64, snapshots: bool| -> Result<Duration, Failure> {
+        let mut last_capture: Option<Instant> = None;
+        let started = Instant::now();
+        for _ in 0..count {
+            let capture = snapshots && last_capture.is_none_or(|t| t.elapsed() >= interval);
+            match trainer.step(capture).map_err(Failure::internal)? {
+                StepOutcome::Updated { row, snapshot } => {
+                    final_loss = row.loss;
+                    if snapshot.is_some() {
+                        last_capture = Some(Instant::now());
+                    }
+                }
+                StepOutcome::Diverged { message, .. } => {
+                    return Err(Failure { code: 3, error: anyhow::anyhow!("{message}") });
+                }
+            }
+        }
+        Ok(started.elapsed())
+    };
+    run(&mut trainer, BENCH_WARMUP_STEPS, true)?;
+    let cpu_started = cpu_time::ProcessTime::now();
+    let (mut plain, mut with_snapshots) = (Duration::ZERO, Duration::ZERO);
+    let per_round = steps.div_ceil(BENCH_ROUNDS);
+    for _ in 0..BENCH_ROUNDS {
+        plain += run(&mut trainer, per_round, false)?;
+        with_snapshots += run(&mut trainer, per_round, true)?;
+    }
+    let cpu_s = cpu_started.elapsed().as_secs_f64();
+    let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
+    let images_per_sec = images / plain.as_secs_f64().max(1e-9);
+    let images_per_sec_with_snapshots = images / with_snapshots.as_secs_f64().max(1e-9);
+    Ok(BenchSummary {
+        arch,
+        backend: backend.name(),
+        threads: rayon::current_num_threads(),
+        batch,
+        steps: per_round * BENCH_ROUNDS,
+        images_per_sec,
+        images_per_sec_with_snapshots,
+        snapshot_overhead_pct: 100.0 * (images_per_sec / images_per_sec_with_snapshots - 1.0),
+        cpu_s,
+        final_loss,
+    })
+}

@@ -1,0 +1,212 @@
+//! Exporters: filter and gradient grids as PNG, metric rows as CSV, the run's configuration as JSON.
+//! The serialisers are pure (values in, bytes out); file writing is in one place and names the path.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use image::{ImageEncoder, Rgb, RgbImage};
+
+use crate::colormap;
+use crate::snapshot::{FloatArray, MetricRow};
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A file or folder could not be written.
+    #[error(
+        "could not write {path}: {source} — check that the folder exists and is writable, or choose another with --out"
+    )]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The PNG encoder failed.
+    #[error("could not encode {what} as PNG: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// The encoder's message.
+        detail: String,
+    },
+    /// The data has a shape this exporter does not draw.
+    #[error("cannot draw {what}: {detail}")]
+    Shape {
+        /// What was being drawn.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Pixels per weight when a filter grid is upscaled for export.
+pub const EXPORT_PIXELS_PER_WEIGHT: u32 = 12;
+
+/// Draws conv weights `[filters, in_channels, k, k]` (or their gradients) as a grid of tiles on the
+/// diverging colour map with one scale for the whole grid, `upscale` pixels per weight and a one-weight
+/// gap. Channel `channel` of each filter is drawn; `None` draws all channels side by side.
+pub fn filter_grid(
+    weights: &FloatArray,
+    scale: f32,
+    upscale: u32,
+    channel: Option<usize>,
+) -> Result<RgbImage, ExportError> {
+    let &[filters, channels, kh, kw] = weights.shape.as_slice() else {
+        return Err(ExportError::Shape {
+            what: "a filter grid".into(),
+            detail: format!("expected conv weights [filters, channels, k, k], got shape {:?}", weights.shape),
+        });
+    };
+    let shown: Vec<usize> = match channel {
+        Some(c) if c < channels => vec![c],
+        Some(c) => {
+            return Err(ExportError::Shape {
+                what: "a filter grid".into(),
+                detail: format!("channel {c} does not exist (the filters have {channels})"),
+            });
+        }
+        None => (0..channels).collect(),
+    };
+    let columns = (filters as f64).sqrt().ceil().max(1.0) as usize;
+    let rows = filters.div_ceil(columns);
+    let tile_w = shown.len() * (kw + 1) - 1;
+    let scale_px = upscale.max(1);
+    let width = (columns * (tile_w + 1) + 1) as u32 * scale_px;
+    let height = (rows * (kh + 1) + 1) as u32 * scale_px;
+    let mut image = RgbImage::from_pixel(width, height, Rgb([96, 96, 96]));
+    for filter in 0..filters {
+        let (gx, gy) = ((filter % columns) * (tile_w + 1) + 1, (filter / columns) * (kh + 1) + 1);
+        for (slot, &c) in shown.iter().enumerate() {
+            for y in 0..kh {
+                for x in 0..kw {
+                    let index = ((filter * channels + c) * kh + y) * kw + x;
+                    let value = weights.data.get(index).copied().unwrap_or(f32::NAN);
+                    let colour = Rgb(colormap::diverging(value, scale));
+                    let (px, py) = ((gx + slot * (kw + 1) + x) as u32 * scale_px, (gy + y) as u32 * scale_px);
+                    for dy in 0..scale_px {
+                        for dx in 0..scale_px {
+                            image.put_pixel(px + dx, py + dy, colour);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(image)
+}
+
+/// Encodes an RGB image as PNG bytes.
+pub fn encode_png(image: &RgbImage, what: &str) -> Result<Vec<u8>, ExportError> {
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgb8)
+        .map_err(|e| ExportError::Encode { what: what.to_string(), detail: e.to_string() })?;
+    Ok(bytes)
+}
+
+/// The metrics CSV header for layers with weights named `layers`, input to output.
+pub fn metrics_csv_header(layers: &[String]) -> String {
+    let mut header = String::from("step,epoch,loss,train_accuracy,test_accuracy,lr,elapsed_secs");
+    for name in layers {
+        header.push_str(",grad_norm_");
+        header.push_str(name);
+    }
+    header.push('\n');
+    header
+}
+
+/// One CSV line for `row` (every column filled; the grad-norm columns in the header's order).
+pub fn metrics_csv_line(row: &MetricRow) -> String {
+    let mut line = format!(
+        "{},{},{},{},{},{},{:.3}",
+        row.step, row.epoch, row.loss, row.train_accuracy, row.test_accuracy, row.lr, row.elapsed_secs
+    );
+    for norm in &row.grad_norms {
+        line.push(',');
+        line.push_str(&norm.to_string());
+    }
+    line.push('\n');
+    line
+}
+
+/// Writes `bytes` to `path`, naming the path on failure.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
+    fs::write(path, bytes).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
+}
+
+/// Creates `dir` (and its parents) for exports.
+pub fn create_dir(dir: &Path) -> Result<(), ExportError> {
+    fs::create_dir_all(dir).map_err(|source| ExportError::Write { path: dir.to_path_buf(), source })
+}
+
+/// A metrics CSV written as training goes, so a crash or a divergence never loses the rows so far.
+pub struct MetricsCsv {
+    path: PathBuf,
+    file: std::io::BufWriter<fs::File>,
+}
+
+impl MetricsCsv {
+    /// Creates the file and writes the header.
+    pub fn create(path: &Path, layers: &[String]) -> Result<MetricsCsv, ExportError> {
+        let file = fs::File::create(path).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })?;
+        let mut csv = MetricsCsv { path: path.to_path_buf(), file: std::io::BufWriter::new(file) };
+        csv.write(metrics_csv_header(layers).as_bytes())?;
+        Ok(csv)
+    }
+
+    /// Appends one row.
+    pub fn append(&mut self, row: &MetricRow) -> Result<(), ExportError> {
+        self.write(metrics_csv_line(row).as_bytes())
+    }
+
+    /// Flushes buffered rows to disk.
+    pub fn flush(&mut self) -> Result<(), ExportError> {
+        self.file.flush().map_err(|source| ExportError::Write { path: self.path.clone(), source })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
+        self.file.write_all(bytes).map_err(|source| ExportError::Write { path: self.path.clone(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_grid_lays_out_tiles_with_a_shared_scale() {
+        // Two 2×2 filters: the first all +1, the second all −0.5.
+        let mut data = vec![1.0; 4];
+        data.extend([-0.5; 4]);
+        let weights = FloatArray::new(vec![2, 1, 2, 2], data).unwrap();
+        let image = filter_grid(&weights, 1.0, 3, None).unwrap();
+        // 2 columns and 1 row of (2 + 1)-weight cells plus a border: (2·3 + 1)·3 × (1·3 + 1)·3.
+        assert_eq!((image.width(), image.height()), (21, 12));
+        assert_eq!(image.get_pixel(3, 3).0, colormap::diverging(1.0, 1.0));
+        let second = image.get_pixel(3 * 4, 3).0;
+        assert_eq!(second, colormap::diverging(-0.5, 1.0));
+        assert!(second[2] > second[0], "negative values are blue");
+        assert!(filter_grid(&FloatArray::new(vec![4], vec![0.0; 4]).unwrap(), 1.0, 1, None).is_err());
+    }
+
+    #[test]
+    fn csv_rows_match_the_header() {
+        let header = metrics_csv_header(&["conv1".into(), "dense1".into()]);
+        let row = MetricRow {
+            step: 3,
+            epoch: 0,
+            loss: 2.5,
+            train_accuracy: 0.25,
+            test_accuracy: 0.1,
+            lr: 0.01,
+            grad_norms: vec![0.5, 1.5],
+            elapsed_secs: 0.25,
+        };
+        let line = metrics_csv_line(&row);
+        assert_eq!(header.trim().split(',').count(), line.trim().split(',').count());
+        assert!(header.contains("grad_norm_conv1,grad_norm_dense1"));
+        assert!(line.starts_with("3,0,2.5,0.25,0.1,0.01,"));
+    }
+}

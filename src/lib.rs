@@ -1,0 +1,14 @@
+//! convscope: train a convolutional network live and watch it learn.
+//!
+//! Layers depend only downward: [`data`] (loading, batching) and [`arch`] (the spec) are plain Rust;
+//! [`model`] is the burn module; [`train`] runs it on a worker thread; [`snapshot`] is the plain data the
+//! worker sends; [`export`] writes images and CSV; [`cli`] holds the headless commands.
+
+pub mod arch;
+pub mod cli;
+pub mod colormap;
+pub mod data;
+pub mod export;
+pub mod model;
+pub mod snapshot;
+pub mod train;

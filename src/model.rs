@@ -1,0 +1,273 @@
+//! The burn module: a CNN built from a checked [`NetPlan`], whose activations, biases and batch-norm switch
+//! between two steps without touching the weights, plus its forward pass with taps and its losses.
+//!
+//! Every layer owns its bias and batch-norm parameters from the start; a switched-off bias or batch-norm is
+//! simply skipped in `forward`, gets no gradient, and so stays exactly as it was until it is switched back on.
+
+use burn::module::{Module, Param};
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::activation;
+use burn::tensor::module::{conv2d, linear, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+use crate::arch::{
+    Activation, ELU_ALPHA, Init, LEAKY_RELU_SLOPE, LayerKind, LayerSettings, NetPlan, OutputKind, Shape,
+};
+
+/// Where a convolution's kernel goes: the parts of [`LayerKind::Conv`] the forward pass needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Step between kernel positions.
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+}
+
+/// A conv or dense layer with its bias and batch-norm parameters, and the pooling that follows it.
+#[derive(Module, Debug)]
+pub struct WeightedLayer {
+    /// `[filters, in_channels, k, k]`; `None` for a dense layer.
+    pub conv_weight: Option<Param<Tensor<4>>>,
+    /// `[inputs, units]` (burn's layout, the transpose of PyTorch's); `None` for a conv layer.
+    pub dense_weight: Option<Param<Tensor<2>>>,
+    /// One bias per output channel or unit; exists even while the bias is off.
+    pub bias: Param<Tensor<1>>,
+    /// Batch-norm over the output channels or units; exists even while batch-norm is off.
+    pub norm: BatchNorm,
+    /// The layer's name, e.g. `conv1`.
+    #[module(skip)]
+    pub name: String,
+    /// Stride and padding of a conv layer.
+    #[module(skip)]
+    pub geometry: ConvGeometry,
+    /// The live settings: the next forward pass uses whatever is here.
+    #[module(skip)]
+    pub settings: LayerSettings,
+    /// Max-pool window sizes applied after the activation, in order.
+    #[module(skip)]
+    pub pools_after: Vec<usize>,
+    /// Whether this is the output layer (identity activation; the loss owns softmax / sigmoid).
+    #[module(skip)]
+    pub output: bool,
+}
+
+/// The network: layers with weights in order, each followed by its pooling.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    /// Layers with weights, input to output; the last is the output layer.
+    pub layers: Vec<WeightedLayer>,
+    /// Max-pool window sizes applied to the input before the first layer.
+    #[module(skip)]
+    pub input_pools: Vec<usize>,
+    /// The output layer's nonlinearity and loss.
+    #[module(skip)]
+    pub output_kind: OutputKind,
+}
+
+/// Pre- and post-activation of every layer with weights, taken during a forward pass.
+/// Dense layers are reshaped to `[batch, units, 1, 1]` so one type holds both kinds.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// After the bias and batch-norm, before the activation.
+    pub pre: Vec<Tensor<4>>,
+    /// After the activation, before pooling.
+    pub post: Vec<Tensor<4>>,
+}
+
+/// Draws `count` weights for a layer with the given fans, reproducibly from `rng`.
+fn draw_weights(init: Init, fan_in: usize, fan_out: usize, count: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let fan_in = fan_in.max(1) as f64;
+    let fan_out = fan_out.max(1) as f64;
+    let std = match init {
+        Init::He => (2.0 / fan_in).sqrt(),
+        Init::Xavier => (2.0 / (fan_in + fan_out)).sqrt(),
+        Init::Normal { std } => std,
+        Init::Uniform => {
+            let bound = 1.0 / fan_in.sqrt();
+            return match Uniform::new(-bound, bound) {
+                Ok(dist) => (0..count).map(|_| dist.sample(rng) as f32).collect(),
+                Err(_) => vec![0.0; count],
+            };
+        }
+    };
+    match Normal::new(0.0, std) {
+        Ok(dist) => (0..count).map(|_| dist.sample(rng) as f32).collect(),
+        // Init::parse only admits a positive, finite σ; a zero net is the harmless answer to anything else.
+        Err(_) => vec![0.0; count],
+    }
+}
+
+impl Cnn {
+    /// Builds the network for `plan`, drawing every weight from a generator seeded with `seed` (so a seed
+    /// gives the same net on every backend and thread), biases at zero, batch-norm at identity.
+    pub fn new(plan: &NetPlan, seed: u64, device: &Device) -> Cnn {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut input_pools = Vec::new();
+        let mut layers: Vec<WeightedLayer> = Vec::new();
+        for layer in &plan.layers {
+            let settings = layer.settings;
+            match (layer.kind, settings) {
+                (LayerKind::Pool { size }, _) => match layers.last_mut() {
+                    Some(previous) => previous.pools_after.push(size),
+                    None => input_pools.push(size),
+                },
+                (LayerKind::Conv { filters, kernel, padding, stride }, Some(settings)) => {
+                    let in_channels = match layer.in_shape {
+                        Shape::Map { channels, .. } => channels,
+                        Shape::Flat(n) => n,
+                    };
+                    let shape = [filters, in_channels, kernel, kernel];
+                    let count = shape.iter().product();
+                    let values = draw_weights(
+                        settings.init,
+                        in_channels * kernel * kernel,
+                        filters * kernel * kernel,
+                        count,
+                        &mut rng,
+                    );
+                    let weight = Tensor::<4>::from_data(TensorData::new(values, shape), device);
+                    layers.push(WeightedLayer {
+                        conv_weight: Some(Param::from_tensor(weight)),
+                        dense_weight: None,
+                        bias: Param::from_tensor(Tensor::zeros([filters], device)),
+                        norm: BatchNormConfig::new(filters).init(device),
+                        name: layer.name.clone(),
+                        geometry: ConvGeometry { stride, padding },
+                        settings,
+                        pools_after: Vec::new(),
+                        output: layer.output,
+                    });
+                }
+                (LayerKind::Dense { units }, Some(settings)) => {
+                    let inputs = layer.in_shape.len();
+                    let values = draw_weights(settings.init, inputs, units, inputs * units, &mut rng);
+                    let weight = Tensor::<2>::from_data(TensorData::new(values, [inputs, units]), device);
+                    layers.push(WeightedLayer {
+                        conv_weight: None,
+                        dense_weight: Some(Param::from_tensor(weight)),
+                        bias: Param::from_tensor(Tensor::zeros([units], device)),
+                        norm: BatchNormConfig::new(units).init(device),
+                        name: layer.name.clone(),
+                        geometry: ConvGeometry { stride: 1, padding: 0 },
+                        settings,
+                        pools_after: Vec::new(),
+                        output: layer.output,
+                    });
+                }
+                // A conv or dense layer always has settings in a plan; nothing to build otherwise.
+                (LayerKind::Conv { .. } | LayerKind::Dense { .. }, None) => {}
+            }
+        }
+        Cnn { layers, input_pools, output_kind: plan.output }
+    }
+
+    /// Logits `[batch, classes]` for images `[batch, channels, height, width]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_impl(images, None)
+    }
+
+    /// Logits plus every layer's pre- and post-activation.
+    pub fn forward_traced(&self, images: Tensor<4>) -> (Tensor<2>, Trace) {
+        let mut trace = Trace::default();
+        let logits = self.forward_impl(images, Some(&mut trace));
+        (logits, trace)
+    }
+
+    fn forward_impl(&self, images: Tensor<4>, mut trace: Option<&mut Trace>) -> Tensor<2> {
+        let mut map = pool_all(images, &self.input_pools);
+        let mut flat: Option<Tensor<2>> = None;
+        for layer in &self.layers {
+            let settings = layer.settings;
+            let bias = settings.bias.then(|| layer.bias.val());
+            if let Some(weight) = &layer.conv_weight {
+                let g = layer.geometry;
+                let pre = conv2d(map, weight.val(), bias, ConvOptions::new([g.stride; 2], [g.padding; 2], [1, 1], 1));
+                let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
+                let post = apply_activation(settings.activation, pre.clone());
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.pre.push(pre);
+                    trace.post.push(post.clone());
+                }
+                map = pool_all(post, &layer.pools_after);
+            } else if let Some(weight) = &layer.dense_weight {
+                let input = match flat.take() {
+                    Some(x) => x,
+                    None => map.clone().flatten::<2>(1, 3),
+                };
+                let pre = linear(input, weight.val(), bias);
+                let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
+                let activation = if layer.output { Activation::Identity } else { settings.activation };
+                let post = apply_activation(activation, pre.clone());
+                if let Some(trace) = trace.as_deref_mut() {
+                    let [batch, units] = pre.dims();
+                    trace.pre.push(pre.reshape([batch, units, 1, 1]));
+                    trace.post.push(post.clone().reshape([batch, units, 1, 1]));
+                }
+                flat = Some(post);
+            }
+        }
+        // A plan always ends with its dense output layer, so `flat` is set; flattening keeps this total.
+        flat.unwrap_or_else(|| map.flatten::<2>(1, 3))
+    }
+
+    /// The loss of `logits` against one-hot `targets` `[batch, classes]`: softmax cross-entropy, or binary
+    /// cross-entropy on per-class sigmoids (averaged over every element, as PyTorch does).
+    pub fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        match self.output_kind {
+            OutputKind::Softmax => activation::log_softmax(logits, 1).mul(targets).sum_dim(1).mean().neg(),
+            OutputKind::Sigmoid => {
+                // max(z, 0) − z·t + log(1 + e^−|z|): stable for large |z|.
+                let stable_tail = logits.clone().abs().neg().exp().log1p();
+                activation::relu(logits.clone()).sub(logits.mul(targets)).add(stable_tail).mean()
+            }
+        }
+    }
+
+    /// Class probabilities for `logits`: softmax, or an independent sigmoid per class.
+    pub fn probabilities(&self, logits: Tensor<2>) -> Tensor<2> {
+        match self.output_kind {
+            OutputKind::Softmax => activation::softmax(logits, 1),
+            OutputKind::Sigmoid => activation::sigmoid(logits),
+        }
+    }
+
+    /// The live settings of every layer with weights.
+    pub fn settings(&self) -> Vec<LayerSettings> {
+        self.layers.iter().map(|l| l.settings).collect()
+    }
+}
+
+impl WeightedLayer {
+    /// The weight tensor as a rank-erased value: conv weights keep their 4-D shape, dense weights are 2-D.
+    pub fn weight_shape(&self) -> Vec<usize> {
+        match (&self.conv_weight, &self.dense_weight) {
+            (Some(w), _) => w.val().dims().to_vec(),
+            (None, Some(w)) => w.val().dims().to_vec(),
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+fn pool_all(mut x: Tensor<4>, pools: &[usize]) -> Tensor<4> {
+    for &size in pools {
+        x = max_pool2d(x, MaxPoolOptions::new([size, size]));
+    }
+    x
+}
+
+/// Applies `act` with burn's kernels (their gradients are what training uses).
+pub fn apply_activation<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        Activation::Relu => activation::relu(x),
+        Activation::Sigmoid => activation::sigmoid(x),
+        Activation::Tanh => activation::tanh(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, LEAKY_RELU_SLOPE),
+        Activation::Elu => activation::elu(x, ELU_ALPHA),
+        Activation::Gelu => activation::gelu(x),
+        Activation::Identity => x,
+    }
+}

@@ -1,0 +1,212 @@
+//! Plain data the training worker sends out: metric rows, snapshots of weights, gradients and activations,
+//! histograms. No burn and no egui types, so the UI, the exporters and the tests read it freely.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{LayerKind, LayerSettings, Shape};
+
+/// Number of bins in every pre-activation histogram.
+pub const HISTOGRAM_BINS: usize = 64;
+
+/// A dense f32 array with its shape (row-major, like burn's `TensorData`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FloatArray {
+    /// Dimensions, outermost first; e.g. `[filters, in_channels, k, k]` for conv weights.
+    pub shape: Vec<usize>,
+    /// The values, `shape.iter().product()` of them.
+    pub data: Vec<f32>,
+}
+
+impl FloatArray {
+    /// Wraps `data` with `shape`; `None` when the lengths disagree.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Option<Self> {
+        (shape.iter().product::<usize>() == data.len()).then_some(FloatArray { shape, data })
+    }
+
+    /// Smallest and largest finite value, or `None` when there is none.
+    pub fn finite_range(&self) -> Option<(f32, f32)> {
+        finite_range(&self.data)
+    }
+
+    /// Largest absolute finite value (0 when there is none).
+    pub fn max_abs(&self) -> f32 {
+        self.data.iter().filter(|v| v.is_finite()).fold(0.0_f32, |m, v| m.max(v.abs()))
+    }
+
+    /// The L2 norm of all values.
+    pub fn l2_norm(&self) -> f32 {
+        self.data.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt() as f32
+    }
+}
+
+/// Smallest and largest finite value of `values`, or `None` when there is none.
+pub fn finite_range(values: &[f32]) -> Option<(f32, f32)> {
+    values.iter().filter(|v| v.is_finite()).fold(None, |acc, &v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// A histogram over `[min, max]` in equal bins; values that are not finite are counted, never dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Histogram {
+    /// Left edge of the first bin.
+    pub min: f32,
+    /// Right edge of the last bin.
+    pub max: f32,
+    /// Count per bin.
+    pub counts: Vec<u32>,
+    /// NaN and ±∞ values seen.
+    pub non_finite: u32,
+}
+
+impl Histogram {
+    /// Bins `values` into `bins` equal bins spanning their finite range.
+    pub fn of(values: &[f32], bins: usize) -> Histogram {
+        let bins = bins.max(1);
+        let non_finite = values.iter().filter(|v| !v.is_finite()).count() as u32;
+        let Some((min, max)) = finite_range(values) else {
+            return Histogram { min: 0.0, max: 0.0, counts: vec![0; bins], non_finite };
+        };
+        let mut counts = vec![0_u32; bins];
+        let width = (max - min).max(f32::MIN_POSITIVE);
+        for v in values.iter().filter(|v| v.is_finite()) {
+            let bin = (((v - min) / width) * bins as f32) as usize;
+            if let Some(count) = counts.get_mut(bin.min(bins - 1)) {
+                *count += 1;
+            }
+        }
+        Histogram { min, max, counts, non_finite }
+    }
+
+    /// Width of one bin.
+    pub fn bin_width(&self) -> f32 {
+        (self.max - self.min) / self.counts.len().max(1) as f32
+    }
+
+    /// Total number of values binned (finite ones).
+    pub fn total(&self) -> u64 {
+        self.counts.iter().map(|&c| u64::from(c)).sum()
+    }
+}
+
+/// What a layer is, as the UI lists it. Sent once per reset in [`crate::train::WorkerEvent::Started`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// `conv1`, `pool1`, `dense1`….
+    pub name: String,
+    /// What it computes.
+    pub kind: LayerKind,
+    /// Shape of its output per example.
+    pub out_shape: Shape,
+    /// Live settings for layers with weights; `None` for pooling.
+    pub settings: Option<LayerSettings>,
+    /// Whether this is the output layer (its activation is part of the loss).
+    pub output: bool,
+    /// Index among the layers with weights, as commands address them.
+    pub weighted_index: Option<usize>,
+}
+
+/// One logged step. Rows are never dropped: the worker batches them into events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    /// Training step this row describes (1-based: the step that just ran).
+    pub step: u64,
+    /// Completed passes over the training set.
+    pub epoch: usize,
+    /// Mean loss of this step's batch.
+    pub loss: f32,
+    /// Accuracy over the recent training batches (a running mean, see the worker's window).
+    pub train_accuracy: f32,
+    /// The latest test-set accuracy (evaluated every few hundred steps; carried forward in between).
+    pub test_accuracy: f32,
+    /// The learning rate the step used.
+    pub lr: f64,
+    /// L2 norm of each weight tensor's gradient, layers with weights in input-to-output order.
+    pub grad_norms: Vec<f32>,
+    /// Seconds since the run (or the last reset) began, paused time excluded.
+    pub elapsed_secs: f64,
+}
+
+/// What one layer with weights looked like at a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSnapshot {
+    /// The layer's name.
+    pub name: String,
+    /// Settings in force at this step.
+    pub settings: LayerSettings,
+    /// Weights: `[filters, in_channels, k, k]` for conv, `[inputs, units]` for dense (burn's layout).
+    pub weights: FloatArray,
+    /// ∂loss/∂weights of this step's batch, same layout; `None` before the first step.
+    pub weight_grads: Option<FloatArray>,
+    /// Histogram of the pre-activations (after batch-norm when it is on) over this step's batch.
+    pub pre_activation_histogram: Histogram,
+    /// Smallest and largest post-activation value over the batch.
+    pub activation_range: (f32, f32),
+    /// Smallest and largest weight-gradient value.
+    pub grad_range: (f32, f32),
+    /// L2 norm of the weights.
+    pub weight_norm: f32,
+    /// L2 norm of the weight gradient.
+    pub grad_norm: f32,
+}
+
+/// The probe image pushed through the net: every layer's maps and the class probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSnapshot {
+    /// Index of the probe in the test split.
+    pub index: usize,
+    /// Its true class.
+    pub label: usize,
+    /// The normalised input, `[channels, height, width]`.
+    pub input: FloatArray,
+    /// Per layer with weights: pre-activation, `[channels, h, w]` for conv, `[units]` for dense.
+    pub pre_activations: Vec<FloatArray>,
+    /// Per layer with weights: post-activation, same shapes.
+    pub post_activations: Vec<FloatArray>,
+    /// Class probabilities (softmax, or per-class sigmoid for a sigmoid output).
+    pub probabilities: Vec<f32>,
+}
+
+/// Everything the UI draws for one moment of training. Latest wins: an unread snapshot is replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Steps taken so far.
+    pub step: u64,
+    /// Completed passes over the training set.
+    pub epoch: usize,
+    /// Current learning rate.
+    pub lr: f64,
+    /// Loss of the latest step.
+    pub loss: f32,
+    /// Running training accuracy.
+    pub train_accuracy: f32,
+    /// Every layer with weights, input to output.
+    pub layers: Vec<LayerSnapshot>,
+    /// The probe image through the net.
+    pub probe: ProbeSnapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_every_finite_value_and_tallies_the_rest() {
+        let values = [0.0, 0.5, 1.0, 1.0, f32::NAN, f32::INFINITY, -0.25];
+        let h = Histogram::of(&values, 5);
+        assert_eq!((h.min, h.max), (-0.25, 1.0));
+        assert_eq!(h.total(), 5);
+        assert_eq!(h.non_finite, 2);
+        assert_eq!(h.counts[4], 2, "the maximum lands in the last bin");
+        assert_eq!(h.counts[0], 1);
+    }
+
+    #[test]
+    fn float_array_checks_its_shape() {
+        assert!(FloatArray::new(vec![2, 3], vec![0.0; 5]).is_none());
+        let a = FloatArray::new(vec![2], vec![3.0, -4.0]).unwrap();
+        assert_eq!(a.l2_norm(), 5.0);
+        assert_eq!(a.max_abs(), 4.0);
+    }
+}

@@ -1,0 +1,282 @@
+//! The training worker thread: owns a [`Trainer`], drains [`Command`]s before every step, and reports
+//! through [`WorkerEvent`]s without ever waiting for the receiver.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crate::data::DataSplit;
+use crate::snapshot::MetricRow;
+use crate::train::command::{Command, RunState, WorkerEvent};
+use crate::train::config::{BackendKind, TrainConfig};
+use crate::train::trainer::{StepOutcome, TrainError, Trainer};
+
+/// How often batched metric rows are sent while training runs.
+pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Called after events were sent, e.g. to wake the UI (`egui::Context::request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Everything the worker thread starts from.
+pub(crate) struct WorkerSetup {
+    pub config: TrainConfig,
+    pub data: Arc<DataSplit>,
+    pub backend: BackendKind,
+    pub start_paused: bool,
+    pub commands: Receiver<Command>,
+    pub events: Sender<WorkerEvent>,
+    pub snapshot_unread: Arc<AtomicBool>,
+    pub waker: Waker,
+}
+
+struct Worker {
+    trainer: Option<Trainer>,
+    data: Arc<DataSplit>,
+    backend: BackendKind,
+    running: bool,
+    steps_left: u32,
+    rows: Vec<MetricRow>,
+    last_flush: Instant,
+    last_snapshot: Option<Instant>,
+    events: Sender<WorkerEvent>,
+    snapshot_unread: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+/// Text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+impl Worker {
+    fn send(&self, event: WorkerEvent) {
+        // A receiver that is gone means the UI closed; the Stop that follows ends this thread.
+        self.events.send(event).ok();
+    }
+
+    fn step_count(&self) -> u64 {
+        self.trainer.as_ref().map_or(0, Trainer::step_count)
+    }
+
+    fn flush(&mut self) {
+        if !self.rows.is_empty() {
+            let rows = std::mem::take(&mut self.rows);
+            self.send(WorkerEvent::Metrics(rows));
+        }
+        self.last_flush = Instant::now();
+        (self.waker)();
+    }
+
+    fn set_running(&mut self, running: bool) {
+        self.running = running;
+        let state = if running || self.steps_left > 0 { RunState::Running } else { RunState::Paused };
+        self.flush();
+        self.send(WorkerEvent::State { state, step: self.step_count() });
+    }
+
+    /// Builds a trainer; on success announces it, on failure reports why and keeps `None`.
+    fn build(&mut self, config: TrainConfig) {
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
+            let mut trainer = Trainer::new(config, self.data.clone(), self.backend)?;
+            trainer.evaluate()?;
+            Ok(trainer)
+        }));
+        match result {
+            Ok(Ok(trainer)) => {
+                let data = trainer.data();
+                self.send(WorkerEvent::Started {
+                    layers: trainer.layer_infos(),
+                    config: Box::new(trainer.config().clone()),
+                    input: data.train.shape(),
+                    class_names: data.train.class_names().to_vec(),
+                    train_len: data.train.len(),
+                    test_len: data.test.len(),
+                    data_source: data.train.source().to_string(),
+                });
+                self.trainer = Some(trainer);
+                self.last_snapshot = None;
+            }
+            Ok(Err(error)) => {
+                self.send(WorkerEvent::Failed { step: 0, message: format!("could not build the net: {error}") })
+            }
+            Err(payload) => self.send(WorkerEvent::Failed {
+                step: 0,
+                message: format!("building the net panicked: {}", panic_message(payload.as_ref())),
+            }),
+        }
+    }
+
+    /// Applies one command; returns `false` for [`Command::Stop`].
+    fn handle(&mut self, command: Command) -> bool {
+        let outcome: Result<(), String> = match (&command, self.trainer.as_mut()) {
+            (Command::Stop, _) => return false,
+            (Command::Pause, _) => {
+                self.steps_left = 0;
+                self.set_running(false);
+                return true;
+            }
+            (Command::Resume, _) => {
+                self.set_running(true);
+                return true;
+            }
+            (Command::Step(n), _) => {
+                self.steps_left = *n;
+                self.running = false;
+                self.set_running(false);
+                return true;
+            }
+            (Command::Reset(config), _) => {
+                let check = config.validate().and_then(|()| {
+                    config
+                        .plan(self.data.train.shape(), self.data.train.classes())
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                });
+                match check {
+                    Ok(()) => {
+                        self.flush();
+                        self.trainer = None;
+                        self.build((**config).clone());
+                        Ok(())
+                    }
+                    Err(reason) => Err(reason),
+                }
+            }
+            (_, None) => Err("there is no net yet: reset with a valid configuration first".to_string()),
+            (Command::SetLearningRate(lr), Some(t)) => t.set_learning_rate(*lr),
+            (Command::SetMomentum(m), Some(t)) => t.set_momentum(*m),
+            (Command::SetWeightDecay(w), Some(t)) => t.set_weight_decay(*w),
+            (Command::SetBatchSize(b), Some(t)) => t.set_batch_size(*b),
+            (Command::SetOptimizer(kind), Some(t)) => {
+                t.set_optimizer(*kind);
+                Ok(())
+            }
+            (Command::SetActivation { layer, activation }, Some(t)) => {
+                t.update_layer(*layer, |s| s.activation = *activation)
+            }
+            (Command::SetBias { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.bias = *enabled),
+            (Command::SetBatchNorm { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.batch_norm = *enabled),
+            (Command::SetProbe(index), Some(t)) => t.set_probe(*index),
+        };
+        let event = match outcome {
+            Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
+            Err(reason) => WorkerEvent::Rejected { command, reason },
+        };
+        self.send(event);
+        (self.waker)();
+        true
+    }
+
+    /// Runs one step and reports it; pauses on divergence or failure.
+    fn run_step(&mut self, snapshot_interval: Duration) {
+        let Some(trainer) = self.trainer.as_mut() else { return };
+        let last_of_a_count = self.steps_left == 1;
+        let due = self.last_snapshot.is_none_or(|t| t.elapsed() >= snapshot_interval);
+        // Only take a snapshot when the last one was read: the newest wins, and an idle UI costs nothing.
+        let capture = last_of_a_count || (due && !self.snapshot_unread.load(Ordering::Acquire));
+        let attempted = trainer.step_count() + 1;
+        let outcome = catch_unwind(AssertUnwindSafe(|| trainer.step(capture)));
+        if self.steps_left > 0 {
+            self.steps_left -= 1;
+        }
+        match outcome {
+            Ok(Ok(StepOutcome::Updated { row, snapshot })) => {
+                self.rows.push(row);
+                if let Some(snapshot) = snapshot {
+                    self.snapshot_unread.store(true, Ordering::Release);
+                    self.last_snapshot = Some(Instant::now());
+                    self.flush();
+                    self.send(WorkerEvent::Snapshot(snapshot));
+                    (self.waker)();
+                }
+                if last_of_a_count && !self.running {
+                    self.set_running(false);
+                }
+            }
+            Ok(Ok(StepOutcome::Diverged { step, message })) => {
+                self.steps_left = 0;
+                self.flush();
+                self.send(WorkerEvent::Diverged { step, message });
+                self.set_running(false);
+            }
+            Ok(Err(error)) => self.fail(attempted, error.to_string()),
+            Err(payload) => self.fail(attempted, format!("the step panicked: {}", panic_message(payload.as_ref()))),
+        }
+        if self.last_flush.elapsed() >= METRICS_FLUSH_INTERVAL {
+            self.flush();
+        }
+    }
+
+    fn fail(&mut self, step: u64, message: String) {
+        self.steps_left = 0;
+        self.flush();
+        self.send(WorkerEvent::Failed {
+            step,
+            message: format!("{message}; training paused, the weights are as before the step"),
+        });
+        self.set_running(false);
+    }
+}
+
+/// The worker thread's body.
+pub(crate) fn run(setup: WorkerSetup) {
+    let WorkerSetup { config, data, backend, start_paused, commands, events, snapshot_unread, waker } = setup;
+    let mut worker = Worker {
+        trainer: None,
+        data,
+        backend,
+        running: !start_paused,
+        steps_left: 0,
+        rows: Vec::new(),
+        last_flush: Instant::now(),
+        last_snapshot: None,
+        events,
+        snapshot_unread,
+        waker,
+    };
+    worker.build(config);
+    worker.set_running(!start_paused);
+    'work: loop {
+        let active = worker.trainer.is_some() && (worker.running || worker.steps_left > 0);
+        if !active {
+            worker.flush();
+            // Idle: wait for the next command (this waits on the UI's wishes, never on its frames).
+            match commands.recv() {
+                Ok(command) => {
+                    if !worker.handle(command) {
+                        break 'work;
+                    }
+                }
+                Err(_) => break 'work,
+            }
+        }
+        loop {
+            match commands.try_recv() {
+                Ok(command) => {
+                    if !worker.handle(command) {
+                        break 'work;
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break 'work,
+            }
+        }
+        if worker.trainer.is_some() && (worker.running || worker.steps_left > 0) {
+            let interval = worker
+                .trainer
+                .as_ref()
+                .map_or(Duration::ZERO, |t| Duration::from_millis(t.config().snapshot_interval_ms));
+            worker.run_step(interval);
+        }
+    }
+    worker.flush();
+    let step = worker.step_count();
+    worker.send(WorkerEvent::Stopped { step });
+    (worker.waker)();
+}
