@@ -135,9 +135,11 @@ pub struct LayerSnapshot {
     pub name: String,
     /// Settings in force at this step.
     pub settings: LayerSettings,
-    /// Weights: `[filters, in_channels, k, k]` for conv, `[inputs, units]` for dense (burn's layout).
+    /// Weights after the step's update: `[filters, in_channels, k, k]` for conv, `[inputs, units]` for dense
+    /// (burn's layout).
     pub weights: FloatArray,
-    /// ∂loss/∂weights of this step's batch, same layout; `None` before the first step.
+    /// ∂loss/∂weights of the step's batch at the weights before its update, same layout; `None` before the
+    /// first step.
     pub weight_grads: Option<FloatArray>,
     /// Histogram of the pre-activations (after batch-norm when it is on) over this step's batch.
     pub pre_activation_histogram: Histogram,

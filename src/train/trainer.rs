@@ -103,6 +103,11 @@ pub struct Trainer {
     recent_accuracy: VecDeque<(usize, usize)>,
     test_accuracy: f32,
     elapsed_secs: f64,
+    /// The last step's batch, weight gradients (flattened), their norms and loss: what a snapshot shows.
+    last_indices: Vec<usize>,
+    last_grads: Vec<Option<Tensor<1>>>,
+    last_grad_norms: Vec<f32>,
+    last_loss: f32,
 }
 
 fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
@@ -144,6 +149,10 @@ impl Trainer {
             recent_accuracy: VecDeque::with_capacity(TRAIN_ACCURACY_WINDOW),
             test_accuracy: f32::NAN,
             elapsed_secs: 0.0,
+            last_indices: Vec::new(),
+            last_grads: Vec::new(),
+            last_grad_norms: Vec::new(),
+            last_loss: f32::NAN,
             data,
             config,
         };
@@ -295,6 +304,52 @@ impl Trainer {
         self.optimizer = build_optimizer(&self.config).load_record(record);
     }
 
+    /// The loss on the given training-set indices with the current weights, without any update (batch-norm,
+    /// when on, uses the batch's statistics as in training). For finite-difference checks.
+    pub fn batch_loss(&self, indices: &[usize]) -> Result<f32, TrainError> {
+        let (images, targets, _) =
+            make_batch(&self.data.train, indices, &self.normalization, None, self.plan.classes, &self.device)?;
+        let loss = self.model.loss(self.model.forward(images), targets);
+        Ok(readback("the loss", loss.into_data())?.first().copied().unwrap_or(f32::NAN))
+    }
+
+    /// The current weights of layer `layer` (index among the layers with weights).
+    pub fn layer_weights(&self, layer: usize) -> Result<FloatArray, TrainError> {
+        let Some(target) = self.model.layers.get(layer) else {
+            return Err(TrainError::Config(format!("there is no layer {layer}")));
+        };
+        let values = match (&target.conv_weight, &target.dense_weight) {
+            (Some(w), _) => readback("weights", w.val().inner().into_data())?,
+            (None, Some(w)) => readback("weights", w.val().inner().into_data())?,
+            (None, None) => Vec::new(),
+        };
+        FloatArray::new(target.weight_shape(), values)
+            .ok_or_else(|| TrainError::Config(format!("layer {layer}'s weights do not match their shape")))
+    }
+
+    /// Overwrites layer `layer`'s weights (same shape), keeping the parameter's identity so the optimiser's
+    /// state still lines up.
+    pub fn set_layer_weights(&mut self, layer: usize, weights: &FloatArray) -> Result<(), TrainError> {
+        let device = self.device.clone();
+        let Some(target) = self.model.layers.get_mut(layer) else {
+            return Err(TrainError::Config(format!("there is no layer {layer}")));
+        };
+        if weights.shape != target.weight_shape() {
+            return Err(TrainError::Config(format!(
+                "weights of shape {:?} do not fit layer {layer} of shape {:?}",
+                weights.shape,
+                target.weight_shape()
+            )));
+        }
+        let data = TensorData::new(weights.data.clone(), weights.shape.clone());
+        if let Some(param) = target.conv_weight.take() {
+            target.conv_weight = Some(param.map(|_| Tensor::<4>::from_data(data, &device).require_grad()));
+        } else if let Some(param) = target.dense_weight.take() {
+            target.dense_weight = Some(param.map(|_| Tensor::<2>::from_data(data, &device).require_grad()));
+        }
+        Ok(())
+    }
+
     // --- stepping ----------------------------------------------------------------------------------------
 
     /// Runs one training step on the next batch; with `capture`, also returns a snapshot.
@@ -366,15 +421,14 @@ impl Trainer {
         }
         let grad_norms: Vec<f32> = per_layer.iter().map(|s| s.first().copied().unwrap_or(0.0).sqrt()).collect();
 
-        let snapshot = match trace {
-            Some(trace) => Some(Box::new(self.snapshot(step, loss_value, trace, &weight_grads, &grad_norms)?)),
-            None => None,
-        };
-
         let grads = GradientsParams::from_grads(grads, &self.model);
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
         self.model = self.optimizer.step(self.config.lr, self.model.clone(), grads);
         self.step = step;
+        self.last_indices = indices.to_vec();
+        self.last_grads = weight_grads;
+        self.last_grad_norms = grad_norms.clone();
+        self.last_loss = loss_value;
         if self.recent_accuracy.len() == TRAIN_ACCURACY_WINDOW {
             self.recent_accuracy.pop_front();
         }
@@ -383,6 +437,10 @@ impl Trainer {
         if self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
             self.evaluate()?;
         }
+        let snapshot = match trace {
+            Some(trace) => Some(Box::new(self.snapshot_with(Some(trace))?)),
+            None => None,
+        };
         let row = MetricRow {
             step,
             epoch: self.sampler.epoch(),
@@ -434,17 +492,36 @@ impl Trainer {
         Ok(self.test_accuracy)
     }
 
-    /// Weights, gradients, histograms and the probe pass for the step about to be applied.
-    fn snapshot(
-        &self,
-        step: u64,
-        loss: f32,
-        trace: crate::model::Trace,
-        weight_grads: &[Option<Tensor<1>>],
-        grad_norms: &[f32],
-    ) -> Result<Snapshot, TrainError> {
+    /// A snapshot of the net as it is now: current weights, the last step's gradients, and activations of the
+    /// last step's batch recomputed with the current weights (batch-norm in inference mode). Used after a
+    /// change while paused, so the window shows its effect without a training step.
+    pub fn refresh_snapshot(&self) -> Result<Snapshot, TrainError> {
+        self.snapshot_with(None)
+    }
+
+    /// Weights after the last update, that update's gradients, the activations in `trace` (or recomputed for
+    /// the last batch when `None`), and the probe pass.
+    fn snapshot_with(&self, trace: Option<crate::model::Trace>) -> Result<Snapshot, TrainError> {
+        let trace = match trace {
+            Some(trace) => trace,
+            None => {
+                let indices: Vec<usize> = if self.last_indices.is_empty() {
+                    (0..self.config.batch_size.min(self.data.train.len())).collect()
+                } else {
+                    self.last_indices.clone()
+                };
+                let (images, _, _) =
+                    make_batch(&self.data.train, &indices, &self.normalization, None, self.plan.classes, &self.device)?;
+                self.model.valid().forward_traced(images.inner()).1
+            }
+        };
+        let no_grad = None;
+        let weight_grads =
+            self.model.layers.iter().enumerate().map(|(i, _)| self.last_grads.get(i).unwrap_or(&no_grad));
+        let grad_norms =
+            self.model.layers.iter().enumerate().map(|(i, _)| self.last_grad_norms.get(i).copied().unwrap_or(0.0));
         let mut layers = Vec::with_capacity(self.model.layers.len());
-        for (((layer, grad), pre), (post, &grad_norm)) in
+        for (((layer, grad), pre), (post, grad_norm)) in
             self.model.layers.iter().zip(weight_grads).zip(&trace.pre).zip(trace.post.iter().zip(grad_norms))
         {
             let shape = layer.weight_shape();
@@ -473,10 +550,10 @@ impl Trainer {
             });
         }
         Ok(Snapshot {
-            step,
+            step: self.step,
             epoch: self.sampler.epoch(),
             lr: self.config.lr,
-            loss,
+            loss: self.last_loss,
             train_accuracy: self.train_accuracy(),
             layers,
             probe: self.probe()?,

@@ -101,6 +101,7 @@ impl Worker {
                 });
                 self.trainer = Some(trainer);
                 self.last_snapshot = None;
+                self.send_refresh();
             }
             Ok(Err(error)) => {
                 self.send(WorkerEvent::Failed { step: 0, message: format!("could not build the net: {error}") })
@@ -108,6 +109,23 @@ impl Worker {
             Err(payload) => self.send(WorkerEvent::Failed {
                 step: 0,
                 message: format!("building the net panicked: {}", panic_message(payload.as_ref())),
+            }),
+        }
+    }
+
+    /// Sends a snapshot of the net as it is now (after a build, or a change while paused), so the window
+    /// shows the effect of a change without a training step.
+    fn send_refresh(&mut self) {
+        let Some(trainer) = self.trainer.as_ref() else { return };
+        match catch_unwind(AssertUnwindSafe(|| trainer.refresh_snapshot())) {
+            Ok(Ok(snapshot)) => {
+                self.snapshot_unread.store(true, Ordering::Release);
+                self.send(WorkerEvent::Snapshot(Box::new(snapshot)));
+            }
+            Ok(Err(error)) => self.send(WorkerEvent::Failed { step: self.step_count(), message: error.to_string() }),
+            Err(payload) => self.send(WorkerEvent::Failed {
+                step: self.step_count(),
+                message: format!("taking a snapshot panicked: {}", panic_message(payload.as_ref())),
             }),
         }
     }
@@ -164,11 +182,22 @@ impl Worker {
             (Command::SetBatchNorm { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.batch_norm = *enabled),
             (Command::SetProbe(index), Some(t)) => t.set_probe(*index),
         };
+        let applied = outcome.is_ok();
+        let changes_the_picture = matches!(
+            command,
+            Command::SetActivation { .. }
+                | Command::SetBias { .. }
+                | Command::SetBatchNorm { .. }
+                | Command::SetProbe(_)
+        );
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
             Err(reason) => WorkerEvent::Rejected { command, reason },
         };
         self.send(event);
+        if applied && changes_the_picture && !self.running && self.steps_left == 0 {
+            self.send_refresh();
+        }
         (self.waker)();
         true
     }

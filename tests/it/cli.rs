@@ -1,0 +1,203 @@
+//! `convscope` run as a process: training on the embedded data, broken IDX files, divergence, bench.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::support::{asset_dir, scratch_dir};
+
+fn convscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run convscope")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn last_json_line(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().expect("a JSON line on stdout");
+    serde_json::from_str(line).expect("the last stdout line is JSON")
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()), &mut bytes)
+        .unwrap();
+    bytes
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn train_learns_the_embedded_digits_and_writes_its_outputs() {
+    let out = scratch_dir("train-out");
+    let output = convscope(&["train", "--steps", "300", "--seed", "3", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = last_json_line(&output);
+    assert_eq!(summary["steps"], 300);
+    let accuracy = summary["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 0.9, "test accuracy after 300 steps: {accuracy}");
+    assert!(summary["images_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(summary["train_loss"].as_f64().unwrap() < 0.5);
+    for name in ["conv1_filters.png", "conv1_gradients.png"] {
+        let image = image::open(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(image.width() > 50 && image.height() > 50);
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    for column in ["step", "loss", "train_accuracy", "test_accuracy", "lr"] {
+        assert!(header.contains(&column), "missing column {column}");
+    }
+    let norms: Vec<&&str> = header.iter().filter(|c| c.contains("grad") && c.contains("norm")).collect();
+    assert_eq!(norms, [&"grad_norm_conv1", &"grad_norm_conv2", &"grad_norm_dense1"]);
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r.split(',').count() == header.len() && !r.split(',').any(str::is_empty)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["config"]["seed"], 3);
+}
+
+/// Writes the train pair into a fresh folder, letting `mangle` change the image and label bytes (raw).
+fn idx_folder(tag: &str, mangle: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) -> std::path::PathBuf {
+    let dir = scratch_dir(tag);
+    let mut images = gunzip(&asset_dir().join("train-images-idx3-ubyte.gz"));
+    let mut labels = gunzip(&asset_dir().join("train-labels-idx1-ubyte.gz"));
+    mangle(&mut images, &mut labels);
+    std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gzip(&images)).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), gzip(&labels)).unwrap();
+    dir
+}
+
+fn assert_bad_input(dir: &Path, needles: &[&str]) {
+    let out = scratch_dir("bad-out");
+    let output = convscope(&["train", "--data", dir.to_str().unwrap(), "--steps", "1", "--out", out.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    for needle in needles {
+        assert!(message.contains(needle), "expected {needle:?} in: {message}");
+    }
+}
+
+#[test]
+fn broken_idx_files_exit_2_naming_the_fault() {
+    let truncated = idx_folder("truncated", |images, _| images.truncate(images.len() - 1000));
+    assert_bad_input(&truncated, &["train-images-idx3-ubyte.gz", "truncated"]);
+
+    let magic = idx_folder("magic", |images, _| images[2] = 0x09);
+    assert_bad_input(&magic, &["train-images-idx3-ubyte.gz"]);
+
+    let mismatch = idx_folder("mismatch", |_, labels| {
+        labels.truncate(labels.len() - 10);
+        labels[4..8].copy_from_slice(&7990_u32.to_be_bytes());
+    });
+    assert_bad_input(&mismatch, &["8000", "7990"]);
+
+    let out_of_range = idx_folder("label-range", |_, labels| labels[8 + 17] = 12);
+    assert_bad_input(&out_of_range, &["index 17", "12"]);
+
+    let huge = idx_folder("huge", |images, _| images[4..8].copy_from_slice(&1_000_000_000_u32.to_be_bytes()));
+    assert_bad_input(&huge, &["truncated"]);
+
+    let corrupt = scratch_dir("corrupt");
+    let mut gz = std::fs::read(asset_dir().join("train-images-idx3-ubyte.gz")).unwrap();
+    let middle = gz.len() / 2;
+    for byte in &mut gz[middle..middle + 64] {
+        *byte ^= 0x5A;
+    }
+    std::fs::write(corrupt.join("train-images-idx3-ubyte.gz"), gz).unwrap();
+    std::fs::copy(asset_dir().join("train-labels-idx1-ubyte.gz"), corrupt.join("train-labels-idx1-ubyte.gz")).unwrap();
+    assert_bad_input(&corrupt, &["train-images-idx3-ubyte.gz"]);
+
+    let empty = scratch_dir("empty");
+    std::fs::write(empty.join("train-images-idx3-ubyte"), b"").unwrap();
+    std::fs::copy(asset_dir().join("train-labels-idx1-ubyte.gz"), empty.join("train-labels-idx1-ubyte.gz")).unwrap();
+    assert_bad_input(&empty, &["train-images-idx3-ubyte", "empty"]);
+
+    let missing = scratch_dir("missing");
+    assert_bad_input(&missing, &["train-images-idx3-ubyte"]);
+}
+
+#[test]
+fn a_valid_train_only_folder_trains_with_a_held_out_split() {
+    let dir = idx_folder("train-only", |_, _| {});
+    let out = scratch_dir("train-only-out");
+    let output =
+        convscope(&["train", "--data", dir.to_str().unwrap(), "--steps", "20", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = last_json_line(&output);
+    assert_eq!(summary["steps"], 20);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert!(config["data"].as_str().unwrap().contains("train split"), "{config}");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_pointer_to_the_fault() {
+    let out = scratch_dir("bad-args-out");
+    let output = convscope(&[
+        "train",
+        "--arch",
+        "conv 8 5x5, pool 2, pool 2, pool 2, pool 2, pool 2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("^^^^^^"), "{}", stderr(&output));
+    let output = convscope(&["train", "--lr=-1", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("learning rate"), "{}", stderr(&output));
+    let output = convscope(&["train", "--layer-activations", "relu,swish", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("swish"), "{}", stderr(&output));
+}
+
+#[test]
+fn divergence_exits_3_naming_the_step() {
+    let out = scratch_dir("diverge-out");
+    let output = convscope(&[
+        "train",
+        "--activation",
+        "identity",
+        "--lr",
+        "1000",
+        "--optimizer",
+        "sgd",
+        "--steps",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(message.contains("diverged at step"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    assert!(out.join("metrics.csv").exists(), "the rows up to the divergence are kept");
+}
+
+#[test]
+fn bench_prints_its_figures_as_the_first_line() {
+    let output = convscope(&["bench", "--steps", "12", "--threads", "1"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    for key in ["images_per_sec", "images_per_sec_with_snapshots", "threads", "cpu_s", "batch", "final_loss"] {
+        assert!(!first[key].is_null(), "missing {key} in {first}");
+    }
+    assert_eq!(first["threads"], 1);
+    assert_eq!(first["batch"], 32);
+}

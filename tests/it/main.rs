@@ -1,0 +1,10 @@
+//! The one integration-test binary: training on the real model and data, the worker's command channel, and
+//! the `convscope` command line run as a process.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod support;
+mod training;
+mod worker;

@@ -1,0 +1,222 @@
+//! The worker thread through its real channel: commands take effect at the next step and are answered with
+//! that step's number; pausing, stepping and divergence behave; the UI never has to read for it to go on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use convscope::arch::Activation;
+use convscope::snapshot::{MetricRow, Snapshot};
+use convscope::train::{Command, OptimizerKind, RunState, WorkerEvent, WorkerHandle, WorkerOptions};
+
+use crate::support::{config, mnist};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn paused_worker(change: impl FnOnce(&mut convscope::train::TrainConfig)) -> WorkerHandle {
+    let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
+    WorkerHandle::spawn(config(change), mnist(), options).expect("spawn worker")
+}
+
+/// Waits for the first event `pick` accepts, collecting metric rows on the way.
+fn wait_for<T>(worker: &WorkerHandle, rows: &mut Vec<MetricRow>, mut pick: impl FnMut(&WorkerEvent) -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    while Instant::now() < deadline {
+        let Some(event) = worker.recv_timeout(Duration::from_millis(200)) else { continue };
+        if let WorkerEvent::Metrics(batch) = &event {
+            rows.extend(batch.iter().cloned());
+        }
+        if let WorkerEvent::Failed { message, .. } = &event {
+            panic!("worker failed: {message}");
+        }
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+    }
+    panic!("timed out waiting for an event");
+}
+
+fn snapshot(event: &WorkerEvent) -> Option<Box<Snapshot>> {
+    match event {
+        WorkerEvent::Snapshot(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn paused_at(event: &WorkerEvent) -> Option<u64> {
+    match event {
+        WorkerEvent::State { state: RunState::Paused, step } => Some(*step),
+        _ => None,
+    }
+}
+
+#[test]
+fn started_event_and_first_snapshot_describe_the_net() {
+    let worker = paused_worker(|_| {});
+    let mut rows = Vec::new();
+    let layers = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Started { layers, class_names, train_len, .. } => {
+            assert_eq!(class_names.len(), 10);
+            assert_eq!(*train_len, 8000);
+            Some(layers.clone())
+        }
+        _ => None,
+    });
+    let names: Vec<_> = layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["conv1", "pool1", "conv2", "pool2", "dense1"]);
+    let first = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(first.step, 0);
+    assert_eq!(first.layers[0].weights.shape, vec![8, 1, 5, 5]);
+    assert!(first.layers[0].weight_grads.is_none(), "no gradient before the first step");
+    assert_eq!(first.probe.probabilities.len(), 10);
+    assert!((first.probe.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+}
+
+#[test]
+fn activation_switch_between_two_steps_keeps_weights_and_reports_the_step() {
+    let worker = paused_worker(|_| {});
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(2));
+    let after_two = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 2));
+    assert_eq!(wait_for(&worker, &mut rows, paused_at), 2);
+
+    let switch = Command::SetActivation { layer: 0, activation: Activation::Sigmoid };
+    worker.send(switch.clone());
+    let effective = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Applied { command, effective_step } if *command == switch => Some(*effective_step),
+        _ => None,
+    });
+    assert_eq!(effective, 3, "the switch applies from the next step");
+    // While paused, the worker refreshes the picture at once: same weights, new activation, new output.
+    let refreshed = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(refreshed.step, 2);
+    for (a, b) in after_two.layers.iter().zip(&refreshed.layers) {
+        assert_eq!(a.weights, b.weights, "{}: weights must not change on a switch", a.name);
+    }
+    assert_eq!(refreshed.layers[0].settings.activation, Activation::Sigmoid);
+    assert_ne!(refreshed.probe.probabilities, after_two.probe.probabilities);
+
+    worker.send(Command::Step(1));
+    let third = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 3));
+    assert_eq!(third.layers[0].settings.activation, Activation::Sigmoid);
+    assert_ne!(third.layers[0].weights, refreshed.layers[0].weights, "training goes on after the switch");
+}
+
+#[test]
+fn learning_rate_change_applies_at_the_very_next_step() {
+    let worker = paused_worker(|c| c.optimizer = OptimizerKind::Sgd);
+    let mut rows = Vec::new();
+    let initial = wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(1));
+    let first = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 1));
+    worker.send(Command::SetLearningRate(0.5));
+    let effective = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Applied { command: Command::SetLearningRate(_), effective_step } => Some(*effective_step),
+        _ => None,
+    });
+    assert_eq!(effective, 2);
+    worker.send(Command::Step(1));
+    let second = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 2));
+    wait_for(&worker, &mut rows, paused_at);
+    // Plain SGD: each step moved the weights by exactly lr · gradient, with the new rate from step 2 on.
+    for (before, after, lr) in [(&initial, &first, 0.01_f32), (&first, &second, 0.5)] {
+        let grads = after.layers[0].weight_grads.as_ref().unwrap();
+        for ((w0, g), w1) in before.layers[0].weights.data.iter().zip(&grads.data).zip(&after.layers[0].weights.data) {
+            assert!((w1 - (w0 - lr * g)).abs() < 1e-5, "step {}: lr {lr}", after.step);
+        }
+    }
+    let lrs: Vec<(u64, f64)> = rows.iter().map(|r| (r.step, r.lr)).collect();
+    assert_eq!(lrs, [(1, 0.01), (2, 0.5)]);
+}
+
+#[test]
+fn bad_commands_are_rejected_and_change_nothing() {
+    let worker = paused_worker(|_| {});
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    for command in [
+        Command::SetActivation { layer: 9, activation: Activation::Tanh },
+        Command::SetLearningRate(-1.0),
+        Command::SetBatchSize(0),
+        Command::SetProbe(1_000_000),
+        Command::Reset(Box::new(config(|c| c.arch = "conv 8 3x3, pool 2, pool 2, pool 2, pool 2, pool 2".into()))),
+    ] {
+        worker.send(command.clone());
+        let reason = wait_for(&worker, &mut rows, |e| match e {
+            WorkerEvent::Rejected { command: rejected, reason } if *rejected == command => Some(reason.clone()),
+            _ => None,
+        });
+        assert!(!reason.is_empty());
+    }
+    worker.send(Command::Step(1));
+    assert_eq!(wait_for(&worker, &mut rows, paused_at), 1, "the net still trains after rejected commands");
+}
+
+#[test]
+fn rows_are_never_dropped_while_nobody_reads_and_the_worker_never_waits() {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let options = WorkerOptions {
+        threads: Some(1),
+        waker: Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }),
+        ..WorkerOptions::default()
+    };
+    let worker = WorkerHandle::spawn(config(|c| c.batch_size = 8), mnist(), options).unwrap();
+    // Read nothing for a while: the worker keeps training regardless.
+    std::thread::sleep(Duration::from_millis(1500));
+    worker.send(Command::Pause);
+    let mut rows = Vec::new();
+    let mut snapshots = 0;
+    let paused = wait_for(&worker, &mut rows, |e| {
+        if matches!(e, WorkerEvent::Snapshot(_)) {
+            snapshots += 1;
+        }
+        paused_at(e)
+    });
+    assert!(paused > 20, "the worker trained while unread: {paused} steps");
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, (1..=paused).collect::<Vec<_>>(), "every step's row arrives, in order");
+    // Snapshots wait for the reader: without reads, at most the initial one and one more were sent.
+    assert!(snapshots <= 2, "{snapshots} snapshots queued for a reader that never read");
+    assert!(wakes.load(Ordering::Relaxed) > 0, "the worker wakes the UI");
+}
+
+#[test]
+fn divergence_pauses_and_names_the_step() {
+    let worker = paused_worker(|c| {
+        c.activation = Activation::Identity;
+        c.lr = 1000.0;
+        c.optimizer = OptimizerKind::Sgd;
+    });
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Resume);
+    let (step, message) = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Diverged { step, message } => Some((*step, message.clone())),
+        _ => None,
+    });
+    assert!(message.contains(&format!("step {step}")), "{message}");
+    assert_eq!(wait_for(&worker, &mut rows, paused_at), step - 1, "the diverged step was not counted");
+    assert!(rows.iter().all(|r| r.step < step && r.loss.is_finite()));
+}
+
+#[test]
+fn reset_builds_a_new_net_from_the_seed() {
+    let worker = paused_worker(|c| c.seed = 7);
+    let mut rows = Vec::new();
+    let first = wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(3));
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 3));
+    worker.send(Command::Reset(Box::new(config(|c| c.seed = 7))));
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    let again = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(again.step, 0);
+    assert_eq!(again.layers[0].weights, first.layers[0].weights, "the same seed gives the same net");
+    worker.send(Command::Reset(Box::new(config(|c| c.seed = 8))));
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    let other = wait_for(&worker, &mut rows, snapshot);
+    assert_ne!(other.layers[0].weights, first.layers[0].weights);
+}
