@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Packages the suite needs at run time (none are needed to build: eframe loads X11/GL at run time).
-packages=()
+# Packages the suite needs at run time: Xvfb and Mesa for the window test, lavapipe (mesa-vulkan-drivers) for
+# the rendered snapshot. None are needed to build: eframe loads X11, GL and Vulkan at run time.
+packages=(xvfb xauth libgl1-mesa-dri libegl-mesa0 libegl1 libgl1 libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 libx11-xcb1 mesa-vulkan-drivers libvulkan1)
 if ((${#packages[@]})); then
     missing=()
     for package in "${packages[@]}"; do

@@ -23,6 +23,68 @@ pub struct Cli {
     /// What to do; without one, convscope opens its window.
     #[command(subcommand)]
     pub command: Option<CliCommand>,
+    /// Window options (used when no command is given).
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// Options of the window.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// Renderer: glow (OpenGL, fast under software rendering) or wgpu.
+    #[arg(long, value_enum, default_value = "glow")]
+    pub renderer: RendererArg,
+    /// Compute threads for training (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Start from the default settings instead of the ones saved at the last exit.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Save a PNG of the window after --screenshot-after seconds, then close it.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+    /// Seconds of training before --screenshot is taken.
+    #[arg(long, value_name = "SECS", default_value_t = 8.0)]
+    pub screenshot_after: f64,
+    /// Close the window after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub quit_after: Option<f64>,
+    /// With --quit-after: write the UI frame times and the training throughput as JSON here.
+    #[arg(long, value_name = "PATH", requires = "quit_after")]
+    pub frame_stats: Option<PathBuf>,
+}
+
+/// `--renderer` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RendererArg {
+    /// OpenGL through glow
+    Glow,
+    /// wgpu (Vulkan, Metal, DX12 or GL)
+    Wgpu,
+}
+
+/// Opens the window with `args`.
+pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
+    let seconds = |secs: f64, flag: &str| {
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| Failure::bad_input(anyhow::anyhow!("{flag} {secs} must be a non-negative number of seconds")))
+    };
+    let screenshot = match &args.screenshot {
+        Some(path) => Some((path.clone(), seconds(args.screenshot_after, "--screenshot-after")?)),
+        None => None,
+    };
+    let quit_after = match args.quit_after {
+        Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
+        None => None,
+    };
+    crate::app::run_window(crate::app::WindowOptions {
+        wgpu: matches!(args.renderer, RendererArg::Wgpu),
+        threads: args.threads,
+        screenshot,
+        quit_after,
+        fresh: args.fresh,
+    })
+    .map_err(Failure::internal)
 }
 
 /// The headless commands.

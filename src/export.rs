@@ -97,6 +97,43 @@ pub fn filter_grid(
     Ok(image)
 }
 
+/// Tiles activation maps `[channels, h, w]` (or a dense layer's `[units]`, drawn as one row) on the
+/// sequential colour map over `[low, high]`, `upscale` pixels per value, with a one-pixel gap between maps.
+pub fn map_grid(maps: &FloatArray, low: f32, high: f32, upscale: u32) -> Result<RgbImage, ExportError> {
+    let (channels, h, w) = match *maps.shape.as_slice() {
+        [c, h, w] => (c, h, w),
+        [n] => (1, 1, n),
+        _ => {
+            return Err(ExportError::Shape {
+                what: "activation maps".into(),
+                detail: format!("expected [channels, h, w] or [units], got shape {:?}", maps.shape),
+            });
+        }
+    };
+    let columns = (channels as f64).sqrt().ceil().max(1.0) as usize;
+    let rows = channels.div_ceil(columns);
+    let scale_px = upscale.max(1);
+    let width = (columns * (w + 1) + 1) as u32 * scale_px;
+    let height = (rows * (h + 1) + 1) as u32 * scale_px;
+    let mut image = RgbImage::from_pixel(width, height, Rgb([96, 96, 96]));
+    for channel in 0..channels {
+        let (gx, gy) = ((channel % columns) * (w + 1) + 1, (channel / columns) * (h + 1) + 1);
+        for y in 0..h {
+            for x in 0..w {
+                let value = maps.data.get((channel * h + y) * w + x).copied().unwrap_or(f32::NAN);
+                let colour = Rgb(colormap::sequential(colormap::unit(value, low, high)));
+                let (px, py) = ((gx + x) as u32 * scale_px, (gy + y) as u32 * scale_px);
+                for dy in 0..scale_px {
+                    for dx in 0..scale_px {
+                        image.put_pixel(px + dx, py + dy, colour);
+                    }
+                }
+            }
+        }
+    }
+    Ok(image)
+}
+
 /// Encodes an RGB image as PNG bytes.
 pub fn encode_png(image: &RgbImage, what: &str) -> Result<Vec<u8>, ExportError> {
     let mut bytes = Vec::new();

@@ -2,8 +2,10 @@
 //!
 //! Layers depend only downward: [`data`] (loading, batching) and [`arch`] (the spec) are plain Rust;
 //! [`model`] is the burn module; [`train`] runs it on a worker thread; [`snapshot`] is the plain data the
-//! worker sends; [`export`] writes images and CSV; [`cli`] holds the headless commands.
+//! worker sends; [`export`] writes images and CSV; [`cli`] holds the headless commands; [`app`] is the egui
+//! window, which talks to the worker only through [`train::Command`] and [`train::WorkerEvent`].
 
+pub mod app;
 pub mod arch;
 pub mod cli;
 pub mod colormap;

@@ -7,14 +7,11 @@ use convscope::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(command) = cli.command else {
-        eprintln!(
-            "convscope: the live window is not part of this build yet; train headless with `convscope train` \
-             (see `convscope train --help`) or time the trainer with `convscope bench`"
-        );
-        return ExitCode::SUCCESS;
+    let result = match cli.command {
+        Some(command) => cli::run(command),
+        None => cli::run_window(&cli.window),
     };
-    match cli::run(command) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {:#}", failure.error);

@@ -7,4 +7,6 @@
 mod cli;
 mod support;
 mod training;
+mod ui;
+mod window;
 mod worker;

@@ -1,0 +1,158 @@
+//! The activation-curves panel: for every hidden layer, its activation f and derivative f' with the
+//! layer's live pre-activation histogram on the same x-axis, so saturation and dead zones are visible.
+
+use eframe::egui::{self, Color32, RichText};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use serde::{Deserialize, Serialize};
+
+use crate::app::panels::header;
+use crate::app::view::TrainingView;
+use crate::arch::Activation;
+use crate::snapshot::Histogram;
+
+/// Points per drawn curve.
+pub const CURVE_POINTS: usize = 241;
+
+const HELP: &str = "Blue: the layer's activation f(x). Orange: its slope f'(x), which multiplies every gradient \
+flowing back through the layer. Grey bars: where this layer's inputs (pre-activations) fell over the last batch. \
+Inputs in a flat part of sigmoid or tanh get a near-zero slope: the units are saturated and learn slowly. Inputs \
+left of zero under ReLU get slope 0: those units are dead for that example. Healthy layers keep most of the \
+histogram where f' is large.";
+
+/// The curve data drawn for one layer (kept so tests can read what was plotted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurveData {
+    /// The layer's name.
+    pub layer: String,
+    /// The activation drawn.
+    pub activation: Activation,
+    /// Points of f.
+    pub f: Vec<[f64; 2]>,
+    /// Points of f'.
+    pub df: Vec<[f64; 2]>,
+}
+
+impl CurveData {
+    /// f and f' at the sample nearest to `x`.
+    pub fn at(&self, x: f64) -> Option<(f64, f64)> {
+        let nearest = |points: &[[f64; 2]]| {
+            points.iter().min_by(|a, b| (a[0] - x).abs().total_cmp(&(b[0] - x).abs())).map(|p| p[1])
+        };
+        Some((nearest(&self.f)?, nearest(&self.df)?))
+    }
+}
+
+/// Samples f and f' over `[low, high]`, with x = 0 among the samples.
+pub fn sample_curves(layer: &str, activation: Activation, low: f64, high: f64) -> CurveData {
+    let half = (CURVE_POINTS / 2) as f64;
+    let xs: Vec<f64> = (0..CURVE_POINTS)
+        .map(|i| {
+            let t = i as f64 - half;
+            if t < 0.0 { low * (-t / half) } else { high * (t / half) }
+        })
+        .collect();
+    CurveData {
+        layer: layer.to_string(),
+        activation,
+        f: xs.iter().map(|&x| [x, activation.f(x)]).collect(),
+        df: xs.iter().map(|&x| [x, activation.df(x)]).collect(),
+    }
+}
+
+/// The x-range to draw: the histogram's range, widened to at least ±3 so the curve's shape shows.
+fn x_range(histogram: Option<&Histogram>) -> (f64, f64) {
+    let (low, high) = histogram.filter(|h| h.total() > 0).map_or((-3.0, 3.0), |h| (f64::from(h.min), f64::from(h.max)));
+    (low.min(-3.0), high.max(3.0))
+}
+
+/// The activation-curves panel.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CurvesPanel {
+    #[serde(skip)]
+    help: bool,
+    /// What was drawn on the last frame, one entry per hidden layer.
+    #[serde(skip)]
+    pub last_curves: Vec<CurveData>,
+}
+
+impl CurvesPanel {
+    /// Draws one small plot per hidden layer.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+        header(ui, "Activation curves", &mut self.help, HELP);
+        self.last_curves.clear();
+        let hidden: Vec<_> = view.layers.iter().filter(|l| l.weighted_index.is_some() && !l.output).collect();
+        if hidden.is_empty() {
+            ui.label("Waiting for the net…");
+            return;
+        }
+        let columns = hidden.len().min(3);
+        let width = (ui.available_width() / columns as f32 - 14.0).max(120.0);
+        ui.horizontal_wrapped(|ui| {
+            for info in hidden {
+                let Some(settings) = info.settings else { continue };
+                let histogram = view
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| s.layers.iter().find(|l| l.name == info.name))
+                    .map(|l| &l.pre_activation_histogram);
+                let (low, high) = x_range(histogram);
+                let curves = sample_curves(&info.name, settings.activation, low, high);
+                ui.vertical(|ui| {
+                    ui.label(RichText::new(format!("{} · {}", info.name, settings.activation)).small().strong());
+                    let peak = curves.f.iter().map(|p| p[1].abs()).fold(1.0_f64, f64::max);
+                    let bars: Vec<Bar> = histogram
+                        .map(|h| {
+                            let most = f64::from(h.counts.iter().copied().max().unwrap_or(1).max(1));
+                            let width = f64::from(h.bin_width()).max(1e-9);
+                            h.counts
+                                .iter()
+                                .enumerate()
+                                .map(|(i, &c)| {
+                                    Bar::new(
+                                        f64::from(h.min) + (i as f64 + 0.5) * width,
+                                        0.9 * peak * f64::from(c) / most,
+                                    )
+                                    .width(width)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Plot::new(("curve", info.name.as_str()))
+                        .width(width)
+                        .height(150.0)
+                        .legend(Legend::default())
+                        .allow_drag(false)
+                        .allow_zoom(false)
+                        .allow_scroll(false)
+                        .include_y(-0.1)
+                        .include_y(1.1)
+                        .show(ui, |plot| {
+                            plot.bar_chart(
+                                BarChart::new("inputs", bars)
+                                    .color(Color32::from_rgba_unmultiplied(150, 150, 150, 110)),
+                            );
+                            plot.line(
+                                Line::new("f", PlotPoints::from(curves.f.clone()))
+                                    .color(Color32::from_rgb(70, 130, 220))
+                                    .width(2.0),
+                            );
+                            plot.line(
+                                Line::new("f'", PlotPoints::from(curves.df.clone()))
+                                    .color(Color32::from_rgb(235, 140, 40))
+                                    .width(2.0),
+                            );
+                        });
+                    if let Some(h) = histogram.filter(|h| h.non_finite > 0) {
+                        ui.label(
+                            RichText::new(format!("{} non-finite inputs", h.non_finite))
+                                .small()
+                                .color(Color32::from_rgb(220, 80, 80)),
+                        );
+                    }
+                });
+                self.last_curves.push(curves);
+            }
+        });
+    }
+}

@@ -1,0 +1,159 @@
+//! The filters panel: a conv layer's filters and their weight gradients side by side, on one signed colour
+//! scale per grid (shared by every tile, so a shrinking gradient shows as fading), optionally locked.
+
+use eframe::egui::{self, RichText};
+use serde::{Deserialize, Serialize};
+
+use crate::app::panels::{header, legend, short};
+use crate::app::textures::{self, TextureSlot};
+use crate::app::view::TrainingView;
+use crate::colormap;
+use crate::snapshot::LayerSnapshot;
+
+const HELP: &str = "Left: the layer's filters (its weights), one tile per filter; for deeper layers, the slice \
+seen by one input channel. Right: the weight gradient ∂loss/∂w of the last step, averaged over the batch, in the \
+same layout. Red is positive, blue negative. On the gradient, red means the next step pushes that weight down, \
+blue up. Every tile shares one scale (the legend), so a gradient that shrinks 1000× fades to white instead of \
+being stretched back up; lock the scale to compare over time. Filters of a trained first layer show strokes and \
+edge detectors; noise means the layer has not learned yet.";
+
+/// The filters panel.
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+pub struct FiltersPanel {
+    /// Index among the layers with weights (conv layers only).
+    pub layer: usize,
+    /// Input channel shown for deeper layers.
+    pub channel: usize,
+    /// Keep the current scales instead of following the data.
+    pub lock_scale: bool,
+    /// The scales in use: weights, gradients.
+    #[serde(skip)]
+    pub scales: (f32, f32),
+    #[serde(skip)]
+    help: bool,
+    #[serde(skip)]
+    weights_texture: TextureSlot,
+    #[serde(skip)]
+    grads_texture: TextureSlot,
+}
+
+impl Default for FiltersPanel {
+    fn default() -> Self {
+        FiltersPanel {
+            layer: 0,
+            channel: 0,
+            lock_scale: false,
+            scales: (1.0, 1.0),
+            help: false,
+            weights_texture: TextureSlot::default(),
+            grads_texture: TextureSlot::default(),
+        }
+    }
+}
+
+impl FiltersPanel {
+    /// The layer snapshot being shown, if it is a conv layer.
+    pub fn shown<'a>(&self, view: &'a TrainingView) -> Option<&'a LayerSnapshot> {
+        view.snapshot.as_ref()?.layers.get(self.layer).filter(|l| l.weights.shape.len() == 4)
+    }
+
+    /// Draws the two grids.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+        header(ui, "Filters and weight gradients", &mut self.help, HELP);
+        let conv_layers: Vec<(usize, String)> = view
+            .snapshot
+            .as_ref()
+            .map(|s| {
+                s.layers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.weights.shape.len() == 4)
+                    .map(|(i, l)| (i, l.name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ui.horizontal(|ui| {
+            let current =
+                conv_layers.iter().find(|(i, _)| *i == self.layer).map_or("—".to_string(), |(_, n)| n.clone());
+            egui::ComboBox::from_label("Layer").selected_text(current).show_ui(ui, |ui| {
+                for (index, name) in &conv_layers {
+                    ui.selectable_value(&mut self.layer, *index, name);
+                }
+            });
+            let channels = self.shown(view).map_or(1, |l| l.weights.shape[1]);
+            if channels > 1 {
+                self.channel = self.channel.min(channels - 1);
+                ui.add(egui::DragValue::new(&mut self.channel).range(0..=channels - 1).prefix("input channel "))
+                    .on_hover_text(
+                        "Deeper filters see every channel of the layer below; this picks which slice to draw.",
+                    );
+            } else {
+                self.channel = 0;
+            }
+            ui.checkbox(&mut self.lock_scale, "Lock scale")
+                .on_hover_text("Keep the colour scales fixed, so growth and shrinkage over time stay visible.");
+        });
+        let Some(layer) = self.shown(view) else {
+            ui.label("Waiting for the first snapshot…");
+            return;
+        };
+        if !self.lock_scale {
+            let grad_scale = layer.weight_grads.as_ref().map_or(0.0, |g| g.max_abs());
+            self.scales = (layer.weights.max_abs().max(f32::MIN_POSITIVE), grad_scale.max(f32::MIN_POSITIVE));
+        }
+        let channel = Some(self.channel);
+        let (weight_scale, grad_scale) = self.scales;
+        let key = textures::key(&[
+            view.snapshot_generation,
+            self.layer as u64,
+            self.channel as u64,
+            weight_scale.to_bits().into(),
+            grad_scale.to_bits().into(),
+        ]);
+        let half = (ui.available_width() / 2.0 - 8.0).max(60.0);
+        let weights_image = layer.weights.clone();
+        let grads = layer.weight_grads.clone();
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.label(RichText::new(format!("{} filters", layer.name)).strong());
+                if let Some(texture) = self
+                    .weights_texture
+                    .get(ui.ctx(), "filters", key, || textures::filter_grid(&weights_image, weight_scale, channel))
+                {
+                    let size = fit(texture.size_vec2(), half, 200.0);
+                    ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("filter grid"));
+                }
+                legend(ui, &short(-weight_scale), &short(weight_scale), half * 0.45, |t| {
+                    colormap::diverging(2.0 * t - 1.0, 1.0)
+                });
+            });
+            ui.vertical(|ui| {
+                ui.label(RichText::new(format!("{} weight gradients", layer.name)).strong());
+                match &grads {
+                    Some(grads) => {
+                        if let Some(texture) = self
+                            .grads_texture
+                            .get(ui.ctx(), "gradients", key, || textures::filter_grid(grads, grad_scale, channel))
+                        {
+                            let size = fit(texture.size_vec2(), half, 200.0);
+                            ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("gradient grid"));
+                        }
+                        legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| {
+                            colormap::diverging(2.0 * t - 1.0, 1.0)
+                        });
+                    }
+                    None => {
+                        ui.label("No gradient yet: take a step.");
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// The largest size with `size`'s aspect ratio inside `max_w` × `max_h`.
+pub fn fit(size: egui::Vec2, max_w: f32, max_h: f32) -> egui::Vec2 {
+    let scale = (max_w / size.x.max(1.0)).min(max_h / size.y.max(1.0));
+    size * scale
+}

@@ -1,0 +1,94 @@
+//! The layers panel: one row per layer with its output shape, activation picker, bias and batch-norm
+//! toggles, and the live ranges of its activations and weight gradients.
+
+use eframe::egui::{self, RichText, Role, WidgetInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::app::panels::{header, short};
+use crate::app::view::TrainingView;
+use crate::arch::{Activation, LayerKind};
+use crate::train::Command;
+
+const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
+time: the weights stay exactly as they are and the next step uses the new setting (watch the curves and the \
+loss react). The ranges are the smallest and largest activation over the last batch and the smallest and largest \
+weight gradient: a gradient range shrinking toward 0 in the first layers is the vanishing-gradient problem.";
+
+/// The layers panel.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LayersPanel {
+    #[serde(skip)]
+    help: bool,
+}
+
+impl LayersPanel {
+    /// Draws the table; changes go to `out` and are applied optimistically to `view`.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
+        header(ui, "Layers", &mut self.help, HELP);
+        let TrainingView { layers, snapshot, config, .. } = view;
+        let output_kind = config.output;
+        egui::Grid::new("layers").striped(true).num_columns(5).spacing([6.0, 3.0]).show(ui, |ui| {
+            for title in ["Layer", "Activation", "Bias", "BN", "ranges"] {
+                ui.label(RichText::new(title).small().strong());
+            }
+            ui.end_row();
+            for info in layers.iter_mut() {
+                ui.vertical(|ui| {
+                    ui.label(RichText::new(&info.name).monospace());
+                    ui.label(RichText::new(info.out_shape.to_string()).small());
+                })
+                .response
+                .on_hover_text(format!("{}: output {} per example", info.name, info.out_shape));
+                let (Some(index), Some(settings)) = (info.weighted_index, info.settings.as_mut()) else {
+                    ui.label(RichText::new(if matches!(info.kind, LayerKind::Pool { .. }) { "max" } else { "" }).small());
+                    ui.end_row();
+                    continue;
+                };
+                if info.output {
+                    ui.label(output_kind.name()).on_hover_text("The output layer's nonlinearity belongs to the loss (softmax with cross-entropy, or sigmoid with binary cross-entropy).");
+                } else {
+                    let before = settings.activation;
+                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(84.0).show_ui(ui, |ui| {
+                        for activation in Activation::ALL {
+                            ui.selectable_value(&mut settings.activation, activation, activation.name());
+                        }
+                    });
+                    let label = format!("{} activation", info.name);
+                    combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
+                    combo.response.on_hover_text("Switch this layer's nonlinearity; the weights are kept and the next step uses it.");
+                    if settings.activation != before {
+                        out.push(Command::SetActivation { layer: index, activation: settings.activation });
+                    }
+                }
+                let mut bias = settings.bias;
+                let r = ui.checkbox(&mut bias, "").on_hover_text("Add the layer's bias. Off keeps its value frozen until it is switched back on.");
+                let label = format!("{} bias", info.name);
+                r.widget_info(|| WidgetInfo::selected(Role::CheckBox, true, bias, &label));
+                if bias != settings.bias {
+                    settings.bias = bias;
+                    out.push(Command::SetBias { layer: index, enabled: bias });
+                }
+                let mut norm = settings.batch_norm;
+                let r = ui.add_enabled(!info.output, egui::Checkbox::new(&mut norm, "")).on_hover_text("Batch-norm before the activation: re-centres and re-scales each channel over the batch, pulling inputs back into the activation's useful range.");
+                let label = format!("{} batch-norm", info.name);
+                r.widget_info(|| WidgetInfo::selected(Role::CheckBox, !info.output, norm, &label));
+                if norm != settings.batch_norm {
+                    settings.batch_norm = norm;
+                    out.push(Command::SetBatchNorm { layer: index, enabled: norm });
+                }
+                match snapshot.as_ref().and_then(|s| s.layers.iter().find(|l| l.name == info.name)) {
+                    Some(shown) => {
+                        let (act, grad) = (shown.activation_range, shown.grad_range);
+                        ui.label(RichText::new(format!("a [{}, {}]\ng [{}, {}]", short(act.0), short(act.1), short(grad.0), short(grad.1))).small().monospace())
+                            .on_hover_text("a: smallest and largest activation over the last batch; g: smallest and largest weight gradient");
+                    }
+                    None => {
+                        ui.label("");
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    }
+}

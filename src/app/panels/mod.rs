@@ -1,0 +1,64 @@
+//! One struct per panel. Each draws from the [`TrainingView`](crate::app::view::TrainingView) and pushes
+//! [`Command`](crate::train::Command)s into an outbox; none talks to the worker directly.
+
+pub mod activations;
+pub mod controls;
+pub mod curves;
+pub mod filters;
+pub mod layers;
+pub mod metrics;
+pub mod status;
+
+use eframe::egui::{self, RichText};
+
+/// A panel's title with a "what am I looking at?" toggle that shows `help` below it.
+pub fn header(ui: &mut egui::Ui, title: &str, help_open: &mut bool, help: &str) {
+    ui.horizontal(|ui| {
+        ui.heading(title);
+        let button = ui
+            .selectable_label(*help_open, RichText::new("?").strong())
+            .on_hover_text(format!("What am I looking at? ({title})"));
+        if button.clicked() {
+            *help_open = !*help_open;
+        }
+        button
+            .widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, *help_open, format!("{title} help")));
+    });
+    if *help_open {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(RichText::new(help).small());
+        });
+    }
+}
+
+/// Formats a value compactly for legends and tables.
+pub fn short(value: f32) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e4).contains(&magnitude) {
+        format!("{value:.2e}")
+    } else if magnitude < 1.0 {
+        format!("{value:.4}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// A horizontal colour-scale bar with its numeric ends, painted from `colour(t)` for `t` in `[0, 1]`.
+pub fn legend(ui: &mut egui::Ui, low: &str, high: &str, width: f32, colour: impl Fn(f32) -> [u8; 3]) {
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(low).small().monospace());
+        let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 10.0), egui::Sense::hover());
+        let steps = 32;
+        for i in 0..steps {
+            let t = i as f32 / (steps - 1) as f32;
+            let [r, g, b] = colour(t);
+            let x0 = rect.left() + rect.width() * i as f32 / steps as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / steps as f32;
+            let cell = egui::Rect::from_min_max(egui::pos2(x0, rect.top()), egui::pos2(x1, rect.bottom()));
+            ui.painter().rect_filled(cell, 0.0, egui::Color32::from_rgb(r, g, b));
+        }
+        ui.label(RichText::new(high).small().monospace());
+    });
+}

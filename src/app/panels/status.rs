@@ -1,0 +1,75 @@
+//! The status bar: training speed, the UI's own frame time, and how old the snapshot on screen is.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use eframe::egui::{self, RichText};
+
+use crate::app::view::TrainingView;
+
+/// Frames whose CPU time is kept for the percentile.
+pub const FRAME_WINDOW: usize = 300;
+
+/// Frame-time statistics and the status line.
+#[derive(Default)]
+pub struct StatusBar {
+    frame_cpu_ms: VecDeque<f32>,
+    /// Every frame's CPU time since start (for `--frame-stats`).
+    pub all_frames_ms: Vec<f32>,
+}
+
+/// The `p`-th percentile (0..=100) of `values`, or `None` when empty.
+pub fn percentile(values: impl IntoIterator<Item = f32>, p: f32) -> Option<f32> {
+    let mut sorted: Vec<f32> = values.into_iter().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f32::total_cmp);
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f32).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied()
+}
+
+impl StatusBar {
+    /// Records the CPU time egui spent on the previous frame.
+    pub fn record_frame(&mut self, cpu_seconds: Option<f32>) {
+        if let Some(seconds) = cpu_seconds {
+            let ms = seconds * 1000.0;
+            if self.frame_cpu_ms.len() == FRAME_WINDOW {
+                self.frame_cpu_ms.pop_front();
+            }
+            self.frame_cpu_ms.push_back(ms);
+            self.all_frames_ms.push(ms);
+        }
+    }
+
+    /// Steps per second over the last two seconds of training time.
+    pub fn steps_per_sec(view: &TrainingView) -> Option<f64> {
+        let last = view.rows.last()?;
+        let window_start = last.elapsed_secs - 2.0;
+        let first = view.rows.iter().rev().take_while(|r| r.elapsed_secs >= window_start).last()?;
+        let seconds = last.elapsed_secs - first.elapsed_secs;
+        (seconds > 0.0).then(|| (last.step - first.step) as f64 / seconds)
+    }
+
+    /// Draws the status line.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+        ui.horizontal(|ui| {
+            match Self::steps_per_sec(view) {
+                Some(rate) => ui.label(format!("{rate:.0} steps/s · {:.0} images/s", rate * view.config.batch_size as f64)),
+                None => ui.label("— steps/s"),
+            };
+            ui.separator();
+            let p50 = percentile(self.frame_cpu_ms.iter().copied(), 50.0).unwrap_or(0.0);
+            let p95 = percentile(self.frame_cpu_ms.iter().copied(), 95.0).unwrap_or(0.0);
+            ui.label(format!("UI frame {p50:.1} ms (p95 {p95:.1})")).on_hover_text("CPU time egui spends per frame (layout, tessellation, painting), median and 95th percentile over the last 300 frames.");
+            ui.separator();
+            let age = view.snapshot_at.map(|t| Instant::now().duration_since(t).as_secs_f32());
+            ui.label(match age {
+                Some(age) => format!("snapshot {:.1} s old", age),
+                None => "no snapshot yet".into(),
+            });
+            ui.separator();
+            ui.label(RichText::new(format!("{} · {} train / {} test", view.data_source, view.train_len, view.test_len)).small());
+        });
+    }
+}

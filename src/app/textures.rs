@@ -1,0 +1,74 @@
+//! Pixel art for the panels: filter grids, activation maps and digit thumbnails as egui images, and a
+//! texture slot that re-uploads only when its content changed. Always drawn with NEAREST filtering.
+
+use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
+
+use crate::data::Dataset;
+use crate::export;
+use crate::snapshot::FloatArray;
+
+/// Converts an RGB image from the exporters into an egui image.
+pub fn to_color_image(image: &image::RgbImage) -> ColorImage {
+    ColorImage::from_rgb([image.width() as usize, image.height() as usize], image.as_raw())
+}
+
+/// Conv weights `[filters, channels, k, k]` as a grid (one pixel per weight) on the diverging map.
+pub fn filter_grid(weights: &FloatArray, scale: f32, channel: Option<usize>) -> Option<ColorImage> {
+    export::filter_grid(weights, scale, 1, channel).ok().map(|image| to_color_image(&image))
+}
+
+/// Activation maps `[channels, h, w]` or `[units]` tiled on the sequential map over `[low, high]`.
+pub fn map_grid(maps: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {
+    export::map_grid(maps, low, high, 1).ok().map(|image| to_color_image(&image))
+}
+
+/// A dataset image as an egui image (grey for one channel, RGB for three).
+pub fn thumbnail(dataset: &Dataset, index: usize) -> Option<ColorImage> {
+    let shape = dataset.shape();
+    let pixels = dataset.image(index)?;
+    let (h, w) = (shape.height, shape.width);
+    match shape.channels {
+        1 => Some(ColorImage::from_gray([w, h], pixels)),
+        3 => {
+            // Planar CHW bytes → interleaved RGB.
+            let plane = h * w;
+            let rgb: Vec<u8> = (0..plane).flat_map(|i| [pixels[i], pixels[plane + i], pixels[2 * plane + i]]).collect();
+            Some(ColorImage::from_rgb([w, h], &rgb))
+        }
+        _ => Some(ColorImage::from_gray([w, h], pixels.get(..h * w)?)),
+    }
+}
+
+/// One texture that follows changing content: it is re-uploaded only when `key` changes.
+#[derive(Default)]
+pub struct TextureSlot {
+    handle: Option<TextureHandle>,
+    key: Option<u64>,
+}
+
+impl TextureSlot {
+    /// The texture for `key`, building the image with `make` only when the key changed.
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        name: &str,
+        key: u64,
+        make: impl FnOnce() -> Option<ColorImage>,
+    ) -> Option<&TextureHandle> {
+        if self.key != Some(key) {
+            if let Some(image) = make() {
+                match &mut self.handle {
+                    Some(handle) if handle.size() == image.size => handle.set(image, TextureOptions::NEAREST),
+                    _ => self.handle = Some(ctx.load_texture(name, image, TextureOptions::NEAREST)),
+                }
+            }
+            self.key = Some(key);
+        }
+        self.handle.as_ref()
+    }
+}
+
+/// Mixes a few values into one texture key.
+pub fn key(parts: &[u64]) -> u64 {
+    parts.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, part| (hash ^ part).wrapping_mul(0x0100_0000_01b3))
+}

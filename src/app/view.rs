@@ -1,0 +1,240 @@
+//! What the UI knows about the run, built only from [`WorkerEvent`]s: the layers, the latest snapshot, the
+//! whole metric history, change markers and messages for the user.
+
+use std::time::Instant;
+
+use crate::data::ImageShape;
+use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
+use crate::train::{Command, RunState, TrainConfig, WorkerEvent};
+
+/// How serious a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Something worked (an export).
+    Info,
+    /// A request was refused; nothing changed.
+    Warning,
+    /// Training stopped: divergence or a failed step.
+    Error,
+}
+
+/// A message shown in the banner until dismissed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// How serious.
+    pub severity: Severity,
+    /// What happened and what to do.
+    pub text: String,
+    /// When it arrived (informational messages fade after a while).
+    pub at: Instant,
+}
+
+/// A step where the user changed something, drawn as a vertical line on the metric plots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    /// The first step with the change.
+    pub step: u64,
+    /// What changed, e.g. "lr 0.1" or "conv1 → sigmoid".
+    pub label: String,
+}
+
+/// The UI's picture of the run.
+#[derive(Debug)]
+pub struct TrainingView {
+    /// Layers input to output (with the UI's optimistic settings applied).
+    pub layers: Vec<LayerInfo>,
+    /// The configuration the net was built from, with live changes applied.
+    pub config: TrainConfig,
+    /// Input image shape.
+    pub input: ImageShape,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// Training / test examples.
+    pub train_len: usize,
+    /// Test examples.
+    pub test_len: usize,
+    /// Where the data came from.
+    pub data_source: String,
+    /// The newest snapshot.
+    pub snapshot: Option<Box<Snapshot>>,
+    /// When it arrived.
+    pub snapshot_at: Option<Instant>,
+    /// Counts snapshots, so panels can tell a new one from the one they drew.
+    pub snapshot_generation: u64,
+    /// Every metric row since the last reset.
+    pub rows: Vec<MetricRow>,
+    /// Running or paused.
+    pub run_state: RunState,
+    /// Steps taken (from the newest row, snapshot or state event).
+    pub step: u64,
+    /// Change markers since the last reset.
+    pub markers: Vec<Marker>,
+    /// Messages for the banner.
+    pub messages: Vec<Message>,
+    /// Whether the worker thread has ended.
+    pub stopped: bool,
+}
+
+impl TrainingView {
+    /// An empty view waiting for the worker's first events.
+    pub fn new(config: TrainConfig) -> Self {
+        TrainingView {
+            layers: Vec::new(),
+            config,
+            input: ImageShape { channels: 1, height: 28, width: 28 },
+            class_names: Vec::new(),
+            train_len: 0,
+            test_len: 0,
+            data_source: String::new(),
+            snapshot: None,
+            snapshot_at: None,
+            snapshot_generation: 0,
+            rows: Vec::new(),
+            run_state: RunState::Paused,
+            step: 0,
+            markers: Vec::new(),
+            messages: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    /// The configuration with every live change, including each hidden layer's current activation.
+    pub fn live_config(&self) -> TrainConfig {
+        let activations: Vec<_> = self
+            .layers
+            .iter()
+            .filter(|l| l.weighted_index.is_some() && !l.output)
+            .filter_map(|l| l.settings.map(|s| s.activation))
+            .collect();
+        let mut config = self.config.clone();
+        if !activations.is_empty() {
+            config.layer_activations = activations;
+        }
+        config
+    }
+
+    /// Adds a message to the banner.
+    pub fn message(&mut self, severity: Severity, text: impl Into<String>) {
+        self.messages.push(Message { severity, text: text.into(), at: Instant::now() });
+    }
+
+    /// Names of the layers with weights, input to output.
+    pub fn weighted_names(&self) -> Vec<String> {
+        self.layers.iter().filter(|l| l.weighted_index.is_some()).map(|l| l.name.clone()).collect()
+    }
+
+    /// The layer with weights at `index`.
+    pub fn weighted_layer(&self, index: usize) -> Option<&LayerInfo> {
+        self.layers.iter().find(|l| l.weighted_index == Some(index))
+    }
+
+    /// Takes in one event from the worker.
+    pub fn apply(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Started { layers, config, input, class_names, train_len, test_len, data_source } => {
+                self.layers = layers;
+                self.config = *config;
+                self.input = input;
+                self.class_names = class_names;
+                self.train_len = train_len;
+                self.test_len = test_len;
+                self.data_source = data_source;
+                self.rows.clear();
+                self.markers.clear();
+                self.snapshot = None;
+                self.step = 0;
+            }
+            WorkerEvent::Metrics(rows) => {
+                if let Some(last) = rows.last() {
+                    self.step = self.step.max(last.step);
+                }
+                self.rows.extend(rows);
+            }
+            WorkerEvent::Snapshot(snapshot) => {
+                self.step = self.step.max(snapshot.step);
+                // The worker's settings are the truth: this also undoes an optimistic change it refused.
+                for layer in &snapshot.layers {
+                    if let Some(info) = self.layers.iter_mut().find(|l| l.name == layer.name) {
+                        info.settings = Some(layer.settings);
+                    }
+                }
+                self.snapshot = Some(snapshot);
+                self.snapshot_at = Some(Instant::now());
+                self.snapshot_generation += 1;
+            }
+            WorkerEvent::State { state, step } => {
+                self.run_state = state;
+                self.step = self.step.max(step);
+            }
+            WorkerEvent::Applied { command, effective_step } => self.applied(&command, effective_step),
+            WorkerEvent::Rejected { command, reason } => {
+                self.message(Severity::Warning, format!("{}: {reason}", describe(&command)));
+            }
+            WorkerEvent::Diverged { message, .. } => self.message(Severity::Error, message),
+            WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
+            WorkerEvent::Stopped { .. } => self.stopped = true,
+        }
+    }
+
+    fn applied(&mut self, command: &Command, effective_step: u64) {
+        let layer_name =
+            |layer: &usize| self.weighted_layer(*layer).map_or_else(|| format!("layer {layer}"), |l| l.name.clone());
+        let label = match command {
+            Command::SetLearningRate(lr) => {
+                self.config.lr = *lr;
+                Some(format!("lr {lr:.3e}"))
+            }
+            Command::SetMomentum(m) => {
+                self.config.momentum = *m;
+                Some(format!("momentum {m}"))
+            }
+            Command::SetWeightDecay(w) => {
+                self.config.weight_decay = *w;
+                Some(format!("weight decay {w}"))
+            }
+            Command::SetBatchSize(b) => {
+                self.config.batch_size = *b;
+                Some(format!("batch {b}"))
+            }
+            Command::SetOptimizer(o) => {
+                self.config.optimizer = *o;
+                Some(o.name().to_string())
+            }
+            Command::SetActivation { layer, activation } => Some(format!("{}: {activation}", layer_name(layer))),
+            Command::SetBias { layer, enabled } => {
+                Some(format!("{} bias {}", layer_name(layer), if *enabled { "on" } else { "off" }))
+            }
+            Command::SetBatchNorm { layer, enabled } => {
+                Some(format!("{} batch-norm {}", layer_name(layer), if *enabled { "on" } else { "off" }))
+            }
+            Command::SetProbe(index) => {
+                self.config.probe_index = *index;
+                None
+            }
+            Command::Pause | Command::Resume | Command::Step(_) | Command::Reset(_) | Command::Stop => None,
+        };
+        if let Some(label) = label {
+            self.markers.push(Marker { step: effective_step, label });
+        }
+    }
+}
+
+/// A short description of a command for messages.
+pub fn describe(command: &Command) -> String {
+    match command {
+        Command::Pause => "pause".into(),
+        Command::Resume => "resume".into(),
+        Command::Step(n) => format!("step {n}"),
+        Command::SetLearningRate(lr) => format!("learning rate {lr}"),
+        Command::SetMomentum(m) => format!("momentum {m}"),
+        Command::SetWeightDecay(w) => format!("weight decay {w}"),
+        Command::SetBatchSize(b) => format!("batch size {b}"),
+        Command::SetOptimizer(o) => format!("optimizer {}", o.name()),
+        Command::SetActivation { layer, activation } => format!("layer {layer} activation {activation}"),
+        Command::SetBias { layer, enabled } => format!("layer {layer} bias {enabled}"),
+        Command::SetBatchNorm { layer, enabled } => format!("layer {layer} batch-norm {enabled}"),
+        Command::SetProbe(i) => format!("probe image {i}"),
+        Command::Reset(_) => "reset".into(),
+        Command::Stop => "stop".into(),
+    }
+}
