@@ -40,6 +40,9 @@ pub struct WindowArgs {
     /// Start from the default settings instead of the ones saved at the last exit.
     #[arg(long)]
     pub fresh: bool,
+    /// Open paused: build the net and wait for Play (Space) or Step (S).
+    #[arg(long)]
+    pub paused: bool,
     /// Save a PNG of the window after --screenshot-after seconds, then close it.
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
@@ -83,6 +86,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         screenshot,
         quit_after,
         fresh: args.fresh,
+        paused: args.paused,
     })
     .map_err(Failure::internal)
 }
@@ -549,6 +553,8 @@ struct BenchSummary {
     /// Process CPU seconds over the timed steps.
     cpu_s: f64,
     final_loss: f32,
+    /// Milliseconds for one evaluation of the whole test split (median of three).
+    test_eval_ms: f64,
 }
 
 fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
@@ -605,6 +611,13 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         with_snapshots += run(&mut trainer, per_round, true)?;
     }
     let cpu_s = cpu_started.elapsed().as_secs_f64();
+    let mut evals = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        trainer.evaluate().map_err(Failure::internal)?;
+        evals.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    evals.sort_by(f64::total_cmp);
     let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
     let images_per_sec = images / plain.as_secs_f64().max(1e-9);
     let images_per_sec_with_snapshots = images / with_snapshots.as_secs_f64().max(1e-9);
@@ -619,5 +632,6 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         snapshot_overhead_pct: 100.0 * (images_per_sec / images_per_sec_with_snapshots - 1.0),
         cpu_s,
         final_loss,
+        test_eval_ms: evals.get(1).copied().unwrap_or(f64::NAN),
     })
 }

@@ -145,7 +145,7 @@ pub fn encode_png(image: &RgbImage, what: &str) -> Result<Vec<u8>, ExportError> 
 
 /// The metrics CSV header for layers with weights named `layers`, input to output.
 pub fn metrics_csv_header(layers: &[String]) -> String {
-    let mut header = String::from("step,epoch,loss,train_accuracy,test_accuracy,lr,elapsed_secs");
+    let mut header = String::from("step,epoch,loss,train_accuracy,test_accuracy,lr,elapsed_secs,step_secs");
     for name in layers {
         header.push_str(",grad_norm_");
         header.push_str(name);
@@ -157,8 +157,8 @@ pub fn metrics_csv_header(layers: &[String]) -> String {
 /// One CSV line for `row` (every column filled; the grad-norm columns in the header's order).
 pub fn metrics_csv_line(row: &MetricRow) -> String {
     let mut line = format!(
-        "{},{},{},{},{},{},{:.3}",
-        row.step, row.epoch, row.loss, row.train_accuracy, row.test_accuracy, row.lr, row.elapsed_secs
+        "{},{},{},{},{},{},{:.3},{:.3}",
+        row.step, row.epoch, row.loss, row.train_accuracy, row.test_accuracy, row.lr, row.elapsed_secs, row.step_secs
     );
     for norm in &row.grad_norms {
         line.push(',');
@@ -240,6 +240,7 @@ mod tests {
             lr: 0.01,
             grad_norms: vec![0.5, 1.5],
             elapsed_secs: 0.25,
+            step_secs: 0.2,
         };
         let line = metrics_csv_line(&row);
         assert_eq!(header.trim().split(',').count(), line.trim().split(',').count());

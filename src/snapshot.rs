@@ -124,8 +124,11 @@ pub struct MetricRow {
     pub lr: f64,
     /// L2 norm of each weight tensor's gradient, layers with weights in input-to-output order.
     pub grad_norms: Vec<f32>,
-    /// Seconds since the run (or the last reset) began, paused time excluded.
+    /// Seconds of compute since the run (or the last reset) began: steps and test evaluations, paused time
+    /// excluded.
     pub elapsed_secs: f64,
+    /// Seconds spent in training steps alone (evaluations excluded): what training throughput is measured by.
+    pub step_secs: f64,
 }
 
 /// What one layer with weights looked like at a snapshot.

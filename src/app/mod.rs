@@ -65,8 +65,10 @@ pub struct FrameStats {
     pub cpu_ms_p95: f32,
     /// Training steps during the run.
     pub steps: u64,
-    /// Training images per second (batch × steps / training seconds).
+    /// Training images per second over the time spent in training steps (what `convscope bench` measures).
     pub images_per_sec: f64,
+    /// Images per second over all compute time, test evaluations included.
+    pub images_per_sec_with_evaluation: f64,
 }
 
 /// The convscope window.
@@ -276,20 +278,21 @@ impl ConvscopeApp {
         // Skip the first frames: font atlas and texture uploads are start-up cost, not steady state.
         let steady: Vec<f32> = frames.iter().skip(frames.len().min(30)).copied().collect();
         let rows = &self.view.rows;
-        let (steps, seconds) = match (rows.first(), rows.last()) {
-            (Some(first), Some(last)) => (last.step - first.step, last.elapsed_secs - first.elapsed_secs),
-            _ => (0, 0.0),
+        let (steps, seconds, with_eval) = match (rows.first(), rows.last()) {
+            (Some(first), Some(last)) => {
+                (last.step - first.step, last.step_secs - first.step_secs, last.elapsed_secs - first.elapsed_secs)
+            }
+            _ => (0, 0.0, 0.0),
         };
+        let rate =
+            |secs: f64| if secs > 0.0 { (steps as f64 * self.view.config.batch_size as f64) / secs } else { 0.0 };
         FrameStats {
             frames: steady.len(),
             cpu_ms_p50: percentile(steady.iter().copied(), 50.0).unwrap_or(f32::NAN),
             cpu_ms_p95: percentile(steady.iter().copied(), 95.0).unwrap_or(f32::NAN),
             steps,
-            images_per_sec: if seconds > 0.0 {
-                (steps as f64 * self.view.config.batch_size as f64) / seconds
-            } else {
-                0.0
-            },
+            images_per_sec: rate(seconds),
+            images_per_sec_with_evaluation: rate(with_eval),
         }
     }
 }
@@ -379,6 +382,8 @@ pub struct WindowOptions {
     pub quit_after: Option<(Duration, Option<PathBuf>)>,
     /// Start from the default settings instead of the persisted ones.
     pub fresh: bool,
+    /// Build the net but wait for Play or Step.
+    pub paused: bool,
 }
 
 /// Opens the window and trains the embedded MNIST subset (or the persisted configuration) in it.
@@ -393,7 +398,7 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
         renderer: if options.wgpu { eframe::Renderer::Wgpu } else { eframe::Renderer::Glow },
         ..Default::default()
     };
-    let WindowOptions { threads, screenshot, quit_after, fresh, .. } = options;
+    let WindowOptions { threads, screenshot, quit_after, fresh, paused, .. } = options;
     eframe::run_native(
         "convscope",
         native,
@@ -421,7 +426,7 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
             let worker = crate::train::WorkerHandle::spawn(
                 state.config.clone(),
                 data.clone(),
-                crate::train::WorkerOptions { threads, waker, ..Default::default() },
+                crate::train::WorkerOptions { threads, waker, start_paused: paused, ..Default::default() },
             )?;
             let mut app = ConvscopeApp::new(state, Box::new(worker), Some(data));
             if let Some(text) = notice {

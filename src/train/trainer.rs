@@ -26,7 +26,7 @@ use crate::train::config::{BackendKind, OptimizerKind, TrainConfig};
 /// Number of recent batches the running training accuracy averages over.
 pub const TRAIN_ACCURACY_WINDOW: usize = 50;
 /// Images per forward pass when evaluating the test split.
-const EVAL_BATCH: usize = 500;
+const EVAL_BATCH: usize = 100;
 /// Mixed into the seed for the augmentation generator, so shifts do not mirror the shuffling order.
 const SHIFT_SEED_SALT: u64 = 0x5EED_0005_41F7;
 
@@ -103,6 +103,9 @@ pub struct Trainer {
     recent_accuracy: VecDeque<(usize, usize)>,
     test_accuracy: f32,
     elapsed_secs: f64,
+    step_secs: f64,
+    /// Whether `step` evaluates the test split every `test_every` steps itself (the worker schedules its own).
+    auto_evaluate: bool,
     /// The last step's batch, weight gradients (flattened), their norms and loss: what a snapshot shows.
     last_indices: Vec<usize>,
     last_grads: Vec<Option<Tensor<1>>>,
@@ -149,6 +152,8 @@ impl Trainer {
             recent_accuracy: VecDeque::with_capacity(TRAIN_ACCURACY_WINDOW),
             test_accuracy: f32::NAN,
             elapsed_secs: 0.0,
+            step_secs: 0.0,
+            auto_evaluate: true,
             last_indices: Vec::new(),
             last_grads: Vec::new(),
             last_grad_norms: Vec::new(),
@@ -198,6 +203,17 @@ impl Trainer {
     /// Seconds spent in steps and evaluations since the run began.
     pub fn elapsed_secs(&self) -> f64 {
         self.elapsed_secs
+    }
+
+    /// Seconds spent in training steps alone.
+    pub fn step_secs(&self) -> f64 {
+        self.step_secs
+    }
+
+    /// Leaves test evaluation to the caller instead of every `test_every` steps (the worker schedules it
+    /// within a time budget).
+    pub fn set_manual_evaluation(&mut self) {
+        self.auto_evaluate = false;
     }
 
     /// Running accuracy over the last [`TRAIN_ACCURACY_WINDOW`] batches.
@@ -433,8 +449,10 @@ impl Trainer {
             self.recent_accuracy.pop_front();
         }
         self.recent_accuracy.push_back((correct, labels.len()));
-        self.elapsed_secs += started.elapsed().as_secs_f64();
-        if self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
+        let spent = started.elapsed().as_secs_f64();
+        self.elapsed_secs += spent;
+        self.step_secs += spent;
+        if self.auto_evaluate && self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
             self.evaluate()?;
         }
         let snapshot = match trace {
@@ -450,6 +468,7 @@ impl Trainer {
             lr: self.config.lr,
             grad_norms,
             elapsed_secs: self.elapsed_secs,
+            step_secs: self.step_secs,
         };
         Ok(StepOutcome::Updated { row, snapshot })
     }

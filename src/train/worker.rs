@@ -16,6 +16,10 @@ use crate::train::trainer::{StepOutcome, TrainError, Trainer};
 /// How often batched metric rows are sent while training runs.
 pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The worker evaluates the test split at most once per this many seconds of training per second of
+/// evaluation (so evaluation costs at most ≈ 4 % of the time), and no more often than `test_every` steps.
+pub const EVAL_TIME_BUDGET_FACTOR: f64 = 25.0;
+
 /// Called after events were sent, e.g. to wake the UI (`egui::Context::request_repaint`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -43,6 +47,8 @@ struct Worker {
     events: Sender<WorkerEvent>,
     snapshot_unread: Arc<AtomicBool>,
     waker: Waker,
+    /// Step and training seconds at the last evaluation, and how long it took.
+    last_eval: (u64, f64, f64),
 }
 
 /// Text of a caught panic's payload.
@@ -82,13 +88,16 @@ impl Worker {
 
     /// Builds a trainer; on success announces it, on failure reports why and keeps `None`.
     fn build(&mut self, config: TrainConfig) {
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Trainer, f64), TrainError> {
             let mut trainer = Trainer::new(config, self.data.clone(), self.backend)?;
+            trainer.set_manual_evaluation();
+            let started = Instant::now();
             trainer.evaluate()?;
-            Ok(trainer)
+            Ok((trainer, started.elapsed().as_secs_f64()))
         }));
         match result {
-            Ok(Ok(trainer)) => {
+            Ok(Ok((trainer, eval_secs))) => {
+                self.last_eval = (0, 0.0, eval_secs);
                 let data = trainer.data();
                 self.send(WorkerEvent::Started {
                     layers: trainer.layer_infos(),
@@ -215,7 +224,10 @@ impl Worker {
             self.steps_left -= 1;
         }
         match outcome {
-            Ok(Ok(StepOutcome::Updated { row, snapshot })) => {
+            Ok(Ok(StepOutcome::Updated { mut row, snapshot })) => {
+                if let Some(accuracy) = self.evaluate_if_due() {
+                    row.test_accuracy = accuracy;
+                }
                 self.rows.push(row);
                 if let Some(snapshot) = snapshot {
                     self.snapshot_unread.store(true, Ordering::Release);
@@ -239,6 +251,38 @@ impl Worker {
         }
         if self.last_flush.elapsed() >= METRICS_FLUSH_INTERVAL {
             self.flush();
+        }
+    }
+
+    /// Evaluates the test split when `test_every` steps and the time budget have both passed.
+    fn evaluate_if_due(&mut self) -> Option<f32> {
+        let trainer = self.trainer.as_mut()?;
+        let test_every = trainer.config().test_every;
+        let (at_step, at_secs, took) = self.last_eval;
+        let steps_due = test_every > 0 && trainer.step_count() >= at_step + test_every;
+        let time_due = trainer.step_secs() - at_secs >= EVAL_TIME_BUDGET_FACTOR * took;
+        if !(steps_due && time_due) {
+            return None;
+        }
+        let started = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| trainer.evaluate())) {
+            Ok(Ok(accuracy)) => {
+                self.last_eval = (trainer.step_count(), trainer.step_secs(), started.elapsed().as_secs_f64());
+                Some(accuracy)
+            }
+            Ok(Err(error)) => {
+                let step = trainer.step_count();
+                self.send(WorkerEvent::Failed { step, message: format!("evaluating the test split failed: {error}") });
+                None
+            }
+            Err(payload) => {
+                let step = trainer.step_count();
+                self.send(WorkerEvent::Failed {
+                    step,
+                    message: format!("evaluating the test split panicked: {}", panic_message(payload.as_ref())),
+                });
+                None
+            }
         }
     }
 
@@ -268,6 +312,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         events,
         snapshot_unread,
         waker,
+        last_eval: (0, 0.0, 0.0),
     };
     worker.build(config);
     worker.set_running(!start_paused);
