@@ -69,32 +69,54 @@ pub fn filter_grid(
         }
         None => (0..channels).collect(),
     };
-    let columns = (filters as f64).sqrt().ceil().max(1.0) as usize;
-    let rows = filters.div_ceil(columns);
     let tile_w = shown.len() * (kw + 1) - 1;
-    let scale_px = upscale.max(1);
-    let width = (columns * (tile_w + 1) + 1) as u32 * scale_px;
-    let height = (rows * (kh + 1) + 1) as u32 * scale_px;
-    let mut image = RgbImage::from_pixel(width, height, Rgb([96, 96, 96]));
+    let mut canvas = TileCanvas::new(filters, tile_w, kh, upscale);
     for filter in 0..filters {
-        let (gx, gy) = ((filter % columns) * (tile_w + 1) + 1, (filter / columns) * (kh + 1) + 1);
         for (slot, &c) in shown.iter().enumerate() {
             for y in 0..kh {
                 for x in 0..kw {
-                    let index = ((filter * channels + c) * kh + y) * kw + x;
-                    let value = weights.data.get(index).copied().unwrap_or(f32::NAN);
-                    let colour = Rgb(colormap::diverging(value, scale));
-                    let (px, py) = ((gx + slot * (kw + 1) + x) as u32 * scale_px, (gy + y) as u32 * scale_px);
-                    for dy in 0..scale_px {
-                        for dx in 0..scale_px {
-                            image.put_pixel(px + dx, py + dy, colour);
-                        }
-                    }
+                    let value =
+                        weights.data.get(((filter * channels + c) * kh + y) * kw + x).copied().unwrap_or(f32::NAN);
+                    canvas.paint(filter, slot * (kw + 1) + x, y, colormap::diverging(value, scale));
                 }
             }
         }
     }
-    Ok(image)
+    Ok(canvas.image)
+}
+
+/// Equal tiles in a near-square grid with a one-cell gap and border, each cell `upscale` pixels square.
+struct TileCanvas {
+    image: RgbImage,
+    columns: usize,
+    tile_w: usize,
+    tile_h: usize,
+    upscale: u32,
+}
+
+impl TileCanvas {
+    fn new(tiles: usize, tile_w: usize, tile_h: usize, upscale: u32) -> Self {
+        let columns = (tiles as f64).sqrt().ceil().max(1.0) as usize;
+        let rows = tiles.div_ceil(columns).max(1);
+        let upscale = upscale.max(1);
+        let width = (columns * (tile_w + 1) + 1) as u32 * upscale;
+        let height = (rows * (tile_h + 1) + 1) as u32 * upscale;
+        TileCanvas { image: RgbImage::from_pixel(width, height, Rgb([96, 96, 96])), columns, tile_w, tile_h, upscale }
+    }
+
+    /// Fills cell (`x`, `y`) of tile `tile`.
+    fn paint(&mut self, tile: usize, x: usize, y: usize, colour: [u8; 3]) {
+        let left = (tile % self.columns) * (self.tile_w + 1) + 1 + x;
+        let top = (tile / self.columns) * (self.tile_h + 1) + 1 + y;
+        let (px, py) = (left as u32 * self.upscale, top as u32 * self.upscale);
+        for dy in 0..self.upscale {
+            for dx in 0..self.upscale {
+                if let Some(pixel) = self.image.get_pixel_mut_checked(px + dx, py + dy) {
+                    *pixel = Rgb(colour);
+                }
+            }
+        }
+    }
 }
 
 /// Tiles activation maps `[channels, h, w]` (or a dense layer's `[units]`, drawn as one row) on the
@@ -110,28 +132,16 @@ pub fn map_grid(maps: &FloatArray, low: f32, high: f32, upscale: u32) -> Result<
             });
         }
     };
-    let columns = (channels as f64).sqrt().ceil().max(1.0) as usize;
-    let rows = channels.div_ceil(columns);
-    let scale_px = upscale.max(1);
-    let width = (columns * (w + 1) + 1) as u32 * scale_px;
-    let height = (rows * (h + 1) + 1) as u32 * scale_px;
-    let mut image = RgbImage::from_pixel(width, height, Rgb([96, 96, 96]));
+    let mut canvas = TileCanvas::new(channels, w, h, upscale);
     for channel in 0..channels {
-        let (gx, gy) = ((channel % columns) * (w + 1) + 1, (channel / columns) * (h + 1) + 1);
         for y in 0..h {
             for x in 0..w {
                 let value = maps.data.get((channel * h + y) * w + x).copied().unwrap_or(f32::NAN);
-                let colour = Rgb(colormap::sequential(colormap::unit(value, low, high)));
-                let (px, py) = ((gx + x) as u32 * scale_px, (gy + y) as u32 * scale_px);
-                for dy in 0..scale_px {
-                    for dx in 0..scale_px {
-                        image.put_pixel(px + dx, py + dy, colour);
-                    }
-                }
+                canvas.paint(channel, x, y, colormap::sequential(colormap::unit(value, low, high)));
             }
         }
     }
-    Ok(image)
+    Ok(canvas.image)
 }
 
 /// Encodes an RGB image as PNG bytes.

@@ -176,38 +176,27 @@ impl ControlsPanel {
             ui.end_row();
 
             ui.label("Momentum");
-            let mut momentum = view.config.momentum;
-            let r = ui.add_enabled(view.config.optimizer == OptimizerKind::Momentum, egui::DragValue::new(&mut momentum).range(0.0..=0.999).speed(0.01))
-                .on_hover_text("How much of the previous update carries over into the next (SGD with momentum only).");
-            if r.changed() && !r.dragged() || r.drag_stopped() {
-                view.config.momentum = momentum;
-                out.push(Command::SetMomentum(momentum));
-            } else if r.changed() {
-                view.config.momentum = momentum;
+            let enabled = view.config.optimizer == OptimizerKind::Momentum;
+            let widget = egui::DragValue::new(&mut view.config.momentum).range(0.0..=0.999).speed(0.01);
+            let hover = "How much of the previous update carries over into the next (SGD with momentum only).";
+            if committed(ui.add_enabled(enabled, widget).on_hover_text(hover)) {
+                out.push(Command::SetMomentum(view.config.momentum));
             }
             ui.end_row();
 
             ui.label("Weight decay");
-            let mut decay = view.config.weight_decay;
-            let r = ui.add(egui::DragValue::new(&mut decay).range(0.0..=1.0).speed(1e-4).max_decimals(6))
-                .on_hover_text("L2 penalty added to every gradient: pulls weights toward zero. 0 turns it off; 5e-4 is a common value.");
-            if r.changed() && !r.dragged() || r.drag_stopped() {
-                view.config.weight_decay = decay;
-                out.push(Command::SetWeightDecay(decay));
-            } else if r.changed() {
-                view.config.weight_decay = decay;
+            let widget = egui::DragValue::new(&mut view.config.weight_decay).range(0.0..=1.0).speed(1e-4).max_decimals(6);
+            let hover = "L2 penalty added to every gradient: pulls weights toward zero. 0 turns it off; 5e-4 is a common value.";
+            if committed(ui.add(widget).on_hover_text(hover)) {
+                out.push(Command::SetWeightDecay(view.config.weight_decay));
             }
             ui.end_row();
 
             ui.label("Batch size");
-            let mut batch = view.config.batch_size;
-            let r = ui.add(egui::DragValue::new(&mut batch).range(1..=crate::train::config::MAX_BATCH_SIZE).speed(1.0))
-                .on_hover_text("Examples averaged per step. Larger batches give smoother gradients but fewer updates per epoch.");
-            if r.changed() && !r.dragged() || r.drag_stopped() {
-                view.config.batch_size = batch;
-                out.push(Command::SetBatchSize(batch));
-            } else if r.changed() {
-                view.config.batch_size = batch;
+            let widget = egui::DragValue::new(&mut view.config.batch_size).range(1..=crate::train::config::MAX_BATCH_SIZE).speed(1.0);
+            let hover = "Examples averaged per step. Larger batches give smoother gradients but fewer updates per epoch.";
+            if committed(ui.add(widget).on_hover_text(hover)) {
+                out.push(Command::SetBatchSize(view.config.batch_size));
             }
             ui.end_row();
 
@@ -296,6 +285,11 @@ impl ControlsPanel {
         }
         actions
     }
+}
+
+/// Whether a drag value's change is final: typed, or released after a drag (not every frame of the drag).
+fn committed(response: egui::Response) -> bool {
+    (response.changed() && !response.dragged()) || response.drag_stopped()
 }
 
 fn header_help(ui: &mut egui::Ui, open: &mut bool) {
