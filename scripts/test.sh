@@ -20,4 +20,10 @@ if ((${#packages[@]})); then
     fi
 fi
 
+# Mesa warns without a private runtime folder; give it one.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR="$(mktemp -d)"
+    export XDG_RUNTIME_DIR
+fi
+
 cargo test --locked "$@"

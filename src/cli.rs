@@ -405,9 +405,11 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
 
     let backend = BackendKind::from(args.backend);
     let data = Arc::new(data);
-    let outcome = train::with_compute_threads(args.threads, || train_loop(config, data, backend, steps, &mut csv))
-        .context("could not start the compute threads")
-        .map_err(Failure::internal)?;
+    let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
+        train_loop(config, data, backend, steps, &mut csv)
+    })
+    .context("could not start the compute threads")
+    .map_err(Failure::internal)?;
     csv.flush().map_err(Failure::bad_input)?;
     let finished = outcome?;
     if let Some(snapshot) = &finished.last_snapshot {
@@ -565,9 +567,11 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     let config = TrainConfig { arch: args.arch.clone(), test_every: 0, ..TrainConfig::default() };
     config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
     let backend = BackendKind::from(args.backend);
-    let summary = train::with_compute_threads(args.threads, || bench(config, data, backend, args.steps))
-        .context("could not start the compute threads")
-        .map_err(Failure::internal)??;
+    let summary = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
+        bench(config, data, backend, args.steps)
+    })
+    .context("could not start the compute threads")
+    .map_err(Failure::internal)??;
     let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
     println!("{line}");
     Ok(())

@@ -63,6 +63,10 @@ pub struct FrameStats {
     pub cpu_ms_p50: f32,
     /// 95th percentile, ms.
     pub cpu_ms_p95: f32,
+    /// Median CPU time of the UI thread per frame (it excludes waiting, e.g. for a software rasteriser), ms.
+    pub thread_cpu_ms_p50: f32,
+    /// 95th percentile of the same, ms.
+    pub thread_cpu_ms_p95: f32,
     /// Training steps during the run.
     pub steps: u64,
     /// Training images per second over the time spent in training steps (what `convscope bench` measures).
@@ -277,6 +281,8 @@ impl ConvscopeApp {
         let frames = &self.status.all_frames_ms;
         // Skip the first frames: font atlas and texture uploads are start-up cost, not steady state.
         let steady: Vec<f32> = frames.iter().skip(frames.len().min(30)).copied().collect();
+        let thread = &self.status.thread_cpu_ms;
+        let thread_steady: Vec<f32> = thread.iter().skip(thread.len().min(30)).copied().collect();
         let rows = &self.view.rows;
         let (steps, seconds, with_eval) = match (rows.first(), rows.last()) {
             (Some(first), Some(last)) => {
@@ -290,6 +296,8 @@ impl ConvscopeApp {
             frames: steady.len(),
             cpu_ms_p50: percentile(steady.iter().copied(), 50.0).unwrap_or(f32::NAN),
             cpu_ms_p95: percentile(steady.iter().copied(), 95.0).unwrap_or(f32::NAN),
+            thread_cpu_ms_p50: percentile(thread_steady.iter().copied(), 50.0).unwrap_or(f32::NAN),
+            thread_cpu_ms_p95: percentile(thread_steady.iter().copied(), 95.0).unwrap_or(f32::NAN),
             steps,
             images_per_sec: rate(seconds),
             images_per_sec_with_evaluation: rate(with_eval),
@@ -426,7 +434,13 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
             let worker = crate::train::WorkerHandle::spawn(
                 state.config.clone(),
                 data.clone(),
-                crate::train::WorkerOptions { threads, waker, start_paused: paused, ..Default::default() },
+                crate::train::WorkerOptions {
+                    threads,
+                    waker,
+                    start_paused: paused,
+                    priority: crate::train::ComputePriority::Background,
+                    ..Default::default()
+                },
             )?;
             let mut app = ConvscopeApp::new(state, Box::new(worker), Some(data));
             if let Some(text) = notice {

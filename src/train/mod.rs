@@ -20,15 +20,42 @@ pub use worker::{METRICS_FLUSH_INTERVAL, Waker};
 
 use crate::data::DataSplit;
 
+/// How the compute threads are scheduled against the rest of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ComputePriority {
+    /// The operating system's default (headless training and benchmarks).
+    #[default]
+    Normal,
+    /// Slightly below the window's threads (nice +5 on Linux), so painting a frame never waits behind a
+    /// training step; training still gets every cycle the window does not use.
+    Background,
+}
+
+/// Niceness of [`ComputePriority::Background`] threads.
+pub const BACKGROUND_NICE: i32 = 5;
+
 /// Runs `work` with burn's CPU kernels limited to `threads` compute threads (`None`: rayon's default, which
 /// honours `RAYON_NUM_THREADS`). The pool's threads are named `convscope-compute-N`.
-pub fn with_compute_threads<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> std::io::Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
+pub fn with_compute_threads<T: Send>(
+    threads: Option<usize>,
+    priority: ComputePriority,
+    work: impl FnOnce() -> T + Send,
+) -> std::io::Result<T> {
+    let mut builder = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
-        .thread_name(|i| format!("convscope-compute-{i}"))
-        .build()
-        .map_err(std::io::Error::other)?;
+        .thread_name(|i| format!("convscope-compute-{i}"));
+    if priority == ComputePriority::Background {
+        builder = builder.start_handler(|_| lower_current_thread_priority());
+    }
+    let pool = builder.build().map_err(std::io::Error::other)?;
     Ok(pool.install(work))
+}
+
+/// Raises the calling thread's niceness to [`BACKGROUND_NICE`] (Linux applies it to this thread alone and
+/// needs no privilege to lower a priority). Elsewhere, and if refused, the thread keeps its priority.
+fn lower_current_thread_priority() {
+    #[cfg(target_os = "linux")]
+    rustix::process::setpriority_process(Some(rustix::thread::gettid()), BACKGROUND_NICE).ok();
 }
 
 /// Options for [`WorkerHandle::spawn`].
@@ -37,6 +64,8 @@ pub struct WorkerOptions {
     pub backend: BackendKind,
     /// Compute threads (`None`: rayon's default).
     pub threads: Option<usize>,
+    /// Scheduling of the compute threads.
+    pub priority: ComputePriority,
     /// Wait for [`Command::Resume`] or [`Command::Step`] before the first step.
     pub start_paused: bool,
     /// Called whenever events were sent.
@@ -45,7 +74,13 @@ pub struct WorkerOptions {
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { backend: BackendKind::default(), threads: None, start_paused: false, waker: Arc::new(|| {}) }
+        WorkerOptions {
+            backend: BackendKind::default(),
+            threads: None,
+            priority: ComputePriority::Normal,
+            start_paused: false,
+            waker: Arc::new(|| {}),
+        }
     }
 }
 
@@ -73,9 +108,9 @@ impl WorkerHandle {
             snapshot_unread: snapshot_unread.clone(),
             waker: options.waker.clone(),
         };
-        let threads = options.threads;
+        let (threads, priority) = (options.threads, options.priority);
         let thread = std::thread::Builder::new().name("convscope-trainer".into()).spawn(move || {
-            if let Err(error) = with_compute_threads(threads, move || worker::run(setup)) {
+            if let Err(error) = with_compute_threads(threads, priority, move || worker::run(setup)) {
                 event_tx
                     .send(WorkerEvent::Failed {
                         step: 0,

@@ -88,16 +88,17 @@ impl Worker {
 
     /// Builds a trainer; on success announces it, on failure reports why and keeps `None`.
     fn build(&mut self, config: TrainConfig) {
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<(Trainer, f64), TrainError> {
+        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
             let mut trainer = Trainer::new(config, self.data.clone(), self.backend)?;
             trainer.set_manual_evaluation();
-            let started = Instant::now();
             trainer.evaluate()?;
-            Ok((trainer, started.elapsed().as_secs_f64()))
+            Ok(trainer)
         }));
         match result {
-            Ok(Ok((trainer, eval_secs))) => {
-                self.last_eval = (0, 0.0, eval_secs);
+            Ok(Ok(trainer)) => {
+                // The first evaluation pays one-off warm-up costs: let the next one come at `test_every` and
+                // set the time budget from its duration.
+                self.last_eval = (0, 0.0, 0.0);
                 let data = trainer.data();
                 self.send(WorkerEvent::Started {
                     layers: trainer.layer_infos(),

@@ -209,3 +209,59 @@ fn render_snapshot_of_the_window() {
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("window-render.png");
     image.save(&out).unwrap();
 }
+
+/// A fixed, synthetic snapshot: four 3×3 filters with known weights and gradients.
+fn synthetic_view() -> convscope::app::view::TrainingView {
+    use convscope::arch::{Init, LayerSettings};
+    use convscope::snapshot::{FloatArray, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
+    let weights: Vec<f32> = (0..36).map(|i| ((i as f32) - 17.5) / 17.5).collect();
+    let grads: Vec<f32> = (0..36).map(|i| if i % 2 == 0 { 0.01 } else { -0.005 }).collect();
+    let settings = LayerSettings { activation: Activation::Tanh, bias: true, batch_norm: false, init: Init::Xavier };
+    let layer = LayerSnapshot {
+        name: "conv1".into(),
+        settings,
+        weights: FloatArray::new(vec![4, 1, 3, 3], weights).unwrap(),
+        weight_grads: FloatArray::new(vec![4, 1, 3, 3], grads),
+        pre_activation_histogram: Histogram::of(&[-1.0, 0.0, 0.5, 1.0], 8),
+        activation_range: (-0.9, 0.9),
+        grad_range: (-0.005, 0.01),
+        weight_norm: 1.0,
+        grad_norm: 0.05,
+    };
+    let probe = ProbeSnapshot {
+        index: 0,
+        label: 0,
+        input: FloatArray::new(vec![1, 2, 2], vec![0.0, 1.0, 1.0, 0.0]).unwrap(),
+        pre_activations: vec![],
+        post_activations: vec![],
+        probabilities: vec![1.0],
+    };
+    let snapshot = Snapshot { step: 7, epoch: 0, lr: 0.01, loss: 1.0, train_accuracy: 0.5, layers: vec![layer], probe };
+    let mut view = convscope::app::view::TrainingView::new(TrainConfig::default());
+    view.apply(WorkerEvent::Snapshot(Box::new(snapshot)));
+    view
+}
+
+#[test]
+fn filters_panel_render_matches_its_snapshot() {
+    let setup = egui_kittest::wgpu::default_wgpu_setup();
+    // kittest's set-up panics when wgpu finds no adapter at all; that is the "skip" case here.
+    let render_state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        egui_kittest::wgpu::create_render_state(setup, eframe::egui_wgpu::RendererOptions::PREDICTABLE)
+    }));
+    let Ok(render_state) = render_state else {
+        println!("skipped: no GPU or software (lavapipe / llvmpipe) adapter for wgpu on this machine");
+        return;
+    };
+    let state = (convscope::app::panels::filters::FiltersPanel::default(), synthetic_view());
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(520.0, 300.0))
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(render_state))
+        .build_ui_state(
+            |ui, (panel, view): &mut (convscope::app::panels::filters::FiltersPanel, _)| panel.ui(ui, view),
+            state,
+        );
+    harness.run_steps(2);
+    assert_eq!(harness.state().0.scales, (1.0, 0.01), "one shared scale per grid: the largest magnitude");
+    harness.snapshot("filters_panel");
+}

@@ -28,15 +28,15 @@ impl LayersPanel {
         header(ui, "Layers", &mut self.help, HELP);
         let TrainingView { layers, snapshot, config, .. } = view;
         let output_kind = config.output;
-        egui::Grid::new("layers").striped(true).num_columns(5).spacing([6.0, 3.0]).show(ui, |ui| {
+        egui::Grid::new("layers").striped(true).num_columns(5).spacing([4.0, 3.0]).show(ui, |ui| {
             for title in ["Layer", "Activation", "Bias", "BN", "ranges"] {
                 ui.label(RichText::new(title).small().strong());
             }
             ui.end_row();
             for info in layers.iter_mut() {
                 ui.vertical(|ui| {
-                    ui.label(RichText::new(&info.name).monospace());
-                    ui.label(RichText::new(info.out_shape.to_string()).small());
+                    ui.add(egui::Label::new(RichText::new(&info.name).monospace()).extend());
+                    ui.add(egui::Label::new(RichText::new(info.out_shape.to_string()).small()).extend());
                 })
                 .response
                 .on_hover_text(format!("{}: output {} per example", info.name, info.out_shape));

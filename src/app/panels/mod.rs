@@ -36,12 +36,14 @@ pub fn short(value: f32) -> String {
     let magnitude = value.abs();
     if value == 0.0 {
         "0".into()
-    } else if !(1e-3..1e4).contains(&magnitude) {
-        format!("{value:.2e}")
+    } else if !(1e-2..1e4).contains(&magnitude) {
+        format!("{value:.1e}")
     } else if magnitude < 1.0 {
-        format!("{value:.4}")
-    } else {
         format!("{value:.3}")
+    } else if magnitude < 100.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.0}")
     }
 }
 

@@ -16,6 +16,10 @@ pub struct StatusBar {
     frame_cpu_ms: VecDeque<f32>,
     /// Every frame's CPU time since start (for `--frame-stats`).
     pub all_frames_ms: Vec<f32>,
+    /// The UI thread's own CPU time from one frame to the next (layout, tessellation, painting and swap,
+    /// without time spent waiting), for `--frame-stats`.
+    pub thread_cpu_ms: Vec<f32>,
+    thread_clock: Option<cpu_time::ThreadTime>,
 }
 
 /// The `p`-th percentile (0..=100) of `values`, or `None` when empty.
@@ -32,6 +36,11 @@ pub fn percentile(values: impl IntoIterator<Item = f32>, p: f32) -> Option<f32> 
 impl StatusBar {
     /// Records the CPU time egui spent on the previous frame.
     pub fn record_frame(&mut self, cpu_seconds: Option<f32>) {
+        let now = cpu_time::ThreadTime::try_now().ok();
+        if let (Some(previous), Some(now)) = (self.thread_clock, now) {
+            self.thread_cpu_ms.push(now.duration_since(previous).as_secs_f32() * 1000.0);
+        }
+        self.thread_clock = now;
         if let Some(seconds) = cpu_seconds {
             let ms = seconds * 1000.0;
             if self.frame_cpu_ms.len() == FRAME_WINDOW {
