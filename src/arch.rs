@@ -46,6 +46,12 @@ pub const NAMED_ARCHS: &[(&str, &str, &str)] = &[
     ("mlp", "dense 128", "no convolutions: one hidden dense layer of 128 units"),
 ];
 
+/// Largest number of values one layer may produce per example: far beyond what this tool can show, small
+/// enough that a typo cannot ask for gigabytes.
+pub const MAX_LAYER_VALUES: usize = 1 << 24;
+/// Largest number of weights in one layer, for the same reason.
+pub const MAX_LAYER_WEIGHTS: usize = 1 << 26;
+
 /// The default architecture.
 pub const DEFAULT_ARCH: &str = "ref-mnist";
 
@@ -589,8 +595,18 @@ impl ArchSpec {
             };
             let in_shape = shape;
             let (name, out_shape) = match (layer.kind, shape) {
-                (LayerKind::Conv { filters, kernel, padding, stride }, Shape::Map { height, width, .. }) => {
-                    let (h, w) = (height + 2 * padding, width + 2 * padding);
+                (LayerKind::Conv { filters, kernel, padding, stride }, Shape::Map { channels, height, width }) => {
+                    let padded = |side: usize| padding.checked_mul(2).and_then(|p| side.checked_add(p));
+                    let (Some(h), Some(w)) = (padded(height), padded(width)) else {
+                        return Err(at(format!("padding {padding} is far too large")));
+                    };
+                    let weights =
+                        [filters, channels, kernel, kernel].iter().try_fold(1_usize, |acc, &n| acc.checked_mul(n));
+                    if weights.is_none_or(|n| n > MAX_LAYER_WEIGHTS) {
+                        return Err(at(format!(
+                            "{filters} filters of {kernel}×{kernel} over {channels} channels is too many weights (at most {MAX_LAYER_WEIGHTS})"
+                        )));
+                    }
                     if h < kernel || w < kernel {
                         return Err(at(format!(
                             "the input here is {in_shape}; a {kernel}×{kernel} kernel with padding {padding} does not fit — use a smaller kernel, more padding, or fewer pooling layers before it"
@@ -625,10 +641,21 @@ impl ArchSpec {
                     return Err(at("pooling needs an image-shaped input; it cannot follow a dense layer".into()));
                 }
                 (LayerKind::Dense { units }, _) => {
+                    if in_shape.len().checked_mul(units).is_none_or(|n| n > MAX_LAYER_WEIGHTS) {
+                        return Err(at(format!(
+                            "{units} units over {} inputs is too many weights (at most {MAX_LAYER_WEIGHTS}) — pool more before it",
+                            in_shape.len()
+                        )));
+                    }
                     denses += 1;
                     (format!("dense{denses}"), Shape::Flat(units))
                 }
             };
+            if out_shape.len() > MAX_LAYER_VALUES {
+                return Err(at(format!(
+                    "its output {out_shape} is too large (at most {MAX_LAYER_VALUES} values per example)"
+                )));
+            }
             let settings = match layer.kind {
                 LayerKind::Pool { .. } => None,
                 LayerKind::Conv { .. } | LayerKind::Dense { .. } => {
@@ -735,7 +762,7 @@ impl Shape {
     /// Number of values per example.
     pub fn len(&self) -> usize {
         match *self {
-            Shape::Map { channels, height, width } => channels * height * width,
+            Shape::Map { channels, height, width } => channels.saturating_mul(height).saturating_mul(width),
             Shape::Flat(n) => n,
         }
     }
@@ -878,6 +905,10 @@ mod tests {
             ("dense 10, conv 8 3x3", "conv 8 3x3", "cannot follow a dense"),
             ("conv 8 5x5 init=magic", "init=magic", "unknown init"),
             ("conv 8 29x29 pad 0", "conv 8 29x29 pad 0", "does not fit"),
+            ("conv 8 3x3 pad 99999999999999999999", "99999999999999999999", "padding"),
+            ("conv 8 3x3 pad 9999999999999999999", "conv 8 3x3 pad 9999999999999999999", "far too large"),
+            ("dense 100000000", "dense 100000000", "too many weights"),
+            ("conv 100000 3x3", "conv 100000 3x3", "too large"),
         ] {
             let err = ArchSpec::parse(text).and_then(|s| s.plan(mnist(), 10, &LayerDefaults::default())).unwrap_err();
             assert_eq!(&text[err.span.clone()], bad, "{text}: {err}");

@@ -159,6 +159,34 @@ impl ConvscopeApp {
     }
 
     fn banner(&mut self, ui: &mut egui::Ui) {
+        if let Some((step, message)) = self.view.diverged.clone() {
+            egui::Frame::new().fill(Color32::from_rgb(160, 50, 45)).inner_margin(4.0).show(ui, |ui| {
+                ui.label(RichText::new(&message).color(Color32::WHITE).strong());
+                ui.horizontal(|ui| {
+                    ui.label(
+                        RichText::new(format!("Training paused at step {}.", step.saturating_sub(1)))
+                            .color(Color32::WHITE),
+                    );
+                    if ui
+                        .button("Restore last healthy state")
+                        .on_hover_text("Go back to the weights kept before the trouble started; the rate stays")
+                        .clicked()
+                    {
+                        self.outbox.push(Command::RestoreHealthy { halve_lr: false });
+                    }
+                    if ui
+                        .button("Restore and halve the rate")
+                        .on_hover_text("Go back to the last healthy weights and continue at half the learning rate")
+                        .clicked()
+                    {
+                        self.outbox.push(Command::RestoreHealthy { halve_lr: true });
+                    }
+                    if ui.small_button("dismiss").clicked() {
+                        self.view.diverged = None;
+                    }
+                });
+            });
+        }
         self.view.messages.retain(|m| m.severity != Severity::Info || m.at.elapsed().as_secs_f32() < INFO_MESSAGE_SECS);
         let mut dismiss = None;
         for (index, message) in self.view.messages.iter().enumerate().rev().take(3) {

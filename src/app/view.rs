@@ -43,8 +43,10 @@ pub struct Marker {
 pub struct TrainingView {
     /// Layers input to output (with the UI's optimistic settings applied).
     pub layers: Vec<LayerInfo>,
-    /// The configuration the net was built from, with live changes applied.
+    /// The configuration the net was built from, with live changes applied (panels change it at once).
     pub config: TrainConfig,
+    /// The same, with only the changes the worker confirmed: what a refused change falls back to.
+    pub confirmed: TrainConfig,
     /// Input image shape.
     pub input: ImageShape,
     /// Class names.
@@ -73,6 +75,8 @@ pub struct TrainingView {
     pub messages: Vec<Message>,
     /// Whether the worker thread has ended.
     pub stopped: bool,
+    /// The last divergence (step, message) until the net is restored or reset.
+    pub diverged: Option<(u64, String)>,
 }
 
 impl TrainingView {
@@ -80,6 +84,7 @@ impl TrainingView {
     pub fn new(config: TrainConfig) -> Self {
         TrainingView {
             layers: Vec::new(),
+            confirmed: config.clone(),
             config,
             input: ImageShape { channels: 1, height: 28, width: 28 },
             class_names: Vec::new(),
@@ -95,6 +100,7 @@ impl TrainingView {
             markers: Vec::new(),
             messages: Vec::new(),
             stopped: false,
+            diverged: None,
         }
     }
 
@@ -133,6 +139,7 @@ impl TrainingView {
         match event {
             WorkerEvent::Started { layers, config, input, class_names, train_len, test_len, data_source } => {
                 self.layers = layers;
+                self.confirmed = (*config).clone();
                 self.config = *config;
                 self.input = input;
                 self.class_names = class_names;
@@ -143,6 +150,7 @@ impl TrainingView {
                 self.markers.clear();
                 self.snapshot = None;
                 self.step = 0;
+                self.diverged = None;
             }
             WorkerEvent::Metrics(rows) => {
                 if let Some(last) = rows.last() {
@@ -169,8 +177,18 @@ impl TrainingView {
             WorkerEvent::Applied { command, effective_step } => self.applied(&command, effective_step),
             WorkerEvent::Rejected { command, reason } => {
                 self.message(Severity::Warning, format!("{}: {reason}", describe(&command)));
+                // Undo what the panels changed ahead of the worker: the confirmed values and the settings of
+                // the latest snapshot are the truth.
+                self.config = self.confirmed.clone();
+                if let Some(snapshot) = &self.snapshot {
+                    for layer in &snapshot.layers {
+                        if let Some(info) = self.layers.iter_mut().find(|l| l.name == layer.name) {
+                            info.settings = Some(layer.settings);
+                        }
+                    }
+                }
             }
-            WorkerEvent::Diverged { message, .. } => self.message(Severity::Error, message),
+            WorkerEvent::Diverged { step, message } => self.diverged = Some((step, message)),
             WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
             WorkerEvent::Stopped { .. } => self.stopped = true,
         }
@@ -182,22 +200,27 @@ impl TrainingView {
         let label = match command {
             Command::SetLearningRate(lr) => {
                 self.config.lr = *lr;
+                self.confirmed.lr = *lr;
                 Some(format!("lr {lr:.3e}"))
             }
             Command::SetMomentum(m) => {
                 self.config.momentum = *m;
+                self.confirmed.momentum = *m;
                 Some(format!("momentum {m}"))
             }
             Command::SetWeightDecay(w) => {
                 self.config.weight_decay = *w;
+                self.confirmed.weight_decay = *w;
                 Some(format!("weight decay {w}"))
             }
             Command::SetBatchSize(b) => {
                 self.config.batch_size = *b;
+                self.confirmed.batch_size = *b;
                 Some(format!("batch {b}"))
             }
             Command::SetOptimizer(o) => {
                 self.config.optimizer = *o;
+                self.confirmed.optimizer = *o;
                 Some(o.name().to_string())
             }
             Command::SetActivation { layer, activation } => Some(format!("{}: {activation}", layer_name(layer))),
@@ -209,7 +232,16 @@ impl TrainingView {
             }
             Command::SetProbe(index) => {
                 self.config.probe_index = *index;
+                self.confirmed.probe_index = *index;
                 None
+            }
+            Command::RestoreHealthy { halve_lr } => {
+                self.diverged = None;
+                if *halve_lr {
+                    self.confirmed.lr /= 2.0;
+                    self.config.lr = self.confirmed.lr;
+                }
+                Some(if *halve_lr { format!("restored, lr {:.3e}", self.config.lr) } else { "restored".to_string() })
             }
             Command::Pause | Command::Resume | Command::Step(_) | Command::Reset(_) | Command::Stop => None,
         };
@@ -234,7 +266,37 @@ pub fn describe(command: &Command) -> String {
         Command::SetBias { layer, enabled } => format!("layer {layer} bias {enabled}"),
         Command::SetBatchNorm { layer, enabled } => format!("layer {layer} batch-norm {enabled}"),
         Command::SetProbe(i) => format!("probe image {i}"),
+        Command::RestoreHealthy { halve_lr } => {
+            if *halve_lr {
+                "restore and halve the rate".into()
+            } else {
+                "restore".into()
+            }
+        }
         Command::Reset(_) => "reset".into(),
         Command::Stop => "stop".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_change_falls_back_to_the_confirmed_value() {
+        let mut view = TrainingView::new(TrainConfig::default());
+        // The panel changed the rate ahead of the worker; the worker confirms one rate and refuses another.
+        view.config.lr = 0.5;
+        view.apply(WorkerEvent::Applied { command: Command::SetLearningRate(0.5), effective_step: 3 });
+        assert_eq!(view.markers.len(), 1);
+        assert_eq!(view.markers[0].step, 3);
+        view.config.lr = -1.0;
+        view.apply(WorkerEvent::Rejected {
+            command: Command::SetLearningRate(-1.0),
+            reason: "must be positive".into(),
+        });
+        assert_eq!(view.config.lr, 0.5, "back to the last confirmed rate");
+        assert_eq!(view.messages.len(), 1);
+        assert!(view.messages[0].text.contains("must be positive"));
     }
 }

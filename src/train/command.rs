@@ -53,6 +53,12 @@ pub enum Command {
     },
     /// Use this test-set image as the probe for activation maps.
     SetProbe(usize),
+    /// Go back to the last healthy weights and optimiser state (kept every few steps in memory), e.g. after
+    /// a divergence; with `halve_lr`, also halve the learning rate. The step counter keeps counting.
+    RestoreHealthy {
+        /// Also halve the learning rate.
+        halve_lr: bool,
+    },
     /// Throw the net away and build a new one from this configuration (its seed and spec).
     Reset(Box<TrainConfig>),
     /// End the worker thread.

@@ -23,6 +23,14 @@ use crate::snapshot::{
 };
 use crate::train::config::{BackendKind, OptimizerKind, TrainConfig};
 
+/// A finite loss counts as exploding when it is this many times the run's starting loss…
+pub const EXPLOSION_FACTOR: f32 = 10.0;
+/// …for this many consecutive steps: then training is treated as diverged, like a NaN. (A ReLU net at a huge
+/// rate sits at losses of hundreds without ever producing NaN; one noisy batch must not stop a healthy run.)
+pub const EXPLOSION_STEPS: u32 = 3;
+/// How often (in steps) a healthy state — weights and optimiser state — is kept for "restore".
+pub const HEALTHY_EVERY: u64 = 25;
+
 /// Number of recent batches the running training accuracy averages over.
 pub const TRAIN_ACCURACY_WINDOW: usize = 50;
 /// Images per forward pass when evaluating the test split.
@@ -111,6 +119,21 @@ pub struct Trainer {
     last_grads: Vec<Option<Tensor<1>>>,
     last_grad_norms: Vec<f32>,
     last_loss: f32,
+    /// The first step's loss and gradient norms since the build or the last restore: the explosion rule's
+    /// reference.
+    reference: Option<(f32, Vec<f32>)>,
+    /// Consecutive steps with an exploding loss.
+    exploding_steps: u32,
+    /// The latest state kept while training was healthy: step, weights and optimiser state.
+    healthy: Option<HealthyState>,
+}
+
+/// A copy of the net from a healthy moment, to go back to after a divergence.
+struct HealthyState {
+    step: u64,
+    model: Cnn,
+    /// The optimiser state, serialised (its record type cannot be cloned).
+    optimizer: burn::tensor::Bytes,
 }
 
 fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
@@ -158,6 +181,9 @@ impl Trainer {
             last_grads: Vec::new(),
             last_grad_norms: Vec::new(),
             last_loss: f32::NAN,
+            reference: None,
+            exploding_steps: 0,
+            healthy: None,
             data,
             config,
         };
@@ -381,6 +407,15 @@ impl Trainer {
         let augment = (shift.max_pixels > 0).then_some((&shift, &mut self.shift_rng));
         let (images, targets, labels) =
             make_batch(&self.data.train, indices, &self.normalization, augment, self.plan.classes, &self.device)?;
+        // Batch-norm updates its running statistics during the forward pass: keep them, so a step that turns
+        // out to diverge leaves no trace (NaN statistics would poison every later evaluation).
+        let saved_statistics: Vec<(Tensor<1>, Tensor<1>)> = self
+            .model
+            .layers
+            .iter()
+            .filter(|l| l.settings.batch_norm)
+            .map(|l| (l.norm.running_mean.value(), l.norm.running_var.value()))
+            .collect();
         let (logits, trace) = if capture {
             let (logits, trace) = self.model.forward_traced(images);
             (logits, Some(trace))
@@ -431,11 +466,35 @@ impl Trainer {
                 .collect()
         };
         let step = self.step + 1;
-        if !loss_value.is_finite() || squares.iter().any(|v| !v.is_finite()) {
-            self.elapsed_secs += started.elapsed().as_secs_f64();
-            return Ok(StepOutcome::Diverged { step, message: self.divergence_message(step, loss_value, &per_layer) });
-        }
         let grad_norms: Vec<f32> = per_layer.iter().map(|s| s.first().copied().unwrap_or(0.0).sqrt()).collect();
+        let non_finite = !loss_value.is_finite() || squares.iter().any(|v| !v.is_finite());
+        let reference_loss = self.reference.as_ref().map_or(loss_value, |(loss, _)| *loss);
+        self.exploding_steps = if loss_value > EXPLOSION_FACTOR * reference_loss.max(f32::MIN_POSITIVE) {
+            self.exploding_steps + 1
+        } else {
+            0
+        };
+        if non_finite || self.exploding_steps >= EXPLOSION_STEPS {
+            for (layer, (mean, var)) in self.model.layers.iter().filter(|l| l.settings.batch_norm).zip(saved_statistics)
+            {
+                layer.norm.running_mean.update(mean);
+                layer.norm.running_var.update(var);
+            }
+            self.elapsed_secs += started.elapsed().as_secs_f64();
+            self.exploding_steps = 0;
+            let message = self.divergence_message(step, loss_value, &per_layer, &grad_norms);
+            return Ok(StepOutcome::Diverged { step, message });
+        }
+        if self.reference.is_none() {
+            self.reference = Some((loss_value, grad_norms.clone()));
+        }
+        // Keep a healthy state now and then: cloning the module copies handles, the optimiser record its state.
+        if self.exploding_steps == 0
+            && self.step.is_multiple_of(HEALTHY_EVERY)
+            && let Ok(optimizer) = self.optimizer.into_bytes()
+        {
+            self.healthy = Some(HealthyState { step: self.step, model: self.model.clone(), optimizer });
+        }
 
         let grads = GradientsParams::from_grads(grads, &self.model);
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
@@ -452,13 +511,12 @@ impl Trainer {
         let spent = started.elapsed().as_secs_f64();
         self.elapsed_secs += spent;
         self.step_secs += spent;
+        // The update is done: from here on nothing may fail the step, or its metric row would be lost. A
+        // failed read-back (not seen on the CPU backends) keeps the last test accuracy and skips the snapshot.
         if self.auto_evaluate && self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
-            self.evaluate()?;
+            self.evaluate().ok();
         }
-        let snapshot = match trace {
-            Some(trace) => Some(Box::new(self.snapshot_with(Some(trace))?)),
-            None => None,
-        };
+        let snapshot = trace.and_then(|trace| self.snapshot_with(Some(trace)).ok()).map(Box::new);
         let row = MetricRow {
             step,
             epoch: self.sampler.epoch(),
@@ -473,24 +531,63 @@ impl Trainer {
         Ok(StepOutcome::Updated { row, snapshot })
     }
 
-    fn divergence_message(&self, step: u64, loss: f32, per_layer: &[&[f32]]) -> String {
-        let first_bad = self
+    fn divergence_message(&self, step: u64, loss: f32, per_layer: &[&[f32]], grad_norms: &[f32]) -> String {
+        let non_finite_layer = self
             .model
             .layers
             .iter()
             .zip(per_layer)
             .find(|(_, squares)| squares.iter().any(|v| !v.is_finite()))
-            .map(|(layer, _)| layer);
-        let what = match first_bad {
-            Some(layer) if loss.is_finite() => format!("the gradient of {} is not finite (loss {loss})", layer.name),
-            Some(layer) => format!("the loss is {loss} and the gradient of {} is not finite", layer.name),
-            None => format!("the loss is {loss}"),
+            .map(|(layer, _)| layer.name.clone());
+        // The layer whose gradient grew most against its first step, when everything is still finite.
+        let exploding_layer = self.reference.as_ref().and_then(|(_, first)| {
+            self.model
+                .layers
+                .iter()
+                .zip(grad_norms.iter().zip(first))
+                .map(|(layer, (now, then))| (layer.name.clone(), now / then.max(f32::MIN_POSITIVE)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(_, growth)| *growth > 1.0)
+        });
+        let reference = self.reference.as_ref().map_or(f32::NAN, |(loss, _)| *loss);
+        let what = match (non_finite_layer, exploding_layer) {
+            (Some(layer), _) if loss.is_finite() => format!("the gradient of {layer} is not finite (loss {loss})"),
+            (Some(layer), _) => format!("the loss is {loss} and the gradient of {layer} is not finite"),
+            (None, _) if !loss.is_finite() => format!("the loss is {loss}"),
+            (None, Some((layer, growth))) => format!(
+                "the loss exploded to {loss:.4e}, over {EXPLOSION_FACTOR}× its starting {reference:.3} for {EXPLOSION_STEPS} steps; {layer}'s gradient grew {growth:.0}× (exploding activations)"
+            ),
+            (None, None) => format!(
+                "the loss exploded to {loss:.4e}, over {EXPLOSION_FACTOR}× its starting {reference:.3} for {EXPLOSION_STEPS} steps"
+            ),
         };
         format!(
             "training diverged at step {step}: {what}; the update was skipped — the learning rate {} is probably too high, try {}",
             self.config.lr,
             self.config.lr / 10.0
         )
+    }
+
+    /// The step of the healthy state a [`Trainer::restore_healthy`] would go back to.
+    pub fn healthy_step(&self) -> Option<u64> {
+        self.healthy.as_ref().map(|h| h.step)
+    }
+
+    /// Goes back to the last healthy weights and optimiser state (the step counter keeps counting, so the
+    /// metric history stays in order). Returns the step whose state was restored.
+    pub fn restore_healthy(&mut self) -> Option<u64> {
+        let healthy = self.healthy.as_ref()?;
+        let optimizer = build_optimizer(&self.config).from_bytes(healthy.optimizer.clone()).ok()?;
+        // Live settings (activations, bias, batch-norm) stay as the user has them now.
+        let settings = self.model.settings();
+        self.model = healthy.model.clone();
+        for (layer, settings) in self.model.layers.iter_mut().zip(settings) {
+            layer.settings = settings;
+        }
+        self.optimizer = optimizer;
+        self.exploding_steps = 0;
+        self.reference = None;
+        Some(healthy.step)
     }
 
     /// Accuracy over the whole test split with the current weights (batch-norm in inference mode).
@@ -646,11 +743,13 @@ fn make_batch(
     Ok((images, targets, labels))
 }
 
-/// How many rows of `logits` (`[batch, classes]`, row-major) have their largest value at the label.
+/// How many rows of `logits` (`[batch, classes]`, row-major) have their largest value at the label; a row
+/// with a non-finite value counts as wrong.
 fn count_correct(logits: &[f32], labels: &[i64], classes: usize) -> usize {
     logits
         .chunks(classes.max(1))
         .zip(labels)
+        .filter(|(row, _)| row.iter().all(|v| v.is_finite()))
         .filter(|(row, label)| {
             let predicted = row
                 .iter()

@@ -81,13 +81,15 @@ impl Worker {
 
     fn set_running(&mut self, running: bool) {
         self.running = running;
-        let state = if running || self.steps_left > 0 { RunState::Running } else { RunState::Paused };
+        let active = self.trainer.is_some() && (running || self.steps_left > 0);
+        let state = if active { RunState::Running } else { RunState::Paused };
         self.flush();
         self.send(WorkerEvent::State { state, step: self.step_count() });
     }
 
-    /// Builds a trainer; on success announces it, on failure reports why and keeps `None`.
-    fn build(&mut self, config: TrainConfig) {
+    /// Builds a trainer; on success announces it and replaces the current one, on failure keeps the current
+    /// one and returns why.
+    fn build(&mut self, config: TrainConfig) -> Result<(), String> {
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
             let mut trainer = Trainer::new(config, self.data.clone(), self.backend)?;
             trainer.set_manual_evaluation();
@@ -112,14 +114,10 @@ impl Worker {
                 self.trainer = Some(trainer);
                 self.last_snapshot = None;
                 self.send_refresh();
+                Ok(())
             }
-            Ok(Err(error)) => {
-                self.send(WorkerEvent::Failed { step: 0, message: format!("could not build the net: {error}") })
-            }
-            Err(payload) => self.send(WorkerEvent::Failed {
-                step: 0,
-                message: format!("building the net panicked: {}", panic_message(payload.as_ref())),
-            }),
+            Ok(Err(error)) => Err(format!("could not build the net: {error}")),
+            Err(payload) => Err(format!("building the net panicked: {}", panic_message(payload.as_ref()))),
         }
     }
 
@@ -153,9 +151,10 @@ impl Worker {
                 self.set_running(true);
                 return true;
             }
+            (Command::Step(0), _) => Err("step needs at least one step".to_string()),
             (Command::Step(n), _) => {
-                self.steps_left = *n;
-                self.running = false;
+                // Steps asked for while stepping add up: two quick presses of S are two steps.
+                self.steps_left = self.steps_left.saturating_add(*n);
                 self.set_running(false);
                 return true;
             }
@@ -169,9 +168,7 @@ impl Worker {
                 match check {
                     Ok(()) => {
                         self.flush();
-                        self.trainer = None;
-                        self.build((**config).clone());
-                        Ok(())
+                        self.build((**config).clone())
                     }
                     Err(reason) => Err(reason),
                 }
@@ -191,6 +188,14 @@ impl Worker {
             (Command::SetBias { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.bias = *enabled),
             (Command::SetBatchNorm { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.batch_norm = *enabled),
             (Command::SetProbe(index), Some(t)) => t.set_probe(*index),
+            (Command::RestoreHealthy { halve_lr }, Some(t)) => match t.restore_healthy() {
+                Some(_) if *halve_lr => t.set_learning_rate(t.config().lr / 2.0),
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "no healthy state is kept yet: one is taken every {} steps while training is healthy",
+                    crate::train::trainer::HEALTHY_EVERY
+                )),
+            },
         };
         let applied = outcome.is_ok();
         let changes_the_picture = matches!(
@@ -199,6 +204,7 @@ impl Worker {
                 | Command::SetBias { .. }
                 | Command::SetBatchNorm { .. }
                 | Command::SetProbe(_)
+                | Command::RestoreHealthy { .. }
         );
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
@@ -247,8 +253,11 @@ impl Worker {
                 self.send(WorkerEvent::Diverged { step, message });
                 self.set_running(false);
             }
-            Ok(Err(error)) => self.fail(attempted, error.to_string()),
-            Err(payload) => self.fail(attempted, format!("the step panicked: {}", panic_message(payload.as_ref()))),
+            Ok(Err(error)) => self.fail(attempted, format!("{error}; the weights are as before the step")),
+            Err(payload) => self.fail(
+                attempted,
+                format!("the step panicked: {}; the weights are as before the step", panic_message(payload.as_ref())),
+            ),
         }
         if self.last_flush.elapsed() >= METRICS_FLUSH_INTERVAL {
             self.flush();
@@ -272,16 +281,15 @@ impl Worker {
                 Some(accuracy)
             }
             Ok(Err(error)) => {
-                let step = trainer.step_count();
-                self.send(WorkerEvent::Failed { step, message: format!("evaluating the test split failed: {error}") });
+                let (step, secs) = (trainer.step_count(), trainer.step_secs());
+                self.last_eval = (step, secs, started.elapsed().as_secs_f64());
+                self.fail(step, format!("evaluating the test split failed: {error}"));
                 None
             }
             Err(payload) => {
-                let step = trainer.step_count();
-                self.send(WorkerEvent::Failed {
-                    step,
-                    message: format!("evaluating the test split panicked: {}", panic_message(payload.as_ref())),
-                });
+                let (step, secs) = (trainer.step_count(), trainer.step_secs());
+                self.last_eval = (step, secs, started.elapsed().as_secs_f64());
+                self.fail(step, format!("evaluating the test split panicked: {}", panic_message(payload.as_ref())));
                 None
             }
         }
@@ -290,10 +298,7 @@ impl Worker {
     fn fail(&mut self, step: u64, message: String) {
         self.steps_left = 0;
         self.flush();
-        self.send(WorkerEvent::Failed {
-            step,
-            message: format!("{message}; training paused, the weights are as before the step"),
-        });
+        self.send(WorkerEvent::Failed { step, message: format!("{message}; training paused") });
         self.set_running(false);
     }
 }
@@ -305,7 +310,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         trainer: None,
         data,
         backend,
-        running: !start_paused,
+        running: false,
         steps_left: 0,
         rows: Vec::new(),
         last_flush: Instant::now(),
@@ -315,7 +320,9 @@ pub(crate) fn run(setup: WorkerSetup) {
         waker,
         last_eval: (0, 0.0, 0.0),
     };
-    worker.build(config);
+    if let Err(message) = worker.build(config) {
+        worker.send(WorkerEvent::Failed { step: 0, message });
+    }
     worker.set_running(!start_paused);
     'work: loop {
         let active = worker.trainer.is_some() && (worker.running || worker.steps_left > 0);

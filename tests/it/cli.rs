@@ -190,6 +190,16 @@ fn divergence_exits_3_naming_the_step() {
 }
 
 #[test]
+fn a_relu_net_at_lr_1000_exits_3_within_a_few_steps() {
+    let out = scratch_dir("explode-out");
+    let output = convscope(&["train", "--lr", "1000", "--steps", "50", "--out", out.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(message.contains("diverged at step"), "{message}");
+    assert!(message.contains("try 100"), "the message suggests a lower rate: {message}");
+}
+
+#[test]
 fn bench_prints_its_figures_as_the_first_line() {
     let output = convscope(&["bench", "--steps", "12", "--threads", "1"]);
     assert!(output.status.success(), "{}", stderr(&output));

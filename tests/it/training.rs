@@ -224,3 +224,48 @@ fn non_finite_loss_skips_the_update() {
     }
     panic!("a linear net at lr 1000 should diverge within 50 steps");
 }
+
+#[test]
+fn an_exploding_finite_loss_counts_as_divergence() {
+    // ReLU at a huge rate: the loss climbs into the hundreds without ever becoming NaN.
+    let mut trainer = Trainer::new(config(|c| c.lr = 1000.0), mnist(), BackendKind::Flex).unwrap();
+    for _ in 0..10 {
+        let before = trainer.layer_weights(1).unwrap();
+        match trainer.step(false).unwrap() {
+            StepOutcome::Updated { row, .. } => assert!(row.loss.is_finite()),
+            StepOutcome::Diverged { step, message } => {
+                assert!(step <= 6, "caught late, at step {step}");
+                assert!(message.contains(&format!("step {step}")) && message.contains("exploded"), "{message}");
+                assert_eq!(trainer.layer_weights(1).unwrap(), before, "the diverging update was skipped");
+                return;
+            }
+        }
+    }
+    panic!("a ReLU net at lr 1000 must be caught within 10 steps");
+}
+
+#[test]
+fn a_healthy_run_never_trips_the_explosion_rule() {
+    let mut trainer = Trainer::new(config(|c| c.lr = 0.05), mnist(), BackendKind::Flex).unwrap();
+    for _ in 0..150 {
+        assert!(matches!(trainer.step(false).unwrap(), StepOutcome::Updated { .. }));
+    }
+}
+
+#[test]
+fn restore_healthy_goes_back_to_the_kept_weights() {
+    let mut trainer = Trainer::new(config(|c| c.activation = Activation::Tanh), mnist(), BackendKind::Flex).unwrap();
+    for _ in 0..25 {
+        step(&mut trainer, false);
+    }
+    let kept = trainer.layer_weights(0).unwrap();
+    for _ in 0..5 {
+        step(&mut trainer, false);
+    }
+    assert_ne!(trainer.layer_weights(0).unwrap(), kept);
+    assert_eq!(trainer.healthy_step(), Some(25));
+    assert_eq!(trainer.restore_healthy(), Some(25));
+    assert_eq!(trainer.layer_weights(0).unwrap(), kept);
+    assert_eq!(trainer.step_count(), 30, "the step counter keeps counting");
+    step(&mut trainer, false);
+}

@@ -125,6 +125,23 @@ fn shortcuts_act_but_not_while_typing_in_a_text_field() {
 }
 
 #[test]
+fn a_divergence_banner_offers_restore_with_half_the_rate() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    fake.push(WorkerEvent::Diverged { step: 31, message: "training diverged at step 31: the loss is NaN".into() });
+    fake.push(WorkerEvent::State { state: RunState::Paused, step: 30 });
+    harness.run_steps(2);
+    harness.get_by_label_contains("diverged at step 31");
+    harness.get_by_label("Restore and halve the rate").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent(), [Command::RestoreHealthy { halve_lr: true }]);
+    fake.push(WorkerEvent::Applied { command: Command::RestoreHealthy { halve_lr: true }, effective_step: 31 });
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("diverged at step 31").is_none(), "the banner goes once restored");
+    assert_eq!(harness.state().view.config.lr, 0.005);
+}
+
+#[test]
 fn every_help_text_opens_and_draws() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);

@@ -23,6 +23,9 @@ fn wait_for<T>(worker: &WorkerHandle, rows: &mut Vec<MetricRow>, mut pick: impl 
     let deadline = Instant::now() + TIMEOUT;
     while Instant::now() < deadline {
         let Some(event) = worker.recv_timeout(Duration::from_millis(200)) else { continue };
+        if std::env::var_os("CONVSCOPE_TEST_TRACE").is_some() {
+            eprintln!("event: {}", format!("{event:?}").chars().take(160).collect::<String>());
+        }
         if let WorkerEvent::Metrics(batch) = &event {
             rows.extend(batch.iter().cloned());
         }
@@ -219,4 +222,35 @@ fn reset_builds_a_new_net_from_the_seed() {
     wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
     let other = wait_for(&worker, &mut rows, snapshot);
     assert_ne!(other.layers[0].weights, first.layers[0].weights);
+}
+
+#[test]
+fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate() {
+    // tanh explodes at a huge rate (a trained ReLU net tends to die quietly instead).
+    let worker = paused_worker(|c| c.activation = Activation::Tanh);
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(25));
+    let healthy = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 25));
+    worker.send(Command::Step(5));
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 30));
+    worker.send(Command::SetLearningRate(1000.0));
+    worker.send(Command::Resume);
+    let diverged_at = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Diverged { step, .. } => Some(*step),
+        _ => None,
+    });
+    assert!(diverged_at > 30);
+    wait_for(&worker, &mut rows, paused_at);
+    let restore = Command::RestoreHealthy { halve_lr: true };
+    worker.send(restore.clone());
+    wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Applied { command, .. } if *command == restore => Some(()),
+        _ => None,
+    });
+    let restored = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(restored.lr, 500.0, "the rate was halved");
+    for (a, b) in healthy.layers.iter().zip(&restored.layers) {
+        assert_eq!(a.weights, b.weights, "{}: the weights of step 25 are back", a.name);
+    }
 }

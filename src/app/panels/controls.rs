@@ -8,7 +8,6 @@ use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
 
 use crate::app::view::TrainingView;
-use crate::arch::ArchSpec;
 use crate::train::{Command, OptimizerKind, RunState, TrainConfig};
 
 /// Smallest and largest learning rate the slider offers (the typed value accepts any positive number).
@@ -241,8 +240,10 @@ impl ControlsPanel {
             return verdict.clone();
         }
         let classes = view.class_names.len().max(1);
-        let verdict = ArchSpec::parse(&self.spec_text)
-            .and_then(|spec| spec.plan(view.input, classes, &view.config.layer_defaults()))
+        // Checked exactly as a rebuild would build it, per-layer activations included.
+        let verdict = self
+            .reset_config(view)
+            .plan(view.input, classes)
             .map(|plan| {
                 let shapes: Vec<String> = plan.layers.iter().map(|l| format!("{} {}", l.name, l.out_shape)).collect();
                 shapes.join(" › ")

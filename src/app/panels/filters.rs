@@ -61,6 +61,13 @@ impl FiltersPanel {
     /// Draws the two grids.
     pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
         header(ui, "Filters and weight gradients", &mut self.help, HELP);
+        // A remembered layer that is not a conv layer of this net (another spec was built) falls back to the first.
+        if self.shown(view).is_none()
+            && let Some(first) =
+                view.snapshot.as_ref().and_then(|s| s.layers.iter().position(|l| l.weights.shape.len() == 4))
+        {
+            self.layer = first;
+        }
         let conv_layers: Vec<(usize, String)> = view
             .snapshot
             .as_ref()
