@@ -133,8 +133,8 @@ impl ConvscopeApp {
 
     fn send_outbox(&mut self) {
         for command in self.outbox.drain(..) {
-            if let Command::Reset(config) = &command {
-                self.state.config = (**config).clone();
+            if matches!(command, Command::Reset(_)) {
+                self.view.reset_pending = true;
             }
             self.worker.send(command);
         }

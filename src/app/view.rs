@@ -77,6 +77,8 @@ pub struct TrainingView {
     pub stopped: bool,
     /// The last divergence (step, message) until the net is restored or reset.
     pub diverged: Option<(u64, String)>,
+    /// A reset was sent and its net has not been announced yet: layer indices would address the old net.
+    pub reset_pending: bool,
 }
 
 impl TrainingView {
@@ -101,6 +103,7 @@ impl TrainingView {
             messages: Vec::new(),
             stopped: false,
             diverged: None,
+            reset_pending: false,
         }
     }
 
@@ -151,6 +154,7 @@ impl TrainingView {
                 self.snapshot = None;
                 self.step = 0;
                 self.diverged = None;
+                self.reset_pending = false;
             }
             WorkerEvent::Metrics(rows) => {
                 if let Some(last) = rows.last() {
@@ -176,6 +180,9 @@ impl TrainingView {
             }
             WorkerEvent::Applied { command, effective_step } => self.applied(&command, effective_step),
             WorkerEvent::Rejected { command, reason } => {
+                if matches!(command, Command::Reset(_)) {
+                    self.reset_pending = false;
+                }
                 self.message(Severity::Warning, format!("{}: {reason}", describe(&command)));
                 // Undo what the panels changed ahead of the worker: the confirmed values and the settings of
                 // the latest snapshot are the truth.

@@ -142,6 +142,26 @@ fn a_divergence_banner_offers_restore_with_half_the_rate() {
 }
 
 #[test]
+fn reset_asks_first_and_holds_layer_changes_until_the_new_net_arrives() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.get_by_label("Reset…").click();
+    harness.run_steps(2);
+    assert!(fake.sent().is_empty(), "a reset asks first");
+    harness.get_by_label("Reset now").click();
+    harness.run_steps(2);
+    assert!(
+        matches!(fake.sent().as_slice(), [Command::Reset(config)] if config.seed == 1 && config.arch == "ref-mnist")
+    );
+    assert!(harness.state().view.reset_pending);
+    for event in real_events().into_iter().take(1) {
+        fake.push(event);
+    }
+    harness.run_steps(2);
+    assert!(!harness.state().view.reset_pending, "the new net is announced");
+}
+
+#[test]
 fn every_help_text_opens_and_draws() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);

@@ -26,6 +26,11 @@ impl LayersPanel {
     /// Draws the table; changes go to `out` and are applied optimistically to `view`.
     pub fn ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
         header(ui, "Layers", &mut self.help, HELP);
+        // Until a reset's net is announced, layer indices would address the old net: nothing to switch yet.
+        ui.add_enabled_ui(!view.reset_pending, |ui| self.table_ui(ui, view, out));
+    }
+
+    fn table_ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
         let TrainingView { layers, snapshot, config, .. } = view;
         let output_kind = config.output;
         egui::Grid::new("layers").striped(true).num_columns(5).spacing([4.0, 3.0]).show(ui, |ui| {
