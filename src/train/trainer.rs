@@ -652,7 +652,15 @@ impl Trainer {
                 None => None,
             };
             let pre_values = readback("pre-activations", pre.clone().inner().into_data())?;
-            let post_values = readback("activations", post.clone().inner().into_data())?;
+            // Only the range of the post-activations is shown: reduce on the device rather than copy them out.
+            let post = post.clone().inner();
+            let ends =
+                readback("activation range", Tensor::cat(vec![post.clone().min(), post.clone().max()], 0).into_data())?;
+            let activation_range = match ends.as_slice() {
+                [low, high] if low.is_finite() && high.is_finite() => (*low, *high),
+                // A non-finite extreme: fall back to the finite range of the values themselves.
+                _ => crate::snapshot::finite_range(&readback("activations", post.into_data())?).unwrap_or((0.0, 0.0)),
+            };
             layers.push(LayerSnapshot {
                 name: layer.name.clone(),
                 settings: layer.settings,
@@ -661,7 +669,7 @@ impl Trainer {
                 weights,
                 weight_grads,
                 pre_activation_histogram: Histogram::of(&pre_values, HISTOGRAM_BINS),
-                activation_range: crate::snapshot::finite_range(&post_values).unwrap_or((0.0, 0.0)),
+                activation_range,
                 grad_norm,
             });
         }
