@@ -462,6 +462,8 @@ fn train_loop(
 ) -> Result<Finished, Failure> {
     let batch = config.batch_size as u64;
     let mut trainer = Trainer::new(config, data, backend).map_err(Failure::bad_input)?;
+    // This loop evaluates itself (below), so the last step is never evaluated twice.
+    trainer.set_manual_evaluation();
     let started = Instant::now();
     trainer.evaluate().map_err(Failure::internal)?;
     let bar = progress_bar(steps);
@@ -473,8 +475,9 @@ fn train_loop(
         match outcome {
             StepOutcome::Updated { row, snapshot } => {
                 let mut row = row;
-                if step == steps {
-                    // The final row carries the accuracy over the whole test split after the last update.
+                let test_every = trainer.config().test_every;
+                if step == steps || (test_every > 0 && step.is_multiple_of(test_every)) {
+                    // Every `--test-every` steps, and always after the last update: the whole test split.
                     row.test_accuracy = trainer.evaluate().map_err(Failure::internal)?;
                 }
                 csv.append(&row).map_err(Failure::bad_input)?;
