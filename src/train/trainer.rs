@@ -360,13 +360,7 @@ impl Trainer {
         let Some(target) = self.model.layers.get(layer) else {
             return Err(TrainError::Config(format!("there is no layer {layer}")));
         };
-        let values = match (&target.conv_weight, &target.dense_weight) {
-            (Some(w), _) => readback("weights", w.val().inner().into_data())?,
-            (None, Some(w)) => readback("weights", w.val().inner().into_data())?,
-            (None, None) => Vec::new(),
-        };
-        FloatArray::new(target.weight_shape(), values)
-            .ok_or_else(|| TrainError::Config(format!("layer {layer}'s weights do not match their shape")))
+        weight_array(target)
     }
 
     /// Overwrites layer `layer`'s weights (same shape), keeping the parameter's identity so the optimiser's
@@ -641,12 +635,7 @@ impl Trainer {
             self.model.layers.iter().zip(weight_grads).zip(&trace.pre).zip(trace.post.iter().zip(grad_norms))
         {
             let shape = layer.weight_shape();
-            let weight_values = match (&layer.conv_weight, &layer.dense_weight) {
-                (Some(w), _) => readback("weights", w.val().inner().into_data())?,
-                (None, Some(w)) => readback("weights", w.val().inner().into_data())?,
-                (None, None) => Vec::new(),
-            };
-            let weights = FloatArray::new(shape.clone(), weight_values).unwrap_or_default();
+            let weights = weight_array(layer)?;
             let weight_grads = match grad {
                 Some(g) => FloatArray::new(shape, readback("gradients", g.clone().into_data())?),
                 None => None,
@@ -723,6 +712,17 @@ impl Trainer {
             probabilities,
         })
     }
+}
+
+/// A layer's weights read back to the host with their shape.
+fn weight_array(layer: &crate::model::WeightedLayer) -> Result<FloatArray, TrainError> {
+    let values = match (&layer.conv_weight, &layer.dense_weight) {
+        (Some(w), _) => readback("weights", w.val().inner().into_data())?,
+        (None, Some(w)) => readback("weights", w.val().inner().into_data())?,
+        (None, None) => Vec::new(),
+    };
+    FloatArray::new(layer.weight_shape(), values)
+        .ok_or_else(|| TrainError::Config(format!("{}'s weights do not match their shape", layer.name)))
 }
 
 /// Images `[b, c, h, w]`, one-hot targets `[b, classes]` and the labels of `indices` in `data`.

@@ -217,17 +217,25 @@ fn a_failed_export_is_reported_and_nothing_stops() {
     assert!(!fake.sent().contains(&Command::Pause));
 }
 
-#[test]
-fn render_snapshot_of_the_window() {
+/// A wgpu renderer on whatever adapter exists (lavapipe on CI), or `None` with the reason printed.
+fn software_renderer() -> Option<egui_kittest::wgpu::WgpuTestRenderer> {
     let setup = egui_kittest::wgpu::default_wgpu_setup();
     // kittest's set-up panics when wgpu finds no adapter at all; that is the "skip" case here.
     let render_state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         egui_kittest::wgpu::create_render_state(setup, eframe::egui_wgpu::RendererOptions::PREDICTABLE)
     }));
-    let Ok(render_state) = render_state else {
-        println!("skipped: no GPU or software (lavapipe / llvmpipe) adapter for wgpu on this machine");
-        return;
-    };
+    match render_state {
+        Ok(state) => Some(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(state)),
+        Err(_) => {
+            println!("skipped: no GPU or software (lavapipe / llvmpipe) adapter for wgpu on this machine");
+            None
+        }
+    }
+}
+
+#[test]
+fn render_snapshot_of_the_window() {
+    let Some(renderer) = software_renderer() else { return };
     let fake = FakeWorker::default();
     for event in real_events() {
         fake.push(event);
@@ -235,7 +243,7 @@ fn render_snapshot_of_the_window() {
     let app = ConvscopeApp::new(State::default(), Box::new(fake), Some(mnist()));
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
-        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(render_state))
+        .renderer(renderer)
         .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
     harness.run_steps(3);
     let image = harness.render().expect("render the window");
@@ -281,23 +289,12 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
 
 #[test]
 fn filters_panel_render_matches_its_snapshot() {
-    let setup = egui_kittest::wgpu::default_wgpu_setup();
-    // kittest's set-up panics when wgpu finds no adapter at all; that is the "skip" case here.
-    let render_state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        egui_kittest::wgpu::create_render_state(setup, eframe::egui_wgpu::RendererOptions::PREDICTABLE)
-    }));
-    let Ok(render_state) = render_state else {
-        println!("skipped: no GPU or software (lavapipe / llvmpipe) adapter for wgpu on this machine");
-        return;
-    };
+    let Some(renderer) = software_renderer() else { return };
     let state = (convscope::app::panels::filters::FiltersPanel::default(), synthetic_view());
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(520.0, 300.0))
-        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(render_state))
-        .build_ui_state(
-            |ui, (panel, view): &mut (convscope::app::panels::filters::FiltersPanel, _)| panel.ui(ui, view),
-            state,
-        );
+    let mut harness = Harness::builder().with_size(egui::vec2(520.0, 300.0)).renderer(renderer).build_ui_state(
+        |ui, (panel, view): &mut (convscope::app::panels::filters::FiltersPanel, _)| panel.ui(ui, view),
+        state,
+    );
     harness.run_steps(2);
     assert_eq!(harness.state().0.scales, (1.0, 0.01), "one shared scale per grid: the largest magnitude");
     harness.snapshot("filters_panel");
