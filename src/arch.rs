@@ -232,6 +232,18 @@ pub enum Init {
 }
 
 impl Init {
+    /// The variance of the weights this scheme draws for a layer with the given fans.
+    pub fn variance(self, fan_in: f64, fan_out: f64) -> f64 {
+        let fan_in = fan_in.max(1.0);
+        match self {
+            Init::He => 2.0 / fan_in,
+            Init::Xavier => 2.0 / (fan_in + fan_out.max(1.0)),
+            // Uniform in ±b has variance b²/3.
+            Init::Uniform => 1.0 / (3.0 * fan_in),
+            Init::Normal { std } => std * std,
+        }
+    }
+
     /// Parses `he`, `xavier`, `uniform` or `normal:SIGMA`.
     pub fn parse(text: &str) -> Option<Init> {
         let lower = text.to_ascii_lowercase();

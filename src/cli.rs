@@ -13,8 +13,12 @@ use serde::Serialize;
 use crate::arch::{Activation, Init, OutputKind};
 use crate::data::{self, DataSplit};
 use crate::export::{self, EXPORT_PIXELS_PER_WEIGHT, MetricsCsv};
+use crate::hints::{self, HINT_WINDOW, Hint};
 use crate::snapshot::{MetricRow, Snapshot};
-use crate::train::{self, BackendKind, OptimizerKind, StepOutcome, TrainConfig, Trainer};
+use crate::train::{self, BackendKind, OptimizerKind, StepOutcome, TrainConfig, Trainer, presets};
+
+/// Steps `convscope train` takes without --steps, --epochs or a preset.
+const DEFAULT_TRAIN_STEPS: u64 = 600;
 
 /// Train a convolutional network and watch it learn.
 #[derive(Debug, Parser)]
@@ -181,51 +185,65 @@ pub struct TrainArgs {
     /// Number of classes, for label files without a standard name whose labels are not 0..K−1.
     #[arg(long, value_name = "K")]
     pub classes: Option<usize>,
-    /// Architecture: a preset (ref-mnist, deep6, wide, mlp) or a spec such as "conv 8 5x5, pool 2, dense 32".
-    #[arg(long, value_name = "SPEC", default_value = crate::arch::DEFAULT_ARCH)]
-    pub arch: String,
-    /// Activation of every hidden layer.
+    /// Start from a ready-made experiment (sigmoid-vs-relu, saturation, dead-relu, vanishing-gradients, bias,
+    /// output-layer); any other flag given overrides the preset's value.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Architecture: a named net (ref-mnist, deep6, wide, mlp) or a spec such as "conv 8 5x5, pool 2, dense 32"
+    /// [default: ref-mnist].
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    /// Activation of every hidden layer [default: relu].
     #[arg(long, value_enum, conflicts_with = "layer_activations")]
     pub activation: Option<ActivationArg>,
     /// Activations per hidden layer with weights, comma-separated, e.g. relu,sigmoid.
     #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
     pub layer_activations: Vec<String>,
-    /// Number of training steps.
+    /// Number of training steps [default: 600, or the preset's].
     #[arg(long, value_name = "N", conflicts_with = "epochs")]
     pub steps: Option<u64>,
     /// Number of passes over the training set (instead of --steps).
     #[arg(long, value_name = "E")]
     pub epochs: Option<f64>,
-    /// Examples per step.
-    #[arg(long, value_name = "B", default_value_t = 32)]
-    pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, value_name = "X", default_value_t = 0.01)]
-    pub lr: f64,
-    /// Momentum factor (with --optimizer momentum).
-    #[arg(long, value_name = "M", default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay.
-    #[arg(long, value_name = "W", default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Update rule.
-    #[arg(long, value_enum, default_value = "momentum")]
-    pub optimizer: OptimizerArg,
+    /// Examples per step [default: 32].
+    #[arg(long, value_name = "B")]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 0.01].
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+    /// Momentum factor, with --optimizer momentum [default: 0.9].
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f64>,
+    /// L2 weight decay [default: 0].
+    #[arg(long, value_name = "W")]
+    pub weight_decay: Option<f64>,
+    /// Update rule [default: momentum].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     /// Weight init for every layer: he, xavier, uniform or normal:SIGMA (default: by activation).
     #[arg(long, value_name = "INIT")]
     pub init: Option<String>,
     /// Start with every bias switched off.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bias")]
     pub no_bias: bool,
+    /// Start with every bias on (the default; overrides a preset without bias).
+    #[arg(long)]
+    pub bias: bool,
     /// Start with batch-norm on in every hidden layer.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_batch_norm")]
     pub batch_norm: bool,
-    /// Output layer and loss.
-    #[arg(long, value_enum, default_value = "softmax")]
-    pub output: OutputArg,
-    /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
+    /// Start with batch-norm off (the default; overrides a preset).
     #[arg(long)]
+    pub no_batch_norm: bool,
+    /// Output layer and loss [default: softmax].
+    #[arg(long, value_enum)]
+    pub output: Option<OutputArg>,
+    /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
+    #[arg(long, conflicts_with = "normalize")]
     pub no_normalize: bool,
+    /// Standardise pixels to mean 0, variance 1 (the default; overrides a preset).
+    #[arg(long)]
+    pub normalize: bool,
     /// Randomly shift training images by up to N pixels.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub augment_shift: usize,
@@ -238,6 +256,10 @@ pub struct TrainArgs {
     /// Evaluate the test split every N steps (and always after the last).
     #[arg(long, value_name = "N", default_value_t = train::config::DEFAULT_TEST_EVERY)]
     pub test_every: u64,
+    /// Take the per-layer statistics (metrics.csv's update_ratio_…, dead_fraction_… columns and the hints)
+    /// every N steps; they cost about a fifth of the training speed when taken on every step.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stats_every: u64,
     /// Folder for conv1_filters.png, conv1_gradients.png, metrics.csv and config.json.
     #[arg(long, value_name = "DIR", default_value = "convscope-out")]
     pub out: PathBuf,
@@ -319,34 +341,63 @@ fn train_config(args: &TrainArgs) -> Result<TrainConfig, Failure> {
             ))
         })?),
     };
-    let config = TrainConfig {
-        arch: args.arch.clone(),
-        activation: args.activation.map_or(Activation::Relu, Activation::from),
-        layer_activations,
-        bias: !args.no_bias,
-        batch_norm: args.batch_norm,
-        init,
-        output: match args.output {
+    // The preset (or the defaults) first; every flag given on the command line wins over it.
+    let mut config = match preset(args)? {
+        Some(preset) => preset.config(),
+        None => TrainConfig::default(),
+    };
+    if let Some(arch) = &args.arch {
+        config.arch = arch.clone();
+    }
+    if let Some(activation) = args.activation {
+        config.activation = activation.into();
+        config.layer_activations.clear();
+    }
+    if !layer_activations.is_empty() {
+        config.layer_activations = layer_activations;
+    }
+    if args.no_bias || args.bias {
+        config.bias = args.bias;
+    }
+    if args.batch_norm || args.no_batch_norm {
+        config.batch_norm = args.batch_norm;
+    }
+    if args.no_normalize || args.normalize {
+        config.normalize = args.normalize;
+    }
+    if init.is_some() {
+        config.init = init;
+    }
+    if let Some(output) = args.output {
+        config.output = match output {
             OutputArg::Softmax => OutputKind::Softmax,
             OutputArg::Sigmoid => OutputKind::Sigmoid,
-        },
-        optimizer: match args.optimizer {
+        };
+    }
+    if let Some(optimizer) = args.optimizer {
+        config.optimizer = match optimizer {
             OptimizerArg::Sgd => OptimizerKind::Sgd,
             OptimizerArg::Momentum => OptimizerKind::Momentum,
             OptimizerArg::Adam => OptimizerKind::Adam,
-        },
-        lr: args.lr,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        normalize: !args.no_normalize,
-        augment_shift: args.augment_shift,
-        test_every: args.test_every,
-        ..TrainConfig::default()
-    };
+        };
+    }
+    config.lr = args.lr.unwrap_or(config.lr);
+    config.momentum = args.momentum.unwrap_or(config.momentum);
+    config.weight_decay = args.weight_decay.unwrap_or(config.weight_decay);
+    config.batch_size = args.batch_size.unwrap_or(config.batch_size);
+    config.seed = args.seed;
+    config.augment_shift = args.augment_shift;
+    config.test_every = args.test_every;
     config.validate().map_err(|reason| Failure::bad_input(anyhow::anyhow!("{reason}")))?;
     Ok(config)
+}
+
+/// The `--preset`, if one was named.
+fn preset(args: &TrainArgs) -> Result<Option<&'static presets::Preset>, Failure> {
+    let Some(name) = &args.preset else { return Ok(None) };
+    presets::find(name).map(Some).ok_or_else(|| {
+        Failure::bad_input(anyhow::anyhow!("--preset: unknown preset `{name}`; expected one of {}", presets::names()))
+    })
 }
 
 /// What `config.json` holds: the configuration plus where the data came from.
@@ -373,6 +424,17 @@ struct TrainSummary {
     seconds: f64,
     threads: usize,
     out: String,
+    /// Median weight-gradient L2 norm per layer over the last 50 steps, input to output.
+    grad_norms: Vec<LayerNorm>,
+    /// What the diagnosis rules make of the last steps (rule id, layer, sentence).
+    hints: Vec<Hint>,
+}
+
+/// One layer's entry in the summary's `grad_norms`.
+#[derive(Debug, Serialize)]
+struct LayerNorm {
+    layer: String,
+    grad_norm: f32,
 }
 
 fn run_train(args: &TrainArgs) -> Result<(), Failure> {
@@ -389,7 +451,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         (None, Some(epochs)) => {
             return Err(Failure::bad_input(anyhow::anyhow!("--epochs {epochs} must be a positive number")));
         }
-        (None, None) => 600,
+        (None, None) => preset(args)?.map_or(DEFAULT_TRAIN_STEPS, |p| p.steps),
     };
     export::create_dir(&args.out).map_err(Failure::bad_input)?;
     let mut csv = MetricsCsv::create(&args.out.join("metrics.csv"), &layer_names).map_err(Failure::bad_input)?;
@@ -406,7 +468,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     let backend = BackendKind::from(args.backend);
     let data = Arc::new(data);
     let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
-        train_loop(config, data, backend, steps, &mut csv)
+        train_loop(config, data, backend, steps, args.stats_every, &mut csv)
     })
     .context("could not start the compute threads")
     .map_err(Failure::internal)?;
@@ -425,7 +487,12 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         seconds: finished.seconds,
         threads: finished.threads,
         out: args.out.display().to_string(),
+        grad_norms: finished.grad_norms,
+        hints: finished.hints,
     };
+    for hint in &summary.hints {
+        eprintln!("hint ({}): {}", hint.rule.id(), hint.sentence);
+    }
     let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
     println!("{line}");
     Ok(())
@@ -441,6 +508,8 @@ struct Finished {
     seconds: f64,
     threads: usize,
     last_snapshot: Option<Box<Snapshot>>,
+    grad_norms: Vec<LayerNorm>,
+    hints: Vec<Hint>,
 }
 
 fn progress_bar(steps: u64) -> indicatif::ProgressBar {
@@ -458,10 +527,13 @@ fn train_loop(
     data: Arc<DataSplit>,
     backend: BackendKind,
     steps: u64,
+    stats_every: u64,
     csv: &mut MetricsCsv,
 ) -> Result<Finished, Failure> {
     let batch = config.batch_size as u64;
     let mut trainer = Trainer::new(config, data, backend).map_err(Failure::bad_input)?;
+    trainer.set_stats_every(stats_every);
+    let layer_names: Vec<String> = trainer.model().layers.iter().map(|l| l.name.clone()).collect();
     // This loop evaluates itself (below), so the last step is never evaluated twice.
     trainer.set_manual_evaluation();
     let started = Instant::now();
@@ -470,6 +542,8 @@ fn train_loop(
     let mut losses = std::collections::VecDeque::with_capacity(50);
     let mut last_snapshot = None;
     let mut last_row: Option<MetricRow> = None;
+    // The rules read the last two windows of rows.
+    let mut recent_rows = std::collections::VecDeque::with_capacity(2 * HINT_WINDOW);
     for step in 1..=steps {
         let outcome = trainer.step(step == steps).map_err(Failure::internal)?;
         match outcome {
@@ -496,6 +570,10 @@ fn train_loop(
                 if snapshot.is_some() {
                     last_snapshot = snapshot;
                 }
+                if recent_rows.len() == 2 * HINT_WINDOW {
+                    recent_rows.pop_front();
+                }
+                recent_rows.push_back(row.clone());
                 last_row = Some(row);
             }
             StepOutcome::Diverged { message, .. } => {
@@ -517,6 +595,15 @@ fn train_loop(
         seconds,
         threads: rayon::current_num_threads(),
         last_snapshot,
+        hints: hints::diagnose(recent_rows.make_contiguous(), &trainer.layer_infos()),
+        grad_norms: layer_names
+            .into_iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                let recent = recent_rows.iter().rev().take(HINT_WINDOW);
+                LayerNorm { layer, grad_norm: hints::median(recent.filter_map(|r| r.grad_norms.get(i).copied()).collect()) }
+            })
+            .collect(),
     })
 }
 
@@ -555,6 +642,10 @@ struct BenchSummary {
     images_per_sec_with_snapshots: f64,
     /// How much slower snapshots make training, in percent.
     snapshot_overhead_pct: f64,
+    /// Throughput with layer statistics on every step, as `convscope train` takes them.
+    images_per_sec_with_stats: f64,
+    /// How much slower statistics on every step make training, in percent.
+    stats_overhead_pct: f64,
     /// Process CPU seconds over the timed steps.
     cpu_s: f64,
     final_loss: f32,
@@ -611,11 +702,14 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     };
     run(&mut trainer, BENCH_WARMUP_STEPS, true)?;
     let cpu_started = cpu_time::ProcessTime::now();
-    let (mut plain, mut with_snapshots) = (Duration::ZERO, Duration::ZERO);
+    let (mut plain, mut with_snapshots, mut with_stats) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let per_round = steps.div_ceil(BENCH_ROUNDS);
     for _ in 0..BENCH_ROUNDS {
         plain += run(&mut trainer, per_round, false)?;
         with_snapshots += run(&mut trainer, per_round, true)?;
+        trainer.set_stats_every(1);
+        with_stats += run(&mut trainer, per_round, false)?;
+        trainer.set_stats_every(0);
     }
     let cpu_s = cpu_started.elapsed().as_secs_f64();
     let mut evals = Vec::new();
@@ -628,6 +722,7 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
     let images_per_sec = images / plain.as_secs_f64().max(1e-9);
     let images_per_sec_with_snapshots = images / with_snapshots.as_secs_f64().max(1e-9);
+    let images_per_sec_with_stats = images / with_stats.as_secs_f64().max(1e-9);
     Ok(BenchSummary {
         arch,
         backend: backend.name(),
@@ -637,6 +732,8 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         images_per_sec,
         images_per_sec_with_snapshots,
         snapshot_overhead_pct: 100.0 * (images_per_sec / images_per_sec_with_snapshots - 1.0),
+        images_per_sec_with_stats,
+        stats_overhead_pct: 100.0 * (images_per_sec / images_per_sec_with_stats - 1.0),
         cpu_s,
         final_loss,
         test_eval_ms: evals.get(1).copied().unwrap_or(f64::NAN),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use image::{ImageEncoder, Rgb, RgbImage};
 
 use crate::colormap;
-use crate::snapshot::{FloatArray, MetricRow};
+use crate::snapshot::{FloatArray, LayerStats, MetricRow};
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -160,11 +160,17 @@ pub fn metrics_csv_header(layers: &[String]) -> String {
         header.push_str(",grad_norm_");
         header.push_str(name);
     }
+    for name in layers {
+        for (prefix, _) in LayerStats::COLUMNS {
+            header.push_str(&format!(",{prefix}_{name}"));
+        }
+    }
     header.push('\n');
     header
 }
 
-/// One CSV line for `row` (every column filled; the grad-norm columns in the header's order).
+/// One CSV line for `row`, columns in the header's order; the statistics columns are empty on steps that
+/// took none and where a statistic does not apply (e.g. dead units of a sigmoid layer).
 pub fn metrics_csv_line(row: &MetricRow) -> String {
     let mut line = format!(
         "{},{},{},{},{},{},{:.3},{:.3}",
@@ -173,6 +179,14 @@ pub fn metrics_csv_line(row: &MetricRow) -> String {
     for norm in &row.grad_norms {
         line.push(',');
         line.push_str(&norm.to_string());
+    }
+    for layer in 0..row.grad_norms.len() {
+        for (_, value) in LayerStats::COLUMNS {
+            line.push(',');
+            if let Some(v) = row.stats.get(layer).and_then(value) {
+                line.push_str(&v.to_string());
+            }
+        }
     }
     line.push('\n');
     line
@@ -251,10 +265,30 @@ mod tests {
             grad_norms: vec![0.5, 1.5],
             elapsed_secs: 0.25,
             step_secs: 0.2,
+            stats: Vec::new(),
         };
         let line = metrics_csv_line(&row);
-        assert_eq!(header.trim().split(',').count(), line.trim().split(',').count());
+        let columns = |text: &str| text.trim_end_matches('\n').split(',').count();
+        assert_eq!(columns(&header), columns(&line));
         assert!(header.contains("grad_norm_conv1,grad_norm_dense1"));
+        assert!(header.contains(",dead_fraction_conv1,") && header.ends_with("act_var_dense1\n"));
         assert!(line.starts_with("3,0,2.5,0.25,0.1,0.01,"));
+        // With statistics: a ReLU layer's dead share is filled, the saturation column is left empty.
+        let stats = LayerStats {
+            grad_rms: 0.1,
+            weight_rms: 0.2,
+            update_ratio: 1e-3,
+            mean_slope: Some(0.5),
+            dead_fraction: Some(0.25),
+            saturated_fraction: None,
+            pre_activation_mean: 0.0,
+            pre_activation_var: 1.0,
+            init_pre_activation_var: 2.0,
+            activation_mean: 0.4,
+            activation_var: 0.3,
+        };
+        let line = metrics_csv_line(&MetricRow { stats: vec![stats; 2], ..row });
+        assert_eq!(columns(&header), columns(&line));
+        assert!(line.contains(",0.001,0.5,0.25,,0,1,2,0.4,0.3,"), "{line}");
     }
 }

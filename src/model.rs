@@ -72,6 +72,8 @@ pub struct Cnn {
 /// Dense layers are reshaped to `[batch, units, 1, 1]` so one type holds both kinds.
 #[derive(Debug, Default)]
 pub struct Trace {
+    /// What each layer received (after the previous layer's pooling; dense layers `[batch, inputs, 1, 1]`).
+    pub inputs: Vec<Tensor<4>>,
     /// After the bias and batch-norm, before the activation.
     pub pre: Vec<Tensor<4>>,
     /// After the activation, before pooling.
@@ -82,19 +84,14 @@ pub struct Trace {
 fn draw_weights(init: Init, fan_in: usize, fan_out: usize, count: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let fan_in = fan_in.max(1) as f64;
     let fan_out = fan_out.max(1) as f64;
-    let std = match init {
-        Init::He => (2.0 / fan_in).sqrt(),
-        Init::Xavier => (2.0 / (fan_in + fan_out)).sqrt(),
-        Init::Normal { std } => std,
-        Init::Uniform => {
-            let bound = 1.0 / fan_in.sqrt();
-            return match Uniform::new(-bound, bound) {
-                Ok(dist) => (0..count).map(|_| dist.sample(rng) as f32).collect(),
-                Err(_) => vec![0.0; count],
-            };
-        }
-    };
-    match Normal::new(0.0, std) {
+    if init == Init::Uniform {
+        let bound = 1.0 / fan_in.sqrt();
+        return match Uniform::new(-bound, bound) {
+            Ok(dist) => (0..count).map(|_| dist.sample(rng) as f32).collect(),
+            Err(_) => vec![0.0; count],
+        };
+    }
+    match Normal::new(0.0, init.variance(fan_in, fan_out).sqrt()) {
         Ok(dist) => (0..count).map(|_| dist.sample(rng) as f32).collect(),
         // Init::parse only admits a positive, finite σ; a zero net is the harmless answer to anything else.
         Err(_) => vec![0.0; count],
@@ -184,6 +181,9 @@ impl Cnn {
             let settings = layer.settings;
             let bias = settings.bias.then(|| layer.bias.val());
             if let Some(weight) = &layer.conv_weight {
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.inputs.push(map.clone());
+                }
                 let g = layer.geometry;
                 let pre = conv2d(map, weight.val(), bias, ConvOptions::new([g.stride; 2], [g.padding; 2], [1, 1], 1));
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
@@ -198,6 +198,10 @@ impl Cnn {
                     Some(x) => x,
                     None => map.clone().flatten::<2>(1, 3),
                 };
+                if let Some(trace) = trace.as_deref_mut() {
+                    let [batch, inputs] = input.dims();
+                    trace.inputs.push(input.clone().reshape([batch, inputs, 1, 1]));
+                }
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
                 let activation = if layer.output { Activation::Identity } else { settings.activation };
@@ -242,6 +246,24 @@ impl Cnn {
 }
 
 impl WeightedLayer {
+    /// The weights as one flat tensor, outside the autodiff graph.
+    pub fn flat_weight(&self) -> Option<Tensor<1>> {
+        match (&self.conv_weight, &self.dense_weight) {
+            (Some(w), _) => Some(w.val().inner().flatten::<1>(0, 3)),
+            (None, Some(w)) => Some(w.val().inner().flatten::<1>(0, 1)),
+            (None, None) => None,
+        }
+    }
+
+    /// Fan-in and fan-out, as the initialisation schemes count them.
+    pub fn fans(&self) -> (usize, usize) {
+        match self.weight_shape().as_slice() {
+            [filters, in_channels, kh, kw] => (in_channels * kh * kw, filters * kh * kw),
+            [inputs, units] => (*inputs, *units),
+            _ => (1, 1),
+        }
+    }
+
     /// The weight tensor as a rank-erased value: conv weights keep their 4-D shape, dense weights are 2-D.
     pub fn weight_shape(&self) -> Vec<usize> {
         match (&self.conv_weight, &self.dense_weight) {

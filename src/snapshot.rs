@@ -129,6 +129,42 @@ pub struct MetricRow {
     pub elapsed_secs: f64,
     /// Seconds spent in training steps alone (evaluations excluded): what training throughput is measured by.
     pub step_secs: f64,
+    /// Per-layer statistics, layers with weights in input-to-output order; empty on steps that took none
+    /// (they are taken with every snapshot, and every step in `convscope train`).
+    pub stats: Vec<LayerStats>,
+}
+
+/// What one layer with weights looked like during one step: the numbers behind "why isn't my net learning?".
+/// A *unit* is a channel of a conv layer or a neuron of a dense layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LayerStats {
+    /// Root mean square of the weight gradient (its L2 norm over √count: comparable across layer sizes).
+    pub grad_rms: f32,
+    /// Root mean square of the weights after the update.
+    pub weight_rms: f32,
+    /// ‖ΔW‖ / ‖W‖ of this step's update; the rule of thumb for healthy training is about 1e-3.
+    pub update_ratio: f32,
+    /// Mean slope f′(z) of the activation over the batch: the factor the backward pass multiplies by here.
+    /// `None` for the output layer, whose nonlinearity belongs to the loss.
+    pub mean_slope: Option<f32>,
+    /// Share of ReLU units dead: zero output for every example of the last
+    /// [`DEAD_UNIT_WINDOW`](crate::train::stats::DEAD_UNIT_WINDOW) statistics batches. `None` unless ReLU.
+    pub dead_fraction: Option<f32>,
+    /// Share of sigmoid / tanh units saturated: mean f′(z) below
+    /// [`SATURATED_SLOPE_FRACTION`](crate::train::stats::SATURATED_SLOPE_FRACTION) of the peak slope. `None`
+    /// unless sigmoid or tanh.
+    pub saturated_fraction: Option<f32>,
+    /// Mean of the pre-activations z (after bias and batch-norm).
+    pub pre_activation_mean: f32,
+    /// Variance of the pre-activations.
+    pub pre_activation_var: f32,
+    /// The pre-activation variance the layer's init scheme aims for, given the second moment of what the
+    /// layer receives now: fan-in × Var(w at init) × E[x²]. Far above it, activations are exploding.
+    pub init_pre_activation_var: f32,
+    /// Mean of the activations f(z).
+    pub activation_mean: f32,
+    /// Variance of the activations.
+    pub activation_var: f32,
 }
 
 /// What one layer with weights looked like at a snapshot.
@@ -154,6 +190,23 @@ pub struct LayerSnapshot {
     pub weight_norm: f32,
     /// L2 norm of the weight gradient.
     pub grad_norm: f32,
+}
+
+impl LayerStats {
+    /// Every statistic with its CSV column prefix (`<prefix>_<layer>`), in column order.
+    pub const COLUMNS: [(&'static str, fn(&LayerStats) -> Option<f32>); 11] = [
+        ("grad_rms", |s| Some(s.grad_rms)),
+        ("weight_rms", |s| Some(s.weight_rms)),
+        ("update_ratio", |s| Some(s.update_ratio)),
+        ("mean_slope", |s| s.mean_slope),
+        ("dead_fraction", |s| s.dead_fraction),
+        ("saturated_fraction", |s| s.saturated_fraction),
+        ("pre_mean", |s| Some(s.pre_activation_mean)),
+        ("pre_var", |s| Some(s.pre_activation_var)),
+        ("init_pre_var", |s| Some(s.init_pre_activation_var)),
+        ("act_mean", |s| Some(s.activation_mean)),
+        ("act_var", |s| Some(s.activation_var)),
+    ];
 }
 
 /// The probe image pushed through the net: every layer's maps and the class probabilities.

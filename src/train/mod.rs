@@ -4,6 +4,8 @@
 
 pub mod command;
 pub mod config;
+pub mod presets;
+pub mod stats;
 pub mod trainer;
 mod worker;
 

@@ -22,6 +22,7 @@ use crate::snapshot::{
     FloatArray, HISTOGRAM_BINS, Histogram, LayerInfo, LayerSnapshot, MetricRow, ProbeSnapshot, Snapshot,
 };
 use crate::train::config::{BackendKind, OptimizerKind, TrainConfig};
+use crate::train::stats::{self, UnitTracker};
 
 /// A finite loss counts as exploding when it is this many times the run's starting loss…
 pub const EXPLOSION_FACTOR: f32 = 10.0;
@@ -126,6 +127,10 @@ pub struct Trainer {
     exploding_steps: u32,
     /// The latest state kept while training was healthy: step, weights and optimiser state.
     healthy: Option<HealthyState>,
+    /// Take layer statistics every this many steps (0: only with snapshots).
+    stats_every: u64,
+    /// Which units spoke lately: the dead-unit count's memory.
+    units: UnitTracker,
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
@@ -184,6 +189,8 @@ impl Trainer {
             reference: None,
             exploding_steps: 0,
             healthy: None,
+            stats_every: 0,
+            units: UnitTracker::default(),
             data,
             config,
         };
@@ -240,6 +247,12 @@ impl Trainer {
     /// within a time budget).
     pub fn set_manual_evaluation(&mut self) {
         self.auto_evaluate = false;
+    }
+
+    /// Takes layer statistics ([`MetricRow::stats`]) every `every` steps as well as with every snapshot
+    /// (0: only with snapshots). They cost a few reductions per layer and one small read-back.
+    pub fn set_stats_every(&mut self, every: u64) {
+        self.stats_every = every;
     }
 
     /// Running accuracy over the last [`TRAIN_ACCURACY_WINDOW`] batches.
@@ -410,7 +423,9 @@ impl Trainer {
             .filter(|l| l.settings.batch_norm)
             .map(|l| (l.norm.running_mean.value(), l.norm.running_var.value()))
             .collect();
-        let (logits, trace) = if capture {
+        let step = self.step + 1;
+        let want_stats = capture || (self.stats_every > 0 && step.is_multiple_of(self.stats_every));
+        let (logits, trace) = if want_stats {
             let (logits, trace) = self.model.forward_traced(images);
             (logits, Some(trace))
         } else {
@@ -459,7 +474,6 @@ impl Trainer {
                 })
                 .collect()
         };
-        let step = self.step + 1;
         let grad_norms: Vec<f32> = per_layer.iter().map(|s| s.first().copied().unwrap_or(0.0).sqrt()).collect();
         let non_finite = !loss_value.is_finite() || squares.iter().any(|v| !v.is_finite());
         let reference_loss = self.reference.as_ref().map_or(loss_value, |(loss, _)| *loss);
@@ -490,6 +504,8 @@ impl Trainer {
             self.healthy = Some(HealthyState { step: self.step, model: self.model.clone(), optimizer });
         }
 
+        let weights_before: Vec<Tensor<1>> =
+            if want_stats { self.model.layers.iter().filter_map(|l| l.flat_weight()).collect() } else { Vec::new() };
         let grads = GradientsParams::from_grads(grads, &self.model);
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
         self.model = self.optimizer.step(self.config.lr, self.model.clone(), grads);
@@ -510,7 +526,13 @@ impl Trainer {
         if self.auto_evaluate && self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
             self.evaluate().ok();
         }
-        let snapshot = trace.and_then(|trace| self.snapshot_with(Some(trace)).ok()).map(Box::new);
+        let stats = match &trace {
+            Some(trace) => {
+                stats::layer_stats(&self.model, trace, &weights_before, &grad_norms, &mut self.units).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let snapshot = trace.filter(|_| capture).and_then(|trace| self.snapshot_with(Some(trace)).ok()).map(Box::new);
         let row = MetricRow {
             step,
             epoch: self.sampler.epoch(),
@@ -521,6 +543,7 @@ impl Trainer {
             grad_norms,
             elapsed_secs: self.elapsed_secs,
             step_secs: self.step_secs,
+            stats,
         };
         Ok(StepOutcome::Updated { row, snapshot })
     }
@@ -581,6 +604,7 @@ impl Trainer {
         self.optimizer = optimizer;
         self.exploding_steps = 0;
         self.reference = None;
+        self.units.clear();
         Some(healthy.step)
     }
 

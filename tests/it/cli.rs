@@ -65,7 +65,16 @@ fn train_learns_the_embedded_digits_and_writes_its_outputs() {
     assert_eq!(norms, [&"grad_norm_conv1", &"grad_norm_conv2", &"grad_norm_dense1"]);
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 300);
-    assert!(rows.iter().all(|r| r.split(',').count() == header.len() && !r.split(',').any(str::is_empty)));
+    let filled = |name: &str| {
+        let column = header.iter().position(|&c| c == name).unwrap_or_else(|| panic!("no column {name}"));
+        rows.iter().all(|r| !r.split(',').nth(column).unwrap().is_empty())
+    };
+    assert!(rows.iter().all(|r| r.split(',').count() == header.len()));
+    for column in ["loss", "grad_norm_dense1", "update_ratio_conv1", "dead_fraction_conv2", "act_var_dense1"] {
+        assert!(filled(column), "{column} has a value on every step");
+    }
+    // Statistics that do not apply stay empty: a ReLU does not saturate, the output layer has no slope.
+    assert!(!filled("saturated_fraction_conv1") && !filled("mean_slope_dense1"));
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["seed"], 3);
@@ -197,6 +206,49 @@ fn a_relu_net_at_lr_1000_exits_3_within_a_few_steps() {
     assert_eq!(output.status.code(), Some(3), "{message}");
     assert!(message.contains("diverged at step"), "{message}");
     assert!(message.contains("try 100"), "the message suggests a lower rate: {message}");
+}
+
+/// The rule ids in a summary's `hints`.
+fn hint_rules(summary: &serde_json::Value) -> Vec<String> {
+    summary["hints"].as_array().unwrap().iter().map(|h| h["rule"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn the_vanishing_gradients_preset_shows_and_names_the_problem_and_relu_cures_it() {
+    let out = scratch_dir("vanishing-out");
+    let dir = out.to_str().unwrap();
+    let output = convscope(&["train", "--preset", "vanishing-gradients", "--steps", "200", "--out", dir]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = last_json_line(&output);
+    let norms = summary["grad_norms"].as_array().unwrap();
+    let first = norms.first().unwrap()["grad_norm"].as_f64().unwrap();
+    let last = norms.last().unwrap()["grad_norm"].as_f64().unwrap();
+    assert!(first * 100.0 <= last, "conv1 {first} should be 100× below the output layer's {last}");
+    let rules = hint_rules(&summary);
+    assert!(rules.contains(&"vanishing-gradients".to_owned()), "{summary}");
+    assert!(rules.contains(&"plateau".to_owned()), "the loss sits at ln 10: {summary}");
+    assert!(stderr(&output).contains("hint (vanishing-gradients): conv1 gradient norm"), "{}", stderr(&output));
+    // The statistics columns are filled on every step.
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|&c| c == "saturated_fraction_conv1").unwrap();
+    assert!(csv.lines().skip(1).all(|line| !line.split(',').nth(column).unwrap().is_empty()));
+
+    let output =
+        convscope(&["train", "--preset", "vanishing-gradients", "--activation", "relu", "--steps", "200", "--out", dir]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = last_json_line(&output);
+    assert!(!hint_rules(&summary).contains(&"vanishing-gradients".to_owned()), "{summary}");
+    let config = std::fs::read_to_string(out.join("config.json")).unwrap();
+    assert!(config.contains("\"arch\": \"deep6\"") && config.contains("\"activation\": \"relu\""), "{config}");
+}
+
+#[test]
+fn an_unknown_preset_lists_the_known_ones() {
+    let out = scratch_dir("preset-out");
+    let output = convscope(&["train", "--preset", "sigmoid", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("sigmoid-vs-relu, saturation, dead-relu"), "{}", stderr(&output));
 }
 
 #[test]

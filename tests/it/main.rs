@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod hints;
 mod support;
 mod training;
 mod ui;

@@ -1,0 +1,346 @@
+//! "Why isn't my net learning?": a small rule engine that turns the per-layer statistics of recent steps into
+//! plain sentences with their evidence. Pure functions of [`MetricRow`]s, shared by the window and
+//! `convscope train`.
+
+use serde::Serialize;
+
+use crate::arch::Activation;
+use crate::snapshot::{LayerInfo, LayerStats, MetricRow};
+use crate::train::stats::{DEAD_UNIT_WINDOW, peak_slope};
+
+/// Recent steps the rules look at (medians over them, so one noisy batch does not decide).
+pub const HINT_WINDOW: usize = 50;
+/// Steps a run needs before any rule speaks: the first steps of every run look odd.
+pub const HINT_MIN_STEPS: usize = 20;
+/// Vanishing: the first layer's gradient norm at least this many times below the output layer's.
+pub const VANISHING_RATIO: f32 = 100.0;
+/// Exploding: the first layer's gradient norm this many times above the output layer's…
+pub const EXPLODING_GRADIENT_RATIO: f32 = 100.0;
+/// …or a layer's pre-activation variance this many times what its init scheme gives for its input.
+pub const EXPLODING_VARIANCE_FACTOR: f32 = 100.0;
+/// Dead ReLU: at least this share of a layer's units dead.
+pub const DEAD_SHARE: f32 = 0.5;
+/// Saturation: at least this share of a sigmoid / tanh layer's units saturated.
+pub const SATURATED_SHARE: f32 = 0.5;
+/// The rule of thumb for ‖ΔW‖ / ‖W‖ per step…
+pub const UPDATE_RATIO_TARGET: f32 = 1e-3;
+/// …and how many times off it (either way) counts as far.
+pub const UPDATE_RATIO_FAR: f32 = 100.0;
+/// Plateau: the mean loss of the last [`HINT_WINDOW`] steps fell by less than this share against the window
+/// before…
+pub const PLATEAU_MIN_DROP: f32 = 0.01;
+/// …while the training accuracy is still below this (a converged run may rest).
+pub const PLATEAU_ACCURACY: f32 = 0.9;
+
+/// The rules, most specific cause first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// ReLU units that never fire any more.
+    DeadRelu,
+    /// Sigmoid / tanh units stuck in the flat tails.
+    Saturation,
+    /// The gradient shrinks on its way back to the first layer.
+    VanishingGradients,
+    /// Activations or gradients grow far beyond their initial scale.
+    Exploding,
+    /// Steps far too small or too large for the weights.
+    UpdateRatio,
+    /// The loss stopped falling well before the net is good.
+    Plateau,
+}
+
+impl Rule {
+    /// The rule's id, as in `convscope train`'s `hints` array.
+    pub fn id(self) -> &'static str {
+        match self {
+            Rule::DeadRelu => "dead-relu",
+            Rule::Saturation => "saturation",
+            Rule::VanishingGradients => "vanishing-gradients",
+            Rule::Exploding => "exploding",
+            Rule::UpdateRatio => "update-ratio",
+            Rule::Plateau => "plateau",
+        }
+    }
+}
+
+/// One diagnosis: which rule, the layer it is about, and a sentence with the evidence and what to try.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hint {
+    /// The rule that fired.
+    pub rule: Rule,
+    /// The layer it points at, if one.
+    pub layer: Option<String>,
+    /// The diagnosis in plain words, numbers included.
+    pub sentence: String,
+}
+
+/// Median of the finite values (NaN when there are none).
+pub fn median(mut values: Vec<f32>) -> f32 {
+    values.retain(|v| v.is_finite());
+    if values.is_empty() {
+        return f32::NAN;
+    }
+    values.sort_by(f32::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percent(share: f32) -> String {
+    format!("{:.0} %", 100.0 * share)
+}
+
+/// Layers with weights, input to output, with their current activation.
+struct Layer<'a> {
+    name: &'a str,
+    activation: Activation,
+    output: bool,
+}
+
+/// Runs every rule over `rows` (oldest first; only the last few hundred matter) for the net described by
+/// `layers` (all layers, as the worker lists them). Returns the hints that fire, most specific cause first.
+pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
+    let layers: Vec<Layer> = layers
+        .iter()
+        .filter_map(|info| {
+            info.settings.map(|s| Layer { name: &info.name, activation: s.activation, output: info.output })
+        })
+        .collect();
+    if rows.len() < HINT_MIN_STEPS || layers.len() < 2 {
+        return Vec::new();
+    }
+    let recent = &rows[rows.len().saturating_sub(HINT_WINDOW)..];
+    let lr = recent.last().map_or(f64::NAN, |r| r.lr);
+    let grad_norm = |layer: usize| median(recent.iter().filter_map(|r| r.grad_norms.get(layer).copied()).collect());
+    let stats_rows: Vec<&[LayerStats]> =
+        rows.iter().rev().filter(|r| !r.stats.is_empty()).take(HINT_WINDOW).map(|r| r.stats.as_slice()).collect();
+    let latest = stats_rows.first().copied().unwrap_or(&[]);
+    let stat_median = |layer: usize, pick: fn(&LayerStats) -> f32| {
+        median(stats_rows.iter().filter_map(|s| s.get(layer).map(pick)).collect())
+    };
+
+    let mut hints = Vec::new();
+    let hidden = || layers.iter().enumerate().filter(|(_, l)| !l.output);
+
+    // Dead ReLU: the worst layer.
+    if let Some((index, share)) = hidden()
+        .filter_map(|(i, _)| latest.get(i).and_then(|s| s.dead_fraction).map(|d| (i, d)))
+        .filter(|&(_, share)| share >= DEAD_SHARE)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        let name = layers[index].name;
+        hints.push(Hint {
+            rule: Rule::DeadRelu,
+            layer: Some(name.to_owned()),
+            sentence: format!(
+                "{name}: {} of its ReLU units are dead (no output for any example of the last {DEAD_UNIT_WINDOW} batches), so no gradient flows through them — lower the learning rate (now {lr}), or try leaky ReLU or He init",
+                percent(share)
+            ),
+        });
+    }
+
+    // Saturation: the worst sigmoid / tanh layer.
+    if let Some((index, share)) = hidden()
+        .filter_map(|(i, _)| latest.get(i).and_then(|s| s.saturated_fraction).map(|f| (i, f)))
+        .filter(|&(_, share)| share >= SATURATED_SHARE)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+    {
+        let layer = &layers[index];
+        let slope = latest.get(index).and_then(|s| s.mean_slope).unwrap_or(f32::NAN);
+        let peak = peak_slope(layer.activation).unwrap_or(f32::NAN);
+        hints.push(Hint {
+            rule: Rule::Saturation,
+            layer: Some(layer.name.to_owned()),
+            sentence: format!(
+                "{}: {} of its {} units are saturated (mean f′ {slope:.3}, against {peak} at the centre), so their gradients are near zero — turn on batch-norm, use a smaller init (xavier), or try ReLU",
+                layer.name,
+                percent(share),
+                layer.activation
+            ),
+        });
+    }
+
+    let last = layers.len() - 1;
+    let (first_norm, last_norm) = (grad_norm(0), grad_norm(last));
+    let (first, output) = (layers[0].name, layers[last].name);
+
+    // Vanishing gradients: the first layer learns orders of magnitude slower than the output layer.
+    if last_norm > 0.0 && last_norm >= VANISHING_RATIO * first_norm {
+        let saturating: Vec<(usize, &Layer)> = hidden().filter(|(_, l)| peak_slope(l.activation).is_some()).collect();
+        let mut evidence = String::new();
+        if !saturating.is_empty() {
+            let slopes: Vec<f32> = saturating
+                .iter()
+                .filter_map(|(i, _)| Some(stat_median(*i, |s| s.mean_slope.unwrap_or(f32::NAN))))
+                .filter(|s| s.is_finite())
+                .collect();
+            if let (Some(low), Some(high)) =
+                (slopes.iter().copied().reduce(f32::min), slopes.iter().copied().reduce(f32::max))
+            {
+                evidence = format!(
+                    "; the backward pass multiplies by f′ at each of the {} sigmoid/tanh layers on the way (mean f′ {low:.3}–{high:.3}; sigmoid′ is at most 0.25)",
+                    saturating.len()
+                );
+            }
+            if let Some(share) = latest.first().and_then(|s| s.saturated_fraction).filter(|&s| s >= 0.1) {
+                evidence.push_str(&format!(", and {} of {first}'s units are saturated", percent(share)));
+            }
+        }
+        hints.push(Hint {
+            rule: Rule::VanishingGradients,
+            layer: Some(first.to_owned()),
+            sentence: format!(
+                "{first} gradient norm {first_norm:.1e}, {:.0}× below {output} ({last_norm:.1e}){evidence} — try ReLU or tanh, He init, or batch-norm",
+                last_norm / first_norm.max(f32::MIN_POSITIVE)
+            ),
+        });
+    }
+
+    // Exploding: gradients growing towards the input, or activations far beyond what the init gives.
+    let variance_growth = (0..layers.len())
+        .filter_map(|i| {
+            let var = stat_median(i, |s| s.pre_activation_var);
+            let expected = stat_median(i, |s| s.init_pre_activation_var);
+            (expected > 0.0 && var.is_finite()).then_some((i, var, expected, var / expected))
+        })
+        .filter(|&(_, _, _, growth)| growth >= EXPLODING_VARIANCE_FACTOR)
+        .max_by(|a, b| a.3.total_cmp(&b.3));
+    if last_norm > 0.0 && first_norm >= EXPLODING_GRADIENT_RATIO * last_norm {
+        hints.push(Hint {
+            rule: Rule::Exploding,
+            layer: Some(first.to_owned()),
+            sentence: format!(
+                "{first} gradient norm {first_norm:.1e}, {:.0}× above {output} ({last_norm:.1e}): gradients grow on their way back — lower the learning rate (now {lr}), use a smaller init, or turn on batch-norm",
+                first_norm / last_norm
+            ),
+        });
+    } else if let Some((index, var, expected, growth)) = variance_growth {
+        let name = layers[index].name;
+        hints.push(Hint {
+            rule: Rule::Exploding,
+            layer: Some(name.to_owned()),
+            sentence: format!(
+                "{name}: pre-activation variance {var:.3e}, {growth:.0}× what its init gives for the input it gets now ({expected:.3}): its weights have grown and the activations are exploding — lower the learning rate (now {lr}), or turn on batch-norm"
+            ),
+        });
+    }
+
+    // Update ratio: the layer furthest from the rule of thumb.
+    if let Some((index, ratio)) = (0..layers.len())
+        .map(|i| (i, stat_median(i, |s| s.update_ratio)))
+        .filter(|(_, ratio)| ratio.is_finite())
+        .max_by(|a, b| distance_from_target(a.1).total_cmp(&distance_from_target(b.1)))
+        .filter(|&(_, ratio)| distance_from_target(ratio) >= UPDATE_RATIO_FAR)
+    {
+        let name = layers[index].name;
+        let advice = if ratio > UPDATE_RATIO_TARGET {
+            format!("lower the learning rate (now {lr})")
+        } else {
+            format!("raise the learning rate (now {lr}), or look for dead or saturated units")
+        };
+        let change = if ratio > 0.0 {
+            format!("each step changes the weights by {ratio:.1e} of their size")
+        } else {
+            "the weights do not change at all".to_owned()
+        };
+        hints.push(Hint {
+            rule: Rule::UpdateRatio,
+            layer: Some(name.to_owned()),
+            sentence: format!(
+                "{name}: {change} (‖ΔW‖/‖W‖; the rule of thumb is about {UPDATE_RATIO_TARGET:.0e}) — {advice}"
+            ),
+        });
+    }
+
+    // Plateau: the loss has stopped falling while accuracy is still poor.
+    if rows.len() >= 2 * HINT_WINDOW {
+        let mean_loss = |rows: &[MetricRow]| rows.iter().map(|r| r.loss).sum::<f32>() / rows.len().max(1) as f32;
+        let before = mean_loss(&rows[rows.len() - 2 * HINT_WINDOW..rows.len() - HINT_WINDOW]);
+        let now = mean_loss(recent);
+        let accuracy = recent.last().map_or(f32::NAN, |r| r.train_accuracy);
+        if before.is_finite() && now.is_finite() && now > (1.0 - PLATEAU_MIN_DROP) * before && accuracy < PLATEAU_ACCURACY
+        {
+            hints.push(Hint {
+                rule: Rule::Plateau,
+                layer: None,
+                sentence: format!(
+                    "the loss has not fallen over the last {} steps ({before:.3} → {now:.3}) with training accuracy at {} — see the other hints, or change the learning rate (now {lr})",
+                    2 * HINT_WINDOW,
+                    percent(accuracy)
+                ),
+            });
+        }
+    }
+    hints
+}
+
+/// How many times `ratio` is off the rule of thumb, either way (∞ for a weight that does not move at all).
+fn distance_from_target(ratio: f32) -> f32 {
+    if ratio <= 0.0 {
+        f32::INFINITY
+    } else {
+        (ratio / UPDATE_RATIO_TARGET).max(UPDATE_RATIO_TARGET / ratio)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::{Init, LayerKind, LayerSettings, Shape};
+
+    fn layer(name: &str, activation: Activation, output: bool, index: usize) -> LayerInfo {
+        LayerInfo {
+            name: name.into(),
+            kind: LayerKind::Dense { units: 4 },
+            out_shape: Shape::Flat(4),
+            settings: Some(LayerSettings { activation, bias: true, batch_norm: false, init: Init::He }),
+            output,
+            weighted_index: Some(index),
+        }
+    }
+
+    fn stats(update_ratio: f32) -> LayerStats {
+        LayerStats {
+            grad_rms: 0.1,
+            weight_rms: 0.1,
+            update_ratio,
+            mean_slope: Some(0.5),
+            dead_fraction: Some(0.0),
+            saturated_fraction: None,
+            pre_activation_mean: 0.0,
+            pre_activation_var: 1.0,
+            init_pre_activation_var: 1.0,
+            activation_mean: 0.5,
+            activation_var: 0.5,
+        }
+    }
+
+    fn rows(count: usize, grad_norms: [f32; 2], update_ratio: f32) -> Vec<MetricRow> {
+        (0..count)
+            .map(|i| MetricRow {
+                step: i as u64 + 1,
+                epoch: 0,
+                loss: 2.0 / (1.0 + i as f32 / 10.0),
+                train_accuracy: 0.5,
+                test_accuracy: 0.5,
+                lr: 0.01,
+                grad_norms: grad_norms.to_vec(),
+                elapsed_secs: 0.0,
+                step_secs: 0.0,
+                stats: vec![stats(update_ratio); 2],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rules_read_medians_and_need_a_few_steps() {
+        let layers = [layer("dense1", Activation::Relu, false, 0), layer("dense2", Activation::Identity, true, 1)];
+        assert!(diagnose(&rows(200, [1.0, 1.0], 1e-3), &layers).is_empty(), "a healthy run says nothing");
+        assert!(diagnose(&rows(HINT_MIN_STEPS - 1, [1e-6, 1.0], 1e-3), &layers).is_empty(), "too early to tell");
+        let hints = diagnose(&rows(30, [1e-6, 1.0], 1e-3), &layers);
+        assert_eq!(hints.iter().map(|h| h.rule).collect::<Vec<_>>(), [Rule::VanishingGradients]);
+        assert!(hints[0].sentence.starts_with("dense1 gradient norm 1.0e-6, 1000000× below dense2"), "{hints:?}");
+        let hints = diagnose(&rows(30, [1.0, 1.0], 1e-7), &layers);
+        assert_eq!(hints.iter().map(|h| h.rule).collect::<Vec<_>>(), [Rule::UpdateRatio]);
+        assert!(hints[0].sentence.contains("raise the learning rate"), "{hints:?}");
+    }
+}

@@ -1,0 +1,79 @@
+//! The diagnosis rules on real training: each fires on a run that shows its problem, and none fires on a
+//! healthy run. Statistics are taken every step, as `convscope train` does.
+
+use convscope::hints::{self, Hint, Rule};
+use convscope::snapshot::MetricRow;
+use convscope::train::{BackendKind, StepOutcome, TrainConfig, Trainer, presets};
+
+use crate::support::mnist;
+
+/// Trains `steps` steps and returns the statistics rows and what the rules make of them.
+fn diagnose(config: TrainConfig, steps: usize) -> (Vec<MetricRow>, Vec<Hint>) {
+    let mut trainer = Trainer::new(TrainConfig { test_every: 0, ..config }, mnist(), BackendKind::Flex).unwrap();
+    trainer.set_stats_every(1);
+    let rows: Vec<MetricRow> = (0..steps)
+        .map(|_| match trainer.step(false).unwrap() {
+            StepOutcome::Updated { row, .. } => row,
+            StepOutcome::Diverged { message, .. } => panic!("diverged: {message}"),
+        })
+        .collect();
+    let hints = hints::diagnose(&rows, &trainer.layer_infos());
+    (rows, hints)
+}
+
+fn rules(hints: &[Hint]) -> Vec<Rule> {
+    hints.iter().map(|h| h.rule).collect()
+}
+
+fn preset(name: &str) -> TrainConfig {
+    presets::find(name).unwrap().config()
+}
+
+#[test]
+fn a_healthy_run_gets_no_hints_and_sane_statistics() {
+    let (rows, hints) = diagnose(TrainConfig::default(), 300);
+    assert!(hints.is_empty(), "{hints:#?}");
+    let last = rows.last().unwrap();
+    assert_eq!(last.stats.len(), 3, "conv1, conv2, dense1");
+    for stats in &last.stats {
+        assert!((1e-4..1e-1).contains(&stats.update_ratio), "{stats:?}");
+        assert!(stats.weight_rms > 0.0 && stats.grad_rms > 0.0, "{stats:?}");
+    }
+    let conv1 = &last.stats[0];
+    assert!(conv1.mean_slope.is_some_and(|s| (0.2..=1.0).contains(&s)), "ReLU slope is the active share: {conv1:?}");
+    assert_eq!(conv1.saturated_fraction, None, "ReLU does not saturate");
+    assert!(conv1.dead_fraction.is_some_and(|d| d < 0.5), "{conv1:?}");
+    assert!(last.stats[2].mean_slope.is_none(), "the output layer's nonlinearity belongs to the loss");
+}
+
+#[test]
+fn too_high_a_rate_kills_relu_units_and_the_rules_say_so() {
+    let (rows, hints) = diagnose(preset("dead-relu"), 150);
+    let found = rules(&hints);
+    assert!(found.contains(&Rule::DeadRelu), "{hints:#?}");
+    assert!(found.contains(&Rule::Exploding), "the pre-activations blew up first: {hints:#?}");
+    let dead = &hints[0];
+    assert_eq!(dead.rule, Rule::DeadRelu, "the most specific cause comes first");
+    assert!(dead.sentence.contains("lower the learning rate (now 0.1)"), "{}", dead.sentence);
+    let conv2 = &rows.last().unwrap().stats[1];
+    assert!(conv2.dead_fraction.unwrap() >= 0.5, "{conv2:?}");
+}
+
+#[test]
+fn a_large_init_saturates_sigmoid_units() {
+    let (rows, hints) = diagnose(preset("saturation"), 100);
+    assert!(rules(&hints).contains(&Rule::Saturation), "{hints:#?}");
+    let saturated = rows.last().unwrap().stats.iter().filter_map(|s| s.saturated_fraction).fold(0.0, f32::max);
+    assert!(saturated >= 0.5, "{saturated}");
+    // Batch-norm puts the inputs back in the steep middle of the curve.
+    let (_, hints) = diagnose(TrainConfig { batch_norm: true, ..preset("saturation") }, 100);
+    assert!(!rules(&hints).contains(&Rule::Saturation), "{hints:#?}");
+}
+
+#[test]
+fn a_tiny_rate_is_flagged_by_the_update_ratio() {
+    let config = TrainConfig { lr: 1e-6, optimizer: convscope::train::OptimizerKind::Sgd, ..TrainConfig::default() };
+    let (_, hints) = diagnose(config, 40);
+    assert_eq!(rules(&hints), [Rule::UpdateRatio], "{hints:#?}");
+    assert!(hints[0].sentence.contains("raise the learning rate"), "{}", hints[0].sentence);
+}
