@@ -99,7 +99,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Train without a window, write filter images, metrics.csv and config.json, print a JSON summary.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Time the app's own training step on ref-mnist with the default settings.
     Bench(BenchArgs),
 }
@@ -601,7 +601,10 @@ fn train_loop(
             .enumerate()
             .map(|(i, layer)| {
                 let recent = recent_rows.iter().rev().take(HINT_WINDOW);
-                LayerNorm { layer, grad_norm: hints::median(recent.filter_map(|r| r.grad_norms.get(i).copied()).collect()) }
+                LayerNorm {
+                    layer,
+                    grad_norm: hints::median(recent.filter_map(|r| r.grad_norms.get(i).copied()).collect()),
+                }
             })
             .collect(),
     })

@@ -22,7 +22,7 @@ pub const EXPLODING_VARIANCE_FACTOR: f32 = 100.0;
 pub const DEAD_SHARE: f32 = 0.5;
 /// Saturation: at least this share of a sigmoid / tanh layer's units saturated.
 pub const SATURATED_SHARE: f32 = 0.5;
-/// The rule of thumb for ‖ΔW‖ / ‖W‖ per step…
+/// The rule of thumb for |ΔW| / |W| per step…
 pub const UPDATE_RATIO_TARGET: f32 = 1e-3;
 /// …and how many times off it (either way) counts as far.
 pub const UPDATE_RATIO_FAR: f32 = 100.0;
@@ -151,7 +151,7 @@ pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
             rule: Rule::Saturation,
             layer: Some(layer.name.to_owned()),
             sentence: format!(
-                "{}: {} of its {} units are saturated (mean f′ {slope:.3}, against {peak} at the centre), so their gradients are near zero — turn on batch-norm, use a smaller init (xavier), or try ReLU",
+                "{}: {} of its {} units are saturated (mean f' {slope:.3}, against {peak} at the centre), so their gradients are near zero — turn on batch-norm, use a smaller init (xavier), or try ReLU",
                 layer.name,
                 percent(share),
                 layer.activation
@@ -170,14 +170,14 @@ pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
         if !saturating.is_empty() {
             let slopes: Vec<f32> = saturating
                 .iter()
-                .filter_map(|(i, _)| Some(stat_median(*i, |s| s.mean_slope.unwrap_or(f32::NAN))))
+                .map(|(i, _)| stat_median(*i, |s| s.mean_slope.unwrap_or(f32::NAN)))
                 .filter(|s| s.is_finite())
                 .collect();
             if let (Some(low), Some(high)) =
                 (slopes.iter().copied().reduce(f32::min), slopes.iter().copied().reduce(f32::max))
             {
                 evidence = format!(
-                    "; the backward pass multiplies by f′ at each of the {} sigmoid/tanh layers on the way (mean f′ {low:.3}–{high:.3}; sigmoid′ is at most 0.25)",
+                    "; the backward pass multiplies by f' at each of the {} sigmoid/tanh layers on the way (mean f' {low:.3}–{high:.3}; sigmoid' is at most 0.25)",
                     saturating.len()
                 );
             }
@@ -246,7 +246,7 @@ pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
             rule: Rule::UpdateRatio,
             layer: Some(name.to_owned()),
             sentence: format!(
-                "{name}: {change} (‖ΔW‖/‖W‖; the rule of thumb is about {UPDATE_RATIO_TARGET:.0e}) — {advice}"
+                "{name}: {change} (|ΔW|/|W|; the rule of thumb is about {UPDATE_RATIO_TARGET:.0e}) — {advice}"
             ),
         });
     }
@@ -257,13 +257,16 @@ pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
         let before = mean_loss(&rows[rows.len() - 2 * HINT_WINDOW..rows.len() - HINT_WINDOW]);
         let now = mean_loss(recent);
         let accuracy = recent.last().map_or(f32::NAN, |r| r.train_accuracy);
-        if before.is_finite() && now.is_finite() && now > (1.0 - PLATEAU_MIN_DROP) * before && accuracy < PLATEAU_ACCURACY
+        if before.is_finite()
+            && now.is_finite()
+            && now > (1.0 - PLATEAU_MIN_DROP) * before
+            && accuracy < PLATEAU_ACCURACY
         {
             hints.push(Hint {
                 rule: Rule::Plateau,
                 layer: None,
                 sentence: format!(
-                    "the loss has not fallen over the last {} steps ({before:.3} → {now:.3}) with training accuracy at {} — see the other hints, or change the learning rate (now {lr})",
+                    "the loss has not fallen over the last {} steps (from {before:.3} to {now:.3}) with training accuracy at {} — see the other hints, or change the learning rate (now {lr})",
                     2 * HINT_WINDOW,
                     percent(accuracy)
                 ),
@@ -275,11 +278,7 @@ pub fn diagnose(rows: &[MetricRow], layers: &[LayerInfo]) -> Vec<Hint> {
 
 /// How many times `ratio` is off the rule of thumb, either way (∞ for a weight that does not move at all).
 fn distance_from_target(ratio: f32) -> f32 {
-    if ratio <= 0.0 {
-        f32::INFINITY
-    } else {
-        (ratio / UPDATE_RATIO_TARGET).max(UPDATE_RATIO_TARGET / ratio)
-    }
+    if ratio <= 0.0 { f32::INFINITY } else { (ratio / UPDATE_RATIO_TARGET).max(UPDATE_RATIO_TARGET / ratio) }
 }
 
 #[cfg(test)]

@@ -192,9 +192,12 @@ pub struct LayerSnapshot {
     pub grad_norm: f32,
 }
 
+/// Reads one statistic of a layer (`None` where it does not apply).
+pub type StatReader = fn(&LayerStats) -> Option<f32>;
+
 impl LayerStats {
     /// Every statistic with its CSV column prefix (`<prefix>_<layer>`), in column order.
-    pub const COLUMNS: [(&'static str, fn(&LayerStats) -> Option<f32>); 11] = [
+    pub const COLUMNS: [(&'static str, StatReader); 11] = [
         ("grad_rms", |s| Some(s.grad_rms)),
         ("weight_rms", |s| Some(s.weight_rms)),
         ("update_ratio", |s| Some(s.update_ratio)),

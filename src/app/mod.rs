@@ -17,7 +17,9 @@ pub use link::{FakeWorker, WorkerLink};
 use panels::activations::ActivationsPanel;
 use panels::controls::ControlsPanel;
 use panels::curves::CurvesPanel;
+use panels::diagnosis::DiagnosisPanel;
 use panels::filters::FiltersPanel;
+use panels::gradflow::GradientFlowPanel;
 use panels::layers::LayersPanel;
 use panels::metrics::MetricsPanel;
 use panels::status::{StatusBar, percentile};
@@ -52,6 +54,10 @@ pub struct State {
     pub curves: CurvesPanel,
     /// Metric plots.
     pub metrics: MetricsPanel,
+    /// Gradient norms per layer over time.
+    pub gradient_flow: GradientFlowPanel,
+    /// Hints and experiment presets.
+    pub diagnosis: DiagnosisPanel,
 }
 
 /// Frame statistics written by `--frame-stats`.
@@ -234,6 +240,12 @@ impl ConvscopeApp {
             egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
                 self.state.layers.ui(ui, &mut self.view, &mut self.outbox);
                 ui.separator();
+                if let Some(config) = self.state.diagnosis.ui(ui, &self.view) {
+                    // The spec editor follows, so a later plain reset keeps the experiment's net.
+                    self.state.controls.spec_text = config.arch.clone();
+                    self.outbox.push(Command::Reset(Box::new(config)));
+                }
+                ui.separator();
                 ui.heading("Training settings");
                 self.state.controls.settings_ui(ui, &mut self.view, &mut self.outbox);
                 ui.separator();
@@ -253,6 +265,8 @@ impl ConvscopeApp {
                 self.state.curves.ui(ui, &self.view);
                 ui.separator();
                 self.state.metrics.ui(ui, &self.view);
+                ui.separator();
+                self.state.gradient_flow.ui(ui, &self.view);
             });
         });
         if export_now {

@@ -41,7 +41,7 @@ pub const PRESETS: &[Preset] = &[
         question: "Why does everyone use ReLU instead of sigmoid?",
         explanation: "The same six-convolution net, every hidden layer sigmoid. Sigmoid's slope is at most 0.25, so \
             each layer shrinks the gradient on its way back; the early filters barely move and the loss sits near \
-            ln 10 ≈ 2.30 for hundreds of steps. Switch every layer to ReLU (slope 1 where it is active) and the \
+            ln 10 = 2.30 for hundreds of steps. Switch every layer to ReLU (slope 1 where it is active) and the \
             same net learns within a few hundred steps.",
         other_arm: "--activation relu",
         steps: 300,
@@ -54,7 +54,7 @@ pub const PRESETS: &[Preset] = &[
         name: "saturation",
         question: "What does a saturated sigmoid look like, and what does batch-norm do about it?",
         explanation: "Sigmoid units with weights drawn far too large (σ = 1): the pre-activations spread over ±10, \
-            so most inputs land on the flat tails of the curve where f′ ≈ 0 — see the activation panel's \
+            so most inputs land on the flat tails of the curve where f' about 0 — see the activation panel's \
             histogram and the saturated meter. Turn batch-norm on: it rescales each unit's inputs to mean 0 and \
             variance 1, back into the curve's steep middle, and learning speeds up.",
         other_arm: "--batch-norm",

@@ -527,9 +527,8 @@ impl Trainer {
             self.evaluate().ok();
         }
         let stats = match &trace {
-            Some(trace) => {
-                stats::layer_stats(&self.model, trace, &weights_before, &grad_norms, &mut self.units).unwrap_or_default()
-            }
+            Some(trace) => stats::layer_stats(&self.model, trace, &weights_before, &grad_norms, &mut self.units)
+                .unwrap_or_default(),
             None => Vec::new(),
         };
         let snapshot = trace.filter(|_| capture).and_then(|trace| self.snapshot_with(Some(trace)).ok()).map(Box::new);

@@ -234,8 +234,17 @@ fn the_vanishing_gradients_preset_shows_and_names_the_problem_and_relu_cures_it(
     let column = header.iter().position(|&c| c == "saturated_fraction_conv1").unwrap();
     assert!(csv.lines().skip(1).all(|line| !line.split(',').nth(column).unwrap().is_empty()));
 
-    let output =
-        convscope(&["train", "--preset", "vanishing-gradients", "--activation", "relu", "--steps", "200", "--out", dir]);
+    let output = convscope(&[
+        "train",
+        "--preset",
+        "vanishing-gradients",
+        "--activation",
+        "relu",
+        "--steps",
+        "200",
+        "--out",
+        dir,
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = last_json_line(&output);
     assert!(!hint_rules(&summary).contains(&"vanishing-gradients".to_owned()), "{summary}");

@@ -13,11 +13,16 @@ use crate::support::{mnist, scratch_dir};
 
 /// Events of a real run: a started net, 30 steps of metrics and a snapshot, the worker running.
 fn real_events() -> Vec<WorkerEvent> {
+    run_events(TrainConfig { test_every: 10, ..TrainConfig::default() }, 30, 0)
+}
+
+/// Events of `steps` real steps of `config`, with layer statistics every `stats_every` steps (0: none).
+fn run_events(config: TrainConfig, steps: usize, stats_every: u64) -> Vec<WorkerEvent> {
     let data = mnist();
-    let config = TrainConfig { test_every: 10, ..TrainConfig::default() };
     let mut trainer = Trainer::new(config.clone(), data.clone(), BackendKind::Flex).unwrap();
+    trainer.set_stats_every(stats_every);
     let mut rows = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..steps {
         if let StepOutcome::Updated { row, .. } = trainer.step(false).unwrap() {
             rows.push(row);
         }
@@ -34,12 +39,16 @@ fn real_events() -> Vec<WorkerEvent> {
         },
         WorkerEvent::Metrics(rows),
         WorkerEvent::Snapshot(Box::new(trainer.refresh_snapshot().unwrap())),
-        WorkerEvent::State { state: RunState::Running, step: 30 },
+        WorkerEvent::State { state: RunState::Running, step: steps as u64 },
     ]
 }
 
 fn harness(fake: &FakeWorker) -> Harness<'static, ConvscopeApp> {
-    for event in real_events() {
+    harness_with(fake, real_events())
+}
+
+fn harness_with(fake: &FakeWorker, events: Vec<WorkerEvent>) -> Harness<'static, ConvscopeApp> {
+    for event in events {
         fake.push(event);
     }
     let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()), Some(mnist()));
@@ -48,6 +57,30 @@ fn harness(fake: &FakeWorker) -> Harness<'static, ConvscopeApp> {
         .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
     harness.run_steps(3);
     harness
+}
+
+#[test]
+fn a_dead_relu_run_is_diagnosed_and_an_experiment_loads_on_confirmation() {
+    let fake = FakeWorker::default();
+    let config = TrainConfig { test_every: 0, ..convscope::train::presets::find("dead-relu").unwrap().config() };
+    let mut harness = harness_with(&fake, run_events(config, 120, 1));
+    // The diagnosis names the rule, and the layers panel's meter shows the dead share.
+    harness.get_by_label("dead-relu");
+    harness.get_by_label("dead 100 %");
+    assert!(harness.query_by_label_contains("of its ReLU units are dead").is_some());
+    harness.get_by_role_and_label(Role::ComboBox, "Experiment").click();
+    harness.run_steps(2);
+    harness.get_by_role(Role::ListBox).get_by_label("vanishing-gradients").click();
+    harness.run_steps(2);
+    harness.get_by_label("Load experiment…").click();
+    harness.run_steps(2);
+    assert!(fake.sent().is_empty(), "asks first: {:?}", fake.sent());
+    harness.get_by_label("Load now").click();
+    harness.run_steps(2);
+    let sent = fake.sent();
+    let [Command::Reset(config)] = sent.as_slice() else { panic!("expected one reset, got {sent:?}") };
+    assert_eq!((config.arch.as_str(), config.activation), ("deep6", Activation::Sigmoid));
+    assert_eq!(harness.state().state.controls.spec_text, "deep6", "the spec editor follows the experiment");
 }
 
 #[test]
@@ -169,8 +202,10 @@ fn every_help_text_opens_and_draws() {
         ("Controls help", "Shortcuts"),
         ("Layers help", "vanishing-gradient"),
         ("Filters and weight gradients help", "pushes that weight down"),
-        ("Activation curves help", "saturated"),
-        ("Metrics help", "on their way back"),
+        ("Activation curves help", "Grey bars"),
+        ("Metrics help", "Learning rate: on a log scale"),
+        ("Gradient flow help", "vanishing zone"),
+        ("Diagnosis help", "ready-made run"),
         ("Probe and activation maps help", "pushed through the net"),
     ] {
         harness.get_by_label(panel).click();

@@ -7,12 +7,20 @@ use serde::{Deserialize, Serialize};
 use crate::app::panels::{header, short};
 use crate::app::view::TrainingView;
 use crate::arch::{Activation, LayerKind};
+use crate::snapshot::LayerStats;
 use crate::train::Command;
 
 const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
 time: the weights stay exactly as they are and the next step uses the new setting (watch the curves and the \
 loss react). The ranges are the smallest and largest activation over the last batch and the smallest and largest \
-weight gradient: a gradient range shrinking toward 0 in the first layers is the vanishing-gradient problem.";
+weight gradient: a gradient range shrinking toward 0 in the first layers is the vanishing-gradient problem. \
+Health: for ReLU, the share of dead units (no output for any example of the last 10 statistics batches: they get \
+no gradient and never recover); for sigmoid and tanh, the share of saturated units (mean slope f' below 10 % of its \
+peak: inputs stuck on the flat tails). The line under the meter is its trend. f' is the layer's mean slope — the \
+factor the backward pass multiplies by here — and Δ the update ratio |ΔW|/|W| of a step (about 1e-3 is healthy).";
+
+/// Statistics rows the trend lines show.
+const TREND_ROWS: usize = 80;
 
 /// The layers panel.
 #[derive(Default, Serialize, Deserialize)]
@@ -31,10 +39,14 @@ impl LayersPanel {
     }
 
     fn table_ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
-        let TrainingView { layers, snapshot, config, .. } = view;
+        // Oldest first, for the trend lines.
+        let TrainingView { layers, snapshot, config, rows, .. } = view;
+        let mut history: Vec<&[LayerStats]> =
+            rows.iter().rev().filter(|r| !r.stats.is_empty()).take(TREND_ROWS).map(|r| r.stats.as_slice()).collect();
+        history.reverse();
         let output_kind = config.output;
-        egui::Grid::new("layers").striped(true).num_columns(5).spacing([4.0, 3.0]).show(ui, |ui| {
-            for title in ["Layer", "Activation", "Bias", "BN", "ranges"] {
+        egui::Grid::new("layers").striped(true).num_columns(6).spacing([4.0, 3.0]).show(ui, |ui| {
+            for title in ["Layer", "Activation", "Bias", "BN", "ranges", "health"] {
                 ui.label(RichText::new(title).small().strong());
             }
             ui.end_row();
@@ -92,8 +104,60 @@ impl LayersPanel {
                         ui.label("");
                     }
                 }
+                health_ui(ui, &info.name, index, &history);
                 ui.end_row();
             }
         });
     }
+}
+
+/// The layer's dead or saturated share as a meter with its trend, plus mean slope and update ratio.
+fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStats]]) {
+    let Some(latest) = history.last().and_then(|stats| stats.get(index)) else {
+        ui.label("");
+        return;
+    };
+    let (what, pick): (&str, fn(&LayerStats) -> Option<f32>) = if latest.dead_fraction.is_some() {
+        ("dead", |s| s.dead_fraction)
+    } else {
+        ("saturated", |s| s.saturated_fraction)
+    };
+    ui.vertical(|ui| {
+        ui.spacing_mut().item_spacing.y = 1.0;
+        if let Some(share) = pick(latest) {
+            let trend: Vec<f32> = history.iter().filter_map(|s| s.get(index).and_then(pick)).collect();
+            meter(ui, share, &trend).on_hover_text(format!(
+                "{name}: {:.0} % of its units {what} now (the line is the trend over the last {} statistics)",
+                100.0 * share,
+                trend.len()
+            ));
+            ui.label(RichText::new(format!("{what} {:.0} %", 100.0 * share)).small());
+        }
+        let slope = latest.mean_slope.map_or(String::new(), |s| format!("f' {} ", short(s)));
+        ui.label(RichText::new(format!("{slope}Δ {}", short(latest.update_ratio))).small().monospace()).on_hover_text(
+            "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of the last step (about 1e-3 is healthy)",
+        );
+    });
+}
+
+/// A small bar filled to `share` (red when high), with `trend` (shares, oldest first) drawn across it.
+fn meter(ui: &mut egui::Ui, share: f32, trend: &[f32]) -> egui::Response {
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(64.0, 12.0), egui::Sense::hover());
+    let painter = ui.painter();
+    painter.rect_filled(rect, 2.0, egui::Color32::from_gray(50));
+    let fill = if share >= 0.5 { egui::Color32::from_rgb(200, 70, 60) } else { egui::Color32::from_rgb(200, 150, 60) };
+    let filled = egui::Rect::from_min_size(rect.min, egui::vec2(rect.width() * share.clamp(0.0, 1.0), rect.height()));
+    painter.rect_filled(filled, 2.0, fill);
+    if trend.len() >= 2 {
+        let points: Vec<egui::Pos2> = trend
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let x = rect.left() + rect.width() * i as f32 / (trend.len() - 1) as f32;
+                egui::pos2(x, rect.bottom() - rect.height() * v.clamp(0.0, 1.0))
+            })
+            .collect();
+        painter.line(points, egui::Stroke::new(1.0, egui::Color32::WHITE));
+    }
+    response
 }

@@ -1,5 +1,5 @@
-//! The metrics panel: loss (raw and smoothed), train and test accuracy, the learning rate, and each layer's
-//! gradient norm on a log axis, with a vertical marker wherever the user changed something.
+//! The metrics panel: loss (raw and smoothed), train and test accuracy and the learning rate, with a vertical
+//! marker wherever the user changed something. (Gradient norms have their own panel, `gradflow`.)
 
 use eframe::egui::{self, Color32};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
@@ -15,11 +15,10 @@ pub const PLOT_BUCKETS: usize = 300;
 
 const HELP: &str = "Loss: the batch loss each step (faint) and its exponential moving average (adjust the \
 smoothing). Accuracy: running accuracy on recent training batches and accuracy on the whole test split, evaluated \
-every few hundred steps. Gradient norms: the size of each layer's weight gradient on a log scale — first layers far \
-below the last (1e-6 against 1e-1) means gradients vanish on their way back; a sudden jump means they explode. \
+every few hundred steps. Learning rate: on a log scale, as you set it. \
 Dashed lines mark the steps where you changed the learning rate, an activation, a bias or batch-norm.";
 
-const LAYER_COLOURS: [Color32; 8] = [
+pub const LAYER_COLOURS: [Color32; 8] = [
     Color32::from_rgb(70, 130, 220),
     Color32::from_rgb(235, 140, 40),
     Color32::from_rgb(80, 170, 90),
@@ -93,11 +92,13 @@ pub fn smoothed(rows: &[MetricRow], factor: f64) -> Vec<f64> {
         .collect()
 }
 
-fn series(rows: &[MetricRow], value: impl Fn(usize, &MetricRow) -> f64) -> PlotPoints<'static> {
+/// A decimated plot series of `value` over the rows' steps.
+pub fn series(rows: &[MetricRow], value: impl Fn(usize, &MetricRow) -> f64) -> PlotPoints<'static> {
     decimate(rows.iter().enumerate().map(|(i, r)| [r.step as f64, value(i, r)]), PLOT_BUCKETS).into()
 }
 
-fn markers(plot: &mut egui_plot::PlotUi<'_>, markers: &[Marker]) {
+/// Draws the change markers as dashed vertical lines.
+pub fn markers(plot: &mut egui_plot::PlotUi<'_>, markers: &[Marker]) {
     for marker in markers {
         plot.vline(
             VLine::new(marker.label.clone(), marker.step as f64)
@@ -159,29 +160,11 @@ impl MetricsPanel {
                     markers(plot, &view.markers);
                 });
         });
-        let names = view.weighted_names();
         let (lr_low, lr_high) =
             rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r.lr), hi.max(r.lr)));
         let (lr_low, lr_high) =
             if lr_low.is_finite() { (lr_low.log10() - 0.5, lr_high.log10() + 0.5) } else { (-3.0, 0.0) };
         ui.horizontal(|ui| {
-            Plot::new("grad-norms")
-                .width(width)
-                .height(height)
-                .legend(Legend::default())
-                .link_axis(link, [true, false])
-                .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
-                .y_axis_label("gradient norm (log)")
-                .show(ui, |plot| {
-                    for (layer, name) in names.iter().enumerate() {
-                        let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
-                        let points = series(rows, |_, r| {
-                            r.grad_norms.get(layer).map_or(f64::NAN, |&n| f64::from(n).max(1e-30).log10())
-                        });
-                        plot.line(Line::new(name.clone(), points).color(colour));
-                    }
-                    markers(plot, &view.markers);
-                });
             Plot::new("learning-rate")
                 .width(width)
                 .height(height)

@@ -4,7 +4,9 @@
 pub mod activations;
 pub mod controls;
 pub mod curves;
+pub mod diagnosis;
 pub mod filters;
+pub mod gradflow;
 pub mod layers;
 pub mod metrics;
 pub mod status;

@@ -1,0 +1,133 @@
+//! The diagnosis panel: what the hint rules make of the last steps, in plain sentences with their evidence,
+//! and the experiment presets with their explanations.
+
+use eframe::egui::{self, Color32, RichText};
+use serde::{Deserialize, Serialize};
+
+use crate::app::panels::header;
+use crate::app::view::TrainingView;
+use crate::hints::{self, HINT_MIN_STEPS, HINT_WINDOW, Hint};
+use crate::train::TrainConfig;
+use crate::train::presets::{self, PRESETS};
+
+const HELP: &str = "Diagnosis reads the per-layer statistics of the recent steps (gradient norms, update ratio, \
+dead and saturated units, activation variance) and says in words what looks wrong, with the numbers, and what to \
+try. It looks for vanishing and exploding gradients, dead ReLU units, saturated sigmoid/tanh units, update steps \
+far from 1e-3 of the weights, and a loss that stopped falling. Experiments load a ready-made run that shows one \
+of these problems; its text says what to watch and which switch gives the comparison.";
+
+/// The diagnosis panel.
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiagnosisPanel {
+    /// The experiment picked in the menu.
+    pub preset: String,
+    #[serde(skip)]
+    help: bool,
+    #[serde(skip)]
+    confirm: bool,
+    /// Hints for the rows seen so far: (row count, newest step, hints).
+    #[serde(skip)]
+    cache: Option<(usize, u64, Vec<Hint>)>,
+}
+
+impl Default for DiagnosisPanel {
+    fn default() -> Self {
+        DiagnosisPanel {
+            preset: PRESETS.first().map_or(String::new(), |p| p.name.to_owned()),
+            help: false,
+            confirm: false,
+            cache: None,
+        }
+    }
+}
+
+impl DiagnosisPanel {
+    /// The hints for the view's rows (recomputed only when rows arrived).
+    pub fn hints(&mut self, view: &TrainingView) -> &[Hint] {
+        let key = (view.rows.len(), view.rows.last().map_or(0, |r| r.step));
+        if self.cache.as_ref().is_none_or(|(len, step, _)| (*len, *step) != key) {
+            self.cache = Some((key.0, key.1, hints::diagnose(&view.rows, &view.layers)));
+        }
+        self.cache.as_ref().map_or(&[], |(_, _, hints)| hints.as_slice())
+    }
+
+    /// Draws the hints and the experiment menu; returns the configuration to reset to when the user loads an
+    /// experiment.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) -> Option<TrainConfig> {
+        header(ui, "Diagnosis", &mut self.help, HELP);
+        let rows = view.rows.len();
+        let hints = self.hints(view).to_vec();
+        if rows < HINT_MIN_STEPS {
+            ui.label(RichText::new(format!("Watching… (the rules speak after {HINT_MIN_STEPS} steps)")).small());
+        } else if hints.is_empty() {
+            ui.label(
+                RichText::new(format!("Nothing looks wrong over the last {HINT_WINDOW} steps."))
+                    .small()
+                    .color(Color32::from_rgb(100, 170, 100)),
+            );
+        }
+        for hint in &hints {
+            egui::Frame::group(ui.style()).show(ui, |ui| {
+                ui.label(RichText::new(hint.rule.id()).small().strong().color(Color32::from_rgb(230, 150, 60)));
+                ui.label(RichText::new(&hint.sentence).small());
+            });
+        }
+        ui.add_space(4.0);
+        self.presets_ui(ui, view)
+    }
+
+    fn presets_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) -> Option<TrainConfig> {
+        let mut load = None;
+        ui.horizontal(|ui| {
+            ui.label("Experiment");
+            let combo =
+                egui::ComboBox::from_id_salt("preset").selected_text(&self.preset).width(170.0).show_ui(ui, |ui| {
+                    for preset in PRESETS {
+                        ui.selectable_value(&mut self.preset, preset.name.to_owned(), preset.name)
+                            .on_hover_text(preset.question);
+                    }
+                });
+            combo.response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Experiment"));
+        });
+        let preset = presets::find(&self.preset)?;
+        ui.label(RichText::new(preset.question).strong().small());
+        ui.label(RichText::new(preset.explanation).small());
+        ui.label(
+            RichText::new(format!(
+                "Runs {} steps or so; for the comparison: {} (or the same switch in the window).",
+                preset.steps, preset.other_arm
+            ))
+            .small()
+            .italics(),
+        );
+        if self.confirm {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new("Reset to this experiment?").color(Color32::from_rgb(220, 160, 60)));
+                if ui.button("Load now").clicked() {
+                    let current = &view.config;
+                    let mut config = preset.config();
+                    // The run's plumbing stays as the user has it.
+                    config.seed = current.seed;
+                    config.snapshot_interval_ms = current.snapshot_interval_ms;
+                    config.test_every = current.test_every;
+                    config.probe_index = current.probe_index;
+                    load = Some(config);
+                    self.confirm = false;
+                }
+                if ui.button("Cancel").clicked() {
+                    self.confirm = false;
+                }
+            });
+        } else if ui
+            .button("Load experiment…")
+            .on_hover_text(
+                "Reset the net with this experiment's settings (asks first; the curves so far are discarded)",
+            )
+            .clicked()
+        {
+            self.confirm = true;
+        }
+        load
+    }
+}

@@ -1,0 +1,170 @@
+//! The gradient-flow view: each layer's weight-gradient norm over time on a log axis with the vanishing zone
+//! shaded, and the same numbers as a layer × time heat map, so a gradient dying on its way back is seen at a
+//! glance.
+
+use eframe::egui::{self, Color32, ColorImage, RichText};
+use egui_plot::{Legend, Line, Plot, Polygon};
+use serde::{Deserialize, Serialize};
+
+use crate::app::panels::metrics::{LAYER_COLOURS, markers, series};
+use crate::app::panels::{header, legend};
+use crate::app::textures::{TextureSlot, key};
+use crate::app::view::TrainingView;
+use crate::colormap;
+use crate::hints::{HINT_WINDOW, VANISHING_RATIO, median};
+use crate::snapshot::MetricRow;
+
+const HELP: &str = "The size (L2 norm) of each layer's weight gradient, step by step, on a log scale. The \
+gradient reaching a layer is the product of the slopes f' of every layer above it: with sigmoid (slope at most \
+0.25) it shrinks layer by layer, so the first layer's line sits far below the last one's. The shaded band is the \
+vanishing zone — more than 100× below the output layer's recent gradient: a layer in it barely learns. The heat \
+map shows the same numbers, one row per layer (input at the top), bright = large.";
+
+/// Time columns of the heat map.
+pub const HEATMAP_COLUMNS: usize = 160;
+
+/// The gradient-flow panel.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GradientFlowPanel {
+    #[serde(skip)]
+    help: bool,
+    #[serde(skip)]
+    heatmap: TextureSlot,
+}
+
+/// log₁₀ of each layer's gradient norm averaged over time buckets: `[layers][columns]` row-major, with the
+/// finite range; `None` without rows. Zero and non-finite norms are left out of a bucket's mean.
+pub fn gradient_heatmap(rows: &[MetricRow], layers: usize, columns: usize) -> Option<(Vec<f32>, f32, f32)> {
+    if rows.is_empty() || layers == 0 || columns == 0 {
+        return None;
+    }
+    let columns = columns.min(rows.len());
+    let mut cells = vec![f32::NAN; layers * columns];
+    for column in 0..columns {
+        let bucket = &rows[column * rows.len() / columns..(column + 1) * rows.len() / columns];
+        for layer in 0..layers {
+            let logs: Vec<f32> = bucket
+                .iter()
+                .filter_map(|r| r.grad_norms.get(layer).copied())
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .map(f32::log10)
+                .collect();
+            if !logs.is_empty() {
+                cells[layer * columns + column] = logs.iter().sum::<f32>() / logs.len() as f32;
+            }
+        }
+    }
+    let (low, high) = crate::snapshot::finite_range(&cells)?;
+    Some((cells, low, high))
+}
+
+impl GradientFlowPanel {
+    /// Draws the plot and the heat map.
+    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+        header(ui, "Gradient flow", &mut self.help, HELP);
+        let rows = &view.rows;
+        let names = view.weighted_names();
+        let Some(output) = names.len().checked_sub(1) else {
+            ui.label("Waiting for the first steps…");
+            return;
+        };
+        let recent = &rows[rows.len().saturating_sub(HINT_WINDOW)..];
+        let output_norm = median(recent.iter().filter_map(|r| r.grad_norms.get(output).copied()).collect());
+        let width = ui.available_width().max(200.0);
+        let height = 170.0;
+        Plot::new("gradient-flow")
+            .width(width)
+            .height(height)
+            .legend(Legend::default())
+            .link_axis(egui::Id::unique("convscope-metrics-x-axis"), [true, false])
+            .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
+            .y_axis_label("gradient norm (log)")
+            .show(ui, |plot| {
+                let first = rows.first().map_or(0.0, |r| r.step as f64);
+                let last = rows.last().map_or(1.0, |r| r.step as f64).max(first + 1.0);
+                if output_norm > 0.0 && output_norm.is_finite() {
+                    let top = f64::from(output_norm / VANISHING_RATIO).log10();
+                    let bottom = plot.plot_bounds().min()[1].min(top - 3.0);
+                    plot.polygon(
+                        Polygon::new(
+                            format!("vanishing zone (100× below {})", names[output]),
+                            vec![[first, bottom], [last, bottom], [last, top], [first, top]],
+                        )
+                        .fill_color(Color32::from_rgba_unmultiplied(220, 80, 60, 40))
+                        .stroke(egui::Stroke::new(1.0, Color32::from_rgba_unmultiplied(220, 80, 60, 120))),
+                    );
+                }
+                for (layer, name) in names.iter().enumerate() {
+                    let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
+                    let points = series(rows, |_, r| {
+                        r.grad_norms.get(layer).map_or(f64::NAN, |&n| f64::from(n).max(1e-30).log10())
+                    });
+                    plot.line(Line::new(name.clone(), points).color(colour));
+                }
+                markers(plot, &view.markers);
+            });
+        let Some((cells, low, high)) = gradient_heatmap(rows, names.len(), HEATMAP_COLUMNS) else { return };
+        let columns = cells.len() / names.len();
+        let texture = self.heatmap.get(
+            ui.ctx(),
+            "gradient-heatmap",
+            key(&[rows.len() as u64, rows.last().map_or(0, |r| r.step), names.len() as u64]),
+            || {
+                let span = (high - low).max(1e-6);
+                let pixels: Vec<u8> = cells
+                    .iter()
+                    .flat_map(|&v| if v.is_finite() { colormap::sequential((v - low) / span) } else { [40, 40, 40] })
+                    .collect();
+                Some(ColorImage::from_rgb([columns, names.len()], &pixels))
+            },
+        );
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.spacing_mut().item_spacing.y = 0.0;
+                for name in &names {
+                    ui.add_sized([52.0, 14.0], egui::Label::new(RichText::new(name).small().monospace()));
+                }
+            });
+            if let Some(texture) = texture {
+                let size = egui::vec2((width - 64.0).max(100.0), 14.0 * names.len() as f32);
+                ui.add(egui::Image::new(texture).fit_to_exact_size(size))
+                    .on_hover_text("Gradient norm per layer (rows, input at the top) over time (columns), log scale");
+            }
+        });
+        legend(ui, &format!("1e{low:.1}"), &format!("1e{high:.1}"), 160.0, colormap::sequential);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64, norms: Vec<f32>) -> MetricRow {
+        MetricRow {
+            step,
+            epoch: 0,
+            loss: 1.0,
+            train_accuracy: 0.5,
+            test_accuracy: 0.5,
+            lr: 0.01,
+            grad_norms: norms,
+            elapsed_secs: 0.0,
+            step_secs: 0.0,
+            stats: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn heatmap_averages_log_norms_per_bucket_and_skips_zeros() {
+        let rows = vec![row(1, vec![1e-6, 1.0]), row(2, vec![1e-4, 0.0]), row(3, vec![1e-2, 10.0])];
+        let (cells, low, high) = gradient_heatmap(&rows, 2, 1).unwrap();
+        assert_eq!(cells.len(), 2);
+        assert!((cells[0] + 4.0).abs() < 1e-5, "mean of -6, -4, -2: {cells:?}");
+        assert!((cells[1] - 0.5).abs() < 1e-5, "the zero norm is left out: {cells:?}");
+        assert_eq!((low, high), (cells[0], cells[1]));
+        let (cells, _, _) = gradient_heatmap(&rows, 2, 10).unwrap();
+        assert_eq!(cells.len(), 6, "never more columns than rows");
+        assert!(gradient_heatmap(&[], 2, 10).is_none());
+    }
+}
