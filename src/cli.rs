@@ -47,6 +47,10 @@ pub struct WindowArgs {
     /// Open paused: build the net and wait for Play (Space) or Step (S).
     #[arg(long)]
     pub paused: bool,
+    /// Start with an experiment (sigmoid-vs-relu, saturation, dead-relu, vanishing-gradients, bias,
+    /// output-layer), as the Diagnosis panel's menu loads it.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
     /// Save a PNG of the window after --screenshot-after seconds, then close it.
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
@@ -84,7 +88,17 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
         None => None,
     };
+    let preset = match &args.preset {
+        Some(name) => Some(presets::find(name).ok_or_else(|| {
+            Failure::bad_input(anyhow::anyhow!(
+                "--preset: unknown preset `{name}`; expected one of {}",
+                presets::names()
+            ))
+        })?),
+        None => None,
+    };
     crate::app::run_window(crate::app::WindowOptions {
+        preset,
         wgpu: matches!(args.renderer, RendererArg::Wgpu),
         threads: args.threads,
         screenshot,

@@ -236,7 +236,7 @@ impl ConvscopeApp {
             self.banner(ui);
         });
         egui::Panel::bottom("status").show(ui, |ui| self.status.ui(ui, &self.view));
-        egui::Panel::left("left").resizable(false).exact_size(385.0).show(ui, |ui| {
+        egui::Panel::left("left").resizable(false).exact_size(450.0).show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
                 self.state.layers.ui(ui, &mut self.view, &mut self.outbox);
                 ui.separator();
@@ -264,9 +264,9 @@ impl ConvscopeApp {
                 ui.separator();
                 self.state.curves.ui(ui, &self.view);
                 ui.separator();
-                self.state.metrics.ui(ui, &self.view);
-                ui.separator();
                 self.state.gradient_flow.ui(ui, &self.view);
+                ui.separator();
+                self.state.metrics.ui(ui, &self.view);
             });
         });
         if export_now {
@@ -434,6 +434,8 @@ pub struct WindowOptions {
     pub fresh: bool,
     /// Build the net but wait for Play or Step.
     pub paused: bool,
+    /// Start with this experiment.
+    pub preset: Option<&'static crate::train::presets::Preset>,
 }
 
 /// Opens the window and trains the embedded MNIST subset (or the persisted configuration) in it.
@@ -448,7 +450,7 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
         renderer: if options.wgpu { eframe::Renderer::Wgpu } else { eframe::Renderer::Glow },
         ..Default::default()
     };
-    let WindowOptions { threads, screenshot, quit_after, fresh, paused, .. } = options;
+    let WindowOptions { threads, screenshot, quit_after, fresh, paused, preset, .. } = options;
     eframe::run_native(
         "convscope",
         native,
@@ -458,6 +460,11 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
             } else {
                 cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)).unwrap_or_default()
             };
+            if let Some(preset) = preset {
+                state.config = TrainConfig { seed: state.config.seed, ..preset.config() };
+                state.controls.spec_text = state.config.arch.clone();
+                state.diagnosis.preset = preset.name.to_owned();
+            }
             let mut notice = None;
             // A persisted configuration that no longer fits (or a damaged one) falls back to the defaults.
             let fits =

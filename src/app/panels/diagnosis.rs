@@ -70,7 +70,7 @@ impl DiagnosisPanel {
         for hint in &hints {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.label(RichText::new(hint.rule.id()).small().strong().color(Color32::from_rgb(230, 150, 60)));
-                ui.label(RichText::new(&hint.sentence).small());
+                ui.add(egui::Label::new(RichText::new(&hint.sentence).small()).wrap());
             });
         }
         ui.add_space(4.0);
@@ -92,7 +92,7 @@ impl DiagnosisPanel {
         });
         let preset = presets::find(&self.preset)?;
         ui.label(RichText::new(preset.question).strong().small());
-        ui.label(RichText::new(preset.explanation).small());
+        ui.add(egui::Label::new(RichText::new(preset.explanation).small()).wrap());
         ui.label(
             RichText::new(format!(
                 "Runs {} steps or so; for the comparison: {} (or the same switch in the window).",

@@ -85,7 +85,8 @@ impl GradientFlowPanel {
                 let last = rows.last().map_or(1.0, |r| r.step as f64).max(first + 1.0);
                 if output_norm > 0.0 && output_norm.is_finite() {
                     let top = f64::from(output_norm / VANISHING_RATIO).log10();
-                    let bottom = plot.plot_bounds().min()[1].min(top - 3.0);
+                    // A fixed depth: reading the plot's bounds here would feed the band back into them.
+                    let bottom = top - 4.0;
                     plot.polygon(
                         Polygon::new(
                             format!("vanishing zone (100× below {})", names[output]),

@@ -66,7 +66,7 @@ impl LayersPanel {
                     ui.label(output_kind.name()).on_hover_text("The output layer's nonlinearity belongs to the loss (softmax with cross-entropy, or sigmoid with binary cross-entropy).");
                 } else {
                     let before = settings.activation;
-                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(84.0).show_ui(ui, |ui| {
+                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(76.0).show_ui(ui, |ui| {
                         for activation in Activation::ALL {
                             ui.selectable_value(&mut settings.activation, activation, activation.name());
                         }
@@ -133,8 +133,9 @@ fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStat
             ));
             ui.label(RichText::new(format!("{what} {:.0} %", 100.0 * share)).small());
         }
-        let slope = latest.mean_slope.map_or(String::new(), |s| format!("f' {} ", short(s)));
-        ui.label(RichText::new(format!("{slope}Δ {}", short(latest.update_ratio))).small().monospace()).on_hover_text(
+        let slope = latest.mean_slope.map_or(String::new(), |s| format!("f' {}\n", short(s)));
+        let text = RichText::new(format!("{slope}Δ {}", short(latest.update_ratio))).small().monospace();
+        ui.add(egui::Label::new(text).extend()).on_hover_text(
             "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of the last step (about 1e-3 is healthy)",
         );
     });
@@ -142,7 +143,7 @@ fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStat
 
 /// A small bar filled to `share` (red when high), with `trend` (shares, oldest first) drawn across it.
 fn meter(ui: &mut egui::Ui, share: f32, trend: &[f32]) -> egui::Response {
-    let (rect, response) = ui.allocate_exact_size(egui::vec2(64.0, 12.0), egui::Sense::hover());
+    let (rect, response) = ui.allocate_exact_size(egui::vec2(56.0, 10.0), egui::Sense::hover());
     let painter = ui.painter();
     painter.rect_filled(rect, 2.0, egui::Color32::from_gray(50));
     let fill = if share >= 0.5 { egui::Color32::from_rgb(200, 70, 60) } else { egui::Color32::from_rgb(200, 150, 60) };
