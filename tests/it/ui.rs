@@ -198,13 +198,16 @@ fn reset_asks_first_and_holds_layer_changes_until_the_new_net_arrives() {
 fn every_help_text_opens_and_draws() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);
+    // Tall enough that every panel's help text lies inside the scroll areas' view.
+    harness.set_size(egui::vec2(1280.0, 2000.0));
+    harness.run_steps(2);
     for (panel, phrase) in [
         ("Controls help", "Shortcuts"),
         ("Layers help", "vanishing-gradient"),
         ("Filters and weight gradients help", "pushes that weight down"),
         ("Activation curves help", "Grey bars"),
         ("Metrics help", "Learning rate: on a log scale"),
-        ("Gradient flow help", "vanishing zone"),
+        ("Gradient flow help", "a layer in it barely learns"),
         ("Diagnosis help", "ready-made run"),
         ("Probe and activation maps help", "pushed through the net"),
     ] {
