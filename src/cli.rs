@@ -193,9 +193,16 @@ pub enum OutputArg {
 /// Options of `convscope train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Folder with IDX files (train-images-idx3-ubyte[.gz] and labels; t10k-… optional). Default: the embedded MNIST subset.
+    /// Your data: a folder of IDX files (MNIST, Fashion-MNIST, EMNIST), CIFAR-10/100 binary batches, or an image
+    /// folder with one sub-folder per class. Default: the embedded MNIST subset.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
+    /// Image folders: resize every image to N×N (default: the most common size, at most 64).
+    #[arg(long, value_name = "N")]
+    pub image_size: Option<usize>,
+    /// Image folders: 1 for grey, 3 for RGB (default: 3 when any image is in colour).
+    #[arg(long, value_name = "C")]
+    pub channels: Option<usize>,
     /// Number of classes, for label files without a standard name whose labels are not 0..K−1.
     #[arg(long, value_name = "K")]
     pub classes: Option<usize>,
@@ -318,6 +325,24 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// The message for the terminal: the context chain joined with `: `, leaving out a cause whose text the
+    /// message before it already quotes (our errors name their cause in their own words).
+    pub fn message(&self) -> String {
+        let mut message = String::new();
+        for cause in self.error.chain() {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&text);
+            }
+        }
+        message
+    }
+}
+
 /// Runs a headless command.
 pub fn run(command: CliCommand) -> Result<(), Failure> {
     match command {
@@ -326,14 +351,31 @@ pub fn run(command: CliCommand) -> Result<(), Failure> {
     }
 }
 
-/// Loads `--data`, or the embedded subset.
-fn load_data(path: Option<&Path>, classes: Option<usize>, seed: u64) -> Result<DataSplit, Failure> {
-    match path {
-        None => data::embedded_mnist().context("the embedded MNIST subset is damaged").map_err(Failure::internal),
-        Some(path) => data::load_idx_dir(path, classes, seed)
-            .with_context(|| format!("could not load --data {}", path.display()))
-            .map_err(Failure::bad_input),
+/// Loads `--data` (whatever its format), or the embedded subset; reports skipped files on stderr.
+fn load_data(path: Option<&Path>, options: &data::LoadOptions) -> Result<DataSplit, Failure> {
+    let Some(path) = path else {
+        return data::embedded_mnist().context("the embedded MNIST subset is damaged").map_err(Failure::internal);
+    };
+    let loaded = data::load_path(path, options)
+        .with_context(|| format!("could not load --data {}", path.display()))
+        .map_err(Failure::bad_input)?;
+    if let Some(summary) = loaded.report.skipped_summary() {
+        eprintln!("convscope: {summary}");
     }
+    for note in &loaded.report.notes {
+        eprintln!("convscope: {note}");
+    }
+    let (train, test) = (&loaded.split.train, &loaded.split.test);
+    eprintln!(
+        "convscope: {} from {}: {} train and {} test images of {}, {} classes",
+        loaded.format,
+        path.display(),
+        train.len(),
+        test.len(),
+        train.shape(),
+        train.classes()
+    );
+    Ok(loaded.split)
 }
 
 fn train_config(args: &TrainArgs) -> Result<TrainConfig, Failure> {
@@ -453,7 +495,13 @@ struct LayerNorm {
 
 fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     let config = train_config(args)?;
-    let data = load_data(args.data.as_deref(), args.classes, args.seed)?;
+    let options = data::LoadOptions {
+        classes: args.classes,
+        seed: args.seed,
+        image_size: args.image_size,
+        channels: args.channels,
+    };
+    let data = load_data(args.data.as_deref(), &options)?;
     // Check the spec before any work, so a bad one fails fast with the caret pointing at it.
     let plan = config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
     let layer_names: Vec<String> = plan.weighted().map(|l| l.name.clone()).collect();
@@ -674,7 +722,7 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     if args.steps == 0 {
         return Err(Failure::bad_input(anyhow::anyhow!("--steps must be at least 1")));
     }
-    let data = Arc::new(load_data(None, None, 1)?);
+    let data = Arc::new(load_data(None, &data::LoadOptions::default())?);
     let config = TrainConfig { arch: args.arch.clone(), test_every: 0, ..TrainConfig::default() };
     config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
     let backend = BackendKind::from(args.backend);

@@ -23,6 +23,8 @@ const DIM_LEN: usize = 4;
 /// How far past the promised size a compressed stream is read to tell corruption from extra data;
 /// bounded so a decompression bomb costs at most this much time, never memory.
 const TRAILING_SCAN_LIMIT: u64 = 64 * 1024 * 1024;
+/// Bytes moved per read while a body of unknown real length (gzip) streams in.
+const READ_CHUNK: usize = 32 * 1024;
 
 /// A parsed IDX file of unsigned bytes, `data` in row-major order of `dims`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +119,8 @@ fn read_idx_stream<R: Read>(
     };
     // One byte past the promise is enough to detect trailing data, and it makes a gzip decoder
     // reach its end and verify the checksum when the length is exactly right.
-    let limit = expected_u64.saturating_add(1);
-    (&mut reader).take(limit).read_to_end(&mut data).map_err(wrap_io)?;
+    let limit = expected.saturating_add(1);
+    read_capped(&mut reader, limit, &mut data).map_err(wrap_io)?;
     let mut actual = to_u64(data.len(), &dims, file)?;
     if actual > expected_u64 && total_len.is_none() {
         // Too long may just be corruption: read on (into a sink, so memory stays flat) to let the
@@ -198,6 +200,33 @@ fn check_body_len(file: &str, expected: u64, actual: u64) -> Result<(), DataErro
         Err(DataError::TrailingData { file: file.to_owned(), expected, actual })
     } else {
         Ok(())
+    }
+}
+
+/// Appends up to `limit` bytes from `reader` to `data`, never letting its capacity pass `limit`.
+///
+/// `read_to_end` doubles its buffer, so a gzip body could cost up to twice the header's promise;
+/// growing by doubling but clamped to the limit keeps every allocation within what was promised and
+/// within twice what really arrived.
+fn read_capped<R: Read>(reader: &mut R, limit: usize, data: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; READ_CHUNK];
+    loop {
+        let want = limit.saturating_sub(data.len()).min(READ_CHUNK);
+        let Some(buf) = chunk.get_mut(..want).filter(|buf| !buf.is_empty()) else {
+            return Ok(());
+        };
+        let read = match reader.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        let needed = data.len().saturating_add(read);
+        if needed > data.capacity() {
+            let target = data.capacity().saturating_mul(2).max(needed).min(limit.max(needed));
+            data.reserve_exact(target - data.len());
+        }
+        data.extend_from_slice(buf.get(..read).unwrap_or_default());
     }
 }
 

@@ -1,7 +1,14 @@
-//! Labelled image data sets: loading IDX folders and the embedded MNIST subset, class counts,
-//! train/test splits, and the `DataError` type shared by the whole data layer.
+//! Labelled image data sets: loading IDX folders (MNIST, Fashion-MNIST, EMNIST) and the embedded
+//! MNIST subset, class counts, train/test splits, and the `DataError` type shared by the whole data
+//! layer. CIFAR files, image folders and format detection live in their own modules.
 
 pub mod batch;
+pub mod cifar;
+pub mod detect;
+pub mod emnist;
+pub mod folder;
+#[cfg(test)]
+mod fuzz;
 pub mod idx;
 
 use std::fmt;
@@ -12,6 +19,10 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+pub use cifar::{CifarArrays, CifarKind, load_cifar_dir, load_cifar_file, parse_cifar_bytes, read_cifar_file};
+pub use detect::{DataFormat, LoadOptions, Loaded, detect_format, load_path};
+pub use emnist::EmnistSplit;
+pub use folder::{LoadReport, SkipReason, Skipped, load_image_folder, load_probe_image};
 pub use idx::{IdxArray, parse_idx_bytes, read_idx_file};
 
 /// Share of the training file held out for testing when a folder has no `t10k-…` pair.
@@ -20,7 +31,7 @@ pub const DEFAULT_TEST_FRACTION: f64 = 0.2;
 /// Class count of MNIST and Fashion-MNIST, implied by their standard file names.
 const STANDARD_CLASSES: usize = 10;
 /// Labels are single bytes, so no data set can use more classes than this.
-const MAX_CLASSES: usize = 256;
+pub(crate) const MAX_CLASSES: usize = 256;
 /// How many folder entries a missing-file error lists before summarising.
 const LISTED_ENTRIES: usize = 10;
 /// How many missing class values a not-dense error lists before summarising.
@@ -133,6 +144,70 @@ pub enum DataError {
         "{source_name}: splitting {len} items with test fraction {fraction} leaves {train} train and {test} test items, but both parts need at least one"
     )]
     EmptySplit { source_name: String, len: usize, fraction: f64, train: usize, test: usize },
+
+    #[error(
+        "{file}: {len} bytes is not a whole number of {record}-byte {kind} records ({layout}), so the file is cut short or is not a {kind} binary batch — re-download it"
+    )]
+    CifarRecordSize { file: String, len: u64, record: usize, kind: &'static str, layout: &'static str },
+
+    #[error("{file}: cannot use it as a class-name list: {reason} (expected one class name per line)")]
+    BadClassNames { file: String, reason: String },
+
+    #[error(
+        "{file} lists {names} class names but {classes} classes were asked for (--classes K): drop the option or fix the file"
+    )]
+    ClassNamesFileMismatch { file: String, names: usize, classes: usize },
+
+    #[error(
+        "{file}: label {value} at index {index} is below {offset}: EMNIST {split} labels start at {offset}, so the file is corrupt or belongs to another split"
+    )]
+    LabelBelowOffset { file: String, index: usize, value: u8, offset: u8, split: &'static str },
+
+    #[error(
+        "{}: holds several EMNIST splits ({splits}): pass the path of one split's train-images file instead, e.g. {}",
+        dir.display(),
+        example.display()
+    )]
+    EmnistAmbiguous { dir: PathBuf, splits: String, example: PathBuf },
+
+    #[error(
+        "{}: no usable class: an image folder needs one sub-folder per class holding PNG, JPEG, BMP, GIF or WebP images, but {found}",
+        dir.display()
+    )]
+    NoUsableClass { dir: PathBuf, found: String },
+
+    #[error(
+        "{}: {classes} class folders hold images, but labels are single bytes so at most 256 classes fit — merge or remove class folders",
+        dir.display()
+    )]
+    TooManyClasses { dir: PathBuf, classes: usize },
+
+    #[error(
+        "{}: {found} class folders hold images ({names}) but {classes} classes were asked for (--classes K): drop the option or add or remove class folders",
+        dir.display()
+    )]
+    ClassFolderMismatch { dir: PathBuf, found: usize, names: String, classes: usize },
+
+    #[error(
+        "{}: a single image is not a data set: pass a folder with one sub-folder of images per class (to classify one image, open it as a probe)",
+        path.display()
+    )]
+    SingleImage { path: PathBuf },
+
+    #[error(
+        "{}: not a recognised data set ({found}); expected an IDX folder (train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], or EMNIST's emnist-<split>-… names), a CIFAR binary folder or .bin file, or a folder with one sub-folder of images per class",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf, found: String },
+
+    #[error("{}: holds no data set itself, but its sub-folder {} looks like {format}: pass that folder instead", dir.display(), inner.display())]
+    NestedDataSet { dir: PathBuf, inner: PathBuf, format: String },
+
+    #[error("{option} {value} is out of range: use {allowed}")]
+    BadOption { option: &'static str, value: usize, allowed: &'static str },
+
+    #[error("{}: cannot use the image: {reason}", path.display())]
+    BadImage { path: PathBuf, reason: String },
 }
 
 /// Channel-first size of one image.
@@ -286,32 +361,73 @@ impl Dataset {
 
         let mut order: Vec<usize> = (0..len).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let (test_order, train_order) = order.split_at(test_len);
-        let test = self.subset(test_order, format!("{} (held-out test split)", self.source))?;
-        let train = self.subset(train_order, format!("{} (train split)", self.source))?;
+        // Reordering in place and then moving only the test part out keeps the peak at about 1.2× the
+        // images instead of the 2× that copying both parts would cost (CIFAR-10 alone is 150 MB).
+        let Self { mut images, mut labels, shape, classes, class_names, source } = self;
+        let pixels = shape.pixels();
+        gather_in_place(&mut images, &mut labels, &order, pixels, &source)?;
+        let test_bytes = test_len.saturating_mul(pixels);
+        let test_images = images.drain(..test_bytes.min(images.len())).collect::<Vec<u8>>();
+        let test_labels = labels.drain(..test_len.min(labels.len())).collect::<Vec<u8>>();
+        images.shrink_to_fit();
+        labels.shrink_to_fit();
+        let test = Self {
+            images: test_images,
+            labels: test_labels,
+            shape,
+            classes,
+            class_names: class_names.clone(),
+            source: format!("{source} (held-out test split)"),
+        };
+        let train = Self { images, labels, shape, classes, class_names, source: format!("{source} (train split)") };
         Ok(DataSplit { train, test })
     }
+}
 
-    /// Copies the items at `indices`, in that order, into a new data set.
-    fn subset(&self, indices: &[usize], source: String) -> Result<Self, DataError> {
-        let mut images = Vec::with_capacity(indices.len().saturating_mul(self.shape.pixels()));
-        let mut labels = Vec::with_capacity(indices.len());
-        for &index in indices {
-            let (image, label) = self.image(index).zip(self.label(index)).ok_or_else(|| {
-                DataError::IndexOutOfRange { source_name: self.source.clone(), index, len: self.len() }
-            })?;
-            images.extend_from_slice(image);
-            labels.push(label);
+/// Reorders items so that item `i` becomes the old item `order[i]`, moving one image at a time
+/// around each cycle of the permutation, so no second copy of the images is needed.
+fn gather_in_place(
+    images: &mut [u8],
+    labels: &mut [u8],
+    order: &[usize],
+    pixels: usize,
+    source: &str,
+) -> Result<(), DataError> {
+    let len = labels.len();
+    let total = images.len();
+    let out_of_range = |index: usize| DataError::IndexOutOfRange { source_name: source.to_owned(), index, len };
+    let range = |index: usize| {
+        let start = index.checked_mul(pixels).ok_or_else(|| out_of_range(index))?;
+        let end = start.checked_add(pixels).filter(|&end| end <= total).ok_or_else(|| out_of_range(index))?;
+        Ok::<_, DataError>(start..end)
+    };
+    let mut placed = vec![false; order.len()];
+    let mut held_image = vec![0u8; pixels];
+    for start in 0..order.len() {
+        if placed.get(start).copied().unwrap_or(true) {
+            continue;
         }
-        Ok(Self {
-            images,
-            labels,
-            shape: self.shape,
-            classes: self.classes,
-            class_names: self.class_names.clone(),
-            source,
-        })
+        held_image.copy_from_slice(images.get(range(start)?).ok_or_else(|| out_of_range(start))?);
+        let held_label = labels.get(start).copied().ok_or_else(|| out_of_range(start))?;
+        let mut slot = start;
+        loop {
+            if let Some(done) = placed.get_mut(slot) {
+                *done = true;
+            }
+            let from = order.get(slot).copied().ok_or_else(|| out_of_range(slot))?;
+            let slot_range = range(slot)?;
+            if from == start {
+                images.get_mut(slot_range).ok_or_else(|| out_of_range(slot))?.copy_from_slice(&held_image);
+                *labels.get_mut(slot).ok_or_else(|| out_of_range(slot))? = held_label;
+                break;
+            }
+            images.copy_within(range(from)?, slot_range.start);
+            let label = labels.get(from).copied().ok_or_else(|| out_of_range(from))?;
+            *labels.get_mut(slot).ok_or_else(|| out_of_range(slot))? = label;
+            slot = from;
+        }
     }
+    Ok(())
 }
 
 /// Class names used when a data set brings none: the decimal class index ("0", "1", …).
@@ -367,7 +483,7 @@ fn dense_class_count(labels: &[u8], file_name: &str) -> Result<usize, DataError>
     Err(DataError::NotDense { file: file_name.to_owned(), max_label, missing: listed })
 }
 
-fn check_class_count(classes: usize, file: &str) -> Result<(), DataError> {
+pub(crate) fn check_class_count(classes: usize, file: &str) -> Result<(), DataError> {
     if (1..=MAX_CLASSES).contains(&classes) {
         Ok(())
     } else {
@@ -376,53 +492,177 @@ fn check_class_count(classes: usize, file: &str) -> Result<(), DataError> {
 }
 
 /// Fails on the first label that is not below `classes`.
-fn check_labels(labels: &[u8], classes: usize, file: &str) -> Result<(), DataError> {
+pub(crate) fn check_labels(labels: &[u8], classes: usize, file: &str) -> Result<(), DataError> {
     match labels.iter().enumerate().find(|&(_, &label)| usize::from(label) >= classes) {
         Some((index, &value)) => Err(DataError::LabelOutOfRange { file: file.to_owned(), index, value, classes }),
         None => Ok(()),
     }
 }
 
+/// Which file names an IDX folder uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdxLayout {
+    /// MNIST and Fashion-MNIST: `train-images-idx3-ubyte`, `t10k-images-idx3-ubyte`, ….
+    Mnist,
+    /// EMNIST: `emnist-<split>-train-images-idx3-ubyte`, `emnist-<split>-test-images-idx3-ubyte`, ….
+    Emnist(EmnistSplit),
+}
+
+impl IdxLayout {
+    /// The name stems of (train images, train labels, test images, test labels).
+    fn stems(self) -> [String; 4] {
+        match self {
+            Self::Mnist => [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(str::to_owned),
+            Self::Emnist(split) => {
+                let name = split.name();
+                [EMNIST_TRAIN_IMAGES, EMNIST_TRAIN_LABELS, EMNIST_TEST_IMAGES, EMNIST_TEST_LABELS]
+                    .map(|part| format!("emnist-{name}-{part}"))
+            }
+        }
+    }
+
+    /// The layout a single IDX file's name belongs to, if any.
+    pub fn of_file_name(name: &str) -> Option<Self> {
+        let stem = name.strip_suffix(".gz").unwrap_or(name);
+        if [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].contains(&stem) {
+            return Some(Self::Mnist);
+        }
+        let (split, part) = EmnistSplit::parse_file_name(stem)?;
+        [EMNIST_TRAIN_IMAGES, EMNIST_TRAIN_LABELS, EMNIST_TEST_IMAGES, EMNIST_TEST_LABELS]
+            .contains(&part)
+            .then_some(Self::Emnist(split))
+    }
+}
+
+/// EMNIST names its test files `test-…` where MNIST uses `t10k-…`.
+const EMNIST_TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const EMNIST_TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const EMNIST_TEST_IMAGES: &str = "test-images-idx3-ubyte";
+const EMNIST_TEST_LABELS: &str = "test-labels-idx1-ubyte";
+
+/// Picks the layout of an IDX folder from its file names: MNIST names win; otherwise the one EMNIST
+/// split with files there. Several EMNIST splits are an error (the official download holds all
+/// six in one folder), and a folder with neither reports the missing MNIST names.
+pub fn choose_idx_layout(dir: &Path) -> Result<IdxLayout, DataError> {
+    let entries = list_dir(dir)?;
+    choose_layout_from(dir, &entries)
+}
+
+fn choose_layout_from(dir: &Path, entries: &[String]) -> Result<IdxLayout, DataError> {
+    // Any of a layout's four files claims the folder, so a lone test file leads to a message about
+    // the missing training files of the right data set.
+    let has_files = |layout: IdxLayout| layout.stems().iter().any(|stem| find_idx_file(dir, entries, stem).is_some());
+    if has_files(IdxLayout::Mnist) {
+        return Ok(IdxLayout::Mnist);
+    }
+    let splits: Vec<EmnistSplit> =
+        EmnistSplit::ALL.into_iter().filter(|&split| has_files(IdxLayout::Emnist(split))).collect();
+    match splits.as_slice() {
+        [] => Ok(IdxLayout::Mnist),
+        &[split] => Ok(IdxLayout::Emnist(split)),
+        [first, ..] => {
+            let [train_images, ..] = IdxLayout::Emnist(*first).stems();
+            Err(DataError::EmnistAmbiguous {
+                dir: dir.to_path_buf(),
+                splits: splits.iter().map(|split| split.name()).collect::<Vec<_>>().join(", "),
+                example: find_idx_file(dir, entries, &train_images).unwrap_or_else(|| dir.join(train_images)),
+            })
+        }
+    }
+}
+
+/// True when the folder holds any MNIST or EMNIST IDX file, i.e. `load_idx_dir` applies.
+pub(crate) fn has_idx_files(dir: &Path, entries: &[String]) -> bool {
+    entries.iter().any(|entry| IdxLayout::of_file_name(entry).is_some() && dir.join(entry).is_file())
+}
+
 /// Loads an MNIST-style folder: the `train-…` pair is required, the `t10k-…` pair optional; without
-/// it a seeded `DEFAULT_TEST_FRACTION` of the training file is held out for testing.
+/// it a seeded `DEFAULT_TEST_FRACTION` of the training file is held out for testing. EMNIST folders
+/// (`emnist-<split>-…` names) load the same way, see `load_idx_layout`.
 pub fn load_idx_dir(dir: &Path, classes_flag: Option<usize>, seed: u64) -> Result<DataSplit, DataError> {
     let entries = list_dir(dir)?;
-    let train_images_path = find_idx_file(dir, &entries, TRAIN_IMAGES);
-    let train_labels_path = find_idx_file(dir, &entries, TRAIN_LABELS);
+    let layout = choose_layout_from(dir, &entries)?;
+    load_layout(dir, &entries, layout, classes_flag, seed)
+}
+
+/// Loads an IDX folder with the given file names. For EMNIST the class count and names come from
+/// the split, images are transposed to stand upright, and letters labels are shifted from 1..=26
+/// down to 0..=25 (so class 0 is "Aa", not an unused slot).
+pub fn load_idx_layout(
+    dir: &Path,
+    layout: IdxLayout,
+    classes_flag: Option<usize>,
+    seed: u64,
+) -> Result<DataSplit, DataError> {
+    let entries = list_dir(dir)?;
+    load_layout(dir, &entries, layout, classes_flag, seed)
+}
+
+fn load_layout(
+    dir: &Path,
+    entries: &[String],
+    layout: IdxLayout,
+    classes_flag: Option<usize>,
+    seed: u64,
+) -> Result<DataSplit, DataError> {
+    let [train_images_stem, train_labels_stem, test_images_stem, test_labels_stem] = layout.stems();
+    let train_images_path = find_idx_file(dir, entries, &train_images_stem);
+    let train_labels_path = find_idx_file(dir, entries, &train_labels_stem);
     let (train_images_path, train_labels_path) = match (train_images_path, train_labels_path) {
         (Some(images), Some(labels)) => (images, labels),
         (images, labels) => {
-            let missing = [(TRAIN_IMAGES, images.is_none()), (TRAIN_LABELS, labels.is_none())]
+            let missing = [(&train_images_stem, images.is_none()), (&train_labels_stem, labels.is_none())]
                 .into_iter()
                 .filter(|&(_, is_missing)| is_missing)
                 .map(|(stem, _)| format!("{stem}[.gz]"))
                 .collect::<Vec<_>>()
                 .join(" and ");
-            return Err(missing_files(dir, missing, &entries));
+            return Err(missing_files(dir, missing, entries));
         }
     };
-    let test_paths = match (find_idx_file(dir, &entries, TEST_IMAGES), find_idx_file(dir, &entries, TEST_LABELS)) {
-        (Some(images), Some(labels)) => Some((images, labels)),
-        (None, None) => None,
-        // Half a test pair is almost certainly a failed download; better to say so than ignore it.
-        (Some(_), None) => {
-            let missing = format!("{TEST_LABELS}[.gz] (needed because {TEST_IMAGES} is present)");
-            return Err(missing_files(dir, missing, &entries));
-        }
-        (None, Some(_)) => {
-            let missing = format!("{TEST_IMAGES}[.gz] (needed because {TEST_LABELS} is present)");
-            return Err(missing_files(dir, missing, &entries));
-        }
-    };
+    let test_paths =
+        match (find_idx_file(dir, entries, &test_images_stem), find_idx_file(dir, entries, &test_labels_stem)) {
+            (Some(images), Some(labels)) => Some((images, labels)),
+            (None, None) => None,
+            // Half a test pair is almost certainly a failed download; better to say so than ignore it.
+            (Some(_), None) => {
+                let missing = format!("{test_labels_stem}[.gz] (needed because {test_images_stem} is present)");
+                return Err(missing_files(dir, missing, entries));
+            }
+            (None, Some(_)) => {
+                let missing = format!("{test_images_stem}[.gz] (needed because {test_labels_stem} is present)");
+                return Err(missing_files(dir, missing, entries));
+            }
+        };
 
-    let train = LabelledArrays::read(&train_images_path, &train_labels_path)?;
-    let classes = infer_classes(&train.labels.data, &train.labels_file, classes_flag)?;
-    let train_set = train.into_dataset(classes)?;
+    let mut train = LabelledArrays::read(&train_images_path, &train_labels_path)?;
+    let emnist = match layout {
+        IdxLayout::Emnist(split) => Some(split),
+        IdxLayout::Mnist => None,
+    };
+    let classes = match emnist {
+        Some(split) => {
+            train.fix_emnist(split)?;
+            let classes = classes_flag.unwrap_or(split.classes());
+            check_class_count(classes, &train.labels_file)?;
+            check_labels(&train.labels.data, classes, &train.labels_file)?;
+            classes
+        }
+        None => infer_classes(&train.labels.data, &train.labels_file, classes_flag)?,
+    };
+    let class_names = match emnist {
+        Some(split) if classes == split.classes() => split.class_names(),
+        _ => default_class_names(classes),
+    };
+    let train_set = train.into_dataset(classes, class_names.clone())?;
     match test_paths {
         Some((test_images_path, test_labels_path)) => {
-            let test = LabelledArrays::read(&test_images_path, &test_labels_path)?;
+            let mut test = LabelledArrays::read(&test_images_path, &test_labels_path)?;
+            if let Some(split) = emnist {
+                test.fix_emnist(split)?;
+            }
             check_labels(&test.labels.data, classes, &test.labels_file)?;
-            let test_set = test.into_dataset(classes)?;
+            let test_set = test.into_dataset(classes, class_names)?;
             check_same_shape(&train_set, &test_set)?;
             Ok(DataSplit { train: train_set, test: test_set })
         }
@@ -445,8 +685,8 @@ pub fn embedded_mnist() -> Result<DataSplit, DataError> {
     let test = LabelledArrays::new(test_images, test_images_file, test_labels, test_labels_file)?;
     let classes = infer_classes(&train.labels.data, TRAIN_LABELS, None)?;
     check_labels(&test.labels.data, classes, &test.labels_file)?;
-    let mut train_set = train.into_dataset(classes)?;
-    let mut test_set = test.into_dataset(classes)?;
+    let mut train_set = train.into_dataset(classes, default_class_names(classes))?;
+    let mut test_set = test.into_dataset(classes, default_class_names(classes))?;
     check_same_shape(&train_set, &test_set)?;
     train_set.source = EMBEDDED_SOURCE.to_owned();
     test_set.source = EMBEDDED_SOURCE.to_owned();
@@ -508,19 +748,19 @@ impl LabelledArrays {
         })
     }
 
-    fn into_dataset(self, classes: usize) -> Result<Dataset, DataError> {
-        Dataset::new(
-            self.images.data,
-            self.labels.data,
-            self.shape,
-            classes,
-            default_class_names(classes),
-            self.images_file,
-        )
+    /// Undoes EMNIST's storage quirks: transposed images and, for letters, labels starting at 1.
+    fn fix_emnist(&mut self, split: EmnistSplit) -> Result<(), DataError> {
+        emnist::shift_labels(&mut self.labels.data, split, &self.labels_file)?;
+        self.shape = emnist::transpose_images(&mut self.images.data, self.shape);
+        Ok(())
+    }
+
+    fn into_dataset(self, classes: usize, class_names: Vec<String>) -> Result<Dataset, DataError> {
+        Dataset::new(self.images.data, self.labels.data, self.shape, classes, class_names, self.images_file)
     }
 }
 
-fn check_same_shape(train: &Dataset, test: &Dataset) -> Result<(), DataError> {
+pub(crate) fn check_same_shape(train: &Dataset, test: &Dataset) -> Result<(), DataError> {
     if train.shape == test.shape {
         Ok(())
     } else {
@@ -534,7 +774,7 @@ fn check_same_shape(train: &Dataset, test: &Dataset) -> Result<(), DataError> {
 }
 
 /// File names in `dir`, sorted so messages are stable.
-fn list_dir(dir: &Path) -> Result<Vec<String>, DataError> {
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<String>, DataError> {
     let io_error = |source: io::Error| DataError::Io { path: dir.to_path_buf(), source };
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error)? {
@@ -555,7 +795,12 @@ fn find_idx_file(dir: &Path, entries: &[String], stem: &str) -> Option<PathBuf> 
 }
 
 fn missing_files(dir: &Path, missing: String, entries: &[String]) -> DataError {
-    let found = if entries.is_empty() {
+    DataError::MissingFiles { dir: dir.to_path_buf(), missing, found: describe_entries(entries) }
+}
+
+/// "the folder is empty" or "the folder holds: a, b, … and 4 more", for error messages.
+pub(crate) fn describe_entries(entries: &[String]) -> String {
+    if entries.is_empty() {
         "the folder is empty".to_owned()
     } else {
         let mut listed = entries.iter().take(LISTED_ENTRIES).cloned().collect::<Vec<_>>().join(", ");
@@ -563,8 +808,7 @@ fn missing_files(dir: &Path, missing: String, entries: &[String]) -> DataError {
             listed.push_str(&format!(" and {} more", entries.len() - LISTED_ENTRIES));
         }
         format!("the folder holds: {listed}")
-    };
-    DataError::MissingFiles { dir: dir.to_path_buf(), missing, found }
+    }
 }
 
 /// Helpers shared by the data layer's tests: scratch folders and the real asset files.
@@ -894,6 +1138,126 @@ mod tests {
         let huge = ImageShape { channels: usize::MAX, height: 2, width: 2 };
         let overflow = Dataset::new(vec![], vec![], huge, 3, names, "t".into());
         assert!(matches!(overflow, Err(DataError::BadShape { .. })));
+    }
+
+    /// The split as first written: shuffle, then copy out both parts. The in-place split must agree.
+    fn reference_split(set: &Dataset, fraction: f64, seed: u64) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+        let len = set.len();
+        let test_len = ((len as f64 * fraction).round() as usize).min(len);
+        let mut order: Vec<usize> = (0..len).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let gather = |indices: &[usize]| {
+            let images = indices.iter().flat_map(|&index| set.image(index).expect("image").to_vec()).collect();
+            let labels = indices.iter().map(|&index| set.label(index).expect("label")).collect();
+            (images, labels)
+        };
+        let (test_images, test_labels) = gather(&order[..test_len]);
+        let (train_images, train_labels) = gather(&order[test_len..]);
+        (train_images, train_labels, test_images, test_labels)
+    }
+
+    #[test]
+    fn in_place_split_matches_the_copying_split() -> Result<(), DataError> {
+        let shape = ImageShape { channels: 2, height: 3, width: 1 };
+        for len in [2usize, 3, 10, 97] {
+            let images: Vec<u8> = (0..len * 6).map(|value| (value * 7 % 251) as u8).collect();
+            let labels: Vec<u8> = (0..len).map(|index| (index % 5) as u8).collect();
+            let set = Dataset::new(images, labels, shape, 5, default_class_names(5), "s".into())?;
+            for (fraction, seed) in [(0.2, 0), (0.5, 1), (0.3, 99), (0.9, 7)] {
+                let Ok(split) = set.clone().split(fraction, seed) else { continue };
+                let (train_images, train_labels, test_images, test_labels) = reference_split(&set, fraction, seed);
+                assert_eq!(split.train.images(), train_images.as_slice(), "len {len} seed {seed}");
+                assert_eq!(split.train.labels(), train_labels.as_slice());
+                assert_eq!(split.test.images(), test_images.as_slice());
+                assert_eq!(split.test.labels(), test_labels.as_slice());
+                assert_eq!(split.test.source(), "s (held-out test split)");
+                assert_eq!(split.train.source(), "s (train split)");
+            }
+        }
+        Ok(())
+    }
+
+    fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
+        let mut bytes = vec![0, 0, 8, u8::try_from(dims.len()).expect("few dims")];
+        for dim in dims {
+            bytes.extend_from_slice(&dim.to_be_bytes());
+        }
+        bytes.extend_from_slice(data);
+        std::fs::write(path, bytes).expect("write idx");
+    }
+
+    /// An EMNIST split with 3×2 images stored transposed: pixel value = 10·index + stored position.
+    fn write_emnist(dir: &Path, split: &str, labels: &[u8], part: &str) {
+        let count = u32::try_from(labels.len()).expect("few");
+        let images: Vec<u8> =
+            (0..labels.len()).flat_map(|index| (0..6).map(move |pos| (index * 10 + pos) as u8)).collect();
+        write_idx(&dir.join(format!("emnist-{split}-{part}-images-idx3-ubyte")), &[count, 3, 2], &images);
+        write_idx(&dir.join(format!("emnist-{split}-{part}-labels-idx1-ubyte")), &[count], labels);
+    }
+
+    #[test]
+    fn emnist_letters_are_transposed_and_shifted() -> Result<(), DataError> {
+        let dir = ScratchDir::new("emnist-letters");
+        write_emnist(dir.path(), "letters", &[1, 26, 3, 2], "train");
+        write_emnist(dir.path(), "letters", &[5, 1], "test");
+        let split = load_idx_dir(dir.path(), None, 1)?;
+        assert_eq!(split.train.labels(), [0, 25, 2, 1]);
+        assert_eq!(split.test.labels(), [4, 0]);
+        assert_eq!(split.train.classes(), 26);
+        assert_eq!(split.train.class_names().get(25).map(String::as_str), Some("Zz"));
+        // Stored 3 rows × 2 columns [[0,1],[2,3],[4,5]]; upright it is 2 × 3 [[0,2,4],[1,3,5]].
+        assert_eq!(split.train.shape(), ImageShape { channels: 1, height: 2, width: 3 });
+        assert_eq!(split.train.image(1), Some([10, 12, 14, 11, 13, 15].as_slice()));
+        assert_eq!(split.test.image(0), Some([0, 2, 4, 1, 3, 5].as_slice()));
+
+        let mut zero = std::fs::read(dir.path().join("emnist-letters-train-labels-idx1-ubyte")).expect("read");
+        *zero.last_mut().expect("label") = 0;
+        std::fs::write(dir.path().join("emnist-letters-train-labels-idx1-ubyte"), zero).expect("write");
+        let error = load_idx_dir(dir.path(), None, 1).expect_err("0 is no letter");
+        assert!(matches!(error, DataError::LabelBelowOffset { index: 3, .. }), "{error:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn emnist_split_without_test_pair_is_split_by_seed_and_named() -> Result<(), DataError> {
+        let dir = ScratchDir::new("emnist-balanced");
+        let labels: Vec<u8> = (0..47).collect();
+        write_emnist(dir.path(), "balanced", &labels, "train");
+        let split = load_idx_dir(dir.path(), None, 2)?;
+        assert_eq!((split.train.len(), split.test.len()), (38, 9));
+        assert_eq!(split.train.classes(), 47);
+        assert_eq!(split.train.class_names().get(10).map(String::as_str), Some("A"));
+        Ok(())
+    }
+
+    #[test]
+    fn several_emnist_splits_need_a_file_path() -> Result<(), DataError> {
+        let dir = ScratchDir::new("emnist-several");
+        write_emnist(dir.path(), "digits", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "train");
+        write_emnist(dir.path(), "letters", &[1, 2, 3, 4, 5], "train");
+        let error = load_idx_dir(dir.path(), None, 1).expect_err("ambiguous");
+        assert!(matches!(error, DataError::EmnistAmbiguous { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("digits, letters"), "{message}");
+        assert!(message.contains("emnist-digits-train-images-idx3-ubyte"), "{message}");
+
+        let chosen = dir.path().join("emnist-letters-train-images-idx3-ubyte");
+        let loaded = load_path(&chosen, &LoadOptions::default())?;
+        assert_eq!(loaded.format, DataFormat::Emnist(EmnistSplit::Letters));
+        assert_eq!(loaded.split.train.len() + loaded.split.test.len(), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn split_of_sixty_thousand_is_fast() -> Result<(), DataError> {
+        let shape = ImageShape { channels: 1, height: 28, width: 28 };
+        let images = vec![3u8; 60_000 * 784];
+        let set = Dataset::new(images, vec![1; 60_000], shape, 10, default_class_names(10), "big".into())?;
+        let start = std::time::Instant::now();
+        let split = set.split(DEFAULT_TEST_FRACTION, 4)?;
+        assert_eq!(split.test.len(), 12_000);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+        Ok(())
     }
 
     #[test]

@@ -272,3 +272,88 @@ fn bench_prints_its_figures_as_the_first_line() {
     assert_eq!(first["threads"], 1);
     assert_eq!(first["batch"], 32);
 }
+
+/// Draws a filled square of `colour` on white at a position set by `seed`, `size`×`size` pixels.
+fn drawn_square(size: u32, colour: [u8; 3], seed: u32) -> image::RgbImage {
+    let offset = seed % (size / 2);
+    image::RgbImage::from_fn(size, size, |x, y| {
+        let inside = (offset..offset + size / 2).contains(&x) && (offset..offset + size / 2).contains(&y);
+        image::Rgb(if inside { colour } else { [255, 255, 255] })
+    })
+}
+
+#[test]
+fn an_image_folder_of_mixed_files_trains_and_reports_what_it_skipped() {
+    let dir = scratch_dir("image-folder");
+    let classes = [("red", [220, 30, 30]), ("green", [30, 180, 40]), ("blue", [40, 60, 220])];
+    for (name, colour) in classes {
+        let class_dir = dir.join(name);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        for i in 0..12u32 {
+            // Mixed sizes and formats: most 24×24 PNG, some 32×32 JPEG, some RGBA PNG with a transparent margin.
+            match i % 3 {
+                0 => drawn_square(32, colour, i).save(class_dir.join(format!("{i}.jpg"))).unwrap(),
+                1 => {
+                    let rgba = image::RgbaImage::from_fn(24, 24, |x, y| {
+                        let edge = x < 2 || y < 2;
+                        let [r, g, b] = colour;
+                        image::Rgba(if edge { [0, 0, 0, 0] } else { [r, g, b, 255] })
+                    });
+                    rgba.save(class_dir.join(format!("{i}.png"))).unwrap();
+                }
+                _ => drawn_square(24, colour, i).save(class_dir.join(format!("{i}.png"))).unwrap(),
+            }
+        }
+    }
+    std::fs::write(dir.join("red/broken.png"), b"\x89PNG\r\n\x1a\nnot really a png").unwrap();
+    std::fs::write(dir.join("green/notes.txt"), "collected on a Tuesday").unwrap();
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let out = scratch_dir("image-folder-out");
+    let output = convscope(&[
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--steps",
+        "50",
+        "--batch-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(message.contains("broken.png") && message.contains("notes.txt") && message.contains("empty"), "{message}");
+    assert!(message.contains("3×24×24") && message.contains("3 classes"), "{message}");
+    let summary = last_json_line(&output);
+    assert_eq!(summary["steps"], 50);
+    let filters = image::open(out.join("conv1_filters.png")).unwrap();
+    assert!(filters.width() > 50);
+}
+
+#[test]
+fn cifar_batches_train_and_a_partial_record_is_refused() {
+    let dir = scratch_dir("cifar");
+    let mut bytes = Vec::new();
+    for record in 0..300u32 {
+        let label = (record % 10) as u8;
+        bytes.push(label);
+        // Each class a different flat colour per plane, with noise from the record number.
+        for plane in 0..3u32 {
+            let level = ((u32::from(label) * 25 + plane * 60 + record % 7) % 256) as u8;
+            bytes.extend(std::iter::repeat_n(level, 1024));
+        }
+    }
+    std::fs::write(dir.join("data_batch_1.bin"), &bytes).unwrap();
+    std::fs::write(dir.join("test_batch.bin"), &bytes[..3073 * 50]).unwrap();
+    let out = scratch_dir("cifar-out");
+    let args = ["train", "--data", dir.to_str().unwrap(), "--steps", "20", "--out", out.to_str().unwrap()];
+    let output = convscope(&args);
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(message.contains("300 train and 50 test images of 3×32×32"), "{message}");
+    std::fs::write(dir.join("test_batch.bin"), &bytes[..3073 * 50 + 100]).unwrap();
+    let output = convscope(&args);
+    assert_eq!(output.status.code(), Some(2));
+    let message = stderr(&output);
+    assert!(message.contains("test_batch.bin") && message.contains("3073"), "{message}");
+}
