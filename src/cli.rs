@@ -51,6 +51,10 @@ pub struct WindowArgs {
     /// output-layer), as the Diagnosis panel's menu loads it.
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
+    /// Train on this data (IDX folder, CIFAR batches or an image folder) once it has loaded; the embedded
+    /// digits train meanwhile, and stay if it cannot be used (the window says why).
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
     /// Save a PNG of the window after --screenshot-after seconds, then close it.
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
@@ -99,6 +103,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     };
     crate::app::run_window(crate::app::WindowOptions {
         preset,
+        data: args.data.clone(),
         wgpu: matches!(args.renderer, RendererArg::Wgpu),
         threads: args.threads,
         screenshot,
@@ -678,13 +683,13 @@ fn write_first_layer_images(snapshot: &Snapshot, out: &Path) -> Result<(), expor
     if first.weights.shape.len() != 4 {
         return Ok(()); // a dense first layer has no filters to draw
     }
-    let filters = export::filter_grid(&first.weights, first.weights.max_abs(), EXPORT_PIXELS_PER_WEIGHT, None)?;
+    let filters = export::filters_image(&first.weights, first.weights.max_abs(), EXPORT_PIXELS_PER_WEIGHT, true, None)?;
     export::write_file(
         &out.join(format!("{}_filters.png", first.name)),
         &export::encode_png(&filters, "the filters")?,
     )?;
     if let Some(grads) = &first.weight_grads {
-        let image = export::filter_grid(grads, grads.max_abs(), EXPORT_PIXELS_PER_WEIGHT, None)?;
+        let image = export::filters_image(grads, grads.max_abs(), EXPORT_PIXELS_PER_WEIGHT, true, None)?;
         export::write_file(
             &out.join(format!("{}_gradients.png", first.name)),
             &export::encode_png(&image, "the gradients")?,

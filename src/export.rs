@@ -85,6 +85,48 @@ pub fn filter_grid(
     Ok(canvas.image)
 }
 
+/// Draws colour filters `[filters, 3, k, k]` as RGB tiles (as the ConvNetJS CIFAR-10 demo does): each
+/// channel's weight maps linearly from `[-scale, scale]` to intensity 0…255, so 0 is mid grey and a filter
+/// that responds to red looks red. One scale for the whole grid.
+pub fn rgb_filter_grid(weights: &FloatArray, scale: f32, upscale: u32) -> Result<RgbImage, ExportError> {
+    let &[filters, 3, kh, kw] = weights.shape.as_slice() else {
+        return Err(ExportError::Shape {
+            what: "an RGB filter grid".into(),
+            detail: format!("expected colour conv weights [filters, 3, k, k], got shape {:?}", weights.shape),
+        });
+    };
+    let scale = scale.max(f32::MIN_POSITIVE);
+    let intensity = |value: f32| {
+        if value.is_finite() { (127.5 + 127.5 * (value / scale).clamp(-1.0, 1.0)).round() as u8 } else { 0 }
+    };
+    let mut canvas = TileCanvas::new(filters, kw, kh, upscale);
+    for filter in 0..filters {
+        for y in 0..kh {
+            for x in 0..kw {
+                let at = |c: usize| weights.data.get(((filter * 3 + c) * kh + y) * kw + x).copied().unwrap_or(f32::NAN);
+                canvas.paint(filter, x, y, [intensity(at(0)), intensity(at(1)), intensity(at(2))]);
+            }
+        }
+    }
+    Ok(canvas.image)
+}
+
+/// Filters as the window shows them: RGB tiles for colour filters when `rgb` is set, else channel `channel`
+/// (or all side by side) on the diverging map.
+pub fn filters_image(
+    weights: &FloatArray,
+    scale: f32,
+    upscale: u32,
+    rgb: bool,
+    channel: Option<usize>,
+) -> Result<RgbImage, ExportError> {
+    if rgb && weights.shape.get(1) == Some(&3) {
+        rgb_filter_grid(weights, scale, upscale)
+    } else {
+        filter_grid(weights, scale, upscale, channel)
+    }
+}
+
 /// Equal tiles in a near-square grid with a one-cell gap and border, each cell `upscale` pixels square.
 struct TileCanvas {
     image: RgbImage,
@@ -250,6 +292,17 @@ mod tests {
         assert_eq!(second, colormap::diverging(-0.5, 1.0));
         assert!(second[2] > second[0], "negative values are blue");
         assert!(filter_grid(&FloatArray::new(vec![4], vec![0.0; 4]).unwrap(), 1.0, 1, None).is_err());
+    }
+
+    #[test]
+    fn rgb_filters_map_each_channel_to_its_colour() {
+        // One 1×1 filter that is all red (+1 on R, −1 on G and B), one at zero.
+        let weights = FloatArray::new(vec![2, 3, 1, 1], vec![1.0, -1.0, -1.0, 0.0, 0.0, 0.0]).unwrap();
+        let image = rgb_filter_grid(&weights, 1.0, 1).unwrap();
+        assert_eq!(image.get_pixel(1, 1).0, [255, 0, 0]);
+        assert_eq!(image.get_pixel(3, 1).0, [128, 128, 128], "zero is mid grey");
+        let grey = FloatArray::new(vec![1, 1, 1, 1], vec![0.5]).unwrap();
+        assert!(rgb_filter_grid(&grey, 1.0, 1).is_err());
     }
 
     #[test]

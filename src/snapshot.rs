@@ -215,10 +215,12 @@ impl LayerStats {
 /// The probe image pushed through the net: every layer's maps and the class probabilities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeSnapshot {
-    /// Index of the probe in the test split.
+    /// Index of the probe in the test split (meaningless for the user's own image).
     pub index: usize,
-    /// Its true class.
-    pub label: usize,
+    /// Its true class; `None` for the user's own image.
+    pub label: Option<usize>,
+    /// The name of the user's own image when that is the probe.
+    pub own_image: Option<String>,
     /// The normalised input, `[channels, height, width]`.
     pub input: FloatArray,
     /// Per layer with weights: pre-activation, `[channels, h, w]` for conv, `[units]` for dense.

@@ -17,6 +17,7 @@ pub use link::{FakeWorker, WorkerLink};
 use panels::activations::ActivationsPanel;
 use panels::controls::ControlsPanel;
 use panels::curves::CurvesPanel;
+use panels::data::{DataAction, DataPanel};
 use panels::diagnosis::DiagnosisPanel;
 use panels::filters::FiltersPanel;
 use panels::gradflow::GradientFlowPanel;
@@ -27,7 +28,7 @@ use view::{Severity, TrainingView};
 
 use crate::data::DataSplit;
 use crate::export::{self, EXPORT_PIXELS_PER_WEIGHT, ExportError};
-use crate::train::{Command, RunState, TrainConfig};
+use crate::train::{Command, RunState, SharedData, TrainConfig};
 
 /// Longest wait between the worker's news and the frame that shows it (about ten frames a second while
 /// training; input still repaints at once).
@@ -58,6 +59,8 @@ pub struct State {
     pub gradient_flow: GradientFlowPanel,
     /// Hints and experiment presets.
     pub diagnosis: DiagnosisPanel,
+    /// Opening other data and probe images.
+    pub data: DataPanel,
 }
 
 /// Frame statistics written by `--frame-stats`.
@@ -88,7 +91,6 @@ pub struct ConvscopeApp {
     /// Everything received from the worker.
     pub view: TrainingView,
     worker: Box<dyn WorkerLink>,
-    data: Option<Arc<DataSplit>>,
     status: StatusBar,
     outbox: Vec<Command>,
     screenshot: Option<(PathBuf, Instant)>,
@@ -99,16 +101,16 @@ pub struct ConvscopeApp {
 }
 
 impl ConvscopeApp {
-    /// A window on `worker`, restoring `state`. `data` supplies the probe thumbnails.
+    /// A window on `worker`, restoring `state`. `data` supplies the probe thumbnails until the worker
+    /// announces its net (and data) with [`WorkerEvent::Started`](crate::train::WorkerEvent::Started).
     pub fn new(state: State, worker: Box<dyn WorkerLink>, data: Option<Arc<DataSplit>>) -> Self {
         let mut state = state;
         state.controls.spec_text = state.config.arch.clone();
         state.controls.seed = state.config.seed;
         ConvscopeApp {
-            view: TrainingView::new(state.config.clone()),
+            view: TrainingView { data, ..TrainingView::new(state.config.clone()) },
             state,
             worker,
-            data,
             status: StatusBar::default(),
             outbox: Vec::new(),
             screenshot: None,
@@ -137,9 +139,46 @@ impl ConvscopeApp {
         }
     }
 
+    /// Files dropped on the window, and finished loads of the data panel.
+    fn data_actions(&mut self, ctx: &egui::Context) {
+        let dropped: Option<PathBuf> = ctx.input(|i| {
+            i.raw.dropped_files.iter().find_map(|f| {
+                let path = f.path();
+                (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
+            })
+        });
+        if let Some(path) = dropped {
+            self.state.data.open_dropped(ctx, &path, self.view.input);
+        }
+        if ctx.input(|i| !i.raw.hovered_files.is_empty()) {
+            let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop")));
+            let rect = ctx.content_rect();
+            painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(160));
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "Drop a data folder to train on it, or an image to classify it",
+                egui::FontId::proportional(22.0),
+                egui::Color32::WHITE,
+            );
+        }
+        match self.state.data.poll() {
+            Some(DataAction::Load { data, summary }) => {
+                let config = TrainConfig { probe_index: 0, ..self.state.controls.reset_config(&self.view) };
+                self.outbox.push(Command::LoadData { data: SharedData(data), config: Box::new(config) });
+                self.view.message(Severity::Info, summary);
+            }
+            Some(DataAction::Probe { pixels, name }) => self.outbox.push(Command::SetProbeImage { pixels, name }),
+            Some(DataAction::Failed(message)) => {
+                self.view.message(Severity::Warning, format!("{message} (training goes on with the current data)"))
+            }
+            None => {}
+        }
+    }
+
     fn send_outbox(&mut self) {
         for command in self.outbox.drain(..) {
-            if matches!(command, Command::Reset(_)) {
+            if matches!(command, Command::Reset(_) | Command::LoadData { .. }) {
                 self.view.reset_pending = true;
             }
             self.worker.send(command);
@@ -230,6 +269,7 @@ impl ConvscopeApp {
         self.poll_worker();
         let ctx = ui.ctx().clone();
         self.shortcuts(&ctx);
+        self.data_actions(&ctx);
         let mut export_now = false;
         egui::Panel::top("toolbar").show(ui, |ui| {
             self.state.controls.toolbar_ui(ui, &mut self.view, &mut self.outbox);
@@ -246,6 +286,8 @@ impl ConvscopeApp {
                     self.outbox.push(Command::Reset(Box::new(config)));
                 }
                 ui.separator();
+                self.state.data.ui(ui, &self.view);
+                ui.separator();
                 ui.heading("Training settings");
                 self.state.controls.settings_ui(ui, &mut self.view, &mut self.outbox);
                 ui.separator();
@@ -254,7 +296,8 @@ impl ConvscopeApp {
         });
         egui::Panel::right("right").resizable(false).exact_size(275.0).show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("right-scroll").show(ui, |ui| {
-                let test = self.data.as_ref().map(|d| &d.test);
+                let data = self.view.data.clone();
+                let test = data.as_ref().map(|d| &d.test);
                 self.state.activations.ui(ui, &mut self.view, test, &mut self.outbox);
             });
         });
@@ -389,10 +432,10 @@ pub fn export_images(view: &TrainingView, filters: &FiltersPanel, dir: &Path) ->
         let tag = format!("step{step:06}_{activation}");
         let (weight_scale, grad_scale) = filters.scales;
         let channel = Some(filters.channel);
-        let grid = export::filter_grid(&layer.weights, weight_scale, EXPORT_PIXELS_PER_WEIGHT, channel)?;
+        let grid = export::filters_image(&layer.weights, weight_scale, EXPORT_PIXELS_PER_WEIGHT, filters.rgb, channel)?;
         write(format!("{}_filters_{tag}.png", layer.name), &grid)?;
         if let Some(grads) = &layer.weight_grads {
-            let grid = export::filter_grid(grads, grad_scale, EXPORT_PIXELS_PER_WEIGHT, channel)?;
+            let grid = export::filters_image(grads, grad_scale, EXPORT_PIXELS_PER_WEIGHT, filters.rgb, channel)?;
             write(format!("{}_gradients_{tag}.png", layer.name), &grid)?;
         }
         let &[filter_count, channels, kh, kw] = layer.weights.shape.as_slice() else { return Ok(written) };
@@ -401,7 +444,8 @@ pub fn export_images(view: &TrainingView, filters: &FiltersPanel, dir: &Path) ->
             let values =
                 layer.weights.data.get(filter * per_filter..(filter + 1) * per_filter).unwrap_or_default().to_vec();
             if let Some(single) = crate::snapshot::FloatArray::new(vec![1, channels, kh, kw], values) {
-                let tile = export::filter_grid(&single, weight_scale, EXPORT_PIXELS_PER_WEIGHT * 2, channel)?;
+                let tile =
+                    export::filters_image(&single, weight_scale, EXPORT_PIXELS_PER_WEIGHT * 2, filters.rgb, channel)?;
                 write(format!("{}_filter{filter:02}_{tag}.png", layer.name), &tile)?;
             }
         }
@@ -436,6 +480,8 @@ pub struct WindowOptions {
     pub paused: bool,
     /// Start with this experiment.
     pub preset: Option<&'static crate::train::presets::Preset>,
+    /// Load this data in the background and train on it once loaded.
+    pub data: Option<PathBuf>,
 }
 
 /// Opens the window and trains the embedded MNIST subset (or the persisted configuration) in it.
@@ -450,7 +496,7 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
         renderer: if options.wgpu { eframe::Renderer::Wgpu } else { eframe::Renderer::Glow },
         ..Default::default()
     };
-    let WindowOptions { threads, screenshot, quit_after, fresh, paused, preset, .. } = options;
+    let WindowOptions { threads, screenshot, quit_after, fresh, paused, preset, data: data_path, .. } = options;
     eframe::run_native(
         "convscope",
         native,
@@ -492,6 +538,10 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
                 },
             )?;
             let mut app = ConvscopeApp::new(state, Box::new(worker), Some(data));
+            if let Some(path) = data_path {
+                app.state.data.path = path.display().to_string();
+                app.state.data.load(&cc.egui_ctx, path);
+            }
             if let Some(text) = notice {
                 app.view.message(Severity::Warning, text);
             }

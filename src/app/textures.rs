@@ -17,9 +17,26 @@ pub fn filter_grid(weights: &FloatArray, scale: f32, channel: Option<usize>) -> 
     export::filter_grid(weights, scale, 1, channel).ok().map(|image| to_color_image(&image))
 }
 
+/// Colour conv weights `[filters, 3, k, k]` as RGB tiles (0 is mid grey).
+pub fn rgb_filter_grid(weights: &FloatArray, scale: f32) -> Option<ColorImage> {
+    export::rgb_filter_grid(weights, scale, 1).ok().map(|image| to_color_image(&image))
+}
+
 /// Activation maps `[channels, h, w]` or `[units]` tiled on the sequential map over `[low, high]`.
 pub fn map_grid(maps: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {
     export::map_grid(maps, low, high, 1).ok().map(|image| to_color_image(&image))
+}
+
+/// The probe's normalised input `[channels, h, w]`: an RGB picture for colour input (each channel stretched
+/// over `[low, high]`), else the grey map on the sequential colour map.
+pub fn probe_input(input: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {
+    let &[3, h, w] = input.shape.as_slice() else { return map_grid(input, low, high) };
+    let span = (high - low).max(f32::MIN_POSITIVE);
+    let level = |v: f32| (255.0 * ((v - low) / span).clamp(0.0, 1.0)).round() as u8;
+    let plane = h * w;
+    let rgb: Vec<u8> =
+        (0..plane).flat_map(|i| [0, 1, 2].map(|c| input.data.get(c * plane + i).copied().map_or(0, level))).collect();
+    Some(ColorImage::from_rgb([w, h], &rgb))
 }
 
 /// A dataset image as an egui image (grey for one channel, RGB for three).

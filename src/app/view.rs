@@ -1,9 +1,10 @@
 //! What the UI knows about the run, built only from [`WorkerEvent`]s: the layers, the latest snapshot, the
 //! whole metric history, change markers and messages for the user.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::ImageShape;
+use crate::data::{DataSplit, ImageShape};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
 use crate::train::{Command, RunState, TrainConfig, WorkerEvent};
 
@@ -79,6 +80,8 @@ pub struct TrainingView {
     pub diverged: Option<(u64, String)>,
     /// A reset was sent and its net has not been announced yet: layer indices would address the old net.
     pub reset_pending: bool,
+    /// The data the net trains on (thumbnails, probes, class names), as the worker announced it.
+    pub data: Option<Arc<DataSplit>>,
 }
 
 impl TrainingView {
@@ -104,6 +107,7 @@ impl TrainingView {
             stopped: false,
             diverged: None,
             reset_pending: false,
+            data: None,
         }
     }
 
@@ -140,7 +144,8 @@ impl TrainingView {
     /// Takes in one event from the worker.
     pub fn apply(&mut self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Started { layers, config, input, class_names, train_len, test_len, data_source } => {
+            WorkerEvent::Started { layers, config, input, class_names, train_len, test_len, data_source, data } => {
+                self.data = Some(data.0);
                 self.layers = layers;
                 self.confirmed = (*config).clone();
                 self.config = *config;
@@ -180,7 +185,7 @@ impl TrainingView {
             }
             WorkerEvent::Applied { command, effective_step } => self.applied(&command, effective_step),
             WorkerEvent::Rejected { command, reason } => {
-                if matches!(command, Command::Reset(_)) {
+                if matches!(command, Command::Reset(_) | Command::LoadData { .. }) {
                     self.reset_pending = false;
                 }
                 self.message(Severity::Warning, format!("{}: {reason}", describe(&command)));
@@ -250,6 +255,9 @@ impl TrainingView {
                 }
                 Some(if *halve_lr { format!("restored, lr {:.3e}", self.config.lr) } else { "restored".to_string() })
             }
+            // A new run on new data starts from step 1: nothing to mark.
+            Command::LoadData { .. } => None,
+            Command::SetProbeImage { .. } => None,
             Command::Pause | Command::Resume | Command::Step(_) | Command::Reset(_) | Command::Stop => None,
         };
         if let Some(label) = label {
@@ -281,6 +289,8 @@ pub fn describe(command: &Command) -> String {
             }
         }
         Command::Reset(_) => "reset".into(),
+        Command::LoadData { data, .. } => format!("load {}", data.0.train.source()),
+        Command::SetProbeImage { name, .. } => format!("probe {name}"),
         Command::Stop => "stop".into(),
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Activation;
-use crate::data::ImageShape;
+use crate::data::{DataSplit, ImageShape};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
 use crate::train::config::{OptimizerKind, TrainConfig};
 
@@ -61,8 +61,36 @@ pub enum Command {
     },
     /// Throw the net away and build a new one from this configuration (its seed and spec).
     Reset(Box<TrainConfig>),
+    /// Train on other data from now on: build a new net for its input shape and class count from this
+    /// configuration. If the net cannot be built for it, the current data and net stay.
+    #[serde(skip)]
+    LoadData {
+        /// The loaded data (the UI loads it on a thread of its own; the worker never waits for a disk).
+        data: SharedData,
+        /// What to build.
+        config: Box<TrainConfig>,
+    },
+    /// Use this image (C×H×W bytes in the data's shape, e.g. a file the user dropped) as the probe instead
+    /// of a test image; `label` is its class when known.
+    #[serde(skip)]
+    SetProbeImage {
+        /// The pixels, converted like the training data.
+        pixels: Vec<u8>,
+        /// What it shows, for display (e.g. the file name).
+        name: String,
+    },
     /// End the worker thread.
     Stop,
+}
+
+/// A data set shared between the UI and the worker. Two handles are equal when they point at the same data.
+#[derive(Debug, Clone)]
+pub struct SharedData(pub std::sync::Arc<DataSplit>);
+
+impl PartialEq for SharedData {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Whether the worker is stepping.
@@ -94,6 +122,8 @@ pub enum WorkerEvent {
         test_len: usize,
         /// Where the data came from.
         data_source: String,
+        /// The data itself, for thumbnails and probes.
+        data: SharedData,
     },
     /// Logged steps, in order, since the last such event.
     Metrics(Vec<MetricRow>),

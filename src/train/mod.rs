@@ -15,7 +15,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use command::{Command, RunState, WorkerEvent};
+pub use command::{Command, RunState, SharedData, WorkerEvent};
 pub use config::{BackendKind, OptimizerKind, TrainConfig};
 pub use trainer::{StepOutcome, TrainError, Trainer};
 pub use worker::{METRICS_FLUSH_INTERVAL, Waker};

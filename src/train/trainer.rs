@@ -131,6 +131,8 @@ pub struct Trainer {
     stats_every: u64,
     /// Which units spoke lately: the dead-unit count's memory.
     units: UnitTracker,
+    /// The user's own probe image (C×H×W bytes in the data's shape) and its name, instead of a test image.
+    own_probe: Option<(Vec<u8>, String)>,
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
@@ -191,6 +193,7 @@ impl Trainer {
             healthy: None,
             stats_every: 0,
             units: UnitTracker::default(),
+            own_probe: None,
             data,
             config,
         };
@@ -324,6 +327,21 @@ impl Trainer {
             return Err(format!("probe index {index} is past the end of the test split ({len} images)"));
         }
         self.config.probe_index = index;
+        self.own_probe = None;
+        Ok(())
+    }
+
+    /// Makes the user's own image (C×H×W bytes in the data's shape) the probe, until a test image is chosen.
+    pub fn set_probe_image(&mut self, pixels: Vec<u8>, name: String) -> Result<(), String> {
+        let shape = self.data.test.shape();
+        if pixels.len() != shape.pixels() {
+            return Err(format!(
+                "{name}: {} bytes do not make one {shape} image ({} bytes): convert it to the data's shape first",
+                pixels.len(),
+                shape.pixels()
+            ));
+        }
+        self.own_probe = Some((pixels, name));
         Ok(())
     }
 
@@ -700,8 +718,19 @@ impl Trainer {
     pub fn probe(&self) -> Result<ProbeSnapshot, TrainError> {
         let index = self.config.probe_index;
         let test = &self.data.test;
-        let (image, _, labels) =
-            make_batch(test, &[index], &self.normalization, None, self.plan.classes, &self.device)?;
+        let (image, label, own_image) = match &self.own_probe {
+            Some((pixels, name)) => {
+                let values: Vec<f32> = pixels.iter().map(|&p| self.normalization.apply(p)).collect();
+                let shape = test.shape();
+                let data = TensorData::new(values, [1, shape.channels, shape.height, shape.width]);
+                (Tensor::<4>::from_data(data, &self.device), None, Some(name.clone()))
+            }
+            None => {
+                let (image, _, labels) =
+                    make_batch(test, &[index], &self.normalization, None, self.plan.classes, &self.device)?;
+                (image, labels.first().map(|&l| l as usize), None)
+            }
+        };
         let model = self.model.valid();
         let image = image.inner();
         let input = readback("the probe image", image.clone().into_data())?;
@@ -728,7 +757,8 @@ impl Trainer {
         let shape = test.shape();
         Ok(ProbeSnapshot {
             index,
-            label: labels.first().map_or(0, |&l| l as usize),
+            label,
+            own_image,
             input: FloatArray::new(vec![shape.channels, shape.height, shape.width], input).unwrap_or_default(),
             pre_activations,
             post_activations,

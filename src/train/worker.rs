@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::data::DataSplit;
 use crate::snapshot::MetricRow;
-use crate::train::command::{Command, RunState, WorkerEvent};
+use crate::train::command::{Command, RunState, SharedData, WorkerEvent};
 use crate::train::config::{BackendKind, TrainConfig};
 use crate::train::trainer::{StepOutcome, TrainError, Trainer};
 
@@ -90,8 +90,13 @@ impl Worker {
     /// Builds a trainer; on success announces it and replaces the current one, on failure keeps the current
     /// one and returns why.
     fn build(&mut self, config: TrainConfig) -> Result<(), String> {
+        self.build_on(config, self.data.clone())
+    }
+
+    /// [`Worker::build`] on `data`, which becomes the worker's data when the net could be built.
+    fn build_on(&mut self, config: TrainConfig, data: Arc<DataSplit>) -> Result<(), String> {
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
-            let mut trainer = Trainer::new(config, self.data.clone(), self.backend)?;
+            let mut trainer = Trainer::new(config, data.clone(), self.backend)?;
             trainer.set_manual_evaluation();
             trainer.evaluate()?;
             Ok(trainer)
@@ -110,7 +115,9 @@ impl Worker {
                     train_len: data.train.len(),
                     test_len: data.test.len(),
                     data_source: data.train.source().to_string(),
+                    data: SharedData(data.clone()),
                 });
+                self.data = data.clone();
                 self.trainer = Some(trainer);
                 self.last_snapshot = None;
                 self.send_refresh();
@@ -158,21 +165,20 @@ impl Worker {
                 self.set_running(false);
                 return true;
             }
-            (Command::Reset(config), _) => {
-                let check = config.validate().and_then(|()| {
-                    config
-                        .plan(self.data.train.shape(), self.data.train.classes())
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                });
-                match check {
-                    Ok(()) => {
-                        self.flush();
-                        self.build((**config).clone())
-                    }
-                    Err(reason) => Err(reason),
+            (Command::Reset(config), _) => match fits(config, &self.data) {
+                Ok(()) => {
+                    self.flush();
+                    self.build((**config).clone())
                 }
-            }
+                Err(reason) => Err(reason),
+            },
+            (Command::LoadData { data, config }, _) => match fits(config, &data.0) {
+                Ok(()) => {
+                    self.flush();
+                    self.build_on((**config).clone(), data.0.clone())
+                }
+                Err(reason) => Err(format!("{}: the net does not fit this data: {reason}", data.0.train.source())),
+            },
             (_, None) => Err("there is no net yet: reset with a valid configuration first".to_string()),
             (Command::SetLearningRate(lr), Some(t)) => t.set_learning_rate(*lr),
             (Command::SetMomentum(m), Some(t)) => t.set_momentum(*m),
@@ -188,6 +194,7 @@ impl Worker {
             (Command::SetBias { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.bias = *enabled),
             (Command::SetBatchNorm { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.batch_norm = *enabled),
             (Command::SetProbe(index), Some(t)) => t.set_probe(*index),
+            (Command::SetProbeImage { pixels, name }, Some(t)) => t.set_probe_image(pixels.clone(), name.clone()),
             (Command::RestoreHealthy { halve_lr }, Some(t)) => match t.restore_healthy() {
                 Some(_) if *halve_lr => t.set_learning_rate(t.config().lr / 2.0),
                 Some(_) => Ok(()),
@@ -204,6 +211,7 @@ impl Worker {
                 | Command::SetBias { .. }
                 | Command::SetBatchNorm { .. }
                 | Command::SetProbe(_)
+                | Command::SetProbeImage { .. }
                 | Command::RestoreHealthy { .. }
         );
         let event = match outcome {
@@ -361,4 +369,10 @@ pub(crate) fn run(setup: WorkerSetup) {
     let step = worker.step_count();
     worker.send(WorkerEvent::Stopped { step });
     (worker.waker)();
+}
+
+/// Whether `config` is valid and its spec fits `data`'s input shape and class count.
+fn fits(config: &TrainConfig, data: &DataSplit) -> Result<(), String> {
+    config.validate()?;
+    config.plan(data.train.shape(), data.train.classes()).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -36,6 +36,7 @@ fn run_events(config: TrainConfig, steps: usize, stats_every: u64) -> Vec<Worker
             train_len: data.train.len(),
             test_len: data.test.len(),
             data_source: data.train.source().to_string(),
+            data: convscope::train::SharedData(data.clone()),
         },
         WorkerEvent::Metrics(rows),
         WorkerEvent::Snapshot(Box::new(trainer.refresh_snapshot().unwrap())),
@@ -223,6 +224,8 @@ fn every_help_text_opens_and_draws() {
 fn export_writes_real_png_files() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);
+    // Tall enough that the export button at the bottom of the left panel is in view.
+    harness.set_size(egui::vec2(1280.0, 2000.0));
     let dir = scratch_dir("ui-export");
     harness.state_mut().state.controls.export_dir = dir.display().to_string();
     harness.run_steps(1);
@@ -245,6 +248,7 @@ fn export_writes_real_png_files() {
 fn a_failed_export_is_reported_and_nothing_stops() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);
+    harness.set_size(egui::vec2(1280.0, 2000.0));
     let blocker = scratch_dir("ui-export-blocked").join("a-file");
     std::fs::write(&blocker, b"not a folder").unwrap();
     harness.state_mut().state.controls.export_dir = blocker.join("sub").display().to_string();
@@ -313,7 +317,8 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
     };
     let probe = ProbeSnapshot {
         index: 0,
-        label: 0,
+        label: Some(0),
+        own_image: None,
         input: FloatArray::new(vec![1, 2, 2], vec![0.0, 1.0, 1.0, 0.0]).unwrap(),
         pre_activations: vec![],
         post_activations: vec![],
@@ -336,4 +341,48 @@ fn filters_panel_render_matches_its_snapshot() {
     harness.run_steps(2);
     assert_eq!(harness.state().0.scales, (1.0, 0.01), "one shared scale per grid: the largest magnitude");
     harness.snapshot("filters_panel");
+}
+
+/// Steps frames until `done` holds (the loader runs on a thread of its own), at most a few seconds.
+fn run_until(harness: &mut Harness<'static, ConvscopeApp>, mut done: impl FnMut(&ConvscopeApp) -> bool) {
+    for _ in 0..500 {
+        harness.run_steps(1);
+        if done(harness.state()) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the condition never held");
+}
+
+#[test]
+fn opening_data_loads_in_the_background_and_a_bad_folder_only_costs_a_message() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    let empty = scratch_dir("ui-empty-data");
+    harness.state_mut().state.data.path = empty.display().to_string();
+    harness.get_by_label("Open").click();
+    run_until(&mut harness, |app| !app.state.data.loading());
+    harness.run_steps(1);
+    let messages: Vec<String> = harness.state().view.messages.iter().map(|m| m.text.clone()).collect();
+    assert!(messages.iter().any(|m| m.contains(&empty.display().to_string())), "{messages:?}");
+    assert!(fake.sent().is_empty(), "nothing reaches the worker: {:?}", fake.sent());
+
+    let folder = scratch_dir("ui-colour-data");
+    for (class, colour) in [("red", [230u8, 20, 20]), ("blue", [20, 20, 230])] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        for i in 0..6 {
+            image::RgbImage::from_fn(16, 16, |x, y| image::Rgb(if (x + y + i) % 3 == 0 { colour } else { [250; 3] }))
+                .save(folder.join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    harness.state_mut().state.data.path = folder.display().to_string();
+    harness.get_by_label("Open").click();
+    run_until(&mut harness, |_| !fake.sent().is_empty());
+    let sent = fake.sent();
+    let [Command::LoadData { data, config }] = sent.as_slice() else { panic!("expected LoadData, got {sent:?}") };
+    assert_eq!(data.0.train.shape().channels, 3);
+    assert_eq!(data.0.train.class_names(), ["blue", "red"]);
+    assert_eq!(config.arch, "ref-mnist", "the net's spec is kept; the worker rebuilds it for the new shape");
 }

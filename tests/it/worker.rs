@@ -254,3 +254,68 @@ fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate(
         assert_eq!(a.weights, b.weights, "{}: the weights of step 25 are back", a.name);
     }
 }
+
+/// A small colour data set built in memory: class 0 red images, class 1 blue, `side`×`side`.
+fn colour_data(side: usize) -> Arc<convscope::data::DataSplit> {
+    use convscope::data::{Dataset, ImageShape};
+    let shape = ImageShape { channels: 3, height: side, width: side };
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..60u8 {
+        let class = i % 2;
+        let [r, g, b] = if class == 0 { [220u8, 20, 20] } else { [20, 20, 220] };
+        for (plane, level) in [r, g, b].into_iter().enumerate() {
+            // A little texture so batches differ.
+            images.extend((0..side * side).map(|p| level.saturating_add(((p + plane + usize::from(i)) % 5) as u8)));
+        }
+        labels.push(class);
+    }
+    let names = vec!["red".to_string(), "blue".to_string()];
+    let dataset = Dataset::new(images, labels, shape, 2, names, "colour squares".into()).unwrap();
+    Arc::new(dataset.split(0.25, 1).unwrap())
+}
+
+#[test]
+fn new_data_rebuilds_the_net_and_unusable_data_leaves_the_run_alone() {
+    let worker = paused_worker(|_| {});
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    // A net that cannot shrink 2×2 images through two poolings is refused; the MNIST run stays.
+    let tiny = convscope::train::SharedData(colour_data(2));
+    let command = Command::LoadData { data: tiny, config: Box::new(config(|_| {})) };
+    worker.send(command.clone());
+    let reason = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Rejected { command: c, reason } if *c == command => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(reason.contains("colour squares") && reason.contains("does not fit"), "{reason}");
+    // A spec that fits: the new net has 3 input channels and the data's class names.
+    let spec = config(|c| c.arch = "conv 4 3x3 pad 1, pool 2".into());
+    worker.send(Command::LoadData { data: convscope::train::SharedData(colour_data(8)), config: Box::new(spec) });
+    let (input, names) = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Started { input, class_names, data, .. } => {
+            assert_eq!(data.0.train.len(), 45);
+            Some((*input, class_names.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!((input.channels, input.height, input.width), (3, 8, 8));
+    assert_eq!(names, ["red", "blue"]);
+    let first = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(first.layers[0].weights.shape, vec![4, 3, 3, 3]);
+    // The user's own image as the probe: the wrong size is refused, the right one shown.
+    worker.send(Command::SetProbeImage { pixels: vec![0; 10], name: "wrong.png".into() });
+    let reason = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Rejected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(reason.contains("wrong.png") && reason.contains("3×8×8"), "{reason}");
+    worker.send(Command::SetProbeImage { pixels: vec![200; 3 * 8 * 8], name: "mine.png".into() });
+    let probe = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.probe.own_image.is_some()));
+    assert_eq!(probe.probe.own_image.as_deref(), Some("mine.png"));
+    assert_eq!(probe.probe.label, None);
+    assert_eq!(probe.probe.probabilities.len(), 2);
+    worker.send(Command::Step(3));
+    let step = wait_for(&worker, &mut rows, |e| paused_at(e).filter(|&s| s == 3));
+    assert_eq!(step, 3);
+}

@@ -57,12 +57,16 @@ impl ActivationsPanel {
             ui.label(format!("test image {probe}"));
         });
         if let Some(test) = test {
+            // New data means new thumbnails: key them by the data's identity too.
+            let data_key = textures::key(&[test.images().as_ptr() as usize as u64, test.len() as u64]);
             egui::ScrollArea::horizontal().id_salt("thumbnails").show(ui, |ui| {
                 ui.horizontal(|ui| {
                     self.thumbnails.resize_with(THUMBNAILS.min(test.len()), TextureSlot::default);
                     for (index, slot) in self.thumbnails.iter_mut().enumerate() {
                         if let Some(texture) =
-                            slot.get(ui.ctx(), "thumbnail", index as u64, || textures::thumbnail(test, index))
+                            slot.get(ui.ctx(), "thumbnail", textures::key(&[data_key, index as u64]), || {
+                                textures::thumbnail(test, index)
+                            })
                         {
                             let image = egui::Image::new(texture)
                                 .fit_to_exact_size(egui::vec2(28.0, 28.0))
@@ -86,13 +90,21 @@ impl ActivationsPanel {
             let input_key = textures::key(&[view.snapshot_generation]);
             let (low, high) = probe.input.finite_range().unwrap_or((0.0, 1.0));
             if let Some(texture) =
-                self.input_texture.get(ui.ctx(), "probe", input_key, || textures::map_grid(&probe.input, low, high))
+                self.input_texture.get(ui.ctx(), "probe", input_key, || textures::probe_input(&probe.input, low, high))
             {
                 ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(84.0, 84.0)).alt_text("probe image"));
             }
             ui.vertical(|ui| {
-                let label = view.class_names.get(probe.label).cloned().unwrap_or_else(|| probe.label.to_string());
-                ui.label(RichText::new(format!("true class: {label}")).strong());
+                match (&probe.own_image, probe.label) {
+                    (Some(name), _) => {
+                        ui.label(RichText::new(format!("your image: {name}")).strong());
+                    }
+                    (None, Some(label)) => {
+                        let name = view.class_names.get(label).cloned().unwrap_or_else(|| label.to_string());
+                        ui.label(RichText::new(format!("true class: {name}")).strong());
+                    }
+                    (None, None) => {}
+                }
                 let best = probe
                     .probabilities
                     .iter()
@@ -105,7 +117,7 @@ impl ActivationsPanel {
                         .desired_height(11.0)
                         .text(RichText::new(format!("{name}  {:.1} %", 100.0 * p)).small());
                     if class == best.0 {
-                        bar = bar.fill(if class == probe.label {
+                        bar = bar.fill(if Some(class) == probe.label {
                             egui::Color32::from_rgb(70, 150, 80)
                         } else {
                             egui::Color32::from_rgb(190, 80, 70)

@@ -7,6 +7,7 @@ use std::sync::mpsc::{self, Receiver};
 use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
 
+use crate::app::panels::{Pick, spawn_dialog};
 use crate::app::view::TrainingView;
 use crate::train::{Command, OptimizerKind, RunState, TrainConfig};
 
@@ -234,8 +235,10 @@ impl ControlsPanel {
 
     /// Validates the spec against the data, caching the verdict until the text changes.
     fn check_spec(&mut self, view: &TrainingView) -> Result<String, String> {
-        if let Some((text, verdict)) = &self.spec_check
-            && *text == self.spec_text
+        // The verdict depends on the text and on the data it has to fit.
+        let key = format!("{} @ {} / {}", self.spec_text, view.input, view.class_names.len());
+        if let Some((checked, verdict)) = &self.spec_check
+            && *checked == key
         {
             return verdict.clone();
         }
@@ -249,7 +252,7 @@ impl ControlsPanel {
                 shapes.join(" › ")
             })
             .map_err(|e| e.to_string());
-        self.spec_check = Some((self.spec_text.clone(), verdict.clone()));
+        self.spec_check = Some((key, verdict.clone()));
         verdict
     }
 
@@ -278,7 +281,7 @@ impl ControlsPanel {
                 .on_hover_text("Pick the folder with the system dialog (where one is available)")
                 .clicked()
             {
-                self.browse = Some(spawn_folder_dialog(ui.ctx().clone(), &self.export_dir));
+                self.browse = Some(spawn_dialog(ui.ctx().clone(), "Export folder", &self.export_dir, Pick::Folder));
             }
         });
         if ui.button("Export images").on_hover_text("Save the filter grid, the gradient grid, the activation maps and each filter as PNG, named by layer, step and activation").clicked() {
@@ -299,25 +302,4 @@ fn header_help(ui: &mut egui::Ui, open: &mut bool) {
         *open = !*open;
     }
     button.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, *open, "Controls help"));
-}
-
-/// Opens the native folder dialog on its own thread (it blocks), so the window keeps painting.
-fn spawn_folder_dialog(ctx: egui::Context, start: &str) -> Receiver<Option<PathBuf>> {
-    let (tx, rx) = mpsc::channel();
-    let start = PathBuf::from(start);
-    let spawned = std::thread::Builder::new().name("convscope-folder-dialog".into()).spawn(move || {
-        let mut dialog = rfd::FileDialog::new().set_title("Export folder");
-        if start.is_dir() {
-            dialog = dialog.set_directory(&start);
-        }
-        tx.send(dialog.pick_folder()).ok();
-        ctx.request_repaint();
-    });
-    if spawned.is_err() {
-        // No thread, no dialog: the text field still works.
-        let (tx, rx) = mpsc::channel();
-        tx.send(None).ok();
-        return rx;
-    }
-    rx
 }

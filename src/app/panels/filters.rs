@@ -25,6 +25,8 @@ pub struct FiltersPanel {
     pub layer: usize,
     /// Input channel shown for deeper layers.
     pub channel: usize,
+    /// Draw filters over colour input as RGB tiles (off: one input channel at a time).
+    pub rgb: bool,
     /// Keep the current scales instead of following the data.
     pub lock_scale: bool,
     /// The scales in use: weights, gradients.
@@ -43,6 +45,7 @@ impl Default for FiltersPanel {
         FiltersPanel {
             layer: 0,
             channel: 0,
+            rgb: true,
             lock_scale: false,
             scales: (1.0, 1.0),
             help: false,
@@ -89,7 +92,12 @@ impl FiltersPanel {
                 }
             });
             let channels = self.shown(view).map_or(1, |l| l.weights.shape[1]);
-            if channels > 1 {
+            if channels == 3 {
+                ui.checkbox(&mut self.rgb, "RGB").on_hover_text(
+                    "Colour input: draw each filter as one RGB tile (red, green and blue weights as colour, 0 = mid grey); off shows one input channel at a time",
+                );
+            }
+            if channels > 1 && !(channels == 3 && self.rgb) {
                 self.channel = self.channel.min(channels - 1);
                 ui.add(egui::DragValue::new(&mut self.channel).range(0..=channels - 1).prefix("input channel "))
                     .on_hover_text(
@@ -110,11 +118,16 @@ impl FiltersPanel {
             self.scales = (layer.weights.max_abs().max(f32::MIN_POSITIVE), grad_scale.max(f32::MIN_POSITIVE));
         }
         let channel = Some(self.channel);
+        let rgb = self.rgb && layer.weights.shape.get(1) == Some(&3);
+        let draw = move |weights: &crate::snapshot::FloatArray, scale: f32| {
+            if rgb { textures::rgb_filter_grid(weights, scale) } else { textures::filter_grid(weights, scale, channel) }
+        };
         let (weight_scale, grad_scale) = self.scales;
         let key = textures::key(&[
             view.snapshot_generation,
             self.layer as u64,
             self.channel as u64,
+            u64::from(rgb),
             weight_scale.to_bits().into(),
             grad_scale.to_bits().into(),
         ]);
@@ -124,31 +137,25 @@ impl FiltersPanel {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.label(RichText::new(format!("{} filters", layer.name)).strong());
-                if let Some(texture) = self
-                    .weights_texture
-                    .get(ui.ctx(), "filters", key, || textures::filter_grid(&weights_image, weight_scale, channel))
+                if let Some(texture) =
+                    self.weights_texture.get(ui.ctx(), "filters", key, || draw(&weights_image, weight_scale))
                 {
                     let size = fit(texture.size_vec2(), half, 200.0);
                     ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("filter grid"));
                 }
-                legend(ui, &short(-weight_scale), &short(weight_scale), half * 0.45, |t| {
-                    colormap::diverging(2.0 * t - 1.0, 1.0)
-                });
+                legend(ui, &short(-weight_scale), &short(weight_scale), half * 0.45, |t| legend_colour(t, rgb));
             });
             ui.vertical(|ui| {
                 ui.label(RichText::new(format!("{} weight gradients", layer.name)).strong());
                 match &grads {
                     Some(grads) => {
-                        if let Some(texture) = self
-                            .grads_texture
-                            .get(ui.ctx(), "gradients", key, || textures::filter_grid(grads, grad_scale, channel))
+                        if let Some(texture) =
+                            self.grads_texture.get(ui.ctx(), "gradients", key, || draw(grads, grad_scale))
                         {
                             let size = fit(texture.size_vec2(), half, 200.0);
                             ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("gradient grid"));
                         }
-                        legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| {
-                            colormap::diverging(2.0 * t - 1.0, 1.0)
-                        });
+                        legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| legend_colour(t, rgb));
                     }
                     None => {
                         ui.label("No gradient yet: take a step.");
@@ -163,4 +170,14 @@ impl FiltersPanel {
 pub fn fit(size: egui::Vec2, max_w: f32, max_h: f32) -> egui::Vec2 {
     let scale = (max_w / size.x.max(1.0)).min(max_h / size.y.max(1.0));
     size * scale
+}
+
+/// The legend's colour at `t` in `[0, 1]`: the diverging map, or a grey ramp for RGB tiles (per channel).
+fn legend_colour(t: f32, rgb: bool) -> [u8; 3] {
+    if rgb {
+        let v = (255.0 * t.clamp(0.0, 1.0)).round() as u8;
+        [v, v, v]
+    } else {
+        colormap::diverging(2.0 * t - 1.0, 1.0)
+    }
 }
