@@ -21,6 +21,7 @@ use panels::data::{DataAction, DataPanel};
 use panels::diagnosis::DiagnosisPanel;
 use panels::filters::FiltersPanel;
 use panels::gradflow::GradientFlowPanel;
+use panels::histograms::HistogramPanel;
 use panels::layers::LayersPanel;
 use panels::metrics::MetricsPanel;
 use panels::status::{StatusBar, percentile};
@@ -61,6 +62,8 @@ pub struct State {
     pub diagnosis: DiagnosisPanel,
     /// Opening other data and probe images.
     pub data: DataPanel,
+    /// Weight and gradient magnitudes over time.
+    pub histograms: HistogramPanel,
 }
 
 /// Frame statistics written by `--frame-stats`.
@@ -267,6 +270,7 @@ impl ConvscopeApp {
     /// Draws the whole window into `ui` (also what the tests drive).
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         self.poll_worker();
+        self.state.histograms.observe(&self.view);
         let ctx = ui.ctx().clone();
         self.shortcuts(&ctx);
         self.data_actions(&ctx);
@@ -308,6 +312,8 @@ impl ConvscopeApp {
                 self.state.curves.ui(ui, &self.view);
                 ui.separator();
                 self.state.gradient_flow.ui(ui, &self.view);
+                ui.separator();
+                self.state.histograms.ui(ui, &self.view);
                 ui.separator();
                 self.state.metrics.ui(ui, &self.view);
             });

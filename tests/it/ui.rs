@@ -210,6 +210,8 @@ fn every_help_text_opens_and_draws() {
         ("Metrics help", "Learning rate: on a log scale"),
         ("Gradient flow help", "a layer in it barely learns"),
         ("Diagnosis help", "ready-made run"),
+        ("Weight and gradient histograms help", "never left out"),
+        ("Data help", "drop a folder"),
         ("Probe and activation maps help", "pushed through the net"),
     ] {
         harness.get_by_label(panel).click();

@@ -229,11 +229,13 @@ impl DataPanel {
             }
             ui.add(egui::DragValue::new(&mut self.image_size).range(0..=256).prefix("size ").custom_formatter(|v, _| if v == 0.0 { "auto".into() } else { format!("{v}") }))
                 .on_hover_text("Image folders: resize to N×N (auto: the most common size, at most 64)");
-            egui::ComboBox::from_id_salt("channels").width(60.0).selected_text(match self.channels { 1 => "grey", 3 => "RGB", _ => "auto" }).show_ui(ui, |ui| {
+            let channels = egui::ComboBox::from_id_salt("channels").width(60.0).selected_text(match self.channels { 1 => "grey", 3 => "RGB", _ => "auto" }).show_ui(ui, |ui| {
                 ui.selectable_value(&mut self.channels, 0, "auto");
                 ui.selectable_value(&mut self.channels, 1, "grey");
                 ui.selectable_value(&mut self.channels, 3, "RGB");
-            }).response.on_hover_text("Image folders: grey or colour (auto: colour when any image is)");
+            }).response;
+            channels.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Channels"));
+            channels.on_hover_text("Image folders: grey or colour (auto: colour when any image is)");
         });
         if let Some((_, path, started)) = &self.job {
             ui.horizontal(|ui| {

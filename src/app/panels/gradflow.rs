@@ -71,7 +71,7 @@ impl GradientFlowPanel {
         };
         let recent = &rows[rows.len().saturating_sub(HINT_WINDOW)..];
         let output_norm = median(recent.iter().filter_map(|r| r.grad_norms.get(output).copied()).collect());
-        let width = ui.available_width().max(200.0);
+        let width = ui.available_width().min(ui.clip_rect().width()).max(200.0);
         let height = 170.0;
         Plot::new("gradient-flow")
             .width(width)
@@ -129,7 +129,7 @@ impl GradientFlowPanel {
             });
             if let Some(texture) = texture {
                 let size = egui::vec2((width - 64.0).max(100.0), 14.0 * names.len() as f32);
-                ui.add(egui::Image::new(texture).fit_to_exact_size(size))
+                ui.add(egui::Image::new(texture).maintain_aspect_ratio(false).fit_to_exact_size(size))
                     .on_hover_text("Gradient norm per layer (rows, input at the top) over time (columns), log scale");
             }
         });

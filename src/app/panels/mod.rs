@@ -8,6 +8,7 @@ pub mod data;
 pub mod diagnosis;
 pub mod filters;
 pub mod gradflow;
+pub mod histograms;
 pub mod layers;
 pub mod metrics;
 pub mod status;
