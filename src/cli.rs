@@ -41,6 +41,9 @@ pub struct WindowArgs {
     /// Compute threads for training (default: RAYON_NUM_THREADS, else one per core).
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
+    /// Where training computes: flex (CPU, default), ndarray or wgpu (GPU; needs the cargo feature).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendArg,
     /// Start from the default settings instead of the ones saved at the last exit.
     #[arg(long)]
     pub fresh: bool,
@@ -104,6 +107,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     crate::app::run_window(crate::app::WindowOptions {
         preset,
         data: args.data.clone(),
+        backend: args.backend.into(),
         wgpu: matches!(args.renderer, RendererArg::Wgpu),
         threads: args.threads,
         screenshot,
@@ -175,6 +179,8 @@ pub enum BackendArg {
     Flex,
     /// burn-ndarray (needs the `ndarray` cargo feature)
     Ndarray,
+    /// burn-wgpu on a GPU (needs the `wgpu` cargo feature)
+    Wgpu,
 }
 
 impl From<BackendArg> for BackendKind {
@@ -182,6 +188,7 @@ impl From<BackendArg> for BackendKind {
         match value {
             BackendArg::Flex => BackendKind::Flex,
             BackendArg::Ndarray => BackendKind::Ndarray,
+            BackendArg::Wgpu => BackendKind::Wgpu,
         }
     }
 }
@@ -303,12 +310,16 @@ pub struct BenchArgs {
     /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
     #[arg(long, value_name = "T")]
     pub threads: Option<usize>,
-    /// CPU backend.
+    /// Backend.
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendArg,
-    /// Architecture to time.
+    /// Architecture to time (the first line).
     #[arg(long, value_name = "SPEC", default_value = crate::arch::DEFAULT_ARCH)]
     pub arch: String,
+    /// Further architectures, one more JSON line each (default: `wide`, where convolution dominates; pass
+    /// `--also ""` for none).
+    #[arg(long, value_name = "SPEC", value_delimiter = ';', default_value = "wide")]
+    pub also: Vec<String>,
 }
 
 /// A failed command: what to print and the exit code.
@@ -728,16 +739,26 @@ fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
         return Err(Failure::bad_input(anyhow::anyhow!("--steps must be at least 1")));
     }
     let data = Arc::new(load_data(None, &data::LoadOptions::default())?);
-    let config = TrainConfig { arch: args.arch.clone(), test_every: 0, ..TrainConfig::default() };
-    config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    let archs: Vec<&str> = std::iter::once(args.arch.as_str())
+        .chain(args.also.iter().map(|a| a.trim()).filter(|a| !a.is_empty()))
+        .collect();
+    // Check every spec before timing anything, so a typo in --also fails fast.
+    for arch in &archs {
+        let config = TrainConfig { arch: (*arch).to_owned(), ..TrainConfig::default() };
+        config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    }
     let backend = BackendKind::from(args.backend);
-    let summary = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
-        bench(config, data, backend, args.steps)
-    })
-    .context("could not start the compute threads")
-    .map_err(Failure::internal)??;
-    let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
-    println!("{line}");
+    for arch in archs {
+        let config = TrainConfig { arch: arch.to_owned(), test_every: 0, ..TrainConfig::default() };
+        let data = data.clone();
+        let summary = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
+            bench(config, data, backend, args.steps)
+        })
+        .context("could not start the compute threads")
+        .map_err(Failure::internal)??;
+        let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
+        println!("{line}");
+    }
     Ok(())
 }
 

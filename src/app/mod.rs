@@ -3,6 +3,7 @@
 
 pub mod link;
 pub mod panels;
+pub mod series;
 pub mod textures;
 pub mod view;
 
@@ -488,6 +489,8 @@ pub struct WindowOptions {
     pub preset: Option<&'static crate::train::presets::Preset>,
     /// Load this data in the background and train on it once loaded.
     pub data: Option<PathBuf>,
+    /// Where training computes.
+    pub backend: crate::train::BackendKind,
 }
 
 /// Opens the window and trains the embedded MNIST subset (or the persisted configuration) in it.
@@ -502,7 +505,8 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
         renderer: if options.wgpu { eframe::Renderer::Wgpu } else { eframe::Renderer::Glow },
         ..Default::default()
     };
-    let WindowOptions { threads, screenshot, quit_after, fresh, paused, preset, data: data_path, .. } = options;
+    let WindowOptions { threads, screenshot, quit_after, fresh, paused, preset, data: data_path, backend, .. } =
+        options;
     eframe::run_native(
         "convscope",
         native,
@@ -539,8 +543,8 @@ pub fn run_window(options: WindowOptions) -> anyhow::Result<()> {
                     threads,
                     waker,
                     start_paused: paused,
+                    backend,
                     priority: crate::train::ComputePriority::Background,
-                    ..Default::default()
                 },
             )?;
             let mut app = ConvscopeApp::new(state, Box::new(worker), Some(data));

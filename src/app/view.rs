@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::app::series::RunSeries;
 use crate::data::{DataSplit, ImageShape};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
 use crate::train::{Command, RunState, TrainConfig, WorkerEvent};
@@ -82,6 +83,10 @@ pub struct TrainingView {
     pub reset_pending: bool,
     /// The data the net trains on (thumbnails, probes, class names), as the worker announced it.
     pub data: Option<Arc<DataSplit>>,
+    /// What the worker is preparing (GPU kernels compiling), while it lasts.
+    pub warmup: Option<String>,
+    /// The rows' plot series, decimated as they arrive.
+    pub series: RunSeries,
 }
 
 impl TrainingView {
@@ -108,6 +113,8 @@ impl TrainingView {
             diverged: None,
             reset_pending: false,
             data: None,
+            warmup: None,
+            series: RunSeries::default(),
         }
     }
 
@@ -155,6 +162,7 @@ impl TrainingView {
                 self.test_len = test_len;
                 self.data_source = data_source;
                 self.rows.clear();
+                self.series = RunSeries::default();
                 self.markers.clear();
                 self.snapshot = None;
                 self.step = 0;
@@ -164,6 +172,9 @@ impl TrainingView {
             WorkerEvent::Metrics(rows) => {
                 if let Some(last) = rows.last() {
                     self.step = self.step.max(last.step);
+                }
+                for row in &rows {
+                    self.series.push(row);
                 }
                 self.rows.extend(rows);
             }
@@ -202,6 +213,7 @@ impl TrainingView {
             }
             WorkerEvent::Diverged { step, message } => self.diverged = Some((step, message)),
             WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
+            WorkerEvent::Warmup { message } => self.warmup = message,
             WorkerEvent::Stopped { .. } => self.stopped = true,
         }
     }

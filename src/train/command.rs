@@ -164,6 +164,12 @@ pub enum WorkerEvent {
         /// What went wrong.
         message: String,
     },
+    /// GPU kernels are being compiled (`Some`, with what to tell the user) or are ready (`None`): the first
+    /// steps on a GPU backend can take tens of seconds, which the window shows as a state, not a freeze.
+    Warmup {
+        /// What is going on, while it lasts.
+        message: Option<String>,
+    },
     /// The worker thread ended.
     Stopped {
         /// Steps taken in all.

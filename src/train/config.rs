@@ -42,6 +42,9 @@ pub enum BackendKind {
     Flex,
     /// burn-ndarray, deprecated upstream; compiled in with the `ndarray` cargo feature.
     Ndarray,
+    /// burn's wgpu backend on the best GPU wgpu finds (Vulkan, Metal, DX12); the `wgpu` cargo feature. Its
+    /// first steps compile GPU kernels, which takes a while.
+    Wgpu,
 }
 
 impl BackendKind {
@@ -50,7 +53,13 @@ impl BackendKind {
         match self {
             BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
         }
+    }
+
+    /// Whether it computes on a GPU (whose first steps compile kernels).
+    pub fn is_gpu(self) -> bool {
+        self == BackendKind::Wgpu
     }
 }
 

@@ -54,6 +54,16 @@ pub enum TrainError {
     /// The backend is not compiled into this binary.
     #[error("the {0} backend is not compiled in: rebuild with `--features {0}`")]
     BackendMissing(&'static str),
+    /// The backend is compiled in but its device could not be set up (e.g. no GPU).
+    #[error(
+        "the {backend} backend could not start: {detail} — is there a GPU with a Vulkan, Metal or DX12 driver? Use --backend flex to train on the CPU"
+    )]
+    DeviceUnavailable {
+        /// The backend.
+        backend: &'static str,
+        /// What failed.
+        detail: String,
+    },
     /// A tensor could not be read back from the device.
     #[error("could not read {what} back from the device: {detail}")]
     Readback {
@@ -93,6 +103,26 @@ impl BackendKind {
             BackendKind::Ndarray => Ok(Device::ndarray().autodiff()),
             #[cfg(not(feature = "ndarray"))]
             BackendKind::Ndarray => Err(TrainError::BackendMissing("ndarray")),
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+                // wgpu sets itself up lazily and panics when no adapter answers: try it once here, so a
+                // machine without a usable GPU gets a message instead.
+                let probe = device.clone();
+                std::panic::catch_unwind(move || Tensor::<1>::zeros([1], &probe).into_data()).map_err(|payload| {
+                    TrainError::DeviceUnavailable {
+                        backend: "wgpu",
+                        detail: payload
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                            .unwrap_or_else(|| "no usable GPU adapter".to_owned()),
+                    }
+                })?;
+                Ok(device.autodiff())
+            }
+            #[cfg(not(feature = "wgpu"))]
+            BackendKind::Wgpu => Err(TrainError::BackendMissing("wgpu")),
         }
     }
 }

@@ -49,6 +49,8 @@ struct Worker {
     waker: Waker,
     /// Step and training seconds at the last evaluation, and how long it took.
     last_eval: (u64, f64, f64),
+    /// A GPU net was built and has not finished its first step: kernels are still being compiled.
+    warming_up: bool,
 }
 
 /// Text of a caught panic's payload.
@@ -95,6 +97,9 @@ impl Worker {
 
     /// [`Worker::build`] on `data`, which becomes the worker's data when the net could be built.
     fn build_on(&mut self, config: TrainConfig, data: Arc<DataSplit>) -> Result<(), String> {
+        if self.backend.is_gpu() {
+            self.warm_up(true);
+        }
         let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
             let mut trainer = Trainer::new(config, data.clone(), self.backend)?;
             trainer.set_manual_evaluation();
@@ -123,9 +128,31 @@ impl Worker {
                 self.send_refresh();
                 Ok(())
             }
-            Ok(Err(error)) => Err(format!("could not build the net: {error}")),
-            Err(payload) => Err(format!("building the net panicked: {}", panic_message(payload.as_ref()))),
+            Ok(Err(error)) => {
+                self.warm_up(false);
+                Err(format!("could not build the net: {error}"))
+            }
+            Err(payload) => {
+                self.warm_up(false);
+                Err(format!("building the net panicked: {}", panic_message(payload.as_ref())))
+            }
         }
+    }
+
+    /// Announces that GPU kernels are being compiled (`true`) or are ready (`false`).
+    fn warm_up(&mut self, active: bool) {
+        if self.warming_up == active {
+            return;
+        }
+        self.warming_up = active;
+        let message = active.then(|| {
+            format!(
+                "compiling GPU kernels for the {} backend: the first steps take a while (about 40 s on some GPUs)",
+                self.backend.name()
+            )
+        });
+        self.send(WorkerEvent::Warmup { message });
+        (self.waker)();
     }
 
     /// Sends a snapshot of the net as it is now (after a build, or a change while paused), so the window
@@ -240,6 +267,7 @@ impl Worker {
         }
         match outcome {
             Ok(Ok(StepOutcome::Updated { mut row, snapshot })) => {
+                self.warm_up(false);
                 if let Some(accuracy) = self.evaluate_if_due() {
                     row.test_accuracy = accuracy;
                 }
@@ -327,6 +355,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         snapshot_unread,
         waker,
         last_eval: (0, 0.0, 0.0),
+        warming_up: false,
     };
     if let Err(message) = worker.build(config) {
         worker.send(WorkerEvent::Failed { step: 0, message });

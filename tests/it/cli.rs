@@ -265,7 +265,10 @@ fn bench_prints_its_figures_as_the_first_line() {
     let output = convscope(&["bench", "--steps", "12", "--threads", "1"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let archs: Vec<&str> = lines.iter().map(|l| l["arch"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["ref-mnist", "wide"], "the reference first, then the wide net");
+    let first = &lines[0];
     for key in ["images_per_sec", "images_per_sec_with_snapshots", "threads", "cpu_s", "batch", "final_loss"] {
         assert!(!first[key].is_null(), "missing {key} in {first}");
     }
@@ -356,4 +359,15 @@ fn cifar_batches_train_and_a_partial_record_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     let message = stderr(&output);
     assert!(message.contains("test_batch.bin") && message.contains("3073"), "{message}");
+}
+
+#[test]
+fn a_backend_that_is_not_compiled_in_is_a_clear_error() {
+    if cfg!(feature = "wgpu") {
+        return;
+    }
+    let out = scratch_dir("no-wgpu-out");
+    let output = convscope(&["train", "--backend", "wgpu", "--steps", "5", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--features wgpu"), "{}", stderr(&output));
 }

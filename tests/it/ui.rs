@@ -388,3 +388,19 @@ fn opening_data_loads_in_the_background_and_a_bad_folder_only_costs_a_message() 
     assert_eq!(data.0.train.class_names(), ["blue", "red"]);
     assert_eq!(config.arch, "ref-mnist", "the net's spec is kept; the worker rebuilds it for the new shape");
 }
+
+#[test]
+fn compiling_gpu_kernels_shows_as_a_state_not_a_freeze() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    fake.push(WorkerEvent::Warmup { message: Some("compiling GPU kernels for the wgpu backend".into()) });
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("compiling GPU kernels").is_some());
+    // The window still answers while the worker compiles.
+    harness.get_by_label("Pause").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent(), [Command::Pause]);
+    fake.push(WorkerEvent::Warmup { message: None });
+    harness.run_steps(2);
+    assert!(harness.query_by_label_contains("compiling GPU kernels").is_none());
+}

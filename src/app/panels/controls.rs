@@ -132,6 +132,12 @@ impl ControlsPanel {
             ui.separator();
             let running_label = if running { RichText::new("• training").color(Color32::from_rgb(80, 170, 80)) } else { RichText::new("paused") };
             ui.label(running_label);
+            if let Some(message) = &view.warmup {
+                ui.spinner();
+                ui.label(RichText::new(message).color(Color32::from_rgb(220, 160, 60))).on_hover_text(
+                    "The GPU backend compiles its kernels on the first steps; training starts when they are ready.",
+                );
+            }
             ui.label(format!("step {}", view.step));
             if let Some(row) = view.rows.last() {
                 ui.label(format!("epoch {} · loss {:.4} · train {:.1} % · test {:.1} %", row.epoch, row.loss, 100.0 * row.train_accuracy, 100.0 * row.test_accuracy));

@@ -3,10 +3,10 @@
 //! glance.
 
 use eframe::egui::{self, Color32, ColorImage, RichText};
-use egui_plot::{Legend, Line, Plot, Polygon};
+use egui_plot::{Legend, Line, Plot, PlotPoints, Polygon};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::metrics::{LAYER_COLOURS, markers, series};
+use crate::app::panels::metrics::{LAYER_COLOURS, markers};
 use crate::app::panels::{header, legend};
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
@@ -98,10 +98,8 @@ impl GradientFlowPanel {
                 }
                 for (layer, name) in names.iter().enumerate() {
                     let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
-                    let points = series(rows, |_, r| {
-                        r.grad_norms.get(layer).map_or(f64::NAN, |&n| f64::from(n).max(1e-30).log10())
-                    });
-                    plot.line(Line::new(name.clone(), points).color(colour));
+                    let points = view.series.log_grad_norms.get(layer).map(|s| s.points()).unwrap_or_default();
+                    plot.line(Line::new(name.clone(), PlotPoints::from(points)).color(colour));
                 }
                 markers(plot, &view.markers);
             });

@@ -135,9 +135,18 @@ fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStat
         }
         let slope = latest.mean_slope.map_or(String::new(), |s| format!("f' {}\n", short(s)));
         let text = RichText::new(format!("{slope}Δ {}", short(latest.update_ratio))).small().monospace();
-        ui.add(egui::Label::new(text).extend()).on_hover_text(
-            "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of the last step (about 1e-3 is healthy)",
-        );
+        ui.add(egui::Label::new(text).extend()).on_hover_text(format!(
+            "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of the last step (about 1e-3 is healthy).\n\
+             Pre-activations: mean {}, variance {} (its init aims for about {} with the input it gets now).\n\
+             Activations: mean {}, variance {}. Weights RMS {}, gradient RMS {}.",
+            short(latest.pre_activation_mean),
+            short(latest.pre_activation_var),
+            short(latest.init_pre_activation_var),
+            short(latest.activation_mean),
+            short(latest.activation_var),
+            short(latest.weight_rms),
+            short(latest.grad_rms),
+        ));
     });
 }
 

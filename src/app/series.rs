@@ -1,0 +1,164 @@
+//! Plot series kept decimated as metric rows arrive: each new row costs O(1), drawing costs O(buckets) however
+//! long the run, so a ten-minute run paints as fast as a ten-second one. Spikes survive: every bucket keeps its
+//! lowest and highest point.
+
+use crate::snapshot::MetricRow;
+
+/// Buckets drawn per series at most (two points each): about two points per pixel of plot width.
+pub const PLOT_BUCKETS: usize = 300;
+
+/// One series reduced to the lowest and highest point of equal runs of consecutive points. When the buckets
+/// reach twice [`PLOT_BUCKETS`], neighbours merge and each bucket covers twice as many points.
+#[derive(Debug, Clone, Default)]
+pub struct Decimator {
+    /// Points per closed bucket (a power of two).
+    per_bucket: usize,
+    /// Closed buckets: (lowest, highest) point, in x order.
+    buckets: Vec<([f64; 2], [f64; 2])>,
+    /// The bucket being filled, and how many points (finite or not) it has seen.
+    open: Option<([f64; 2], [f64; 2])>,
+    open_count: usize,
+}
+
+impl Decimator {
+    /// Adds the next point (x increasing). A point with a non-finite y still counts towards its bucket but is
+    /// not drawn.
+    pub fn push(&mut self, point: [f64; 2]) {
+        self.per_bucket = self.per_bucket.max(1);
+        if point[1].is_finite() {
+            self.open = Some(match self.open {
+                None => (point, point),
+                Some((low, high)) => {
+                    (if point[1] < low[1] { point } else { low }, if point[1] > high[1] { point } else { high })
+                }
+            });
+        }
+        self.open_count += 1;
+        if self.open_count < self.per_bucket {
+            return;
+        }
+        if let Some(bucket) = self.open.take() {
+            self.buckets.push(bucket);
+        }
+        self.open_count = 0;
+        if self.buckets.len() >= 2 * PLOT_BUCKETS {
+            self.buckets = self.buckets.chunks(2).map(merge).collect();
+            self.per_bucket *= 2;
+        }
+    }
+
+    /// The points to draw, in x order.
+    pub fn points(&self) -> Vec<[f64; 2]> {
+        let mut points = Vec::with_capacity(2 * (self.buckets.len() + 1));
+        for &(low, high) in self.buckets.iter().chain(self.open.iter()) {
+            match low[0].total_cmp(&high[0]) {
+                std::cmp::Ordering::Equal => points.push(low),
+                std::cmp::Ordering::Less => points.extend([low, high]),
+                std::cmp::Ordering::Greater => points.extend([high, low]),
+            }
+        }
+        points
+    }
+}
+
+fn merge(pair: &[([f64; 2], [f64; 2])]) -> ([f64; 2], [f64; 2]) {
+    pair.iter()
+        .copied()
+        .reduce(|(low_a, high_a), (low_b, high_b)| {
+            (if low_b[1] < low_a[1] { low_b } else { low_a }, if high_b[1] > high_a[1] { high_b } else { high_a })
+        })
+        .unwrap_or(([0.0; 2], [0.0; 2]))
+}
+
+/// The run's series that every frame draws, fed as rows arrive.
+#[derive(Debug, Clone, Default)]
+pub struct RunSeries {
+    /// Batch loss per step.
+    pub loss: Decimator,
+    /// Running training accuracy.
+    pub train_accuracy: Decimator,
+    /// Test accuracy (carried forward between evaluations).
+    pub test_accuracy: Decimator,
+    /// log₁₀ of the learning rate.
+    pub log_lr: Decimator,
+    /// log₁₀ of each layer's gradient norm.
+    pub log_grad_norms: Vec<Decimator>,
+}
+
+impl RunSeries {
+    /// Adds one row.
+    pub fn push(&mut self, row: &MetricRow) {
+        let x = row.step as f64;
+        self.loss.push([x, f64::from(row.loss)]);
+        self.train_accuracy.push([x, f64::from(row.train_accuracy)]);
+        self.test_accuracy.push([x, f64::from(row.test_accuracy)]);
+        self.log_lr.push([x, row.lr.max(1e-30).log10()]);
+        if self.log_grad_norms.len() < row.grad_norms.len() {
+            self.log_grad_norms.resize_with(row.grad_norms.len(), Decimator::default);
+        }
+        for (series, &norm) in self.log_grad_norms.iter_mut().zip(&row.grad_norms) {
+            series.push([x, f64::from(norm).max(1e-30).log10()]);
+        }
+    }
+}
+
+/// The exponential moving average of the loss (debiased like TensorBoard's smoothing), kept decimated and
+/// extended as rows arrive; rebuilt when the factor or the run changes.
+#[derive(Debug, Clone, Default)]
+pub struct SmoothedLoss {
+    factor: f64,
+    /// Rows consumed, and the step of the first one (a new run starts again).
+    seen: usize,
+    first_step: Option<u64>,
+    average: f64,
+    weight: f64,
+    series: Decimator,
+}
+
+impl SmoothedLoss {
+    /// Brings the series up to date with `rows` and returns the points to draw.
+    pub fn update(&mut self, rows: &[MetricRow], factor: f64) -> Vec<[f64; 2]> {
+        let first_step = rows.first().map(|r| r.step);
+        if factor != self.factor || rows.len() < self.seen || first_step != self.first_step {
+            *self = SmoothedLoss { factor, first_step, ..SmoothedLoss::default() };
+        }
+        for row in rows.get(self.seen..).unwrap_or_default() {
+            let loss = f64::from(row.loss);
+            if loss.is_finite() {
+                self.average = factor * self.average + (1.0 - factor) * loss;
+                self.weight = factor * self.weight + (1.0 - factor);
+            }
+            let smoothed = if self.weight > 0.0 { self.average / self.weight } else { loss };
+            self.series.push([row.step as f64, smoothed]);
+        }
+        self.seen = rows.len();
+        self.series.points()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_series_stays_small_keeps_its_spike_and_its_order() {
+        let mut series = Decimator::default();
+        for i in 0..100_000 {
+            series.push([i as f64, if i == 51_234 { 100.0 } else { (i % 7) as f64 }]);
+        }
+        let points = series.points();
+        assert!(points.len() <= 4 * PLOT_BUCKETS + 2, "{} points", points.len());
+        assert!(points.iter().any(|p| p[1] == 100.0), "the spike survives");
+        assert!(points.windows(2).all(|w| w[0][0] <= w[1][0]), "x stays in order");
+        assert_eq!(points.first().map(|p| p[0]), Some(0.0));
+    }
+
+    #[test]
+    fn few_points_are_drawn_as_they_are_and_non_finite_ones_are_left_out() {
+        let mut series = Decimator::default();
+        for (i, y) in [1.0, f64::NAN, 3.0].into_iter().enumerate() {
+            series.push([i as f64, y]);
+        }
+        assert_eq!(series.points(), [[0.0, 1.0], [2.0, 3.0]]);
+    }
+}
