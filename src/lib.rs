@@ -13,6 +13,7 @@ pub mod colormap;
 pub mod data;
 pub mod export;
 pub mod hints;
+pub mod kernels;
 pub mod model;
 pub mod snapshot;
 pub mod train;

@@ -7,8 +7,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation;
-use burn::tensor::module::{conv2d, linear, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +16,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use crate::arch::{
     Activation, ELU_ALPHA, Init, LEAKY_RELU_SLOPE, LayerKind, LayerSettings, NetPlan, OutputKind, Shape,
 };
+use crate::kernels;
 
 /// Where a convolution's kernel goes: the parts of [`LayerKind::Conv`] the forward pass needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +185,7 @@ impl Cnn {
                     trace.inputs.push(map.clone());
                 }
                 let g = layer.geometry;
-                let pre = conv2d(map, weight.val(), bias, ConvOptions::new([g.stride; 2], [g.padding; 2], [1, 1], 1));
+                let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
                 let post = apply_activation(settings.activation, pre.clone());
                 if let Some(trace) = trace.as_deref_mut() {
@@ -276,7 +276,7 @@ impl WeightedLayer {
 
 fn pool_all(mut x: Tensor<4>, pools: &[usize]) -> Tensor<4> {
     for &size in pools {
-        x = max_pool2d(x, MaxPoolOptions::new([size, size]));
+        x = kernels::max_pool2d(x, size);
     }
     x
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod hints;
+mod kernels;
 mod support;
 mod training;
 mod ui;

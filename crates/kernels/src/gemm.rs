@@ -1,0 +1,246 @@
+//! im2col + gemm conv2d kernels (f32, NCHW, stride 1, square zero padding, dilation 1, groups 1): the portable
+//! path, on any CPU. Shapes: x [B, Ci, H, W], w [Co, Ci, KH, KW], y [B, Co, Ho, Wo], Ho = H + 2p − KH + 1.
+// The `gemm` crate's entry point takes raw pointers and strides; every call below passes slices whose lengths
+// cover the strided extents (checked by the shape arithmetic of `Geom` and by the gradient tests).
+#![allow(unsafe_code)]
+#![allow(clippy::too_many_arguments)]
+
+use std::cell::RefCell;
+
+use crate::Geom;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a thread-local scratch buffer of at least `len` floats (contents unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Output vector of `len` floats (every element is overwritten by the caller; zeroing is cheap next to a gemm).
+fn out_vec(len: usize) -> Vec<f32> {
+    vec![0.0; len]
+}
+
+/// cols[K, HWo] for one image: row (c, i, j) holds x[c, oh+i-p, ow+j-p] (0 outside).
+pub fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
+    let (ho, wo, p) = (g.ho(), g.wo(), g.pad);
+    let hw = ho * wo;
+    let mut r = 0;
+    for c in 0..g.ci {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &mut cols[r * hw..(r + 1) * hw];
+                // valid ow: 0 <= ow + j - p < W
+                let ow0 = p.saturating_sub(j).min(wo);
+                let ow1 = (g.w + p).saturating_sub(j).min(wo).max(ow0);
+                for oh in 0..ho {
+                    let dst = &mut row[oh * wo..(oh + 1) * wo];
+                    let ih = oh + i;
+                    if ih < p || ih - p >= g.h {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &xc[(ih - p) * g.w..(ih - p + 1) * g.w];
+                    dst[..ow0].fill(0.0);
+                    dst[ow1..].fill(0.0);
+                    let iw0 = ow0 + j - p;
+                    dst[ow0..ow1].copy_from_slice(&src[iw0..iw0 + (ow1 - ow0)]);
+                }
+                r += 1;
+            }
+        }
+    }
+}
+
+/// dx[Ci, H, W] += col2im(dcols[K, HWo]).
+pub fn col2im_add(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
+    let (ho, wo, p) = (g.ho(), g.wo(), g.pad);
+    let hw = ho * wo;
+    let mut r = 0;
+    for c in 0..g.ci {
+        let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &dcols[r * hw..(r + 1) * hw];
+                let ow0 = p.saturating_sub(j).min(wo);
+                let ow1 = (g.w + p).saturating_sub(j).min(wo).max(ow0);
+                for oh in 0..ho {
+                    let ih = oh + i;
+                    if ih < p || ih - p >= g.h {
+                        continue;
+                    }
+                    let src = &row[oh * wo + ow0..oh * wo + ow1];
+                    let iw0 = ow0 + j - p;
+                    let dst = &mut dxc[(ih - p) * g.w + iw0..(ih - p) * g.w + iw0 + (ow1 - ow0)];
+                    for (d, s) in dst.iter_mut().zip(src) {
+                        *d += *s;
+                    }
+                }
+                r += 1;
+            }
+        }
+    }
+}
+
+/// Row-major C[m,n] (= or +=) A·B with arbitrary strides (the `gemm` crate, no threads).
+unsafe fn mm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_rs: isize,
+    lhs_cs: isize,
+    rhs: *const f32,
+    rhs_rs: isize,
+    rhs_cs: isize,
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// y = conv(x, w) + bias.
+pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let (k, hw) = (g.k(), g.hw_out());
+    let mut y = out_vec(g.b * g.co * hw);
+    with_scratch(k * hw, |cols| {
+        for b in 0..g.b {
+            im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
+            let yb = &mut y[b * g.co * hw..(b + 1) * g.co * hw];
+            if let Some(bias) = bias {
+                for (c, row) in yb.chunks_exact_mut(hw).enumerate() {
+                    row.fill(bias[c]);
+                }
+            }
+            // y_b[Co, HW] = w[Co, K] · cols[K, HW]
+            unsafe {
+                mm(
+                    g.co,
+                    hw,
+                    k,
+                    yb.as_mut_ptr(),
+                    hw as isize,
+                    bias.is_some(),
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    cols.as_ptr(),
+                    hw as isize,
+                    1,
+                );
+            }
+        }
+    });
+    y
+}
+
+/// dW[Co, K] = Σ_b dy_b[Co, HW] · cols_bᵀ.
+pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, hw) = (g.k(), g.hw_out());
+    let mut dw = vec![0.0f32; g.co * k];
+    with_scratch(k * hw, |cols| {
+        for b in 0..g.b {
+            im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
+            let dyb = &dy[b * g.co * hw..(b + 1) * g.co * hw];
+            unsafe {
+                mm(
+                    g.co,
+                    k,
+                    hw,
+                    dw.as_mut_ptr(),
+                    k as isize,
+                    b > 0,
+                    dyb.as_ptr(),
+                    hw as isize,
+                    1,
+                    // rhs[hw][r] = cols[r][hw]
+                    cols.as_ptr(),
+                    1,
+                    hw as isize,
+                );
+            }
+        }
+    });
+    dw
+}
+
+/// dX = col2im(wᵀ · dy_b) per image.
+pub fn input_grad(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (k, hw) = (g.k(), g.hw_out());
+    let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
+    with_scratch(k * hw, |dcols| {
+        for b in 0..g.b {
+            let dyb = &dy[b * g.co * hw..(b + 1) * g.co * hw];
+            // dcols[K, HW] = wᵀ[K, Co] · dy_b[Co, HW]
+            unsafe {
+                mm(
+                    k,
+                    hw,
+                    g.co,
+                    dcols.as_mut_ptr(),
+                    hw as isize,
+                    false,
+                    w.as_ptr(),
+                    1,
+                    k as isize,
+                    dyb.as_ptr(),
+                    hw as isize,
+                    1,
+                );
+            }
+            col2im_add(g, dcols, &mut dx[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()]);
+        }
+    });
+    dx
+}
+
+/// db[Co] = Σ_{b,hw} dy.
+pub fn bias_grad(g: &Geom, dy: &[f32]) -> Vec<f32> {
+    let hw = g.hw_out();
+    let mut db = vec![0.0f32; g.co];
+    for (i, row) in dy.chunks_exact(hw).enumerate() {
+        // 16 independent partial sums so the reduction vectorises.
+        let mut part = [0.0f32; 16];
+        let mut chunks = row.chunks_exact(16);
+        for ch in &mut chunks {
+            for l in 0..16 {
+                part[l] += ch[l];
+            }
+        }
+        let tail: f32 = chunks.remainder().iter().sum();
+        db[i % g.co] += part.iter().sum::<f32>() + tail;
+    }
+    db
+}

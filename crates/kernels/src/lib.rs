@@ -1,0 +1,65 @@
+//! Convolution and 2×2 max-pool kernels for convscope, on plain `f32` slices (NCHW): im2col plus the `gemm`
+//! crate on any CPU, direct register-blocked kernels where the CPU has AVX-512. A crate of its own so that it is
+//! optimised even in test builds (`[profile.dev.package.convscope-kernels]`) and so its `unsafe` stays here;
+//! the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
+
+#[cfg(target_arch = "x86_64")]
+pub mod direct;
+pub mod gemm;
+pub mod pool;
+
+/// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, stride 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geom {
+    /// Batch.
+    pub b: usize,
+    /// Input channels.
+    pub ci: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub co: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Zero padding on every side.
+    pub pad: usize,
+}
+
+impl Geom {
+    /// Output height.
+    pub fn ho(&self) -> usize {
+        self.h + 2 * self.pad + 1 - self.kh
+    }
+    /// Output width.
+    pub fn wo(&self) -> usize {
+        self.w + 2 * self.pad + 1 - self.kw
+    }
+    /// Values in one im2col column: ci × kh × kw.
+    pub fn k(&self) -> usize {
+        self.ci * self.kh * self.kw
+    }
+    /// Output pixels per channel.
+    pub fn hw_out(&self) -> usize {
+        self.ho() * self.wo()
+    }
+    /// Input pixels per channel.
+    pub fn hw_in(&self) -> usize {
+        self.h * self.w
+    }
+}
+
+/// Whether the direct AVX-512 kernels can run on this CPU.
+pub fn direct_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        direct::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

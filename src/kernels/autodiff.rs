@@ -1,0 +1,254 @@
+//! The autodiff plumbing: `conv2d_custom` and `max_pool2x2_custom` as differentiable ops on burn 0.22's
+//! dispatched `Tensor<D>`, built from the direct or im2col+gemm kernels, plugged into burn-autodiff through
+//! its public `Backward` trait.
+//!
+//! Path: `Tensor<4>::try_into_primitive::<Autodiff<Flex>>()` (burn feature `extension`) gives the
+//! `AutodiffTensor<Flex>`; `Backward::prepare([node guards]).compute_bound().stateful()` records the
+//! op; the backward gets dY from `Gradients::consume::<Flex>` and registers dX/dW/db.
+//! Anything that is not Flex/Autodiff<Flex> (or not f32, or stride/dilation ≠ 1) falls back to
+//! burn's `conv2d`.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Bytes, DType, Shape, Tensor};
+
+use convscope_kernels::{Geom, gemm as kernels, pool};
+
+use super::KernelChoice;
+
+type Ad = Autodiff<Flex, NoCheckpointing>;
+
+fn geom(x: &FlexTensor, w: &FlexTensor, pad: usize) -> Geom {
+    let xs = x.layout().shape();
+    let ws = w.layout().shape();
+    Geom { b: xs[0], ci: xs[1], h: xs[2], w: xs[3], co: ws[0], kh: ws[2], kw: ws[3], pad }
+}
+
+fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(Shape::from(shape)), DType::F32)
+}
+
+/// Whether the direct AVX-512 kernels take this shape (5×5 only; im2col+gemm otherwise).
+fn use_direct(choice: KernelChoice, g: &Geom) -> bool {
+    choice == KernelChoice::Direct && g.kh == 5 && g.kw == 5
+}
+
+fn fwd(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, pad: usize, choice: KernelChoice) -> FlexTensor {
+    let (x, w) = (x.to_contiguous(), w.to_contiguous());
+    let g = geom(&x, &w, pad);
+    let bias = b.map(|b| b.to_contiguous());
+    let bias = bias.as_ref().map(|b| b.storage::<f32>());
+    let y = if use_direct(choice, &g) {
+        convscope_kernels::direct::forward(&g, x.storage(), w.storage(), bias)
+    } else {
+        kernels::forward(&g, x.storage(), w.storage(), bias)
+    };
+    flex(y, vec![g.b, g.co, g.ho(), g.wo()])
+}
+
+#[derive(Debug)]
+struct ConvBias;
+#[derive(Debug)]
+struct ConvNoBias;
+
+/// dX, dW, db from the saved x, w and the incoming dY.
+fn conv_grads(
+    x: FlexTensor,
+    w: FlexTensor,
+    dy: FlexTensor,
+    pad: usize,
+    choice: KernelChoice,
+    [need_x, need_w, need_b]: [bool; 3],
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
+    let g = geom(&x, &w, pad);
+    let dyv: &[f32] = dy.storage();
+    let direct = use_direct(choice, &g);
+    let dx = need_x.then(|| {
+        let v = if direct {
+            convscope_kernels::direct::input_grad(&g, w.storage(), dyv)
+        } else {
+            kernels::input_grad(&g, w.storage(), dyv)
+        };
+        flex(v, vec![g.b, g.ci, g.h, g.w])
+    });
+    let dw = need_w.then(|| {
+        // co in the vector lanes: worth it from 16 output channels; below, im2col+gemm is faster.
+        let v = if direct && g.co >= 16 {
+            convscope_kernels::direct::weight_grad(&g, x.storage(), dyv)
+        } else {
+            kernels::weight_grad(&g, x.storage(), dyv)
+        };
+        flex(v, vec![g.co, g.ci, g.kh, g.kw])
+    });
+    let db = need_b.then(|| flex(kernels::bias_grad(&g, dyv), vec![g.co]));
+    (dx, dw, db)
+}
+
+impl Backward<Flex, 3> for ConvBias {
+    type State = (NodeId, NodeId, usize, KernelChoice);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [nx, nw, nb] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws, pad, choice) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
+        let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
+        let (dx, dw, db) = conv_grads(x, w, dy, pad, choice, [nx.is_some(), nw.is_some(), nb.is_some()]);
+        if let (Some(n), Some(g)) = (nx, dx) {
+            grads.register::<Flex>(n.id, g);
+        }
+        if let (Some(n), Some(g)) = (nw, dw) {
+            grads.register::<Flex>(n.id, g);
+        }
+        if let (Some(n), Some(g)) = (nb, db) {
+            grads.register::<Flex>(n.id, g);
+        }
+    }
+}
+
+impl Backward<Flex, 2> for ConvNoBias {
+    type State = (NodeId, NodeId, usize, KernelChoice);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [nx, nw] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws, pad, choice) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
+        let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
+        let (dx, dw, _) = conv_grads(x, w, dy, pad, choice, [nx.is_some(), nw.is_some(), false]);
+        if let (Some(n), Some(g)) = (nx, dx) {
+            grads.register::<Flex>(n.id, g);
+        }
+        if let (Some(n), Some(g)) = (nw, dw) {
+            grads.register::<Flex>(n.id, g);
+        }
+    }
+}
+
+type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
+
+fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad: usize, choice: KernelChoice) -> AdPrim {
+    match b {
+        Some(b) => match ConvBias.prepare::<NoCheckpointing>([x.node(), w.node(), b.node()]).compute_bound().stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&w);
+                let y = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad, choice);
+                prep.finish((xs, ws, pad, choice), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad, choice))
+            }
+        },
+        None => match ConvNoBias.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&w);
+                let y = fwd(x.primitive(), w.primitive(), None, pad, choice);
+                prep.finish((xs, ws, pad, choice), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(fwd(x.primitive(), w.primitive(), None, pad, choice)),
+        },
+    }
+}
+
+fn options(pad: usize) -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [pad, pad], [1, 1], 1)
+}
+
+/// conv2d, stride 1, dilation 1, groups 1, zero padding `pad` on every side, f32.
+pub fn conv2d_custom(
+    x: Tensor<4>,
+    w: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    pad: usize,
+    choice: KernelChoice,
+) -> Tensor<4> {
+    if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
+        return conv2d(x, w, bias, options(pad));
+    }
+    // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
+    let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
+    if let (Ok(xp), Ok(wp)) = (xc.try_into_primitive::<Ad>(), wc.try_into_primitive::<Ad>()) {
+        let bp = match bc.map(|b| b.try_into_primitive::<Ad>()) {
+            None => Some(None),
+            Some(Ok(b)) => Some(Some(b)),
+            Some(Err(_)) => None,
+        };
+        if let Some(bp) = bp {
+            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, pad, choice));
+        }
+    } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
+        let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
+            None => Some(None),
+            Some(Ok(b)) => Some(Some(b)),
+            Some(Err(_)) => None,
+        };
+        if let Some(bp) = bp {
+            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), pad, choice));
+        }
+    }
+    conv2d(x, w, bias, options(pad))
+}
+
+// --- 2×2 / stride 2 max-pool (floor mode, no padding) ---------------------------------------------------
+
+/// Forward on a flex tensor: output and the winners.
+fn pool_fwd(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+    let x = x.to_contiguous();
+    let s = x.layout().shape().to_vec();
+    let (out, arg) = pool::forward(x.storage(), s[0] * s[1], s[2], s[3]);
+    (flex(out, vec![s[0], s[1], s[2] / 2, s[3] / 2]), arg)
+}
+
+fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize]) -> FlexTensor {
+    let dy = dy.to_contiguous();
+    let dx = pool::backward(dy.storage(), arg, in_shape[0] * in_shape[1], in_shape[2], in_shape[3]);
+    flex(dx, in_shape.to_vec())
+}
+
+#[derive(Debug)]
+struct Pool2;
+
+impl Backward<Flex, 1> for Pool2 {
+    type State = (std::sync::Arc<Vec<u8>>, Vec<usize>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(n) = nx {
+            let (arg, shape) = ops.state;
+            grads.register::<Flex>(n.id, pool_bwd(dy, &arg, &shape));
+        }
+    }
+}
+
+/// 2×2 max-pool, stride 2 (what `max_pool2d(x, MaxPoolOptions::new([2, 2]))` does).
+pub fn max_pool2x2_custom(x: Tensor<4>) -> Tensor<4> {
+    if x.dtype() == burn::tensor::DType::F32 {
+        if let Ok(xp) = x.clone().try_into_primitive::<Ad>() {
+            let shape = xp.primitive().layout().shape().to_vec();
+            let y = match Pool2.prepare::<NoCheckpointing>([xp.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (y, arg) = pool_fwd(xp.primitive());
+                    prep.finish((std::sync::Arc::new(arg), shape), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(pool_fwd(xp.primitive()).0),
+            };
+            return Tensor::from_primitive::<Ad>(y);
+        }
+        if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
+            return Tensor::from_primitive::<Flex>(pool_fwd(&xp).0);
+        }
+    }
+    burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
+}

@@ -1,0 +1,79 @@
+//! The project's own conv2d and 2×2 max-pool for the flex CPU backend, plugged into burn's autodiff through its
+//! public `Backward` trait: direct register-blocked AVX-512 kernels where the CPU has them (5×5 filters), im2col
+//! plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution with a 28×28
+//! "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,700 to ≈15,000 images/s at one
+//! thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
+//! checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for comparisons.
+
+mod autodiff;
+
+use std::sync::OnceLock;
+
+use burn::tensor::Tensor;
+use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+
+/// Which kernels run the convolutions and the 2×2 pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Direct AVX-512 kernels (where detected), im2col + gemm for other filter sizes.
+    Direct,
+    /// im2col + gemm everywhere (CPUs without AVX-512, or `CONVSCOPE_KERNELS=gemm`).
+    Gemm,
+    /// burn-flex's own ops (`CONVSCOPE_KERNELS=burn`).
+    Burn,
+}
+
+/// The kernels in use: `CONVSCOPE_KERNELS=burn|gemm|direct` if set, else the fastest this CPU runs.
+pub fn kernel_choice() -> KernelChoice {
+    static CHOICE: OnceLock<KernelChoice> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let direct = if convscope_kernels::direct_available() { KernelChoice::Direct } else { KernelChoice::Gemm };
+        match std::env::var("CONVSCOPE_KERNELS").as_deref() {
+            Ok("burn") => KernelChoice::Burn,
+            Ok("gemm") => KernelChoice::Gemm,
+            _ => direct,
+        }
+    })
+}
+
+/// conv2d with square `stride` and zero `padding`: the project's kernels for stride 1 on flex, burn's otherwise.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, padding: usize) -> Tensor<4> {
+    conv2d_using(kernel_choice(), x, weight, bias, stride, padding)
+}
+
+/// [`conv2d`] with the kernels named (tests compare each against burn's).
+pub fn conv2d_using(
+    choice: KernelChoice,
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+) -> Tensor<4> {
+    // Direct kernels only where the CPU runs them.
+    let choice = if choice == KernelChoice::Direct && !convscope_kernels::direct_available() {
+        KernelChoice::Gemm
+    } else {
+        choice
+    };
+    if stride == 1 && choice != KernelChoice::Burn {
+        autodiff::conv2d_custom(x, weight, bias, padding, choice)
+    } else {
+        burn_conv2d(x, weight, bias, ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1))
+    }
+}
+
+/// Max-pooling with a square window and the same stride (floor mode): the project's kernel for 2×2 on flex.
+pub fn max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
+    max_pool2d_using(kernel_choice(), x, size)
+}
+
+/// [`max_pool2d`] with the kernels named.
+pub fn max_pool2d_using(choice: KernelChoice, x: Tensor<4>, size: usize) -> Tensor<4> {
+    if size == 2 && choice != KernelChoice::Burn {
+        autodiff::max_pool2x2_custom(x)
+    } else {
+        burn_max_pool2d(x, MaxPoolOptions::new([size, size]))
+    }
+}

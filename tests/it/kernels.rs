@@ -1,0 +1,76 @@
+//! The project's conv and pool kernels against burn's own ops on random inputs: forward values and the
+//! gradients of the input, the weights and the bias, for the direct and the im2col + gemm paths.
+
+use burn::tensor::{Device, Distribution, Tensor};
+use convscope::kernels::{self, KernelChoice};
+
+/// Largest difference relative to the largest magnitude of `expected`.
+fn relative_error(actual: Tensor<4>, expected: Tensor<4>) -> f32 {
+    let a = actual.into_data().try_to_vec::<f32>().unwrap();
+    let e = expected.into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(a.len(), e.len());
+    let scale = e.iter().fold(0.0_f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(&e).fold(0.0_f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// Runs conv2d with `choice` and with burn's kernels on the same inputs; returns the worst relative error over
+/// the output and the three gradients.
+fn compare_conv(choice: KernelChoice, shape: [usize; 4], filters: usize, kernel: usize, pad: usize, bias: bool) -> f32 {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<4>::random([filters, shape[1], kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
+    let b = Tensor::<1>::random([filters], Distribution::Normal(0.0, 0.5), &device);
+    // A fixed random weighting of the output, so every output element's gradient differs.
+    let out_shape = [shape[0], filters, shape[2] + 2 * pad + 1 - kernel, shape[3] + 2 * pad + 1 - kernel];
+    let r = Tensor::<4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
+    let run = |choice: KernelChoice| {
+        let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+        let y = kernels::conv2d_using(choice, x.clone(), w.clone(), bias.then(|| b.clone()), 1, pad);
+        let grads = y.clone().mul(r.clone()).sum().backward();
+        let dx = x.grad(&grads).unwrap();
+        let dw = w.grad(&grads).unwrap();
+        let db = bias.then(|| b.grad(&grads).unwrap().reshape([1, 1, 1, filters]));
+        (y.inner(), dx, dw, db)
+    };
+    let (y, dx, dw, db) = run(choice);
+    let (y0, dx0, dw0, db0) = run(KernelChoice::Burn);
+    let mut worst = relative_error(y, y0).max(relative_error(dx, dx0)).max(relative_error(dw, dw0));
+    if let (Some(db), Some(db0)) = (db, db0) {
+        worst = worst.max(relative_error(db, db0));
+    }
+    worst
+}
+
+#[test]
+fn convolution_kernels_match_burn_forward_and_backward() {
+    for choice in [KernelChoice::Direct, KernelChoice::Gemm] {
+        // ref-mnist's two layers, a 3×3 layer (gemm even on the direct path), no bias, odd sizes.
+        for (shape, filters, kernel, pad, bias) in [
+            ([4, 1, 28, 28], 8, 5, 2, true),
+            ([4, 8, 14, 14], 16, 5, 2, true),
+            ([3, 3, 11, 9], 5, 3, 1, true),
+            ([2, 2, 9, 13], 4, 5, 0, false),
+        ] {
+            let error = compare_conv(choice, shape, filters, kernel, pad, bias);
+            assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
+        }
+    }
+}
+
+#[test]
+fn the_pool_kernel_matches_burn_including_ties() {
+    let device = Device::flex().autodiff();
+    // Rounded values: many windows hold equal maxima, where the first must win as in burn.
+    let x = Tensor::<4>::random([3, 4, 10, 14], Distribution::Uniform(0.0, 4.0), &device).floor();
+    let r = Tensor::<4>::random([3, 4, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+    let run = |choice: KernelChoice| {
+        let x = x.clone().require_grad();
+        let y = kernels::max_pool2d_using(choice, x.clone(), 2);
+        let grads = y.clone().mul(r.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).unwrap())
+    };
+    let (y, dx) = run(KernelChoice::Direct);
+    let (y0, dx0) = run(KernelChoice::Burn);
+    assert_eq!(relative_error(y, y0), 0.0);
+    assert_eq!(relative_error(dx, dx0), 0.0, "each window's gradient goes to the same winner");
+}
