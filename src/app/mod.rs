@@ -375,8 +375,7 @@ impl ConvscopeApp {
         let steady: Vec<f32> = frames.iter().skip(frames.len().min(30)).copied().collect();
         let thread = &self.status.thread_cpu_ms;
         let thread_steady: Vec<f32> = thread.iter().skip(thread.len().min(30)).copied().collect();
-        let rows = &self.view.rows;
-        let (steps, seconds, with_eval) = match (rows.first(), rows.last()) {
+        let (steps, seconds, with_eval) = match (&self.view.first_row, self.view.rows.last()) {
             (Some(first), Some(last)) => {
                 (last.step - first.step, last.step_secs - first.step_secs, last.elapsed_secs - first.elapsed_secs)
             }

@@ -13,10 +13,14 @@ pub const PLOT_BUCKETS: usize = 300;
 pub struct Decimator {
     /// Points per closed bucket (a power of two).
     per_bucket: usize,
-    /// Closed buckets: (lowest, highest) point, in x order.
-    buckets: Vec<([f64; 2], [f64; 2])>,
-    /// The bucket being filled, and how many points (finite or not) it has seen.
+    /// Closed buckets: (lowest, highest) point, in x order; `None` for one without a finite value (kept, so
+    /// series fed the same rows stay bucket for bucket aligned).
+    buckets: Vec<Option<([f64; 2], [f64; 2])>>,
+    /// Sum and count of the finite values of each closed bucket (for the heat map's means).
+    sums: Vec<(f64, u32)>,
+    /// The bucket being filled, its sum and count, and how many points (finite or not) it has seen.
     open: Option<([f64; 2], [f64; 2])>,
+    open_sum: (f64, u32),
     open_count: usize,
 }
 
@@ -26,6 +30,7 @@ impl Decimator {
     pub fn push(&mut self, point: [f64; 2]) {
         self.per_bucket = self.per_bucket.max(1);
         if point[1].is_finite() {
+            self.open_sum = (self.open_sum.0 + point[1], self.open_sum.1 + 1);
             self.open = Some(match self.open {
                 None => (point, point),
                 Some((low, high)) => {
@@ -37,20 +42,31 @@ impl Decimator {
         if self.open_count < self.per_bucket {
             return;
         }
-        if let Some(bucket) = self.open.take() {
-            self.buckets.push(bucket);
-        }
+        self.buckets.push(self.open.take());
+        self.sums.push(self.open_sum);
+        self.open_sum = (0.0, 0);
         self.open_count = 0;
         if self.buckets.len() >= 2 * PLOT_BUCKETS {
-            self.buckets = self.buckets.chunks(2).map(merge).collect();
+            self.buckets = self.buckets.chunks(2).map(|pair| pair.iter().flatten().copied().reduce(merge)).collect();
+            self.sums =
+                self.sums.chunks(2).map(|pair| pair.iter().fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1))).collect();
             self.per_bucket *= 2;
         }
+    }
+
+    /// The mean of each bucket's finite values, oldest first (NaN for a bucket without any).
+    pub fn means(&self) -> Vec<f64> {
+        self.sums
+            .iter()
+            .chain(self.open.is_some().then_some(&self.open_sum))
+            .map(|&(sum, count)| if count > 0 { sum / f64::from(count) } else { f64::NAN })
+            .collect()
     }
 
     /// The points to draw, in x order.
     pub fn points(&self) -> Vec<[f64; 2]> {
         let mut points = Vec::with_capacity(2 * (self.buckets.len() + 1));
-        for &(low, high) in self.buckets.iter().chain(self.open.iter()) {
+        for &(low, high) in self.buckets.iter().flatten().chain(self.open.iter()) {
             match low[0].total_cmp(&high[0]) {
                 std::cmp::Ordering::Equal => points.push(low),
                 std::cmp::Ordering::Less => points.extend([low, high]),
@@ -61,13 +77,10 @@ impl Decimator {
     }
 }
 
-fn merge(pair: &[([f64; 2], [f64; 2])]) -> ([f64; 2], [f64; 2]) {
-    pair.iter()
-        .copied()
-        .reduce(|(low_a, high_a), (low_b, high_b)| {
-            (if low_b[1] < low_a[1] { low_b } else { low_a }, if high_b[1] > high_a[1] { high_b } else { high_a })
-        })
-        .unwrap_or(([0.0; 2], [0.0; 2]))
+/// The lowest and highest point of two buckets.
+fn merge(a: ([f64; 2], [f64; 2]), b: ([f64; 2], [f64; 2])) -> ([f64; 2], [f64; 2]) {
+    let ((low_a, high_a), (low_b, high_b)) = (a, b);
+    (if low_b[1] < low_a[1] { low_b } else { low_a }, if high_b[1] > high_a[1] { high_b } else { high_a })
 }
 
 /// The run's series that every frame draws, fed as rows arrive.
@@ -97,32 +110,35 @@ impl RunSeries {
             self.log_grad_norms.resize_with(row.grad_norms.len(), Decimator::default);
         }
         for (series, &norm) in self.log_grad_norms.iter_mut().zip(&row.grad_norms) {
-            series.push([x, f64::from(norm).max(1e-30).log10()]);
+            // A zero gradient (a dead layer) has no logarithm: a gap, rather than a line at 1e-30.
+            let log = if norm > 0.0 { f64::from(norm).log10() } else { f64::NAN };
+            series.push([x, log]);
         }
     }
 }
 
 /// The exponential moving average of the loss (debiased like TensorBoard's smoothing), kept decimated and
-/// extended as rows arrive; rebuilt when the factor or the run changes.
+/// extended as rows arrive; rebuilt from the rows still kept when the factor or the run changes.
 #[derive(Debug, Clone, Default)]
 pub struct SmoothedLoss {
     factor: f64,
-    /// Rows consumed, and the step of the first one (a new run starts again).
-    seen: usize,
-    first_step: Option<u64>,
+    /// The run it follows, and the newest step consumed.
+    run: u64,
+    last_step: Option<u64>,
     average: f64,
     weight: f64,
     series: Decimator,
 }
 
 impl SmoothedLoss {
-    /// Brings the series up to date with `rows` and returns the points to draw.
-    pub fn update(&mut self, rows: &[MetricRow], factor: f64) -> Vec<[f64; 2]> {
-        let first_step = rows.first().map(|r| r.step);
-        if factor != self.factor || rows.len() < self.seen || first_step != self.first_step {
-            *self = SmoothedLoss { factor, first_step, ..SmoothedLoss::default() };
+    /// Brings the series up to date with `rows` (oldest first, steps increasing) of run `run` and returns the
+    /// points to draw.
+    pub fn update(&mut self, rows: &[MetricRow], factor: f64, run: u64) -> Vec<[f64; 2]> {
+        if factor != self.factor || run != self.run {
+            *self = SmoothedLoss { factor, run, ..SmoothedLoss::default() };
         }
-        for row in rows.get(self.seen..).unwrap_or_default() {
+        let start = self.last_step.map_or(0, |last| rows.partition_point(|r| r.step <= last));
+        for row in rows.get(start..).unwrap_or_default() {
             let loss = f64::from(row.loss);
             if loss.is_finite() {
                 self.average = factor * self.average + (1.0 - factor) * loss;
@@ -130,8 +146,8 @@ impl SmoothedLoss {
             }
             let smoothed = if self.weight > 0.0 { self.average / self.weight } else { loss };
             self.series.push([row.step as f64, smoothed]);
+            self.last_step = Some(row.step);
         }
-        self.seen = rows.len();
         self.series.points()
     }
 }

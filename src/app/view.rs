@@ -9,6 +9,9 @@ use crate::data::{DataSplit, ImageShape};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
 use crate::train::{Command, RunState, TrainConfig, WorkerEvent};
 
+/// Metric rows the view keeps (about 4 MB); older ones live on only in the decimated plot series.
+pub const KEPT_ROWS: usize = 20_000;
+
 /// How serious a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -65,8 +68,13 @@ pub struct TrainingView {
     pub snapshot_at: Option<Instant>,
     /// Counts snapshots, so panels can tell a new one from the one they drew.
     pub snapshot_generation: u64,
-    /// Every metric row since the last reset.
+    /// The newest metric rows (at most [`KEPT_ROWS`] plus a little): the hints, trends and status bar read
+    /// these; the plots draw the whole run from [`TrainingView::series`], so memory stays flat on long runs.
     pub rows: Vec<MetricRow>,
+    /// The run's first row (throughput over the whole run).
+    pub first_row: Option<MetricRow>,
+    /// Counts the nets announced, so panels can tell a new run from more rows of the same one.
+    pub run_generation: u64,
     /// Running or paused.
     pub run_state: RunState,
     /// Steps taken (from the newest row, snapshot or state event).
@@ -105,6 +113,8 @@ impl TrainingView {
             snapshot_at: None,
             snapshot_generation: 0,
             rows: Vec::new(),
+            first_row: None,
+            run_generation: 0,
             run_state: RunState::Paused,
             step: 0,
             markers: Vec::new(),
@@ -162,6 +172,8 @@ impl TrainingView {
                 self.test_len = test_len;
                 self.data_source = data_source;
                 self.rows.clear();
+                self.first_row = None;
+                self.run_generation += 1;
                 self.series = RunSeries::default();
                 self.markers.clear();
                 self.snapshot = None;
@@ -176,7 +188,14 @@ impl TrainingView {
                 for row in &rows {
                     self.series.push(row);
                 }
+                if self.first_row.is_none() {
+                    self.first_row = rows.first().cloned();
+                }
                 self.rows.extend(rows);
+                // Drop the oldest rows in chunks, so this is rare and cheap.
+                if self.rows.len() > KEPT_ROWS + KEPT_ROWS / 8 {
+                    self.rows.drain(..self.rows.len() - KEPT_ROWS);
+                }
             }
             WorkerEvent::Snapshot(snapshot) => {
                 self.step = self.step.max(snapshot.step);
@@ -310,6 +329,32 @@ pub fn describe(command: &Command) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_run_keeps_a_bounded_window_of_rows_and_the_whole_run_in_the_series() {
+        let mut view = TrainingView::new(TrainConfig::default());
+        let row = |step: u64| MetricRow {
+            step,
+            epoch: 0,
+            loss: 1.0,
+            train_accuracy: 0.5,
+            test_accuracy: 0.5,
+            lr: 0.01,
+            grad_norms: vec![1.0],
+            elapsed_secs: step as f64,
+            step_secs: step as f64,
+            stats: Vec::new(),
+        };
+        for chunk in 0..30u64 {
+            view.apply(WorkerEvent::Metrics((chunk * 10_000 + 1..=(chunk + 1) * 10_000).map(row).collect()));
+            assert!(view.rows.len() <= KEPT_ROWS + KEPT_ROWS / 8 + 10_000);
+        }
+        assert_eq!(view.rows.last().map(|r| r.step), Some(300_000));
+        assert_eq!(view.first_row.as_ref().map(|r| r.step), Some(1), "the run's start is remembered");
+        let points = view.series.loss.points();
+        assert_eq!(points.first().map(|p| p[0]), Some(1.0), "the plot still starts at step 1");
+        assert!(points.len() <= 4 * crate::app::series::PLOT_BUCKETS + 2);
+    }
 
     #[test]
     fn a_refused_change_falls_back_to_the_confirmed_value() {

@@ -26,9 +26,9 @@ pub struct DiagnosisPanel {
     help: bool,
     #[serde(skip)]
     confirm: bool,
-    /// Hints for the rows seen so far: (row count, newest step, hints).
+    /// Hints for the rows seen so far: (run generation, newest step, hints).
     #[serde(skip)]
-    cache: Option<(usize, u64, Vec<Hint>)>,
+    cache: Option<(u64, u64, Vec<Hint>)>,
 }
 
 impl Default for DiagnosisPanel {
@@ -45,8 +45,8 @@ impl Default for DiagnosisPanel {
 impl DiagnosisPanel {
     /// The hints for the view's rows (recomputed only when rows arrived).
     pub fn hints(&mut self, view: &TrainingView) -> &[Hint] {
-        let key = (view.rows.len(), view.rows.last().map_or(0, |r| r.step));
-        if self.cache.as_ref().is_none_or(|(len, step, _)| (*len, *step) != key) {
+        let key = (view.run_generation, view.rows.last().map_or(0, |r| r.step));
+        if self.cache.as_ref().is_none_or(|(generation, step, _)| (*generation, *step) != key) {
             self.cache = Some((key.0, key.1, hints::diagnose(&view.rows, &view.layers)));
         }
         self.cache.as_ref().map_or(&[], |(_, _, hints)| hints.as_slice())

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::panels::metrics::{LAYER_COLOURS, markers};
 use crate::app::panels::{header, legend};
+use crate::app::series::Decimator;
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
 use crate::colormap;
 use crate::hints::{HINT_WINDOW, VANISHING_RATIO, median};
-use crate::snapshot::MetricRow;
 
 const HELP: &str = "The size (L2 norm) of each layer's weight gradient, step by step, on a log scale. The \
 gradient reaching a layer is the product of the slopes f' of every layer above it: with sigmoid (slope at most \
@@ -34,24 +34,22 @@ pub struct GradientFlowPanel {
 }
 
 /// log₁₀ of each layer's gradient norm averaged over time buckets: `[layers][columns]` row-major, with the
-/// finite range; `None` without rows. Zero and non-finite norms are left out of a bucket's mean.
-pub fn gradient_heatmap(rows: &[MetricRow], layers: usize, columns: usize) -> Option<(Vec<f32>, f32, f32)> {
-    if rows.is_empty() || layers == 0 || columns == 0 {
+/// finite range; `None` before any finite value. Reads the decimated series, so its cost does not grow with the
+/// run.
+pub fn gradient_heatmap(series: &[Decimator], columns: usize) -> Option<(Vec<f32>, f32, f32)> {
+    let means: Vec<Vec<f64>> = series.iter().map(Decimator::means).collect();
+    let buckets = means.iter().map(Vec::len).min()?;
+    let columns = columns.min(buckets);
+    if columns == 0 {
         return None;
     }
-    let columns = columns.min(rows.len());
-    let mut cells = vec![f32::NAN; layers * columns];
-    for column in 0..columns {
-        let bucket = &rows[column * rows.len() / columns..(column + 1) * rows.len() / columns];
-        for layer in 0..layers {
-            let logs: Vec<f32> = bucket
-                .iter()
-                .filter_map(|r| r.grad_norms.get(layer).copied())
-                .filter(|n| n.is_finite() && *n > 0.0)
-                .map(f32::log10)
-                .collect();
-            if !logs.is_empty() {
-                cells[layer * columns + column] = logs.iter().sum::<f32>() / logs.len() as f32;
+    let mut cells = vec![f32::NAN; means.len() * columns];
+    for (layer, layer_means) in means.iter().enumerate() {
+        for column in 0..columns {
+            let group = &layer_means[column * buckets / columns..(column + 1) * buckets / columns];
+            let finite: Vec<f64> = group.iter().copied().filter(|v| v.is_finite()).collect();
+            if !finite.is_empty() {
+                cells[layer * columns + column] = (finite.iter().sum::<f64>() / finite.len() as f64) as f32;
             }
         }
     }
@@ -81,7 +79,7 @@ impl GradientFlowPanel {
             .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
             .y_axis_label("gradient norm (log)")
             .show(ui, |plot| {
-                let first = rows.first().map_or(0.0, |r| r.step as f64);
+                let first = view.first_row.as_ref().map_or(0.0, |r| r.step as f64);
                 let last = rows.last().map_or(1.0, |r| r.step as f64).max(first + 1.0);
                 if output_norm > 0.0 && output_norm.is_finite() {
                     let top = f64::from(output_norm / VANISHING_RATIO).log10();
@@ -103,12 +101,13 @@ impl GradientFlowPanel {
                 }
                 markers(plot, &view.markers);
             });
-        let Some((cells, low, high)) = gradient_heatmap(rows, names.len(), HEATMAP_COLUMNS) else { return };
+        let layers = view.series.log_grad_norms.get(..names.len()).unwrap_or_default();
+        let Some((cells, low, high)) = gradient_heatmap(layers, HEATMAP_COLUMNS) else { return };
         let columns = cells.len() / names.len();
         let texture = self.heatmap.get(
             ui.ctx(),
             "gradient-heatmap",
-            key(&[rows.len() as u64, rows.last().map_or(0, |r| r.step), names.len() as u64]),
+            key(&[view.run_generation, rows.last().map_or(0, |r| r.step), names.len() as u64]),
             || {
                 let span = (high - low).max(1e-6);
                 let pixels: Vec<u8> = cells
@@ -139,31 +138,21 @@ impl GradientFlowPanel {
 mod tests {
     use super::*;
 
-    fn row(step: u64, norms: Vec<f32>) -> MetricRow {
-        MetricRow {
-            step,
-            epoch: 0,
-            loss: 1.0,
-            train_accuracy: 0.5,
-            test_accuracy: 0.5,
-            lr: 0.01,
-            grad_norms: norms,
-            elapsed_secs: 0.0,
-            step_secs: 0.0,
-            stats: Vec::new(),
-        }
-    }
-
     #[test]
-    fn heatmap_averages_log_norms_per_bucket_and_skips_zeros() {
-        let rows = vec![row(1, vec![1e-6, 1.0]), row(2, vec![1e-4, 0.0]), row(3, vec![1e-2, 10.0])];
-        let (cells, low, high) = gradient_heatmap(&rows, 2, 1).unwrap();
+    fn heatmap_averages_log_norms_per_bucket_and_skips_gaps() {
+        let mut first = Decimator::default();
+        let mut second = Decimator::default();
+        for (i, (a, b)) in [(-6.0, 0.0), (-4.0, f64::NAN), (-2.0, 1.0)].into_iter().enumerate() {
+            first.push([i as f64, a]);
+            second.push([i as f64, b]);
+        }
+        let (cells, low, high) = gradient_heatmap(&[first.clone(), second.clone()], 1).unwrap();
         assert_eq!(cells.len(), 2);
         assert!((cells[0] + 4.0).abs() < 1e-5, "mean of -6, -4, -2: {cells:?}");
-        assert!((cells[1] - 0.5).abs() < 1e-5, "the zero norm is left out: {cells:?}");
+        assert!((cells[1] - 0.5).abs() < 1e-5, "the gap (a zero gradient) is left out: {cells:?}");
         assert_eq!((low, high), (cells[0], cells[1]));
-        let (cells, _, _) = gradient_heatmap(&rows, 2, 10).unwrap();
-        assert_eq!(cells.len(), 6, "never more columns than rows");
-        assert!(gradient_heatmap(&[], 2, 10).is_none());
+        let (cells, _, _) = gradient_heatmap(&[first, second], 10).unwrap();
+        assert_eq!(cells.len(), 6, "never more columns than buckets");
+        assert!(gradient_heatmap(&[], 10).is_none());
     }
 }

@@ -146,9 +146,9 @@ pub struct HistogramPanel {
     /// Per layer: weights and gradients.
     #[serde(skip)]
     history: Vec<(HistogramHistory, HistogramHistory)>,
-    /// The snapshot generation last recorded, and the run it belonged to (layer names).
+    /// The snapshot generation last recorded, and the run it belonged to.
     #[serde(skip)]
-    seen: Option<(u64, Vec<String>)>,
+    seen: Option<(u64, u64)>,
     #[serde(skip)]
     textures: (TextureSlot, TextureSlot),
 }
@@ -157,12 +157,11 @@ impl HistogramPanel {
     /// Records the newest snapshot once (call every frame, shown or not, so the history has no gaps).
     pub fn observe(&mut self, view: &TrainingView) {
         let Some(snapshot) = &view.snapshot else { return };
-        let names: Vec<String> = snapshot.layers.iter().map(|l| l.name.clone()).collect();
-        if let Some((generation, seen_names)) = &self.seen {
-            if *generation == view.snapshot_generation {
+        if let Some((generation, run)) = self.seen {
+            if generation == view.snapshot_generation {
                 return;
             }
-            if *seen_names != names || view.rows.is_empty() {
+            if run != view.run_generation {
                 self.history.clear(); // a new net
             }
         }
@@ -173,7 +172,7 @@ impl HistogramPanel {
                 grads.push(LogHistogram::of(&g.data));
             }
         }
-        self.seen = Some((view.snapshot_generation, names));
+        self.seen = Some((view.snapshot_generation, view.run_generation));
     }
 
     /// Draws the two maps of the chosen layer.

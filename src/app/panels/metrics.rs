@@ -68,7 +68,7 @@ impl MetricsPanel {
         let height = ((ui.available_height() - 40.0) / 2.0).clamp(90.0, 220.0);
         let link = egui::Id::unique("convscope-metrics-x-axis");
         ui.horizontal(|ui| {
-            let smooth = self.smoothed.update(rows, self.smoothing);
+            let smooth = self.smoothed.update(rows, self.smoothing, view.run_generation);
             let series = &view.series;
             Plot::new("loss")
                 .width(width)
@@ -108,7 +108,9 @@ impl MetricsPanel {
                 });
         });
         let (lr_low, lr_high) =
-            rows.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r.lr), hi.max(r.lr)));
+            view.series.log_lr.points().iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(10f64.powf(p[1])), hi.max(10f64.powf(p[1])))
+            });
         let (lr_low, lr_high) =
             if lr_low.is_finite() { (lr_low.log10() - 0.5, lr_high.log10() + 0.5) } else { (-3.0, 0.0) };
         ui.horizontal(|ui| {
