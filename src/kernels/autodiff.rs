@@ -20,6 +20,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 use convscope_kernels::{Geom, gemm as kernels, pool};
+use rayon::prelude::*;
 
 use super::KernelChoice;
 
@@ -40,16 +41,64 @@ fn use_direct(choice: KernelChoice, g: &Geom) -> bool {
     choice == KernelChoice::Direct && g.kh == 5 && g.kw == 5
 }
 
+/// Contiguous runs of images, one per compute thread (the kernels themselves are single-threaded).
+fn batch_chunks(g: &Geom) -> Vec<(usize, usize)> {
+    let threads = rayon::current_num_threads().clamp(1, g.b.max(1));
+    let per = g.b.div_ceil(threads).max(1);
+    (0..g.b).step_by(per).map(|start| (start, per.min(g.b - start))).collect()
+}
+
+/// Runs `run` on each chunk of the batch in parallel, with the chunk's geometry and its slice of `input`
+/// (`per_image` values each), and concatenates the outputs in batch order.
+fn by_batch(g: &Geom, input: &[f32], per_image: usize, run: impl Fn(&Geom, &[f32]) -> Vec<f32> + Sync) -> Vec<f32> {
+    let chunks = batch_chunks(g);
+    if chunks.len() <= 1 {
+        return run(g, input);
+    }
+    let parts: Vec<Vec<f32>> = chunks
+        .par_iter()
+        .map(|&(start, count)| run(&Geom { b: count, ..*g }, &input[start * per_image..(start + count) * per_image]))
+        .collect();
+    parts.concat()
+}
+
+/// Runs `run` on each chunk of the batch in parallel and sums the outputs (a gradient summed over the batch).
+fn sum_by_batch(
+    g: &Geom,
+    (x, x_per_image): (&[f32], usize),
+    (dy, dy_per_image): (&[f32], usize),
+    run: impl Fn(&Geom, &[f32], &[f32]) -> Vec<f32> + Sync,
+) -> Vec<f32> {
+    let chunks = batch_chunks(g);
+    if chunks.len() <= 1 {
+        return run(g, x, dy);
+    }
+    let parts: Vec<Vec<f32>> = chunks
+        .par_iter()
+        .map(|&(start, count)| {
+            let xs = &x[start * x_per_image..(start + count) * x_per_image];
+            let dys = &dy[start * dy_per_image..(start + count) * dy_per_image];
+            run(&Geom { b: count, ..*g }, xs, dys)
+        })
+        .collect();
+    parts
+        .into_iter()
+        .reduce(|mut total, part| {
+            total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+            total
+        })
+        .unwrap_or_default()
+}
+
 fn fwd(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, pad: usize, choice: KernelChoice) -> FlexTensor {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let g = geom(&x, &w, pad);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
-    let y = if use_direct(choice, &g) {
-        convscope_kernels::direct::forward(&g, x.storage(), w.storage(), bias)
-    } else {
-        kernels::forward(&g, x.storage(), w.storage(), bias)
-    };
+    let (wv, direct) = (w.storage::<f32>(), use_direct(choice, &g));
+    let y = by_batch(&g, x.storage(), g.ci * g.hw_in(), |gs, xs| {
+        if direct { convscope_kernels::direct::forward(gs, xs, wv, bias) } else { kernels::forward(gs, xs, wv, bias) }
+    });
     flex(y, vec![g.b, g.co, g.ho(), g.wo()])
 }
 
@@ -72,20 +121,18 @@ fn conv_grads(
     let dyv: &[f32] = dy.storage();
     let direct = use_direct(choice, &g);
     let dx = need_x.then(|| {
-        let v = if direct {
-            convscope_kernels::direct::input_grad(&g, w.storage(), dyv)
-        } else {
-            kernels::input_grad(&g, w.storage(), dyv)
-        };
+        let wv = w.storage::<f32>();
+        let v = by_batch(&g, dyv, g.co * g.hw_out(), |gs, dys| {
+            if direct { convscope_kernels::direct::input_grad(gs, wv, dys) } else { kernels::input_grad(gs, wv, dys) }
+        });
         flex(v, vec![g.b, g.ci, g.h, g.w])
     });
     let dw = need_w.then(|| {
         // co in the vector lanes: worth it from 16 output channels; below, im2col+gemm is faster.
-        let v = if direct && g.co >= 16 {
-            convscope_kernels::direct::weight_grad(&g, x.storage(), dyv)
-        } else {
-            kernels::weight_grad(&g, x.storage(), dyv)
-        };
+        let lanes = direct && g.co >= 16;
+        let v = sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| {
+            if lanes { convscope_kernels::direct::weight_grad(gs, xs, dys) } else { kernels::weight_grad(gs, xs, dys) }
+        });
         flex(v, vec![g.co, g.ci, g.kh, g.kw])
     });
     let db = need_b.then(|| flex(kernels::bias_grad(&g, dyv), vec![g.co]));
