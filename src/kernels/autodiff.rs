@@ -15,8 +15,6 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 use convscope_kernels::{Geom, gemm as kernels, pool};
@@ -208,10 +206,6 @@ fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad: usize, choice: KernelCh
     }
 }
 
-fn options(pad: usize) -> ConvOptions<2> {
-    ConvOptions::new([1, 1], [pad, pad], [1, 1], 1)
-}
-
 /// conv2d, stride 1, dilation 1, groups 1, zero padding `pad` on every side, f32.
 pub fn conv2d_custom(
     x: Tensor<4>,
@@ -221,7 +215,7 @@ pub fn conv2d_custom(
     choice: KernelChoice,
 ) -> Tensor<4> {
     if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
-        return conv2d(x, w, bias, options(pad));
+        return super::burn_conv2d(x, w, bias, 1, pad);
     }
     // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
     let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
@@ -244,7 +238,7 @@ pub fn conv2d_custom(
             return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), pad, choice));
         }
     }
-    conv2d(x, w, bias, options(pad))
+    super::burn_conv2d(x, w, bias, 1, pad)
 }
 
 // --- 2×2 / stride 2 max-pool (floor mode, no padding) ---------------------------------------------------
@@ -297,5 +291,5 @@ pub fn max_pool2x2_custom(x: Tensor<4>) -> Tensor<4> {
             return Tensor::from_primitive::<Flex>(pool_fwd(&xp).0);
         }
     }
-    burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
+    super::burn_max_pool2d(x, 2)
 }

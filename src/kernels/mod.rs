@@ -10,7 +10,6 @@ mod autodiff;
 use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
-use burn::tensor::module::{conv2d as burn_conv2d, max_pool2d as burn_max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 
 /// Which kernels run the convolutions and the 2×2 pooling.
@@ -60,8 +59,18 @@ pub fn conv2d_using(
     if stride == 1 && choice != KernelChoice::Burn {
         autodiff::conv2d_custom(x, weight, bias, padding, choice)
     } else {
-        burn_conv2d(x, weight, bias, ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1))
+        burn_conv2d(x, weight, bias, stride, padding)
     }
+}
+
+/// burn's own conv2d (the fallback for everything the project's kernels do not take).
+fn burn_conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, padding: usize) -> Tensor<4> {
+    burn::tensor::module::conv2d(x, weight, bias, ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1))
+}
+
+/// burn's own max-pool with a square window and the same stride (the fallback).
+fn burn_max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
+    burn::tensor::module::max_pool2d(x, MaxPoolOptions::new([size, size]))
 }
 
 /// Max-pooling with a square window and the same stride (floor mode): the project's kernel for 2×2 on flex.
@@ -71,9 +80,5 @@ pub fn max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
 
 /// [`max_pool2d`] with the kernels named.
 pub fn max_pool2d_using(choice: KernelChoice, x: Tensor<4>, size: usize) -> Tensor<4> {
-    if size == 2 && choice != KernelChoice::Burn {
-        autodiff::max_pool2x2_custom(x)
-    } else {
-        burn_max_pool2d(x, MaxPoolOptions::new([size, size]))
-    }
+    if size == 2 && choice != KernelChoice::Burn { autodiff::max_pool2x2_custom(x) } else { burn_max_pool2d(x, size) }
 }

@@ -45,12 +45,6 @@ pub enum DataAction {
     Failed(String),
 }
 
-/// Work on the loader thread.
-enum Job {
-    Data(Receiver<Result<(Arc<DataSplit>, String), String>>),
-    Probe(Receiver<Result<(Vec<u8>, String), String>>),
-}
-
 /// The data panel.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -66,7 +60,7 @@ pub struct DataPanel {
     #[serde(skip)]
     browse: Option<(Receiver<Option<PathBuf>>, Pick)>,
     #[serde(skip)]
-    job: Option<(Job, PathBuf, Instant)>,
+    job: Option<(Receiver<DataAction>, PathBuf, Instant)>,
 }
 
 impl DataPanel {
@@ -98,11 +92,9 @@ impl DataPanel {
             image_size: (self.image_size > 0).then_some(self.image_size),
             channels: (self.channels > 0).then_some(self.channels),
         };
-        let (tx, rx) = mpsc::channel();
-        let job_path = path.clone();
-        let waker = ctx.clone();
-        let spawned = std::thread::Builder::new().name("convscope-data-loader".into()).spawn(move || {
-            let result = data::load_path(&path, &options).map_err(|e| e.to_string()).map(|loaded| {
+        self.spawn(ctx, "convscope-data-loader", path, move |path| match data::load_path(path, &options) {
+            Err(error) => DataAction::Failed(error.to_string()),
+            Ok(loaded) => {
                 let mut lines = vec![format!(
                     "loaded {} from {}: {} train and {} test images of {}, {} classes",
                     loaded.format,
@@ -113,61 +105,56 @@ impl DataPanel {
                     loaded.split.train.classes()
                 )];
                 lines.extend(loaded.report.skipped_summary());
-                (Arc::new(loaded.split), lines.join("; "))
-            });
-            tx.send(result).ok();
-            waker.request_repaint();
-        });
-        match spawned {
-            Ok(_) => self.job = Some((Job::Data(rx), job_path, Instant::now())),
-            Err(error) => {
-                self.job =
-                    Some((Job::Data(failed(format!("could not start the loader: {error}"))), job_path, Instant::now()))
+                DataAction::Load { data: Arc::new(loaded.split), summary: lines.join("; ") }
             }
-        }
+        });
     }
 
     /// Starts decoding `path` as a probe image of `shape` on a loader thread.
     pub fn probe(&mut self, ctx: &egui::Context, path: PathBuf, shape: ImageShape) {
+        self.spawn(ctx, "convscope-probe-loader", path, move |path| match data::load_probe_image(path, shape) {
+            Err(error) => DataAction::Failed(error.to_string()),
+            Ok(pixels) => {
+                let name =
+                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+                DataAction::Probe { pixels, name }
+            }
+        });
+    }
+
+    /// Runs `work` on `path` on a named loader thread; [`DataPanel::poll`] collects its action.
+    fn spawn(
+        &mut self,
+        ctx: &egui::Context,
+        thread: &str,
+        path: PathBuf,
+        work: impl FnOnce(&Path) -> DataAction + Send + 'static,
+    ) {
         let (tx, rx) = mpsc::channel();
-        let job_path = path.clone();
         let waker = ctx.clone();
-        let spawned = std::thread::Builder::new().name("convscope-probe-loader".into()).spawn(move || {
-            let name =
-                path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-            let result = data::load_probe_image(&path, shape).map_err(|e| e.to_string()).map(|pixels| (pixels, name));
-            tx.send(result).ok();
+        let job_path = path.clone();
+        let spawned = std::thread::Builder::new().name(thread.into()).spawn(move || {
+            tx.send(work(&path)).ok();
             waker.request_repaint();
         });
-        match spawned {
-            Ok(_) => self.job = Some((Job::Probe(rx), job_path, Instant::now())),
-            Err(error) => {
-                self.job =
-                    Some((Job::Probe(failed(format!("could not start the loader: {error}"))), job_path, Instant::now()))
-            }
+        if let Err(error) = spawned {
+            let (tx, failed) = mpsc::channel();
+            tx.send(DataAction::Failed(format!("could not start the loader: {error}"))).ok();
+            self.job = Some((failed, job_path, Instant::now()));
+        } else {
+            self.job = Some((rx, job_path, Instant::now()));
         }
     }
 
     /// Collects a finished load (never waits).
     pub fn poll(&mut self) -> Option<DataAction> {
-        let (job, path, _) = self.job.as_ref()?;
-        let action = match job {
-            Job::Data(rx) => match rx.try_recv() {
-                Ok(Ok((data, summary))) => DataAction::Load { data, summary },
-                Ok(Err(message)) => DataAction::Failed(message),
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => {
-                    DataAction::Failed(format!("loading {} stopped unexpectedly", path.display()))
-                }
-            },
-            Job::Probe(rx) => match rx.try_recv() {
-                Ok(Ok((pixels, name))) => DataAction::Probe { pixels, name },
-                Ok(Err(message)) => DataAction::Failed(message),
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => {
-                    DataAction::Failed(format!("loading {} stopped unexpectedly", path.display()))
-                }
-            },
+        let (rx, path, _) = self.job.as_ref()?;
+        let action = match rx.try_recv() {
+            Ok(action) => action,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => {
+                DataAction::Failed(format!("loading {} stopped unexpectedly", path.display()))
+            }
         };
         self.job = None;
         Some(action)
@@ -247,11 +234,4 @@ impl DataPanel {
             });
         }
     }
-}
-
-/// A receiver that already holds `message` as a failure.
-fn failed<T>(message: String) -> Receiver<Result<T, String>> {
-    let (tx, rx) = mpsc::channel();
-    tx.send(Err(message)).ok();
-    rx
 }
