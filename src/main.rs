@@ -7,9 +7,7 @@ use convscope::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.command.is_none() {
-        keep_freed_frame_buffers();
-    }
+    keep_freed_buffers();
     let result = match cli.command {
         Some(command) => cli::run(command),
         None => cli::run_window(&cli.window),
@@ -23,11 +21,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// glibc hands every freed block over 128 KiB straight back to the kernel, and the software renderers (Mesa's
-/// llvmpipe) allocate and free frame-sized buffers every frame, so each frame page-faults them in afresh: under
-/// Xvfb that was over 40 % of the UI thread. A higher threshold keeps them for reuse (frame p95 9 → 6 ms here).
-/// The thresholds are read at start-up only, so the window re-executes itself once with them set.
-fn keep_freed_frame_buffers() {
+/// glibc hands large freed blocks straight back to the kernel, so the next allocation of that size page-faults
+/// it in afresh. Two places pay for that: the software renderers (Mesa's llvmpipe) allocate and free
+/// frame-sized buffers every frame (over 40 % of the UI thread under Xvfb; frame p95 9 -> 6 ms with this), and
+/// a training step that takes a snapshot frees a few MB of host copies, so the steps after it fault their
+/// tensors back in (snapshot cost at the window's cadence ~1.9 % -> ~1.0 %, plain training ~4 % faster).
+/// Higher thresholds keep freed memory for reuse. glibc reads them at start-up only, so the process
+/// re-executes itself once with them set.
+fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt;

@@ -2,6 +2,7 @@
 //! [`WorkerHandle`] — [`Command`]s in, [`WorkerEvent`]s out. Never imports egui: the UI wakes through a
 //! plain callback.
 
+pub mod activity;
 pub mod command;
 pub mod config;
 pub mod presets;

@@ -1,13 +1,15 @@
 //! Per-layer statistics of a training step — update ratio, mean slope f′(z), dead and saturated units,
-//! activation moments against the init scheme's aim — reduced on the device and read back in one go.
+//! activation moments against the init scheme's aim — from one host pass over the traced activations and
+//! a few sums reduced on the device.
 
 use std::collections::VecDeque;
 
 use burn::tensor::Tensor;
 
-use crate::arch::{Activation, ELU_ALPHA, LEAKY_RELU_SLOPE};
+use crate::arch::Activation;
 use crate::model::{Cnn, Trace};
 use crate::snapshot::LayerStats;
+use crate::train::activity::LayerActivity;
 use crate::train::trainer::TrainError;
 
 /// A ReLU unit counts as *dead* when its output was zero for every example of this many consecutive
@@ -69,121 +71,91 @@ impl UnitTracker {
     }
 }
 
-/// f′(z) elementwise, from the pre-activation and (where cheaper) the activation itself.
-fn slope(activation: Activation, pre: Tensor<4>, post: Tensor<4>) -> Tensor<4> {
-    match activation {
-        Activation::Relu => pre.greater_elem(0.0).float(),
-        Activation::LeakyRelu => {
-            pre.greater_elem(0.0).float().mul_scalar(1.0 - LEAKY_RELU_SLOPE).add_scalar(LEAKY_RELU_SLOPE)
-        }
-        // σ′ = σ(1 − σ), tanh′ = 1 − tanh².
-        Activation::Sigmoid => post.clone().sub(post.square()),
-        Activation::Tanh => post.square().neg().add_scalar(1.0),
-        // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
-        Activation::Elu => {
-            let positive = pre.greater_elem(0.0).float();
-            let negative_slope = post.add_scalar(ELU_ALPHA);
-            positive.clone().add(positive.neg().add_scalar(1.0).mul(negative_slope))
-        }
-        // GELU′ = Φ(z) + z·φ(z).
-        Activation::Gelu => {
-            let cdf = pre.clone().div_scalar(std::f64::consts::SQRT_2).erf().add_scalar(1.0).mul_scalar(0.5);
-            let pdf = pre.clone().square().mul_scalar(-0.5).exp().div_scalar((2.0 * std::f64::consts::PI).sqrt());
-            cdf.add(pre.mul(pdf))
-        }
-        Activation::Identity => pre.ones_like(),
+/// One layer's traced tensors, read to the host once and measured in one pass: the statistics and the
+/// snapshot's histogram and range both come from here.
+#[derive(Debug)]
+pub struct HostLayer {
+    /// The pre-activations, `[batch, units, height, width]` (dense layers: height = width = 1).
+    pub pre: Vec<f32>,
+    pub activity: LayerActivity,
+}
+
+/// Reads every layer's pre-activations and activations to the host and measures them. Takes the trace by
+/// value: once the backward pass has run nothing else holds these tensors, so the read moves rather than
+/// copies them. Returns the host layers and the layers' inputs, which stay on the device.
+pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tensor<4>>), TrainError> {
+    let mut layers = Vec::with_capacity(trace.pre.len());
+    for ((layer, pre), post) in model.layers.iter().zip(trace.pre).zip(trace.post) {
+        let dims = pre.dims();
+        let pre = to_host("the pre-activations", pre)?;
+        let post = to_host("the activations", post)?;
+        let activation = if layer.output { Activation::Identity } else { layer.settings.activation };
+        let activity = LayerActivity::measure(activation, dims, &pre, &post);
+        layers.push(HostLayer { pre, activity });
     }
+    Ok((layers, trace.inputs))
 }
 
-/// What each layer contributes to the one read-back, in order.
-struct Layout {
-    units: usize,
-    /// Per-unit slope sums follow (hidden layers).
-    slopes: bool,
-    /// Per-unit activity maxima follow (ReLU layers).
-    activity: bool,
-    values_per_unit: f32,
+fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError> {
+    tensor
+        .inner()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
 }
 
-/// Number of scalar moments read per layer before its per-unit values.
-const SCALARS: usize = 7;
+/// Number of scalars read from the device per layer: ‖ΔW‖², ‖W‖² and the mean square of the layer's input.
+const DEVICE_SCALARS: usize = 3;
 
-/// Statistics of every layer with weights for the step whose forward pass is `trace`; `weights_before` are
-/// the flat weights before the update (the model already holds the updated ones).
+/// Statistics of every layer with weights for the step whose forward pass gave `host` and `inputs`;
+/// `weights_before` are the flat weights before the update (the model already holds the updated ones).
 pub fn layer_stats(
     model: &Cnn,
-    trace: &Trace,
+    host: &[HostLayer],
+    inputs: &[Tensor<4>],
     weights_before: &[Tensor<1>],
     grad_norms: &[f32],
     tracker: &mut UnitTracker,
 ) -> Result<Vec<LayerStats>, TrainError> {
+    // The few device-side sums, read back in one go.
     let mut pieces: Vec<Tensor<1>> = Vec::new();
-    let mut layouts = Vec::with_capacity(model.layers.len());
-    let parts = trace.inputs.iter().zip(&trace.pre).zip(&trace.post).zip(weights_before);
-    for (layer, (((input, pre), post), before)) in model.layers.iter().zip(parts) {
+    for (layer, (input, before)) in model.layers.iter().zip(inputs.iter().zip(weights_before)) {
         let Some(after) = layer.flat_weight() else { continue };
-        let (input, pre, post) = (input.clone().inner(), pre.clone().inner(), post.clone().inner());
-        let [batch, units, height, width] = pre.dims();
-        pieces.extend([
-            after.clone().sub(before.clone()).square().sum(),
-            after.square().sum(),
-            pre.clone().mean(),
-            pre.clone().square().mean(),
-            post.clone().mean(),
-            post.clone().square().mean(),
-            input.square().mean(),
-        ]);
-        let activation = layer.settings.activation;
-        let slopes = !layer.output;
-        let activity = slopes && activation == Activation::Relu;
-        if slopes {
-            pieces.push(slope(activation, pre, post.clone()).sum_dims(&[0, 2, 3]).reshape([units]));
-        }
-        if activity {
-            // ReLU outputs are never negative: a unit's largest output is zero exactly when it was silent.
-            pieces.push(post.max_dims(&[0, 2, 3]).reshape([units]));
-        }
-        layouts.push(Layout { units, slopes, activity, values_per_unit: (batch * height * width).max(1) as f32 });
+        let input = input.clone().inner();
+        pieces.extend([after.clone().sub(before.clone()).square().sum(), after.square().sum(), input.square().mean()]);
     }
     if pieces.is_empty() {
         return Ok(Vec::new());
     }
-    let values = Tensor::cat(pieces, 0)
+    let scalars = Tensor::cat(pieces, 0)
         .into_data()
-        .try_to_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| TrainError::Readback { what: "the layer statistics", detail: format!("{e:?}") })?;
 
-    let mut rest = values.as_slice();
-    let mut take = |n: usize| {
-        let (head, tail) = rest.split_at(n.min(rest.len()));
-        rest = tail;
-        head
-    };
-    let mut stats = Vec::with_capacity(layouts.len());
-    for ((index, layer), layout) in model.layers.iter().enumerate().zip(&layouts) {
-        let &[delta_sq, weight_sq, pre_mean, pre_sq, post_mean, post_sq, input_sq] = take(SCALARS) else {
-            break;
-        };
+    let mut stats = Vec::with_capacity(host.len());
+    for ((index, layer), (host, device)) in
+        model.layers.iter().enumerate().zip(host.iter().zip(scalars.chunks_exact(DEVICE_SCALARS)))
+    {
+        let &[delta_sq, weight_sq, input_sq] = device else { break };
+        let activity = &host.activity;
         let count = layer.weight_shape().iter().product::<usize>().max(1) as f32;
         let grad_norm = grad_norms.get(index).copied().unwrap_or(f32::NAN);
         let activation = layer.settings.activation;
-        let (mean_slope, saturated_fraction) = if layout.slopes {
-            let per_unit: Vec<f32> = take(layout.units).iter().map(|sum| sum / layout.values_per_unit).collect();
-            let mean = per_unit.iter().sum::<f32>() / layout.units.max(1) as f32;
-            let saturated = peak_slope(activation).map(|peak| {
-                let below = per_unit.iter().filter(|&&s| s < SATURATED_SLOPE_FRACTION * peak).count();
-                below as f32 / layout.units.max(1) as f32
-            });
-            (Some(mean), saturated)
-        } else {
-            (None, None)
-        };
-        let dead_fraction = layout
-            .activity
-            .then(|| take(layout.units).iter().map(|&max| max > 0.0).collect::<Vec<_>>())
-            .map(|active| tracker.record(index, activation, active));
+        let units = activity.unit_mean_slope.len().max(1) as f32;
+        let hidden = !layer.output;
+        let mean_slope = hidden.then(|| activity.unit_mean_slope.iter().sum::<f32>() / units);
+        let saturated_fraction = peak_slope(activation).filter(|_| hidden).map(|peak| {
+            let below = activity.unit_mean_slope.iter().filter(|&&s| s < SATURATED_SLOPE_FRACTION * peak).count();
+            below as f32 / units
+        });
+        // ReLU outputs are never negative: a unit's largest output is zero exactly when it was silent.
+        let dead_fraction = (hidden && activation == Activation::Relu).then(|| {
+            let active = activity.unit_peak.iter().map(|&peak| peak > 0.0).collect();
+            tracker.record(index, activation, active)
+        });
         let (fan_in, fan_out) = layer.fans();
         let init_variance = layer.settings.init.variance(fan_in as f64, fan_out as f64) as f32;
+        let (pre_mean, post_mean) = (activity.pre_mean, activity.post_mean);
         stats.push(LayerStats {
             grad_rms: grad_norm / count.sqrt(),
             weight_rms: (weight_sq / count).sqrt(),
@@ -192,10 +164,10 @@ pub fn layer_stats(
             dead_fraction,
             saturated_fraction,
             pre_activation_mean: pre_mean,
-            pre_activation_var: (pre_sq - pre_mean * pre_mean).max(0.0),
+            pre_activation_var: (activity.pre_square_mean - pre_mean * pre_mean).max(0.0),
             init_pre_activation_var: fan_in as f32 * init_variance * input_sq,
             activation_mean: post_mean,
-            activation_var: (post_sq - post_mean * post_mean).max(0.0),
+            activation_var: (activity.post_square_mean - post_mean * post_mean).max(0.0),
         });
     }
     Ok(stats)

@@ -22,7 +22,7 @@ use crate::snapshot::{
     FloatArray, HISTOGRAM_BINS, Histogram, LayerInfo, LayerSnapshot, MetricRow, ProbeSnapshot, Snapshot,
 };
 use crate::train::config::{BackendKind, OptimizerKind, TrainConfig};
-use crate::train::stats::{self, UnitTracker};
+use crate::train::stats::{self, HostLayer, UnitTracker};
 
 /// A finite loss counts as exploding when it is this many times the run's starting loss…
 pub const EXPLOSION_FACTOR: f32 = 10.0;
@@ -174,7 +174,8 @@ struct HealthyState {
 }
 
 fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
-    data.try_to_vec::<f32>().map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
+    // Moves the values out where nothing else holds them (the CPU backends), rather than copying them.
+    data.try_into_vec::<f32>().map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
 }
 
 fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -574,12 +575,16 @@ impl Trainer {
         if self.auto_evaluate && self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
             self.evaluate().ok();
         }
-        let stats = match &trace {
-            Some(trace) => stats::layer_stats(&self.model, trace, &weights_before, &grad_norms, &mut self.units)
-                .unwrap_or_default(),
+        let host = trace.and_then(|trace| stats::read_trace(&self.model, trace).ok());
+        let stats = match &host {
+            Some((layers, inputs)) => {
+                stats::layer_stats(&self.model, layers, inputs, &weights_before, &grad_norms, &mut self.units)
+                    .unwrap_or_default()
+            }
             None => Vec::new(),
         };
-        let snapshot = trace.filter(|_| capture).and_then(|trace| self.snapshot_with(Some(trace)).ok()).map(Box::new);
+        let snapshot =
+            host.filter(|_| capture).and_then(|(layers, _)| self.snapshot_with(Some(layers)).ok()).map(Box::new);
         let row = MetricRow {
             step,
             epoch: self.sampler.epoch(),
@@ -680,11 +685,11 @@ impl Trainer {
         self.snapshot_with(None)
     }
 
-    /// Weights after the last update, that update's gradients, the activations in `trace` (or recomputed for
-    /// the last batch when `None`), and the probe pass.
-    fn snapshot_with(&self, trace: Option<crate::model::Trace>) -> Result<Snapshot, TrainError> {
-        let trace = match trace {
-            Some(trace) => trace,
+    /// Weights after the last update, that update's gradients, the activations measured in `host` (or
+    /// recomputed for the last batch when `None`), and the probe pass.
+    fn snapshot_with(&self, host: Option<Vec<HostLayer>>) -> Result<Snapshot, TrainError> {
+        let host = match host {
+            Some(host) => host,
             None => {
                 let indices: Vec<usize> = if self.last_indices.is_empty() {
                     (0..self.config.batch_size.min(self.data.train.len())).collect()
@@ -693,7 +698,8 @@ impl Trainer {
                 };
                 let (images, _, _) =
                     make_batch(&self.data.train, &indices, &self.normalization, None, self.plan.classes, &self.device)?;
-                self.model.valid().forward_traced(images.inner()).1
+                let (_, trace) = self.model.valid().forward_traced(images.inner());
+                stats::read_trace(&self.model, trace)?.0
             }
         };
         let no_grad = None;
@@ -702,8 +708,8 @@ impl Trainer {
         let grad_norms =
             self.model.layers.iter().enumerate().map(|(i, _)| self.last_grad_norms.get(i).copied().unwrap_or(0.0));
         let mut layers = Vec::with_capacity(self.model.layers.len());
-        for (((layer, grad), pre), (post, grad_norm)) in
-            self.model.layers.iter().zip(weight_grads).zip(&trace.pre).zip(trace.post.iter().zip(grad_norms))
+        for ((layer, grad), (host, grad_norm)) in
+            self.model.layers.iter().zip(weight_grads).zip(host.iter().zip(grad_norms))
         {
             let shape = layer.weight_shape();
             let weights = weight_array(layer)?;
@@ -711,16 +717,7 @@ impl Trainer {
                 Some(g) => FloatArray::new(shape, readback("gradients", g.clone().into_data())?),
                 None => None,
             };
-            let pre_values = readback("pre-activations", pre.clone().inner().into_data())?;
-            // Only the range of the post-activations is shown: reduce on the device rather than copy them out.
-            let post = post.clone().inner();
-            let ends =
-                readback("activation range", Tensor::cat(vec![post.clone().min(), post.clone().max()], 0).into_data())?;
-            let activation_range = match ends.as_slice() {
-                [low, high] if low.is_finite() && high.is_finite() => (*low, *high),
-                // A non-finite extreme: fall back to the finite range of the values themselves.
-                _ => crate::snapshot::finite_range(&readback("activations", post.into_data())?).unwrap_or((0.0, 0.0)),
-            };
+            let activity = &host.activity;
             layers.push(LayerSnapshot {
                 name: layer.name.clone(),
                 settings: layer.settings,
@@ -728,8 +725,13 @@ impl Trainer {
                 weight_norm: weights.l2_norm(),
                 weights,
                 weight_grads,
-                pre_activation_histogram: Histogram::of(&pre_values, HISTOGRAM_BINS),
-                activation_range,
+                pre_activation_histogram: Histogram::binned(
+                    &host.pre,
+                    HISTOGRAM_BINS,
+                    activity.pre_range,
+                    activity.pre_non_finite,
+                ),
+                activation_range: activity.post_range.unwrap_or((0.0, 0.0)),
                 grad_norm,
             });
         }

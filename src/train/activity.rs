@@ -1,0 +1,264 @@
+//! One pass on the host over a layer's traced pre-activations and activations: their moments and finite
+//! ranges, each unit's mean slope f′(z) and largest output. The statistics and the snapshot both read it.
+
+use crate::arch::{Activation, ELU_ALPHA, LEAKY_RELU_SLOPE};
+
+/// Independent accumulators per quantity, so the compiler keeps them in vector registers.
+const LANES: usize = 8;
+
+/// What one pass over a layer's `[batch, units, height, width]` pre-activations and activations yields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerActivity {
+    /// Mean of the pre-activations z.
+    pub pre_mean: f32,
+    /// Mean of z².
+    pub pre_square_mean: f32,
+    /// Mean of the activations f(z).
+    pub post_mean: f32,
+    /// Mean of f(z)².
+    pub post_square_mean: f32,
+    /// Smallest and largest finite z (`None` when no value is finite).
+    pub pre_range: Option<(f32, f32)>,
+    /// How many z are NaN or infinite.
+    pub pre_non_finite: u32,
+    /// Smallest and largest finite f(z).
+    pub post_range: Option<(f32, f32)>,
+    /// Per unit (a conv channel or a dense neuron), the mean of f′(z) over the batch and positions.
+    pub unit_mean_slope: Vec<f32>,
+    /// Per unit, its largest f(z): a ReLU unit with a largest output of zero was silent.
+    pub unit_peak: Vec<f32>,
+}
+
+impl LayerActivity {
+    /// Measures `pre` and `post`, both laid out `[batch, units, height, width]` as `dims` says.
+    ///
+    /// # Panics
+    /// Never: slices shorter than `dims` are measured as far as they go.
+    pub fn measure(activation: Activation, dims: [usize; 4], pre: &[f32], post: &[f32]) -> LayerActivity {
+        // One monomorphised loop per activation, so the slope is inlined into it.
+        match activation {
+            Activation::Relu => measure_with(dims, pre, post, |z, _| if z > 0.0 { 1.0 } else { 0.0 }),
+            Activation::LeakyRelu => {
+                measure_with(dims, pre, post, |z, _| if z > 0.0 { 1.0 } else { LEAKY_RELU_SLOPE as f32 })
+            }
+            // σ′ = σ(1 − σ), tanh′ = 1 − tanh²: cheaper from the output than from z.
+            Activation::Sigmoid => measure_with(dims, pre, post, |_, a| a - a * a),
+            Activation::Tanh => measure_with(dims, pre, post, |_, a| 1.0 - a * a),
+            // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
+            Activation::Elu => measure_with(dims, pre, post, |z, a| if z > 0.0 { 1.0 } else { a + ELU_ALPHA as f32 }),
+            Activation::Gelu => measure_with(dims, pre, post, |z, _| Activation::Gelu.df(f64::from(z)) as f32),
+            Activation::Identity => measure_with(dims, pre, post, |_, _| 1.0),
+        }
+    }
+}
+
+/// Running sums of one unit's values, lane by lane.
+#[derive(Clone, Copy)]
+struct Lanes {
+    pre_sum: [f32; LANES],
+    pre_square: [f32; LANES],
+    post_sum: [f32; LANES],
+    post_square: [f32; LANES],
+    slope: [f32; LANES],
+    /// NaN until a finite value arrives: `f32::min`/`max` skip NaN, and non-finite values enter as NaN.
+    pre_low: [f32; LANES],
+    pre_high: [f32; LANES],
+    post_low: [f32; LANES],
+    post_high: [f32; LANES],
+    peak: [f32; LANES],
+    pre_non_finite: [u32; LANES],
+}
+
+impl Lanes {
+    const EMPTY: Lanes = Lanes {
+        pre_sum: [0.0; LANES],
+        pre_square: [0.0; LANES],
+        post_sum: [0.0; LANES],
+        post_square: [0.0; LANES],
+        slope: [0.0; LANES],
+        pre_low: [f32::NAN; LANES],
+        pre_high: [f32::NAN; LANES],
+        post_low: [f32::NAN; LANES],
+        post_high: [f32::NAN; LANES],
+        peak: [f32::NAN; LANES],
+        pre_non_finite: [0; LANES],
+    };
+
+    #[inline(always)]
+    fn add(&mut self, lane: usize, z: f32, a: f32, slope: f32) {
+        self.pre_sum[lane] += z;
+        self.pre_square[lane] += z * z;
+        self.post_sum[lane] += a;
+        self.post_square[lane] += a * a;
+        self.slope[lane] += slope;
+        let finite_z = if z.is_finite() { z } else { f32::NAN };
+        let finite_a = if a.is_finite() { a } else { f32::NAN };
+        self.pre_low[lane] = self.pre_low[lane].min(finite_z);
+        self.pre_high[lane] = self.pre_high[lane].max(finite_z);
+        self.post_low[lane] = self.post_low[lane].min(finite_a);
+        self.post_high[lane] = self.post_high[lane].max(finite_a);
+        self.peak[lane] = self.peak[lane].max(a);
+        self.pre_non_finite[lane] += u32::from(!z.is_finite());
+    }
+}
+
+fn sum(lanes: &[f32; LANES]) -> f64 {
+    lanes.iter().map(|&v| f64::from(v)).sum()
+}
+
+fn fold(lanes: &[f32; LANES], pick: fn(f32, f32) -> f32) -> f32 {
+    lanes.iter().copied().fold(f32::NAN, pick)
+}
+
+/// `NaN` (no finite value seen) becomes `None`.
+fn range(low: f32, high: f32) -> Option<(f32, f32)> {
+    (!low.is_nan() && !high.is_nan()).then_some((low, high))
+}
+
+fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32, f32) -> f32) -> LayerActivity {
+    let [batch, units, height, width] = dims;
+    let per_unit = (height * width).max(1);
+    let (mut pre_sum, mut pre_square, mut post_sum, mut post_square) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
+    let (mut pre_low, mut pre_high, mut post_low, mut post_high) = (f32::NAN, f32::NAN, f32::NAN, f32::NAN);
+    let mut pre_non_finite = 0_u32;
+    let mut slope_sums = vec![0.0_f64; units];
+    let mut peaks = vec![f32::NAN; units];
+    // Each (example, unit) pair owns `per_unit` consecutive values.
+    let blocks = pre.chunks(per_unit).zip(post.chunks(per_unit)).take(batch * units);
+    for (block, (pre_block, post_block)) in blocks.enumerate() {
+        let unit = block % units.max(1);
+        let mut lanes = Lanes::EMPTY;
+        let mut pre_chunks = pre_block.chunks_exact(LANES);
+        let mut post_chunks = post_block.chunks_exact(LANES);
+        for (zs, activations) in (&mut pre_chunks).zip(&mut post_chunks) {
+            for lane in 0..LANES {
+                let (z, a) = (zs[lane], activations[lane]);
+                lanes.add(lane, z, a, slope(z, a));
+            }
+        }
+        for (&z, &a) in pre_chunks.remainder().iter().zip(post_chunks.remainder()) {
+            lanes.add(0, z, a, slope(z, a));
+        }
+        pre_sum += sum(&lanes.pre_sum);
+        pre_square += sum(&lanes.pre_square);
+        post_sum += sum(&lanes.post_sum);
+        post_square += sum(&lanes.post_square);
+        pre_low = pre_low.min(fold(&lanes.pre_low, f32::min));
+        pre_high = pre_high.max(fold(&lanes.pre_high, f32::max));
+        post_low = post_low.min(fold(&lanes.post_low, f32::min));
+        post_high = post_high.max(fold(&lanes.post_high, f32::max));
+        pre_non_finite += lanes.pre_non_finite.iter().sum::<u32>();
+        if let (Some(total), Some(peak)) = (slope_sums.get_mut(unit), peaks.get_mut(unit)) {
+            *total += sum(&lanes.slope);
+            *peak = peak.max(fold(&lanes.peak, f32::max));
+        }
+    }
+    let values = (batch * units * per_unit).max(1) as f64;
+    let per_unit_values = (batch * per_unit).max(1) as f64;
+    LayerActivity {
+        pre_mean: (pre_sum / values) as f32,
+        pre_square_mean: (pre_square / values) as f32,
+        post_mean: (post_sum / values) as f32,
+        post_square_mean: (post_square / values) as f32,
+        pre_range: range(pre_low, pre_high),
+        pre_non_finite,
+        post_range: range(post_low, post_high),
+        unit_mean_slope: slope_sums.iter().map(|&s| (s / per_unit_values) as f32).collect(),
+        // A unit whose every output was NaN counts as silent: it carries no signal either way.
+        unit_peak: peaks.into_iter().map(|p| if p.is_nan() { 0.0 } else { p }).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition, value by value, to check the lane-wise pass against.
+    fn naive(activation: Activation, dims: [usize; 4], pre: &[f32], post: &[f32]) -> LayerActivity {
+        let [batch, units, height, width] = dims;
+        let per_unit = height * width;
+        let n = pre.len() as f64;
+        let mean = |values: &[f32], f: fn(f32) -> f64| values.iter().map(|&v| f(v)).sum::<f64>() / n;
+        let finite = |values: &[f32]| crate::snapshot::finite_range(values);
+        let mut slopes = vec![0.0_f64; units];
+        let mut peaks = vec![f32::NEG_INFINITY; units];
+        for b in 0..batch {
+            for u in 0..units {
+                for i in 0..per_unit {
+                    let at = (b * units + u) * per_unit + i;
+                    slopes[u] += activation.df(f64::from(pre[at]));
+                    peaks[u] = peaks[u].max(post[at]);
+                }
+            }
+        }
+        LayerActivity {
+            pre_mean: mean(pre, f64::from) as f32,
+            pre_square_mean: mean(pre, |v| f64::from(v * v)) as f32,
+            post_mean: mean(post, f64::from) as f32,
+            post_square_mean: mean(post, |v| f64::from(v * v)) as f32,
+            pre_range: finite(pre),
+            pre_non_finite: pre.iter().filter(|v| !v.is_finite()).count() as u32,
+            post_range: finite(post),
+            unit_mean_slope: slopes.iter().map(|s| (s / (batch * per_unit) as f64) as f32).collect(),
+            unit_peak: peaks,
+        }
+    }
+
+    fn close(a: f32, b: f32) -> bool {
+        (a - b).abs() <= 1e-5 * (1.0 + a.abs().max(b.abs()))
+    }
+
+    fn assert_close(got: &LayerActivity, want: &LayerActivity, what: &str) {
+        for (name, g, w) in [
+            ("pre mean", got.pre_mean, want.pre_mean),
+            ("pre square", got.pre_square_mean, want.pre_square_mean),
+            ("post mean", got.post_mean, want.post_mean),
+            ("post square", got.post_square_mean, want.post_square_mean),
+        ] {
+            assert!(close(g, w), "{what}: {name} {g} vs {w}");
+        }
+        assert_eq!(got.pre_range, want.pre_range, "{what}");
+        assert_eq!(got.post_range, want.post_range, "{what}");
+        assert_eq!(got.pre_non_finite, want.pre_non_finite, "{what}");
+        assert_eq!(got.unit_peak, want.unit_peak, "{what}");
+        for (g, w) in got.unit_mean_slope.iter().zip(&want.unit_mean_slope) {
+            assert!(close(*g, *w), "{what}: slope {g} vs {w}");
+        }
+    }
+
+    /// Deterministic values in about [-4, 4], so every activation's regions (and a remainder) are exercised.
+    fn values(count: usize) -> Vec<f32> {
+        (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect()
+    }
+
+    #[test]
+    fn the_lane_wise_pass_matches_the_definitions() {
+        // 5×5 positions leave a remainder of one after three lanes-worth; the dense shape has one position.
+        for dims in [[3, 4, 5, 5], [7, 10, 1, 1], [2, 3, 8, 8]] {
+            let pre = values(dims.iter().product());
+            for activation in Activation::ALL {
+                let post: Vec<f32> = pre.iter().map(|&z| activation.f(f64::from(z)) as f32).collect();
+                let got = LayerActivity::measure(activation, dims, &pre, &post);
+                assert_close(&got, &naive(activation, dims, &pre, &post), &format!("{activation} {dims:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_values_are_counted_and_kept_out_of_the_ranges() {
+        let dims = [1, 2, 3, 3];
+        let mut pre = values(18);
+        pre[4] = f32::NAN;
+        pre[11] = f32::INFINITY;
+        let post: Vec<f32> = pre.iter().map(|z| z.max(0.0)).collect();
+        let got = LayerActivity::measure(Activation::Relu, dims, &pre, &post);
+        assert_eq!(got.pre_non_finite, 2);
+        let finite: Vec<f32> = pre.iter().copied().filter(|v| v.is_finite()).collect();
+        assert_eq!(got.pre_range, crate::snapshot::finite_range(&finite));
+        assert!(got.pre_mean.is_nan(), "a NaN poisons the mean, as on the device");
+
+        let nothing_finite = LayerActivity::measure(Activation::Relu, [1, 1, 1, 2], &[f32::NAN; 2], &[f32::NAN; 2]);
+        assert_eq!((nothing_finite.pre_range, nothing_finite.post_range), (None, None));
+        assert_eq!(nothing_finite.unit_peak, vec![0.0]);
+    }
+}
