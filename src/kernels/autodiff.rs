@@ -17,7 +17,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
-use convscope_kernels::{Geom, gemm as kernels, pool};
+use convscope_kernels::{Geom, Isa, direct, gemm as kernels, pool};
 use rayon::prelude::*;
 
 use super::KernelChoice;
@@ -34,9 +34,12 @@ fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(Shape::from(shape)), DType::F32)
 }
 
-/// Whether the direct AVX-512 kernels take this shape (5×5 only; im2col+gemm otherwise).
-fn use_direct(choice: KernelChoice, g: &Geom) -> bool {
-    choice == KernelChoice::Direct && g.kh == 5 && g.kw == 5
+/// The instruction set of the direct kernels, if they were chosen (each falls back to gemm where slower).
+fn direct_isa(choice: KernelChoice) -> Option<Isa> {
+    match choice {
+        KernelChoice::Direct(isa) => Some(isa),
+        _ => None,
+    }
 }
 
 /// Contiguous runs of images, one per compute thread (the kernels themselves are single-threaded).
@@ -93,9 +96,10 @@ fn fwd(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, pad: usize, choic
     let g = geom(&x, &w, pad);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
-    let (wv, direct) = (w.storage::<f32>(), use_direct(choice, &g));
-    let y = by_batch(&g, x.storage(), g.ci * g.hw_in(), |gs, xs| {
-        if direct { convscope_kernels::direct::forward(gs, xs, wv, bias) } else { kernels::forward(gs, xs, wv, bias) }
+    let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
+    let y = by_batch(&g, x.storage(), g.ci * g.hw_in(), |gs, xs| match direct {
+        Some(isa) => direct::forward(isa, gs, xs, wv, bias),
+        None => kernels::forward(gs, xs, wv, bias),
     });
     flex(y, vec![g.b, g.co, g.ho(), g.wo()])
 }
@@ -117,20 +121,23 @@ fn conv_grads(
     let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
     let g = geom(&x, &w, pad);
     let dyv: &[f32] = dy.storage();
-    let direct = use_direct(choice, &g);
+    let direct = direct_isa(choice);
     let dx = need_x.then(|| {
         let wv = w.storage::<f32>();
-        let v = by_batch(&g, dyv, g.co * g.hw_out(), |gs, dys| {
-            if direct { convscope_kernels::direct::input_grad(gs, wv, dys) } else { kernels::input_grad(gs, wv, dys) }
+        let v = by_batch(&g, dyv, g.co * g.hw_out(), |gs, dys| match direct {
+            Some(isa) => direct::input_grad(isa, gs, wv, dys),
+            None => kernels::input_grad(gs, wv, dys),
         });
         flex(v, vec![g.b, g.ci, g.h, g.w])
     });
     let dw = need_w.then(|| {
         // co in the vector lanes: worth it from 16 output channels; below, im2col+gemm is faster.
-        let lanes = direct && g.co >= 16;
-        let v = sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| {
-            if lanes { convscope_kernels::direct::weight_grad(gs, xs, dys) } else { kernels::weight_grad(gs, xs, dys) }
-        });
+        let lanes = direct.filter(|_| g.co >= 16);
+        let v =
+            sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| match lanes {
+                Some(isa) => direct::weight_grad(isa, gs, xs, dys),
+                None => kernels::weight_grad(gs, xs, dys),
+            });
         flex(v, vec![g.co, g.ci, g.kh, g.kw])
     });
     let db = need_b.then(|| flex(kernels::bias_grad(&g, dyv), vec![g.co]));

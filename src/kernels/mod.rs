@@ -1,5 +1,5 @@
 //! The project's own conv2d and 2×2 max-pool for the flex CPU backend, plugged into burn's autodiff through its
-//! public `Backward` trait: direct register-blocked AVX-512 kernels where the CPU has them (5×5 filters), im2col
+//! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (5×5 filters), im2col
 //! plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution with a 28×28
 //! "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,700 to ≈15,000 images/s at one
 //! thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
@@ -12,27 +12,53 @@ use std::sync::OnceLock;
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 
+pub use convscope_kernels::Isa;
+
 /// Which kernels run the convolutions and the 2×2 pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Direct AVX-512 kernels (where detected), im2col + gemm for other filter sizes.
-    Direct,
-    /// im2col + gemm everywhere (CPUs without AVX-512, or `CONVSCOPE_KERNELS=gemm`).
+    /// Direct kernels for this instruction set on 5×5 filters, im2col + gemm for other filter sizes.
+    Direct(Isa),
+    /// im2col + gemm everywhere (CPUs without AVX2, or `CONVSCOPE_KERNELS=gemm`).
     Gemm,
     /// burn-flex's own ops (`CONVSCOPE_KERNELS=burn`).
     Burn,
 }
 
-/// The kernels in use: `CONVSCOPE_KERNELS=burn|gemm|direct` if set, else the fastest this CPU runs.
+impl KernelChoice {
+    /// The fastest kernels this CPU runs.
+    pub fn best() -> KernelChoice {
+        Isa::best().map_or(KernelChoice::Gemm, KernelChoice::Direct)
+    }
+
+    /// What `CONVSCOPE_KERNELS` names (`burn`, `gemm`, `avx2`, `avx512`); an instruction set this CPU lacks,
+    /// or anything else, gives the best.
+    pub fn from_name(name: &str) -> KernelChoice {
+        match name {
+            "burn" => KernelChoice::Burn,
+            "gemm" => KernelChoice::Gemm,
+            "avx2" if Isa::Avx2.runs_here() => KernelChoice::Direct(Isa::Avx2),
+            "avx512" if Isa::Avx512.runs_here() => KernelChoice::Direct(Isa::Avx512),
+            _ => KernelChoice::best(),
+        }
+    }
+
+    /// Its name, as `CONVSCOPE_KERNELS` and `convscope bench` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelChoice::Direct(Isa::Avx512) => "avx512",
+            KernelChoice::Direct(Isa::Avx2) => "avx2",
+            KernelChoice::Gemm => "gemm",
+            KernelChoice::Burn => "burn",
+        }
+    }
+}
+
+/// The kernels in use: `CONVSCOPE_KERNELS=burn|gemm|avx2|avx512` if set, else the fastest this CPU runs.
 pub fn kernel_choice() -> KernelChoice {
     static CHOICE: OnceLock<KernelChoice> = OnceLock::new();
     *CHOICE.get_or_init(|| {
-        let direct = if convscope_kernels::direct_available() { KernelChoice::Direct } else { KernelChoice::Gemm };
-        match std::env::var("CONVSCOPE_KERNELS").as_deref() {
-            Ok("burn") => KernelChoice::Burn,
-            Ok("gemm") => KernelChoice::Gemm,
-            _ => direct,
-        }
+        std::env::var("CONVSCOPE_KERNELS").map_or_else(|_| KernelChoice::best(), |name| KernelChoice::from_name(&name))
     })
 }
 
@@ -51,10 +77,9 @@ pub fn conv2d_using(
     padding: usize,
 ) -> Tensor<4> {
     // Direct kernels only where the CPU runs them.
-    let choice = if choice == KernelChoice::Direct && !convscope_kernels::direct_available() {
-        KernelChoice::Gemm
-    } else {
-        choice
+    let choice = match choice {
+        KernelChoice::Direct(isa) if !isa.runs_here() => KernelChoice::Gemm,
+        other => other,
     };
     if stride == 1 && choice != KernelChoice::Burn {
         autodiff::conv2d_custom(x, weight, bias, padding, choice)

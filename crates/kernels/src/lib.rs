@@ -1,9 +1,8 @@
 //! Convolution and 2×2 max-pool kernels for convscope, on plain `f32` slices (NCHW): im2col plus the `gemm`
-//! crate on any CPU, direct register-blocked kernels where the CPU has AVX-512. A crate of its own so that it is
+//! crate on any CPU, direct register-blocked kernels where the CPU has AVX-512 or AVX2. A crate of its own so that it is
 //! optimised even in test builds (`[profile.dev.package.convscope-kernels]`) and so its `unsafe` stays here;
 //! the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
 
-#[cfg(target_arch = "x86_64")]
 pub mod direct;
 pub mod gemm;
 pub mod pool;
@@ -52,14 +51,4 @@ impl Geom {
     }
 }
 
-/// Whether the direct AVX-512 kernels can run on this CPU.
-pub fn direct_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        direct::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+pub use direct::Isa;
