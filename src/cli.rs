@@ -15,6 +15,7 @@ use crate::data::{self, DataSplit};
 use crate::export::{self, EXPORT_PIXELS_PER_WEIGHT, MetricsCsv};
 use crate::hints::{self, HINT_WINDOW, Hint};
 use crate::snapshot::{MetricRow, Snapshot};
+use crate::train::cadence::SnapshotCadence;
 use crate::train::{self, BackendKind, OptimizerKind, StepOutcome, TrainConfig, Trainer, presets};
 
 /// Steps `convscope train` takes without --steps, --epochs or a preset.
@@ -714,6 +715,8 @@ fn write_first_layer_images(snapshot: &Snapshot, out: &Path) -> Result<(), expor
 struct BenchSummary {
     arch: String,
     backend: &'static str,
+    /// The conv and pool kernels on the flex backend (`avx512`, `avx2`, `gemm`, `burn`; `CONVSCOPE_KERNELS`).
+    kernels: &'static str,
     threads: usize,
     batch: usize,
     steps: u64,
@@ -773,15 +776,16 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     let mut trainer = Trainer::new(config, data, backend).map_err(Failure::bad_input)?;
     let mut final_loss = f32::NAN;
     let mut run = |trainer: &mut Trainer, count: u64, snapshots: bool| -> Result<Duration, Failure> {
-        let mut last_capture: Option<Instant> = None;
+        // The window's cadence, as its worker keeps it.
+        let mut cadence = SnapshotCadence::default();
         let started = Instant::now();
         for _ in 0..count {
-            let capture = snapshots && last_capture.is_none_or(|t| t.elapsed() >= interval);
+            let capture = snapshots && cadence.due(interval);
             match trainer.step(capture).map_err(Failure::internal)? {
                 StepOutcome::Updated { row, snapshot } => {
                     final_loss = row.loss;
                     if snapshot.is_some() {
-                        last_capture = Some(Instant::now());
+                        cadence.taken(trainer.last_capture_cost());
                     }
                 }
                 StepOutcome::Diverged { message, .. } => {
@@ -817,6 +821,7 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     Ok(BenchSummary {
         arch,
         backend: backend.name(),
+        kernels: crate::kernels::kernel_choice().name(),
         threads: rayon::current_num_threads(),
         batch,
         steps: per_round * BENCH_ROUNDS,

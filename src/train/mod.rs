@@ -3,6 +3,7 @@
 //! plain callback.
 
 pub mod activity;
+pub mod cadence;
 pub mod command;
 pub mod config;
 pub mod presets;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::data::DataSplit;
 use crate::snapshot::MetricRow;
+use crate::train::cadence::SnapshotCadence;
 use crate::train::command::{Command, RunState, SharedData, WorkerEvent};
 use crate::train::config::{BackendKind, TrainConfig};
 use crate::train::trainer::{StepOutcome, TrainError, Trainer};
@@ -43,7 +44,7 @@ struct Worker {
     steps_left: u32,
     rows: Vec<MetricRow>,
     last_flush: Instant,
-    last_snapshot: Option<Instant>,
+    snapshots: SnapshotCadence,
     events: Sender<WorkerEvent>,
     snapshot_unread: Arc<AtomicBool>,
     waker: Waker,
@@ -124,7 +125,7 @@ impl Worker {
                 });
                 self.data = data.clone();
                 self.trainer = Some(trainer);
-                self.last_snapshot = None;
+                self.snapshots.restart();
                 self.send_refresh();
                 Ok(())
             }
@@ -257,11 +258,12 @@ impl Worker {
     fn run_step(&mut self, snapshot_interval: Duration) {
         let Some(trainer) = self.trainer.as_mut() else { return };
         let last_of_a_count = self.steps_left == 1;
-        let due = self.last_snapshot.is_none_or(|t| t.elapsed() >= snapshot_interval);
+        let due = self.snapshots.due(snapshot_interval);
         // Only take a snapshot when the last one was read: the newest wins, and an idle UI costs nothing.
         let capture = last_of_a_count || (due && !self.snapshot_unread.load(Ordering::Acquire));
         let attempted = trainer.step_count() + 1;
         let outcome = catch_unwind(AssertUnwindSafe(|| trainer.step(capture)));
+        let capture_cost = trainer.last_capture_cost();
         if self.steps_left > 0 {
             self.steps_left -= 1;
         }
@@ -274,7 +276,7 @@ impl Worker {
                 self.rows.push(row);
                 if let Some(snapshot) = snapshot {
                     self.snapshot_unread.store(true, Ordering::Release);
-                    self.last_snapshot = Some(Instant::now());
+                    self.snapshots.taken(capture_cost);
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));
                     (self.waker)();
@@ -350,7 +352,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         steps_left: 0,
         rows: Vec::new(),
         last_flush: Instant::now(),
-        last_snapshot: None,
+        snapshots: SnapshotCadence::default(),
         events,
         snapshot_unread,
         waker,
