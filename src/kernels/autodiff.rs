@@ -131,10 +131,8 @@ fn conv_grads(
         flex(v, vec![g.b, g.ci, g.h, g.w])
     });
     let dw = need_w.then(|| {
-        // co in the vector lanes: worth it from 16 output channels; below, im2col+gemm is faster.
-        let lanes = direct.filter(|_| g.co >= 16);
         let v =
-            sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| match lanes {
+            sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| match direct {
                 Some(isa) => direct::weight_grad(isa, gs, xs, dys),
                 None => kernels::weight_grad(gs, xs, dys),
             });

@@ -1,8 +1,8 @@
 //! The project's own conv2d and 2×2 max-pool for the flex CPU backend, plugged into burn's autodiff through its
-//! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (5×5 filters), im2col
-//! plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution with a 28×28
-//! "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,700 to ≈15,000 images/s at one
-//! thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
+//! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (5×5
+//! filters), im2col plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution
+//! with a 28×28 "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,950 to ≈16,500 images/s
+//! at one thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
 //! checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for comparisons.
 
 mod autodiff;

@@ -32,8 +32,7 @@ pub struct LayerActivity {
 impl LayerActivity {
     /// Measures `pre` and `post`, both laid out `[batch, units, height, width]` as `dims` says.
     ///
-    /// # Panics
-    /// Never: slices shorter than `dims` are measured as far as they go.
+    /// Slices shorter than `dims` (a caller's mistake) are measured as far as they both go, never read past.
     pub fn measure(activation: Activation, dims: [usize; 4], pre: &[f32], post: &[f32]) -> LayerActivity {
         // One monomorphised loop per activation, so the slope is inlined into it.
         match activation {
@@ -121,12 +120,14 @@ fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32,
     let (mut pre_sum, mut pre_square, mut post_sum, mut post_square) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
     let (mut pre_low, mut pre_high, mut post_low, mut post_high) = (f32::NAN, f32::NAN, f32::NAN, f32::NAN);
     let mut pre_non_finite = 0_u32;
+    let mut measured = 0_usize;
     let mut slope_sums = vec![0.0_f64; units];
     let mut peaks = vec![f32::NAN; units];
     // Each (example, unit) pair owns `per_unit` consecutive values.
     let blocks = pre.chunks(per_unit).zip(post.chunks(per_unit)).take(batch * units);
     for (block, (pre_block, post_block)) in blocks.enumerate() {
         let unit = block % units.max(1);
+        measured += pre_block.len().min(post_block.len());
         let mut lanes = Lanes::EMPTY;
         let mut pre_chunks = pre_block.chunks_exact(LANES);
         let mut post_chunks = post_block.chunks_exact(LANES);
@@ -153,8 +154,9 @@ fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32,
             *peak = peak.max(fold(&lanes.peak, f32::max));
         }
     }
-    let values = (batch * units * per_unit).max(1) as f64;
-    let per_unit_values = (batch * per_unit).max(1) as f64;
+    let values = measured.max(1) as f64;
+    // A unit's share of the values measured (all of its batch × positions when the slices are whole).
+    let per_unit_values = (measured / units.max(1)).max(1) as f64;
     LayerActivity {
         pre_mean: (pre_sum / values) as f32,
         pre_square_mean: (pre_square / values) as f32,

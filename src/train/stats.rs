@@ -10,7 +10,7 @@ use crate::arch::Activation;
 use crate::model::{Cnn, Trace};
 use crate::snapshot::LayerStats;
 use crate::train::activity::LayerActivity;
-use crate::train::trainer::TrainError;
+use crate::train::trainer::{TrainError, readback};
 
 /// A ReLU unit counts as *dead* when its output was zero for every example of this many consecutive
 /// statistics batches (every step in `convscope train`, every snapshot in the window).
@@ -97,11 +97,7 @@ pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tens
 }
 
 fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError> {
-    tensor
-        .inner()
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
+    readback(what, tensor.inner().into_data())
 }
 
 /// Number of scalars read from the device per layer: ‖ΔW‖², ‖W‖² and the mean square of the layer's input.
@@ -127,10 +123,7 @@ pub fn layer_stats(
     if pieces.is_empty() {
         return Ok(Vec::new());
     }
-    let scalars = Tensor::cat(pieces, 0)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| TrainError::Readback { what: "the layer statistics", detail: format!("{e:?}") })?;
+    let scalars = readback("the layer statistics", Tensor::cat(pieces, 0).into_data())?;
 
     let mut stats = Vec::with_capacity(host.len());
     for ((index, layer), (host, device)) in

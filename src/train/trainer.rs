@@ -175,7 +175,7 @@ struct HealthyState {
     optimizer: burn::tensor::Bytes,
 }
 
-fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
+pub(crate) fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
     // Moves the values out where nothing else holds them (the CPU backends), rather than copying them.
     data.try_into_vec::<f32>().map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
 }
@@ -292,7 +292,8 @@ impl Trainer {
     }
 
     /// Takes layer statistics ([`MetricRow::stats`]) every `every` steps as well as with every snapshot
-    /// (0: only with snapshots). They cost a few reductions per layer and one small read-back.
+    /// (0: only with snapshots). They cost reading the step's activations to the host and one pass over them
+    /// (≈ 25 % of a ref-mnist step on the CPU).
     pub fn set_stats_every(&mut self, every: u64) {
         self.stats_every = every;
     }

@@ -52,6 +52,13 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([4, 8, 14, 14], 16, 5, 2, true),
             // 20 filters: a partial vector of output channels in the weight gradient, 2 columns past a vector.
             ([3, 3, 10, 18], 20, 5, 2, true),
+            // Odd and small channel counts (one and two channels per register block), dX into 16 channels.
+            ([2, 16, 9, 13], 5, 5, 2, true),
+            ([2, 4, 8, 8], 6, 5, 2, false),
+            // 32 × 40 channels: past AVX2's direct limit (gemm there), direct on AVX-512.
+            ([2, 32, 6, 6], 40, 5, 2, true),
+            // Padding of a whole kernel: dX goes to gemm (its own padding would be negative).
+            ([2, 8, 6, 6], 16, 5, 5, true),
             ([3, 3, 11, 9], 5, 3, 1, true),
             ([2, 2, 9, 13], 4, 5, 0, false),
         ] {

@@ -1,8 +1,8 @@
 //! Direct (no im2col) conv kernels, register-blocked, written once over a small vector trait and compiled
 //! for AVX-512 (16 lanes) and for AVX2 (8 lanes), the instruction set picked at run time ([`Isa`]).
 //!
-//! forward:  one vector of output columns × CB output channels of accumulators per output row; per kernel
-//!           tap one unaligned load of the padded input row and CB broadcast-FMAs.
+//! forward:  NB vectors of output columns × CB output channels of accumulators per output row (AVX-512 1 × up
+//!           to 16, AVX2 2 × 4); per kernel tap NB unaligned loads of the padded input row and CB broadcasts.
 //! dX:       the same forward kernel on dY padded by k-1-p with flipped, transposed weights.
 //! dW:       dY transposed to [b][oh][ow][co] so output channels are the vector lanes; per output pixel
 //!           one load of dY and broadcast-FMAs into one accumulator per kernel tap (AVX2 has 16 registers,
@@ -15,6 +15,8 @@
 // Index loops over fixed-size register blocks are what the compiler unrolls into FMAs; the kernels take the
 // whole geometry as arguments.
 #![allow(clippy::needless_range_loop, clippy::too_many_arguments)]
+// Off x86-64 only the gemm fallbacks remain, and the helpers the vector kernels use go unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables, unused_mut))]
 
 use crate::Geom;
 
@@ -51,26 +53,34 @@ impl Isa {
     }
 }
 
-// Where the direct kernels beat im2col + gemm (whose microkernels are AVX2 + FMA), measured per op on
-// ref-mnist's and `wide`'s layers, an RGB first layer and 16/32-channel layers:
+// Where the direct kernels beat im2col + gemm, measured per op on ref-mnist's and `wide`'s layers, an RGB first
+// layer and 16/32-channel layers:
 // - 5×5 filters only (the weight gradient is unrolled for them);
 // - dX only into 8 or more channels: it runs the forward kernel with the input channels as outputs, and with
 //   fewer each load feeds too few FMAs;
 // - dW only with 16 or more output channels (its vector lanes) and 2 or more input channels (a one-channel
 //   image is gemm's best case: 0.75 ms against 1.45 ms for `wide`'s first layer);
 // - with AVX2, forward and dX only while input × output channels ≤ 1,024: for `wide`'s 32 → 64 layer gemm's
-//   larger blocking wins (7.9 against 8.7 ms), for 32 → 16 the direct kernel does (2.2 against 3.3 ms).
+//   larger blocking wins (7.9 against 8.7 ms with gemm's AVX2 microkernels), for 32 → 16 the direct kernel
+//   does (2.2 against 3.3 ms).
+// Shapes the kernels are not written for go to gemm too: an empty output, and for dX padding of a whole
+// kernel or more (its own padding, kh − 1 − pad, would be negative).
+
+/// 5×5 filters and at least one output pixel.
+fn direct_shape(g: &Geom) -> bool {
+    g.kh == 5 && g.kw == 5 && g.h + 2 * g.pad >= g.kh && g.w + 2 * g.pad >= g.kw
+}
 
 fn takes_forward(isa: Isa, g: &Geom) -> bool {
-    g.kh == 5 && g.kw == 5 && (isa == Isa::Avx512 || g.ci * g.co <= 1024)
+    direct_shape(g) && (isa == Isa::Avx512 || g.ci * g.co <= 1024)
 }
 
 fn takes_input_grad(isa: Isa, g: &Geom) -> bool {
-    takes_forward(isa, g) && g.ci >= 8
+    takes_forward(isa, g) && g.ci >= 8 && g.pad < g.kh
 }
 
 fn takes_weight_grad(g: &Geom) -> bool {
-    g.kh == 5 && g.kw == 5 && g.co >= 16 && g.ci >= 2
+    direct_shape(g) && g.co >= 16 && g.ci >= 2
 }
 
 /// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad).
@@ -420,7 +430,8 @@ mod vector {
     /// dW for KH×KW filters: co in the vector lanes (padded to whole passes of `S::DW_VECTORS` vectors), one
     /// accumulator per tap and vector for `S::DW_ROWS` kernel rows at a time, kept per (ci, co vector) across
     /// the batch. AVX2 takes one kernel row and two channel vectors per pass (10 accumulators): each broadcast
-    /// input value then feeds two FMAs (dW of ref-mnist's second layer 0.60 → see README).
+    /// input value then feeds two FMAs (dW of ref-mnist's second layer 0.60 → 0.39 ms, `wide`'s second 10.2 →
+    /// 6.3 ms).
     #[inline(always)]
     unsafe fn dw_impl<S: Vector, const KH: usize, const KW: usize>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         const MAX_ACCUMULATORS: usize = 25;
@@ -430,6 +441,7 @@ mod vector {
         assert!(S::DW_VECTORS <= MAX_VECTORS);
         let l = S::L;
         let (ho, wo) = (g.ho(), g.wo());
+        assert!(ho > 0 && wo > 0);
         let hp = g.h + 2 * g.pad;
         let wpp = g.w + 2 * g.pad;
         let cblocks = g.co.div_ceil(l * S::DW_VECTORS) * S::DW_VECTORS;
@@ -447,14 +459,16 @@ mod vector {
         // [ci][co vector][tap][lane]
         let mut sums = vec![0.0f32; g.ci * cblocks * KH * KW * l];
         assert!((ho - 1 + KH - 1) * wpp + wo - 1 + KW - 1 < hp * wpp);
+        assert!(cblocks.is_multiple_of(S::DW_VECTORS));
         assert!(dyt.len() >= g.b * ho * wo * cpad && sums.len() == g.ci * cblocks * KH * KW * l);
         for b in 0..g.b {
             pad_image(&x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], g.ci, g.h, g.w, g.pad, hp, wpp, &mut xpad);
             for c_in in 0..g.ci {
                 for cb in (0..cblocks).step_by(S::DW_VECTORS) {
                     for i0 in (0..KH).step_by(S::DW_ROWS) {
-                        // SAFETY: the asserts above bound every offset: taps < KH·KW, channel vectors < cblocks,
-                        // pixels < ho·wo, and the padded input covers (oh + i, ow + j) for every tap.
+                        // SAFETY: the asserts above bound every offset: taps < KH·KW, channel vectors < cblocks
+                        // (a whole number of passes), pixels < ho·wo, and the padded input covers (oh + i, ow + j)
+                        // for every tap.
                         unsafe {
                             let slot = |v: usize| ((c_in * cblocks + cb + v) * KH * KW + i0 * KW) * l;
                             let mut a = [S::zero(); MAX_ACCUMULATORS];
