@@ -715,8 +715,9 @@ fn write_first_layer_images(snapshot: &Snapshot, out: &Path) -> Result<(), expor
 struct BenchSummary {
     arch: String,
     backend: &'static str,
-    /// The conv and pool kernels on the flex backend (`avx512`, `avx2`, `gemm`, `burn`; `CONVSCOPE_KERNELS`).
-    kernels: &'static str,
+    /// The conv and pool kernels on the flex backend (`avx512`, `avx2`, `gemm`, `burn`; `CONVSCOPE_KERNELS`);
+    /// `null` on the other backends, which run their own.
+    kernels: Option<&'static str>,
     threads: usize,
     batch: usize,
     steps: u64,
@@ -821,7 +822,7 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     Ok(BenchSummary {
         arch,
         backend: backend.name(),
-        kernels: crate::kernels::kernel_choice().name(),
+        kernels: (backend == BackendKind::Flex).then(|| crate::kernels::kernel_choice().name()),
         threads: rayon::current_num_threads(),
         batch,
         steps: per_round * BENCH_ROUNDS,
