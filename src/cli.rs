@@ -782,12 +782,11 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         let started = Instant::now();
         for _ in 0..count {
             let capture = snapshots && cadence.due(interval);
+            let step_started = Instant::now();
             match trainer.step(capture).map_err(Failure::internal)? {
                 StepOutcome::Updated { row, snapshot } => {
                     final_loss = row.loss;
-                    if snapshot.is_some() {
-                        cadence.taken(trainer.last_capture_cost());
-                    }
+                    cadence.step_done(step_started.elapsed(), snapshot.is_some());
                 }
                 StepOutcome::Diverged { message, .. } => {
                     return Err(Failure { code: 3, error: anyhow::anyhow!("{message}") });

@@ -1,18 +1,28 @@
-//! When the next snapshot is due: every configured interval, stretched for a big net so that taking snapshots
-//! never costs more than a small, fixed share of training time.
+//! When the next snapshot is due: every configured interval, stretched for a big net (or a GPU, where reading
+//! activations back stalls the queue) so that taking snapshots costs at most a small, fixed share of training.
 
 use std::time::{Duration, Instant};
 
 /// The largest share of wall time snapshots may take: after a snapshot that cost `c`, the next waits at
-/// least `c / SNAPSHOT_BUDGET`. Small nets never reach it (ref-mnist's ≈ 1 ms every 100 ms is ≈ 1 %); a wide
-/// one's bigger activation maps then refresh less often instead of slowing training.
+/// least `c / SNAPSHOT_BUDGET`. Small nets on the CPU never reach it (ref-mnist's ≈ 1 ms every 100 ms is
+/// ≈ 1 %); a wide one's bigger activation maps then refresh less often instead of slowing training.
 pub const SNAPSHOT_BUDGET: f64 = 0.02;
+
+/// However costly snapshots are, the window refreshes at least this often: a net that slow to look at is
+/// better seen once a second than not at all.
+pub const LONGEST_GAP: Duration = Duration::from_secs(1);
+
+/// Weight of the newest plain step in the running mean of plain step times.
+const PLAIN_STEP_WEIGHT: f64 = 0.1;
 
 /// The snapshot clock of one training loop (the worker's, or the benchmark's that stands in for it).
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotCadence {
     last: Option<Instant>,
+    /// What the last snapshot cost: its step's time beyond a plain step's.
     cost: Duration,
+    /// Running mean of the time of steps without a snapshot.
+    plain_step: Option<Duration>,
 }
 
 impl SnapshotCadence {
@@ -23,16 +33,27 @@ impl SnapshotCadence {
 
     /// The time the next snapshot waits after the last one.
     pub fn gap(&self, interval: Duration) -> Duration {
-        interval.max(self.cost.div_f64(SNAPSHOT_BUDGET))
+        interval.max(self.cost.div_f64(SNAPSHOT_BUDGET).min(LONGEST_GAP))
     }
 
-    /// Records a snapshot taken just now that cost `cost` on top of its training step.
-    pub fn taken(&mut self, cost: Duration) {
-        self.last = Some(Instant::now());
-        self.cost = cost;
+    /// Records a finished training step that took `took` (the whole `Trainer::step` call), with or without a
+    /// snapshot. A snapshot's cost is what its step took beyond a plain one, so it includes whatever taking
+    /// it slows down: the traced forward pass, read-backs, a GPU queue drained early.
+    pub fn step_done(&mut self, took: Duration, snapshot: bool) {
+        if snapshot {
+            self.last = Some(Instant::now());
+            // Before any plain step has been timed (the first steps, perhaps compiling GPU kernels) there is
+            // nothing to compare with: do not stretch the gap on a guess.
+            self.cost = self.plain_step.map_or(Duration::ZERO, |plain| took.saturating_sub(plain));
+        } else {
+            self.plain_step = Some(match self.plain_step {
+                None => took,
+                Some(mean) => mean.mul_f64(1.0 - PLAIN_STEP_WEIGHT) + took.mul_f64(PLAIN_STEP_WEIGHT),
+            });
+        }
     }
 
-    /// Makes the next snapshot due at once (a new net: show it straight away).
+    /// Makes the next snapshot due at once and forgets the timings (a new net: show it straight away).
     pub fn restart(&mut self) {
         *self = SnapshotCadence::default();
     }
@@ -42,16 +63,25 @@ impl SnapshotCadence {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn a_costly_snapshot_stretches_the_gap_to_keep_within_budget() {
         let mut cadence = SnapshotCadence::default();
-        let interval = Duration::from_millis(100);
+        let interval = 100 * MS;
         assert!(cadence.due(interval), "the first snapshot is due at once");
-        cadence.taken(Duration::from_millis(1));
-        assert_eq!(cadence.gap(interval), interval, "a cheap snapshot keeps the configured interval");
+        cadence.step_done(60_000 * MS, true);
+        assert_eq!(cadence.gap(interval), interval, "no plain step timed yet: a slow first step stretches nothing");
+        for _ in 0..5 {
+            cadence.step_done(2 * MS, false);
+        }
+        cadence.step_done(3 * MS, true);
+        assert_eq!(cadence.gap(interval), interval, "1 ms beyond a plain step keeps the configured interval");
         assert!(!cadence.due(interval));
-        cadence.taken(Duration::from_millis(5));
-        assert_eq!(cadence.gap(interval), Duration::from_millis(250), "5 ms is 2 % of 250 ms");
+        cadence.step_done(7 * MS, true);
+        assert_eq!(cadence.gap(interval), 250 * MS, "5 ms beyond a plain step is 2 % of 250 ms");
+        cadence.step_done(500 * MS, true);
+        assert_eq!(cadence.gap(interval), LONGEST_GAP, "the window still refreshes once a second");
         cadence.restart();
         assert!(cadence.due(interval));
     }

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
@@ -150,8 +150,6 @@ pub struct Trainer {
     last_grads: Vec<Option<Tensor<1>>>,
     last_grad_norms: Vec<f32>,
     last_loss: f32,
-    /// What the last snapshot cost on top of its step: reading the activations, statistics, extraction.
-    last_capture_cost: Duration,
     /// The first step's loss and gradient norms since the build or the last restore: the explosion rule's
     /// reference.
     reference: Option<(f32, Vec<f32>)>,
@@ -221,7 +219,6 @@ impl Trainer {
             last_grads: Vec::new(),
             last_grad_norms: Vec::new(),
             last_loss: f32::NAN,
-            last_capture_cost: Duration::ZERO,
             reference: None,
             exploding_steps: 0,
             healthy: None,
@@ -284,11 +281,6 @@ impl Trainer {
     /// within a time budget).
     pub fn set_manual_evaluation(&mut self) {
         self.auto_evaluate = false;
-    }
-
-    /// What the last snapshot cost on top of its training step (see [`crate::train::cadence`]).
-    pub fn last_capture_cost(&self) -> Duration {
-        self.last_capture_cost
     }
 
     /// Takes layer statistics ([`MetricRow::stats`]) every `every` steps as well as with every snapshot
@@ -584,7 +576,6 @@ impl Trainer {
         if self.auto_evaluate && self.config.test_every > 0 && step.is_multiple_of(self.config.test_every) {
             self.evaluate().ok();
         }
-        let capture_started = Instant::now();
         let host = trace.and_then(|trace| stats::read_trace(&self.model, trace).ok());
         let stats = match &host {
             Some((layers, inputs)) => {
@@ -595,9 +586,6 @@ impl Trainer {
         };
         let snapshot =
             host.filter(|_| capture).and_then(|(layers, _)| self.snapshot_with(Some(layers)).ok()).map(Box::new);
-        if capture {
-            self.last_capture_cost = capture_started.elapsed();
-        }
         let row = MetricRow {
             step,
             epoch: self.sampler.epoch(),

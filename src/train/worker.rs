@@ -262,13 +262,15 @@ impl Worker {
         // Only take a snapshot when the last one was read: the newest wins, and an idle UI costs nothing.
         let capture = last_of_a_count || (due && !self.snapshot_unread.load(Ordering::Acquire));
         let attempted = trainer.step_count() + 1;
+        let started = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| trainer.step(capture)));
-        let capture_cost = trainer.last_capture_cost();
+        let took = started.elapsed();
         if self.steps_left > 0 {
             self.steps_left -= 1;
         }
         match outcome {
             Ok(Ok(StepOutcome::Updated { mut row, snapshot })) => {
+                self.snapshots.step_done(took, snapshot.is_some());
                 self.warm_up(false);
                 if let Some(accuracy) = self.evaluate_if_due() {
                     row.test_accuracy = accuracy;
@@ -276,7 +278,6 @@ impl Worker {
                 self.rows.push(row);
                 if let Some(snapshot) = snapshot {
                     self.snapshot_unread.store(true, Ordering::Release);
-                    self.snapshots.taken(capture_cost);
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));
                     (self.waker)();
