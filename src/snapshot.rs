@@ -269,6 +269,13 @@ pub struct Snapshot {
     pub layers: Vec<LayerSnapshot>,
     /// The probe image through the net.
     pub probe: ProbeSnapshot,
+    /// What taking this snapshot cost training: its step's time beyond a plain step's, in seconds (0 until a
+    /// plain step has been timed, and for snapshots taken outside training).
+    #[serde(default)]
+    pub cost_secs: f32,
+    /// Seconds until the next snapshot: the configured interval, stretched when snapshots are costly.
+    #[serde(default)]
+    pub gap_secs: f32,
 }
 
 #[cfg(test)]

@@ -36,6 +36,11 @@ impl SnapshotCadence {
         interval.max(self.cost.div_f64(SNAPSHOT_BUDGET).min(LONGEST_GAP))
     }
 
+    /// What the last snapshot cost: its step's time beyond a plain step's.
+    pub fn cost(&self) -> Duration {
+        self.cost
+    }
+
     /// Records a finished training step that took `took` (the whole `Trainer::step` call), with or without a
     /// snapshot. A snapshot's cost is what its step took beyond a plain one, so it includes whatever taking
     /// it slows down: the traced forward pass, read-backs, a GPU queue drained early.

@@ -744,6 +744,8 @@ impl Trainer {
             train_accuracy: self.train_accuracy(),
             layers,
             probe: self.probe()?,
+            cost_secs: 0.0,
+            gap_secs: 0.0,
         })
     }
 

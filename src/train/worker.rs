@@ -276,7 +276,9 @@ impl Worker {
                     row.test_accuracy = accuracy;
                 }
                 self.rows.push(row);
-                if let Some(snapshot) = snapshot {
+                if let Some(mut snapshot) = snapshot {
+                    snapshot.cost_secs = self.snapshots.cost().as_secs_f32();
+                    snapshot.gap_secs = self.snapshots.gap(snapshot_interval).as_secs_f32();
                     self.snapshot_unread.store(true, Ordering::Release);
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));

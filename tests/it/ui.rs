@@ -326,7 +326,17 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
         post_activations: vec![],
         probabilities: vec![1.0],
     };
-    let snapshot = Snapshot { step: 7, epoch: 0, lr: 0.01, loss: 1.0, train_accuracy: 0.5, layers: vec![layer], probe };
+    let snapshot = Snapshot {
+        step: 7,
+        epoch: 0,
+        lr: 0.01,
+        loss: 1.0,
+        train_accuracy: 0.5,
+        layers: vec![layer],
+        probe,
+        cost_secs: 0.0012,
+        gap_secs: 0.1,
+    };
     let mut view = convscope::app::view::TrainingView::new(TrainConfig::default());
     view.apply(WorkerEvent::Snapshot(Box::new(snapshot)));
     view
@@ -403,4 +413,15 @@ fn compiling_gpu_kernels_shows_as_a_state_not_a_freeze() {
     fake.push(WorkerEvent::Warmup { message: None });
     harness.run_steps(2);
     assert!(harness.query_by_label_contains("compiling GPU kernels").is_none());
+}
+
+#[test]
+fn the_status_line_shows_what_snapshots_cost_training() {
+    let state = (convscope::app::panels::status::StatusBar::default(), synthetic_view());
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1200.0, 40.0))
+        .build_ui_state(|ui, (bar, view): &mut (convscope::app::panels::status::StatusBar, _)| bar.ui(ui, view), state);
+    harness.run_steps(1);
+    // 1.2 ms beyond a plain step, one snapshot every 100 ms: 1.2 % of training time.
+    harness.get_by_label("1.2 ms every 100 ms (1.2 %)");
 }

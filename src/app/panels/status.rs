@@ -77,6 +77,15 @@ impl StatusBar {
                 Some(age) => format!("snapshot {:.1} s old", age),
                 None => "no snapshot yet".into(),
             });
+            if let Some(snapshot) = view.snapshot.as_ref().filter(|s| s.gap_secs > 0.0) {
+                let (cost_ms, gap_ms) = (snapshot.cost_secs * 1000.0, snapshot.gap_secs * 1000.0);
+                ui.label(format!("{cost_ms:.1} ms every {gap_ms:.0} ms ({:.1} %)", 100.0 * cost_ms / gap_ms))
+                    .on_hover_text(
+                        "What watching costs training: each snapshot's step takes this much longer than a plain \
+                         step, and one is taken this often. Costly snapshots (big nets, a GPU) come less often, so \
+                         that they never take more than 2 % of training time.",
+                    );
+            }
             ui.separator();
             ui.label(RichText::new(format!("{} · {} train / {} test", view.data_source, view.train_len, view.test_len)).small());
         });
