@@ -117,7 +117,7 @@ pub fn forward(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `runs_here` checked the CPU features the entry points are compiled for.
     unsafe {
-        vector::forward(isa, g.b, g.ci, g.h, g.w, g.co, g.kh, g.kw, g.pad, x, &wt, bias, &mut y)
+        vector::forward(isa, g, x, &wt, bias, &mut y)
     };
     y
 }
@@ -140,11 +140,13 @@ pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
             }
         }
     }
+    // The forward kernel over dY: its channels in, the input's channels out, padded so the output is x's size.
+    let flipped = Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh, kw, pad: kh - 1 - g.pad };
     let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
-        vector::forward(isa, g.b, g.co, g.ho(), g.wo(), g.ci, kh, kw, kh - 1 - g.pad, dy, &wt, None, &mut dx)
+        vector::forward(isa, &flipped, dy, &wt, None, &mut dx)
     };
     dx
 }
@@ -269,21 +271,14 @@ mod vector {
     /// channels: per tap NB input loads and CB weight broadcasts feed NB·CB FMAs.
     #[inline(always)]
     unsafe fn fwd_impl<S: Vector, const CB: usize, const NB: usize>(
-        b_count: usize,
-        ci: usize,
-        h: usize,
-        w: usize,
-        co: usize,
-        kh: usize,
-        kw: usize,
-        pad: usize,
+        g: &Geom,
         x: &[f32],
         wt: &[f32],
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        let ho = h + 2 * pad + 1 - kh;
-        let wo = w + 2 * pad + 1 - kw;
+        let Geom { b: b_count, ci, h, w, co, kh, kw, pad } = *g;
+        let (ho, wo) = (g.ho(), g.wo());
         let span = S::L * NB;
         let blocks = wo.div_ceil(span);
         let hp = h + 2 * pad;
@@ -348,28 +343,15 @@ mod vector {
     }
 
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn fwd_avx512(
-        b: usize,
-        ci: usize,
-        h: usize,
-        w: usize,
-        co: usize,
-        kh: usize,
-        kw: usize,
-        pad: usize,
-        x: &[f32],
-        wt: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
-    ) {
+    unsafe fn fwd_avx512(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         type S = Avx512;
         unsafe {
-            match co {
-                c if c % 16 == 0 => fwd_impl::<S, 16, 1>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                c if c % 8 == 0 => fwd_impl::<S, 8, 1>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                c if c % 4 == 0 => fwd_impl::<S, 4, 1>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                c if c % 2 == 0 => fwd_impl::<S, 2, 1>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                _ => fwd_impl::<S, 1, 1>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
+            match g.co {
+                c if c % 16 == 0 => fwd_impl::<S, 16, 1>(g, x, wt, bias, y),
+                c if c % 8 == 0 => fwd_impl::<S, 8, 1>(g, x, wt, bias, y),
+                c if c % 4 == 0 => fwd_impl::<S, 4, 1>(g, x, wt, bias, y),
+                c if c % 2 == 0 => fwd_impl::<S, 2, 1>(g, x, wt, bias, y),
+                _ => fwd_impl::<S, 1, 1>(g, x, wt, bias, y),
             }
         }
     }
@@ -378,51 +360,24 @@ mod vector {
     /// registers, and each tap's 6 loads feed 8 FMAs (1 × 8 channels needs 9 loads for 8; 3 × 4 spills; wide's
     /// second layer 10.6 → 8.6 ms).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fwd_avx2(
-        b: usize,
-        ci: usize,
-        h: usize,
-        w: usize,
-        co: usize,
-        kh: usize,
-        kw: usize,
-        pad: usize,
-        x: &[f32],
-        wt: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
-    ) {
+    unsafe fn fwd_avx2(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         type S = Avx2;
         unsafe {
-            match co {
-                c if c % 4 == 0 => fwd_impl::<S, 4, 2>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                c if c % 2 == 0 => fwd_impl::<S, 2, 2>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                _ => fwd_impl::<S, 1, 2>(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
+            match g.co {
+                c if c % 4 == 0 => fwd_impl::<S, 4, 2>(g, x, wt, bias, y),
+                c if c % 2 == 0 => fwd_impl::<S, 2, 2>(g, x, wt, bias, y),
+                _ => fwd_impl::<S, 1, 2>(g, x, wt, bias, y),
             }
         }
     }
 
     /// # Safety
     /// `isa` must run on this CPU.
-    pub(super) unsafe fn forward(
-        isa: Isa,
-        b: usize,
-        ci: usize,
-        h: usize,
-        w: usize,
-        co: usize,
-        kh: usize,
-        kw: usize,
-        pad: usize,
-        x: &[f32],
-        wt: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
-    ) {
+    pub(super) unsafe fn forward(isa: Isa, g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         unsafe {
             match isa {
-                Isa::Avx512 => fwd_avx512(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
-                Isa::Avx2 => fwd_avx2(b, ci, h, w, co, kh, kw, pad, x, wt, bias, y),
+                Isa::Avx512 => fwd_avx512(g, x, wt, bias, y),
+                Isa::Avx2 => fwd_avx2(g, x, wt, bias, y),
             }
         }
     }
