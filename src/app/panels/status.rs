@@ -1,4 +1,5 @@
-//! The status bar: training speed, the UI's own frame time, and how old the snapshot on screen is.
+//! The status bar: training speed, the UI's own frame time, how old the snapshot on screen is and what
+//! snapshots cost training.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -6,6 +7,7 @@ use std::time::Instant;
 use eframe::egui::{self, RichText};
 
 use crate::app::view::TrainingView;
+use crate::train::cadence::SNAPSHOT_BUDGET;
 
 /// Frames whose CPU time is kept for the percentile.
 pub const FRAME_WINDOW: usize = 300;
@@ -80,11 +82,12 @@ impl StatusBar {
             if let Some(snapshot) = view.snapshot.as_ref().filter(|s| s.gap_secs > 0.0) {
                 let (cost_ms, gap_ms) = (snapshot.cost_secs * 1000.0, snapshot.gap_secs * 1000.0);
                 ui.label(format!("{cost_ms:.1} ms every {gap_ms:.0} ms ({:.1} %)", 100.0 * cost_ms / gap_ms))
-                    .on_hover_text(
+                    .on_hover_text(format!(
                         "What watching costs training: each snapshot's step takes this much longer than a plain \
                          step, and one is taken this often. Costly snapshots (big nets, a GPU) come less often, so \
-                         that they never take more than 2 % of training time.",
-                    );
+                         that they never take more than {:.0} % of training time.",
+                        100.0 * SNAPSHOT_BUDGET
+                    ));
             }
             ui.separator();
             ui.label(RichText::new(format!("{} · {} train / {} test", view.data_source, view.train_len, view.test_len)).small());
