@@ -8,9 +8,11 @@
 use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
+use convscope::config::{BackendKind, TrainConfig};
 use convscope::data::{DataSplit, embedded_mnist};
 use convscope::export;
-use convscope::train::{BackendKind, TrainConfig, Trainer};
+use convscope::render;
+use convscope::train::Trainer;
 use divan::Bencher;
 
 fn main() {
@@ -76,5 +78,5 @@ fn colour_map_filter_grid(bencher: Bencher) {
     let trainer = trainer();
     let weights = trainer.layer_weights(1).expect("conv2 weights");
     let scale = weights.max_abs();
-    bencher.bench_local(|| export::filter_grid(&weights, scale, export::EXPORT_PIXELS_PER_WEIGHT, None).expect("grid"));
+    bencher.bench_local(|| render::filter_grid(&weights, scale, export::EXPORT_PIXELS_PER_WEIGHT, None).expect("grid"));
 }

@@ -1,14 +1,16 @@
-//! Exporters: filter and gradient grids as PNG, metric rows as CSV, the run's configuration as JSON.
-//! The serialisers are pure (values in, bytes out); file writing is in one place and names the path.
+//! Exporters: rendered grids as PNG files under the one naming scheme the window and the command line share,
+//! metric rows as CSV. The serialisers are pure (values in, bytes out); file writing is in one place and
+//! names the path. Drawing the pictures is `render`'s job.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use image::{ImageEncoder, Rgb, RgbImage};
+use image::{ImageEncoder, RgbImage};
 
-use crate::colormap;
-use crate::snapshot::{FloatArray, LayerStats, MetricRow};
+use crate::arch::Activation;
+use crate::render;
+use crate::snapshot::{FloatArray, LayerSnapshot, LayerStats, MetricRow, Snapshot};
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,159 +33,148 @@ pub enum ExportError {
         /// The encoder's message.
         detail: String,
     },
-    /// The data has a shape this exporter does not draw.
-    #[error("cannot draw {what}: {detail}")]
-    Shape {
-        /// What was being drawn.
-        what: String,
-        /// What was wrong.
-        detail: String,
-    },
+    /// The picture could not be drawn from the data.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    /// There is nothing to export yet.
+    #[error("nothing to export yet: {0}")]
+    Nothing(&'static str),
 }
 
 /// Pixels per weight when a filter grid is upscaled for export.
 pub const EXPORT_PIXELS_PER_WEIGHT: u32 = 12;
 
-/// Draws conv weights `[filters, in_channels, k, k]` (or their gradients) as a grid of tiles on the
-/// diverging colour map with one scale for the whole grid, `upscale` pixels per weight and a one-weight
-/// gap. Channel `channel` of each filter is drawn; `None` draws all channels side by side.
-pub fn filter_grid(
-    weights: &FloatArray,
-    scale: f32,
-    upscale: u32,
-    channel: Option<usize>,
-) -> Result<RgbImage, ExportError> {
-    let &[filters, channels, kh, kw] = weights.shape.as_slice() else {
-        return Err(ExportError::Shape {
-            what: "a filter grid".into(),
-            detail: format!("expected conv weights [filters, channels, k, k], got shape {:?}", weights.shape),
-        });
-    };
-    let shown: Vec<usize> = match channel {
-        Some(c) if c < channels => vec![c],
-        Some(c) => {
-            return Err(ExportError::Shape {
-                what: "a filter grid".into(),
-                detail: format!("channel {c} does not exist (the filters have {channels})"),
-            });
-        }
-        None => (0..channels).collect(),
-    };
-    let tile_w = shown.len() * (kw + 1) - 1;
-    let mut canvas = TileCanvas::new(filters, tile_w, kh, upscale);
-    for filter in 0..filters {
-        for (slot, &c) in shown.iter().enumerate() {
-            for y in 0..kh {
-                for x in 0..kw {
-                    let value =
-                        weights.data.get(((filter * channels + c) * kh + y) * kw + x).copied().unwrap_or(f32::NAN);
-                    canvas.paint(filter, slot * (kw + 1) + x, y, colormap::diverging(value, scale));
-                }
-            }
-        }
-    }
-    Ok(canvas.image)
+/// What an exported image shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// A layer's filter grid.
+    Filters,
+    /// The grid of its weight gradients.
+    Gradients,
+    /// One filter on its own.
+    Filter(usize),
+    /// The probe's activation maps of the layer.
+    Activations {
+        /// The probe's test-set index.
+        probe: usize,
+    },
 }
 
-/// Draws colour filters `[filters, 3, k, k]` as RGB tiles (as the ConvNetJS CIFAR-10 demo does): each
-/// channel's weight maps linearly from `[-scale, scale]` to intensity 0…255, so 0 is mid grey and a filter
-/// that responds to red looks red. One scale for the whole grid.
-pub fn rgb_filter_grid(weights: &FloatArray, scale: f32, upscale: u32) -> Result<RgbImage, ExportError> {
-    let &[filters, 3, kh, kw] = weights.shape.as_slice() else {
-        return Err(ExportError::Shape {
-            what: "an RGB filter grid".into(),
-            detail: format!("expected colour conv weights [filters, 3, k, k], got shape {:?}", weights.shape),
-        });
+/// The one naming scheme for exported images: `<layer>_<what>.png`, or with a stamp
+/// `<layer>_<what>_step<NNNNNN>_<activation>[_probe<i>].png`, e.g. `conv1_filters_step000300_relu.png`.
+pub fn image_file_name(layer: &str, kind: ImageKind, stamp: Option<(u64, Activation)>) -> String {
+    let what = match kind {
+        ImageKind::Filters => "filters".to_owned(),
+        ImageKind::Gradients => "gradients".to_owned(),
+        ImageKind::Filter(index) => format!("filter{index:02}"),
+        ImageKind::Activations { .. } => "activations".to_owned(),
     };
-    let scale = scale.max(f32::MIN_POSITIVE);
-    let intensity = |value: f32| {
-        if value.is_finite() { (127.5 + 127.5 * (value / scale).clamp(-1.0, 1.0)).round() as u8 } else { 0 }
-    };
-    let mut canvas = TileCanvas::new(filters, kw, kh, upscale);
-    for filter in 0..filters {
-        for y in 0..kh {
-            for x in 0..kw {
-                let at = |c: usize| weights.data.get(((filter * 3 + c) * kh + y) * kw + x).copied().unwrap_or(f32::NAN);
-                canvas.paint(filter, x, y, [intensity(at(0)), intensity(at(1)), intensity(at(2))]);
-            }
-        }
+    let mut name = format!("{layer}_{what}");
+    if let Some((step, activation)) = stamp {
+        name.push_str(&format!("_step{step:06}_{activation}"));
     }
-    Ok(canvas.image)
+    if let ImageKind::Activations { probe } = kind {
+        name.push_str(&format!("_probe{probe}"));
+    }
+    name + ".png"
 }
 
-/// Filters as the window shows them: RGB tiles for colour filters when `rgb` is set, else channel `channel`
-/// (or all side by side) on the diverging map.
-pub fn filters_image(
-    weights: &FloatArray,
-    scale: f32,
-    upscale: u32,
-    rgb: bool,
-    channel: Option<usize>,
-) -> Result<RgbImage, ExportError> {
-    if rgb && weights.shape.get(1) == Some(&3) {
-        rgb_filter_grid(weights, scale, upscale)
-    } else {
-        filter_grid(weights, scale, upscale, channel)
+/// How filter grids are drawn: the colour scales (as on screen) and the channel view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridStyle {
+    /// Weights at ±this are full colour.
+    pub weight_scale: f32,
+    /// Gradients at ±this are full colour.
+    pub grad_scale: f32,
+    /// Colour filters as RGB tiles.
+    pub rgb: bool,
+    /// One input channel, or all side by side (`None`).
+    pub channel: Option<usize>,
+}
+
+impl GridStyle {
+    /// Each grid on its own largest magnitude, RGB tiles for colour filters.
+    pub fn fitted(layer: &LayerSnapshot) -> GridStyle {
+        let grad_scale = layer.weight_grads.as_ref().map_or(1.0, FloatArray::max_abs);
+        GridStyle { weight_scale: layer.weights.max_abs(), grad_scale, rgb: true, channel: None }
     }
 }
 
-/// Equal tiles in a near-square grid with a one-cell gap and border, each cell `upscale` pixels square.
-struct TileCanvas {
-    image: RgbImage,
-    columns: usize,
-    tile_w: usize,
-    tile_h: usize,
-    upscale: u32,
-}
-
-impl TileCanvas {
-    fn new(tiles: usize, tile_w: usize, tile_h: usize, upscale: u32) -> Self {
-        let columns = (tiles as f64).sqrt().ceil().max(1.0) as usize;
-        let rows = tiles.div_ceil(columns).max(1);
-        let upscale = upscale.max(1);
-        let width = (columns * (tile_w + 1) + 1) as u32 * upscale;
-        let height = (rows * (tile_h + 1) + 1) as u32 * upscale;
-        TileCanvas { image: RgbImage::from_pixel(width, height, Rgb([96, 96, 96])), columns, tile_w, tile_h, upscale }
+/// Writes a conv layer's filter grid and weight-gradient grid into `dir` (nothing for a dense layer), named
+/// with `stamp` when given; returns the paths written.
+pub fn write_layer_grids(
+    layer: &LayerSnapshot,
+    style: GridStyle,
+    dir: &Path,
+    stamp: Option<u64>,
+) -> Result<Vec<PathBuf>, ExportError> {
+    if layer.weights.shape.len() != 4 {
+        return Ok(Vec::new()); // a dense layer has no filters to draw
     }
-
-    /// Fills cell (`x`, `y`) of tile `tile`.
-    fn paint(&mut self, tile: usize, x: usize, y: usize, colour: [u8; 3]) {
-        let left = (tile % self.columns) * (self.tile_w + 1) + 1 + x;
-        let top = (tile / self.columns) * (self.tile_h + 1) + 1 + y;
-        let (px, py) = (left as u32 * self.upscale, top as u32 * self.upscale);
-        for dy in 0..self.upscale {
-            for dx in 0..self.upscale {
-                if let Some(pixel) = self.image.get_pixel_mut_checked(px + dx, py + dy) {
-                    *pixel = Rgb(colour);
-                }
-            }
-        }
-    }
-}
-
-/// Tiles activation maps `[channels, h, w]` (or a dense layer's `[units]`, drawn as one row) on the
-/// sequential colour map over `[low, high]`, `upscale` pixels per value, with a one-pixel gap between maps.
-pub fn map_grid(maps: &FloatArray, low: f32, high: f32, upscale: u32) -> Result<RgbImage, ExportError> {
-    let (channels, h, w) = match *maps.shape.as_slice() {
-        [c, h, w] => (c, h, w),
-        [n] => (1, 1, n),
-        _ => {
-            return Err(ExportError::Shape {
-                what: "activation maps".into(),
-                detail: format!("expected [channels, h, w] or [units], got shape {:?}", maps.shape),
-            });
-        }
+    let stamp = stamp.map(|step| (step, layer.settings.activation));
+    let draw = |values: &FloatArray, scale: f32| {
+        render::filters_image(values, scale, EXPORT_PIXELS_PER_WEIGHT, style.rgb, style.channel)
     };
-    let mut canvas = TileCanvas::new(channels, w, h, upscale);
-    for channel in 0..channels {
-        for y in 0..h {
-            for x in 0..w {
-                let value = maps.data.get((channel * h + y) * w + x).copied().unwrap_or(f32::NAN);
-                canvas.paint(channel, x, y, colormap::sequential(colormap::unit(value, low, high)));
-            }
+    let mut written = vec![write_png(
+        dir,
+        &image_file_name(&layer.name, ImageKind::Filters, stamp),
+        &draw(&layer.weights, style.weight_scale)?,
+    )?];
+    if let Some(grads) = &layer.weight_grads {
+        let name = image_file_name(&layer.name, ImageKind::Gradients, stamp);
+        written.push(write_png(dir, &name, &draw(grads, style.grad_scale)?)?);
+    }
+    Ok(written)
+}
+
+/// Writes each filter of a conv layer as its own PNG (twice the grid's pixels per weight).
+pub fn write_filter_tiles(
+    layer: &LayerSnapshot,
+    style: GridStyle,
+    dir: &Path,
+    step: u64,
+) -> Result<Vec<PathBuf>, ExportError> {
+    let &[filter_count, channels, kh, kw] = layer.weights.shape.as_slice() else { return Ok(Vec::new()) };
+    let per_filter = channels * kh * kw;
+    let mut written = Vec::new();
+    for filter in 0..filter_count {
+        let values = layer.weights.data.get(filter * per_filter..(filter + 1) * per_filter).unwrap_or_default();
+        if let Some(single) = FloatArray::new(vec![1, channels, kh, kw], values.to_vec()) {
+            let tile = render::filters_image(
+                &single,
+                style.weight_scale,
+                EXPORT_PIXELS_PER_WEIGHT * 2,
+                style.rgb,
+                style.channel,
+            )?;
+            let stamp = Some((step, layer.settings.activation));
+            written.push(write_png(dir, &image_file_name(&layer.name, ImageKind::Filter(filter), stamp), &tile)?);
         }
     }
-    Ok(canvas.image)
+    Ok(written)
+}
+
+/// Pixels per value in exported activation maps.
+pub const EXPORT_PIXELS_PER_ACTIVATION: u32 = 6;
+
+/// Writes the probe's post-activation maps of every layer, each on its own range.
+pub fn write_activation_maps(snapshot: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>, ExportError> {
+    let mut written = Vec::new();
+    for (map, layer) in snapshot.probe.post_activations.iter().zip(&snapshot.layers) {
+        let (low, high) = map.finite_range().unwrap_or((0.0, 1.0));
+        let grid = render::map_grid(map, low, high, EXPORT_PIXELS_PER_ACTIVATION)?;
+        let kind = ImageKind::Activations { probe: snapshot.probe.index };
+        let name = image_file_name(&layer.name, kind, Some((snapshot.step, layer.settings.activation)));
+        written.push(write_png(dir, &name, &grid)?);
+    }
+    Ok(written)
+}
+
+/// Encodes `image` and writes it as `dir/name`.
+pub fn write_png(dir: &Path, name: &str, image: &RgbImage) -> Result<PathBuf, ExportError> {
+    let path = dir.join(name);
+    write_file(&path, &encode_png(image, &path.display().to_string())?)?;
+    Ok(path)
 }
 
 /// Encodes an RGB image as PNG bytes.
@@ -277,33 +268,6 @@ impl MetricsCsv {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn filter_grid_lays_out_tiles_with_a_shared_scale() {
-        // Two 2×2 filters: the first all +1, the second all −0.5.
-        let mut data = vec![1.0; 4];
-        data.extend([-0.5; 4]);
-        let weights = FloatArray::new(vec![2, 1, 2, 2], data).unwrap();
-        let image = filter_grid(&weights, 1.0, 3, None).unwrap();
-        // 2 columns and 1 row of (2 + 1)-weight cells plus a border: (2·3 + 1)·3 × (1·3 + 1)·3.
-        assert_eq!((image.width(), image.height()), (21, 12));
-        assert_eq!(image.get_pixel(3, 3).0, colormap::diverging(1.0, 1.0));
-        let second = image.get_pixel(3 * 4, 3).0;
-        assert_eq!(second, colormap::diverging(-0.5, 1.0));
-        assert!(second[2] > second[0], "negative values are blue");
-        assert!(filter_grid(&FloatArray::new(vec![4], vec![0.0; 4]).unwrap(), 1.0, 1, None).is_err());
-    }
-
-    #[test]
-    fn rgb_filters_map_each_channel_to_its_colour() {
-        // One 1×1 filter that is all red (+1 on R, −1 on G and B), one at zero.
-        let weights = FloatArray::new(vec![2, 3, 1, 1], vec![1.0, -1.0, -1.0, 0.0, 0.0, 0.0]).unwrap();
-        let image = rgb_filter_grid(&weights, 1.0, 1).unwrap();
-        assert_eq!(image.get_pixel(1, 1).0, [255, 0, 0]);
-        assert_eq!(image.get_pixel(3, 1).0, [128, 128, 128], "zero is mid grey");
-        let grey = FloatArray::new(vec![1, 1, 1, 1], vec![0.5]).unwrap();
-        assert!(rgb_filter_grid(&grey, 1.0, 1).is_err());
-    }
 
     #[test]
     fn csv_rows_match_the_header() {

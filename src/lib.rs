@@ -1,19 +1,22 @@
 //! convscope: train a convolutional network live and watch it learn.
 //!
-//! Layers depend only downward: [`data`] (loading, batching) and [`arch`] (the spec) are plain Rust;
-//! [`model`] is the burn module; [`train`] runs it on a worker thread; [`snapshot`] is the plain data the
-//! worker sends; [`hints`] turns its statistics into sentences; [`export`] writes images and CSV; [`cli`]
-//! holds the headless commands; [`app`] is the egui window, which talks to the worker only through
-//! [`train::Command`] and [`train::WorkerEvent`].
+//! Layers depend only downward (ARCHITECTURE.md has the map): [`arch`] (the spec), [`config`] (the run's
+//! settings), [`snapshot`] (what the worker sends) and [`protocol`] (the messages) are plain data; [`data`]
+//! loads and batches; [`model`] is the burn module; [`train`] runs it through one [`train::Driver`] on a
+//! worker thread; [`diagnose`] turns statistics into sentences; [`render`] draws pictures and [`export`]
+//! writes them; [`cli`] is the command line; [`app`] is the egui window, which talks to the worker only
+//! through [`protocol::Command`] and [`protocol::WorkerEvent`].
 
 pub mod app;
 pub mod arch;
 pub mod cli;
-pub mod colormap;
+pub mod config;
 pub mod data;
+pub mod diagnose;
 pub mod export;
-pub mod hints;
 pub mod kernels;
 pub mod model;
+pub mod protocol;
+pub mod render;
 pub mod snapshot;
 pub mod train;

@@ -8,11 +8,7 @@ use convscope::cli::{self, Cli};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     keep_freed_buffers();
-    let result = match cli.command {
-        Some(command) => cli::run(command),
-        None => cli::run_window(&cli.window),
-    };
-    match result {
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message());

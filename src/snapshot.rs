@@ -8,6 +8,11 @@ use crate::arch::{LayerKind, LayerSettings, Shape};
 /// Number of bins in every pre-activation histogram.
 pub const HISTOGRAM_BINS: usize = 64;
 
+/// The largest share of wall time snapshots may take: after a snapshot that cost `c`, the next waits at
+/// least `c / SNAPSHOT_BUDGET`. Small nets on the CPU never reach it (ref-mnist's ≈ 1 ms every 100 ms is
+/// ≈ 1 %); a wide one's bigger activation maps then refresh less often instead of slowing training.
+pub const SNAPSHOT_BUDGET: f64 = 0.02;
+
 /// A dense f32 array with its shape (row-major, like burn's `TensorData`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FloatArray {
@@ -111,7 +116,7 @@ impl Histogram {
     }
 }
 
-/// What a layer is, as the UI lists it. Sent once per reset in [`crate::train::WorkerEvent::Started`].
+/// What a layer is, as the UI lists it. Sent once per reset in [`crate::protocol::WorkerEvent::Started`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerInfo {
     /// `conv1`, `pool1`, `dense1`….
@@ -169,10 +174,10 @@ pub struct LayerStats {
     /// `None` for the output layer, whose nonlinearity belongs to the loss.
     pub mean_slope: Option<f32>,
     /// Share of ReLU units dead: zero output for every example of the last
-    /// [`DEAD_UNIT_WINDOW`](crate::train::stats::DEAD_UNIT_WINDOW) statistics batches. `None` unless ReLU.
+    /// [`DEAD_UNIT_WINDOW`](crate::diagnose::DEAD_UNIT_WINDOW) statistics batches. `None` unless ReLU.
     pub dead_fraction: Option<f32>,
     /// Share of sigmoid / tanh units saturated: mean f′(z) below
-    /// [`SATURATED_SLOPE_FRACTION`](crate::train::stats::SATURATED_SLOPE_FRACTION) of the peak slope. `None`
+    /// [`SATURATED_SLOPE_FRACTION`](crate::diagnose::SATURATED_SLOPE_FRACTION) of the peak slope. `None`
     /// unless sigmoid or tanh.
     pub saturated_fraction: Option<f32>,
     /// Mean of the pre-activations z (after bias and batch-norm).

@@ -1,28 +1,10 @@
-//! The UI's connection to a training worker, behind a trait so tests can drive the real panels with a fake.
+//! A stand-in for the training worker, so tests drive the real window through the same
+//! [`WorkerLink`] as the worker thread.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use crate::train::{Command, WorkerEvent, WorkerHandle};
-
-/// What the UI needs from a worker: send a command, take the next event. Neither may block.
-pub trait WorkerLink {
-    /// Queues a command for the worker.
-    fn send(&mut self, command: Command);
-    /// The next pending event, if any.
-    fn try_recv(&mut self) -> Option<WorkerEvent>;
-}
-
-impl WorkerLink for WorkerHandle {
-    fn send(&mut self, command: Command) {
-        // A worker that is gone has already reported why; nothing more to do here.
-        WorkerHandle::send(self, command);
-    }
-
-    fn try_recv(&mut self) -> Option<WorkerEvent> {
-        WorkerHandle::try_recv(self)
-    }
-}
+use crate::protocol::{Command, WorkerEvent, WorkerLink};
 
 /// A stand-in worker for UI tests: records every command and replays events the test queues.
 #[derive(Clone, Default)]

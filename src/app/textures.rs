@@ -3,28 +3,28 @@
 
 use eframe::egui::{self, ColorImage, TextureHandle, TextureOptions};
 
-use crate::data::Dataset;
-use crate::export;
+use crate::protocol::Thumbnail;
+use crate::render;
 use crate::snapshot::FloatArray;
 
-/// Converts an RGB image from the exporters into an egui image.
+/// Converts a rendered RGB image into an egui image.
 pub fn to_color_image(image: &image::RgbImage) -> ColorImage {
     ColorImage::from_rgb([image.width() as usize, image.height() as usize], image.as_raw())
 }
 
 /// Conv weights `[filters, channels, k, k]` as a grid (one pixel per weight) on the diverging map.
 pub fn filter_grid(weights: &FloatArray, scale: f32, channel: Option<usize>) -> Option<ColorImage> {
-    export::filter_grid(weights, scale, 1, channel).ok().map(|image| to_color_image(&image))
+    render::filter_grid(weights, scale, 1, channel).ok().map(|image| to_color_image(&image))
 }
 
 /// Colour conv weights `[filters, 3, k, k]` as RGB tiles (0 is mid grey).
 pub fn rgb_filter_grid(weights: &FloatArray, scale: f32) -> Option<ColorImage> {
-    export::rgb_filter_grid(weights, scale, 1).ok().map(|image| to_color_image(&image))
+    render::rgb_filter_grid(weights, scale, 1).ok().map(|image| to_color_image(&image))
 }
 
 /// Activation maps `[channels, h, w]` or `[units]` tiled on the sequential map over `[low, high]`.
 pub fn map_grid(maps: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {
-    export::map_grid(maps, low, high, 1).ok().map(|image| to_color_image(&image))
+    render::map_grid(maps, low, high, 1).ok().map(|image| to_color_image(&image))
 }
 
 /// The probe's normalised input `[channels, h, w]`: an RGB picture for colour input (each channel stretched
@@ -39,20 +39,19 @@ pub fn probe_input(input: &FloatArray, low: f32, high: f32) -> Option<ColorImage
     Some(ColorImage::from_rgb([w, h], &rgb))
 }
 
-/// A dataset image as an egui image (grey for one channel, RGB for three).
-pub fn thumbnail(dataset: &Dataset, index: usize) -> Option<ColorImage> {
-    let shape = dataset.shape();
-    let pixels = dataset.image(index)?;
+/// A test image as an egui image (grey for one channel, RGB for three).
+pub fn thumbnail(thumbnail: &Thumbnail) -> Option<ColorImage> {
+    let shape = thumbnail.shape;
+    let pixels = thumbnail.pixels.as_slice();
     let (h, w) = (shape.height, shape.width);
+    let plane = h * w;
     match shape.channels {
-        1 => Some(ColorImage::from_gray([w, h], pixels)),
-        3 => {
+        3 if pixels.len() >= 3 * plane => {
             // Planar CHW bytes → interleaved RGB.
-            let plane = h * w;
             let rgb: Vec<u8> = (0..plane).flat_map(|i| [pixels[i], pixels[plane + i], pixels[2 * plane + i]]).collect();
             Some(ColorImage::from_rgb([w, h], &rgb))
         }
-        _ => Some(ColorImage::from_gray([w, h], pixels.get(..h * w)?)),
+        _ => Some(ColorImage::from_gray([w, h], pixels.get(..plane)?)),
     }
 }
 

@@ -1,13 +1,15 @@
 //! What the UI knows about the run, built only from [`WorkerEvent`]s: the layers, the latest snapshot, the
-//! whole metric history, change markers and messages for the user.
+//! whole metric history, the hints, change markers and messages for the user. Changes the user asks for are
+//! applied here ahead of the worker ([`TrainingView::request`]) and confirmed or undone when it answers.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::app::series::RunSeries;
-use crate::data::{DataSplit, ImageShape};
+use crate::arch::{ImageShape, LayerSettings};
+use crate::config::TrainConfig;
+use crate::diagnose::Hint;
+use crate::protocol::{Command, RunState, Thumbnail, WorkerEvent};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
-use crate::train::{Command, RunState, TrainConfig, WorkerEvent};
 
 /// Metric rows the view keeps (about 4 MB); older ones live on only in the decimated plot series.
 pub const KEPT_ROWS: usize = 20_000;
@@ -34,6 +36,18 @@ pub struct Message {
     pub at: Instant,
 }
 
+/// How long an informational message stays in the banner.
+pub const INFO_MESSAGE_SECS: f32 = 6.0;
+
+/// What the user dismissed in the banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dismiss {
+    /// The divergence notice.
+    Divergence,
+    /// The message at this index of [`TrainingView::messages`].
+    Message(usize),
+}
+
 /// A step where the user changed something, drawn as a vertical line on the metric plots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
@@ -48,10 +62,14 @@ pub struct Marker {
 pub struct TrainingView {
     /// Layers input to output (with the UI's optimistic settings applied).
     pub layers: Vec<LayerInfo>,
-    /// The configuration the net was built from, with live changes applied (panels change it at once).
+    /// The configuration the net was built from, with live changes applied (requested ones at once).
     pub config: TrainConfig,
     /// The same, with only the changes the worker confirmed: what a refused change falls back to.
     pub confirmed: TrainConfig,
+    /// The settings of the layers with weights as the worker confirmed them.
+    confirmed_layers: Vec<LayerSettings>,
+    /// Changes sent and not yet answered.
+    unanswered: usize,
     /// Input image shape.
     pub input: ImageShape,
     /// Class names.
@@ -89,8 +107,12 @@ pub struct TrainingView {
     pub diverged: Option<(u64, String)>,
     /// A reset was sent and its net has not been announced yet: layer indices would address the old net.
     pub reset_pending: bool,
-    /// The data the net trains on (thumbnails, probes, class names), as the worker announced it.
-    pub data: Option<Arc<DataSplit>>,
+    /// The first test images, for the probe picker.
+    pub thumbnails: Vec<Thumbnail>,
+    /// What the diagnosis rules say about the recent steps.
+    pub hints: Vec<Hint>,
+    /// A data or probe load under way, named.
+    pub loading: Option<String>,
     /// What the worker is preparing (GPU kernels compiling), while it lasts.
     pub warmup: Option<String>,
     /// The rows' plot series, decimated as they arrive.
@@ -103,6 +125,8 @@ impl TrainingView {
         TrainingView {
             layers: Vec::new(),
             confirmed: config.clone(),
+            confirmed_layers: Vec::new(),
+            unanswered: 0,
             config,
             input: ImageShape { channels: 1, height: 28, width: 28 },
             class_names: Vec::new(),
@@ -122,7 +146,9 @@ impl TrainingView {
             stopped: false,
             diverged: None,
             reset_pending: false,
-            data: None,
+            thumbnails: Vec::new(),
+            hints: Vec::new(),
+            loading: None,
             warmup: None,
             series: RunSeries::default(),
         }
@@ -143,6 +169,22 @@ impl TrainingView {
         config
     }
 
+    /// Forgets what the user dismissed.
+    pub fn dismiss(&mut self, dismissed: Option<Dismiss>) {
+        match dismissed {
+            Some(Dismiss::Divergence) => self.diverged = None,
+            Some(Dismiss::Message(index)) if index < self.messages.len() => {
+                self.messages.remove(index);
+            }
+            _ => {}
+        }
+    }
+
+    /// Lets informational messages fade after [`INFO_MESSAGE_SECS`].
+    pub fn expire_messages(&mut self) {
+        self.messages.retain(|m| m.severity != Severity::Info || m.at.elapsed().as_secs_f32() < INFO_MESSAGE_SECS);
+    }
+
     /// Adds a message to the banner.
     pub fn message(&mut self, severity: Severity, text: impl Into<String>) {
         self.messages.push(Message { severity, text: text.into(), at: Instant::now() });
@@ -161,26 +203,7 @@ impl TrainingView {
     /// Takes in one event from the worker.
     pub fn apply(&mut self, event: WorkerEvent) {
         match event {
-            WorkerEvent::Started { layers, config, input, class_names, train_len, test_len, data_source, data } => {
-                self.data = Some(data.0);
-                self.layers = layers;
-                self.confirmed = (*config).clone();
-                self.config = *config;
-                self.input = input;
-                self.class_names = class_names;
-                self.train_len = train_len;
-                self.test_len = test_len;
-                self.data_source = data_source;
-                self.rows.clear();
-                self.first_row = None;
-                self.run_generation += 1;
-                self.series = RunSeries::default();
-                self.markers.clear();
-                self.snapshot = None;
-                self.step = 0;
-                self.diverged = None;
-                self.reset_pending = false;
-            }
+            WorkerEvent::Started(info) => self.started(*info),
             WorkerEvent::Metrics(rows) => {
                 if let Some(last) = rows.last() {
                     self.step = self.step.max(last.step);
@@ -199,15 +222,20 @@ impl TrainingView {
             }
             WorkerEvent::Snapshot(snapshot) => {
                 self.step = self.step.max(snapshot.step);
-                // The worker's settings are the truth: this also undoes an optimistic change it refused.
-                for layer in &snapshot.layers {
-                    if let Some(info) = self.layers.iter_mut().find(|l| l.name == layer.name) {
-                        info.settings = Some(layer.settings);
-                    }
+                // The worker's settings are the truth; changes still on their way stay shown.
+                self.confirmed_layers = snapshot.layers.iter().map(|l| l.settings).collect();
+                if self.unanswered == 0 {
+                    self.show_confirmed_layers();
                 }
                 self.snapshot = Some(snapshot);
                 self.snapshot_at = Some(Instant::now());
                 self.snapshot_generation += 1;
+            }
+            WorkerEvent::Hints(hints) => self.hints = hints,
+            WorkerEvent::Loading(what) => self.loading = what,
+            WorkerEvent::Notice(text) => self.message(Severity::Info, text),
+            WorkerEvent::Warning { step, message } => {
+                self.message(Severity::Warning, format!("step {step}: {message}"))
             }
             WorkerEvent::State { state, step } => {
                 self.run_state = state;
@@ -218,17 +246,13 @@ impl TrainingView {
                 if matches!(command, Command::Reset(_) | Command::LoadData { .. }) {
                     self.reset_pending = false;
                 }
-                self.message(Severity::Warning, format!("{}: {reason}", describe(&command)));
-                // Undo what the panels changed ahead of the worker: the confirmed values and the settings of
-                // the latest snapshot are the truth.
-                self.config = self.confirmed.clone();
-                if let Some(snapshot) = &self.snapshot {
-                    for layer in &snapshot.layers {
-                        if let Some(info) = self.layers.iter_mut().find(|l| l.name == layer.name) {
-                            info.settings = Some(layer.settings);
-                        }
-                    }
+                if matches!(command, Command::Change(_)) {
+                    self.unanswered = self.unanswered.saturating_sub(1);
                 }
+                self.message(Severity::Warning, format!("{}: {reason}", command.describe(&self.weighted_names())));
+                // Undo what was applied ahead of the worker: the confirmed values are the truth.
+                self.config = self.confirmed.clone();
+                self.show_confirmed_layers();
             }
             WorkerEvent::Diverged { step, message } => self.diverged = Some((step, message)),
             WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
@@ -237,41 +261,74 @@ impl TrainingView {
         }
     }
 
+    /// A new net: everything shown so far belonged to the old one.
+    fn started(&mut self, info: crate::protocol::RunInfo) {
+        self.confirmed_layers = info.layers.iter().filter_map(|l| l.settings).collect();
+        self.layers = info.layers;
+        self.confirmed = info.config.clone();
+        self.config = info.config;
+        self.unanswered = 0;
+        self.input = info.input;
+        self.class_names = info.class_names;
+        self.train_len = info.train_len;
+        self.test_len = info.test_len;
+        self.data_source = info.data_source;
+        self.thumbnails = info.thumbnails;
+        self.rows.clear();
+        self.first_row = None;
+        self.run_generation += 1;
+        self.series = RunSeries::default();
+        self.markers.clear();
+        self.hints.clear();
+        self.snapshot = None;
+        self.step = 0;
+        self.diverged = None;
+        self.reset_pending = false;
+    }
+
+    /// The settings of the layers with weights as shown now, input to output.
+    pub fn layer_settings(&self) -> Vec<LayerSettings> {
+        self.layers.iter().filter_map(|l| l.settings).collect()
+    }
+
+    fn set_layer_settings(&mut self, settings: &[LayerSettings]) {
+        for (info, settings) in self.layers.iter_mut().filter(|l| l.settings.is_some()).zip(settings) {
+            info.settings = Some(*settings);
+        }
+    }
+
+    fn show_confirmed_layers(&mut self) {
+        let confirmed = self.confirmed_layers.clone();
+        self.set_layer_settings(&confirmed);
+    }
+
+    /// Applies what `command` asks for ahead of the worker, so the window shows it at once; the worker's
+    /// answer confirms it or undoes it. Called for every command the window sends.
+    pub fn request(&mut self, command: &Command) {
+        match command {
+            Command::Change(setting) => {
+                let mut layers = self.layer_settings();
+                // A change the rules refuse is still sent: the worker's refusal explains it to the user.
+                if setting.apply(&mut self.config, &mut layers).is_ok() {
+                    self.set_layer_settings(&layers);
+                }
+                self.unanswered += 1;
+            }
+            Command::SetProbe(index) => self.config.probe_index = *index,
+            Command::Reset(_) | Command::LoadData { .. } => self.reset_pending = true,
+            _ => {}
+        }
+    }
+
     fn applied(&mut self, command: &Command, effective_step: u64) {
-        let layer_name =
-            |layer: &usize| self.weighted_layer(*layer).map_or_else(|| format!("layer {layer}"), |l| l.name.clone());
         let label = match command {
-            Command::SetLearningRate(lr) => {
-                self.config.lr = *lr;
-                self.confirmed.lr = *lr;
-                Some(format!("lr {lr:.3e}"))
-            }
-            Command::SetMomentum(m) => {
-                self.config.momentum = *m;
-                self.confirmed.momentum = *m;
-                Some(format!("momentum {m}"))
-            }
-            Command::SetWeightDecay(w) => {
-                self.config.weight_decay = *w;
-                self.confirmed.weight_decay = *w;
-                Some(format!("weight decay {w}"))
-            }
-            Command::SetBatchSize(b) => {
-                self.config.batch_size = *b;
-                self.confirmed.batch_size = *b;
-                Some(format!("batch {b}"))
-            }
-            Command::SetOptimizer(o) => {
-                self.config.optimizer = *o;
-                self.confirmed.optimizer = *o;
-                Some(o.name().to_string())
-            }
-            Command::SetActivation { layer, activation } => Some(format!("{}: {activation}", layer_name(layer))),
-            Command::SetBias { layer, enabled } => {
-                Some(format!("{} bias {}", layer_name(layer), if *enabled { "on" } else { "off" }))
-            }
-            Command::SetBatchNorm { layer, enabled } => {
-                Some(format!("{} batch-norm {}", layer_name(layer), if *enabled { "on" } else { "off" }))
+            Command::Change(setting) => {
+                self.unanswered = self.unanswered.saturating_sub(1);
+                let mut layers = self.confirmed_layers.clone();
+                if setting.apply(&mut self.confirmed, &mut layers).is_ok() {
+                    self.confirmed_layers = layers;
+                }
+                Some(setting.label(&self.weighted_names()))
             }
             Command::SetProbe(index) => {
                 self.config.probe_index = *index;
@@ -287,42 +344,11 @@ impl TrainingView {
                 Some(if *halve_lr { format!("restored, lr {:.3e}", self.config.lr) } else { "restored".to_string() })
             }
             // A new run on new data starts from step 1: nothing to mark.
-            Command::LoadData { .. } => None,
-            Command::SetProbeImage { .. } => None,
-            Command::Pause | Command::Resume | Command::Step(_) | Command::Reset(_) | Command::Stop => None,
+            _ => None,
         };
         if let Some(label) = label {
             self.markers.push(Marker { step: effective_step, label });
         }
-    }
-}
-
-/// A short description of a command for messages.
-pub fn describe(command: &Command) -> String {
-    match command {
-        Command::Pause => "pause".into(),
-        Command::Resume => "resume".into(),
-        Command::Step(n) => format!("step {n}"),
-        Command::SetLearningRate(lr) => format!("learning rate {lr}"),
-        Command::SetMomentum(m) => format!("momentum {m}"),
-        Command::SetWeightDecay(w) => format!("weight decay {w}"),
-        Command::SetBatchSize(b) => format!("batch size {b}"),
-        Command::SetOptimizer(o) => format!("optimizer {}", o.name()),
-        Command::SetActivation { layer, activation } => format!("layer {layer} activation {activation}"),
-        Command::SetBias { layer, enabled } => format!("layer {layer} bias {enabled}"),
-        Command::SetBatchNorm { layer, enabled } => format!("layer {layer} batch-norm {enabled}"),
-        Command::SetProbe(i) => format!("probe image {i}"),
-        Command::RestoreHealthy { halve_lr } => {
-            if *halve_lr {
-                "restore and halve the rate".into()
-            } else {
-                "restore".into()
-            }
-        }
-        Command::Reset(_) => "reset".into(),
-        Command::LoadData { data, .. } => format!("load {}", data.0.train.source()),
-        Command::SetProbeImage { name, .. } => format!("probe {name}"),
-        Command::Stop => "stop".into(),
     }
 }
 
@@ -359,16 +385,16 @@ mod tests {
     #[test]
     fn a_refused_change_falls_back_to_the_confirmed_value() {
         let mut view = TrainingView::new(TrainConfig::default());
-        // The panel changed the rate ahead of the worker; the worker confirms one rate and refuses another.
-        view.config.lr = 0.5;
-        view.apply(WorkerEvent::Applied { command: Command::SetLearningRate(0.5), effective_step: 3 });
+        // The window applies the rate ahead of the worker; the worker confirms one rate and refuses another.
+        let change = |lr| Command::Change(crate::config::Setting::LearningRate(lr));
+        view.request(&change(0.5));
+        assert_eq!(view.config.lr, 0.5, "shown at once");
+        view.apply(WorkerEvent::Applied { command: change(0.5), effective_step: 3 });
         assert_eq!(view.markers.len(), 1);
         assert_eq!(view.markers[0].step, 3);
-        view.config.lr = -1.0;
-        view.apply(WorkerEvent::Rejected {
-            command: Command::SetLearningRate(-1.0),
-            reason: "must be positive".into(),
-        });
+        view.request(&change(2.0));
+        assert_eq!(view.config.lr, 2.0);
+        view.apply(WorkerEvent::Rejected { command: change(2.0), reason: "must be positive".into() });
         assert_eq!(view.config.lr, 0.5, "back to the last confirmed rate");
         assert_eq!(view.messages.len(), 1);
         assert!(view.messages[0].text.contains("must be positive"));

@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{DataError, Dataset};
+use crate::data::{DataError, Dataset};
 
 /// Pixel bytes are scaled into [0, 1] by this before normalising.
 const PIXEL_SCALE: f32 = 255.0;

@@ -8,10 +8,10 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::{
-    DEFAULT_TEST_FRACTION, DataError, DataSplit, Dataset, ImageShape, MAX_CLASSES, check_class_count, check_labels,
-    check_same_shape, default_class_names, describe_entries, list_dir,
-};
+use crate::arch::ImageShape;
+use crate::data::dataset::{MAX_CLASSES, check_class_count, check_labels, check_same_shape};
+use crate::data::idx_dir::{describe_entries, list_dir};
+use crate::data::{DEFAULT_TEST_FRACTION, DataError, DataSplit, Dataset, default_class_names};
 
 /// Every CIFAR image is 3×32×32.
 pub const CIFAR_SHAPE: ImageShape = ImageShape { channels: 3, height: 32, width: 32 };

@@ -6,26 +6,14 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::cifar::{self, CifarKind};
-use super::folder::{self, LoadReport};
-use super::{DataError, DataSplit, EmnistSplit, IdxLayout, describe_entries, has_idx_files, list_dir};
+use crate::data::cifar::{self, CifarKind};
+use crate::data::folder;
+use crate::data::idx_dir::{self, describe_entries, has_idx_files, list_dir};
+use crate::data::{DataError, DataSplit, EmnistSplit, IdxLayout, LoadOptions, LoadReport};
 
 /// Bytes read from a file's start to recognise an image format.
 const SNIFF_LEN: usize = 16;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// What the user asked for; each format uses the parts that apply to it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// Class count (`--classes K`); by default it comes from the data set.
-    pub classes: Option<usize>,
-    /// Seed of the train/test split when the data set brings no test part.
-    pub seed: u64,
-    /// Image folders only: side length N of the N×N images (default: the most common size, ≤ 64).
-    pub image_size: Option<usize>,
-    /// Image folders only: 1 (grey) or 3 (RGB); default RGB if any image is in colour.
-    pub channels: Option<usize>,
-}
 
 /// The kind of data set a path held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +62,23 @@ pub struct Loaded {
     pub format: DataFormat,
 }
 
+impl Loaded {
+    /// One line about what `path` held, e.g. "IDX from ~/mnist: 8000 train and 2000 test images of 1×28×28,
+    /// 10 classes" (the command line and the window word it the same).
+    pub fn describe(&self, path: &Path) -> String {
+        let (train, test) = (&self.split.train, &self.split.test);
+        format!(
+            "{} from {}: {} train and {} test images of {}, {} classes",
+            self.format,
+            path.display(),
+            train.len(),
+            test.len(),
+            train.shape(),
+            train.classes()
+        )
+    }
+}
+
 /// How a path will be loaded, decided before any data is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Plan {
@@ -97,7 +102,7 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Result<Loaded, DataError
     let mut report = LoadReport::new(path);
     let (split, format) = match plan {
         Plan::IdxDir { dir, layout } => {
-            let split = super::load_idx_layout(&dir, layout, options.classes, options.seed)?;
+            let split = idx_dir::load_idx_layout(&dir, layout, options.classes, options.seed)?;
             let format = match layout {
                 IdxLayout::Mnist => DataFormat::Idx,
                 IdxLayout::Emnist(split) => DataFormat::Emnist(split),
@@ -145,7 +150,7 @@ fn plan(path: &Path) -> Result<Plan, DataError> {
 fn plan_dir(dir: &Path) -> Result<Plan, DataError> {
     let entries = list_dir(dir)?;
     if has_idx_files(dir, &entries) {
-        let layout = super::choose_idx_layout(dir)?;
+        let layout = idx_dir::choose_idx_layout(dir)?;
         return Ok(Plan::IdxDir { dir: dir.to_path_buf(), layout });
     }
     if let Some(kind) = cifar::dir_kind(dir, &entries) {

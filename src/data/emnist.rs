@@ -1,7 +1,8 @@
 //! EMNIST's IDX file names and class sets, and the two fixes its files need on load: images stored
 //! transposed, and the letters split's labels starting at 1.
 
-use super::{DataError, ImageShape};
+use crate::arch::ImageShape;
+use crate::data::DataError;
 
 /// Digits, then capital letters, as EMNIST orders its classes.
 const DIGITS: &str = "0123456789";

@@ -259,6 +259,7 @@ fn the_allocator_sees_allocations_on_this_thread_only() {
     let (buffer, peak) = peak_during(|| vec![1u8; 123_457]);
     assert!(peak >= 123_457, "peak {peak}");
     drop(buffer);
-    let (_, idle) = peak_during(|| std::thread::spawn(|| vec![0u8; 1 << 20]).join().map(|v| v.len()));
+    let other = || std::thread::Builder::new().name("allocating".into()).spawn(|| vec![0u8; 1 << 20]);
+    let (_, idle) = peak_during(|| other().map(|thread| thread.join().map(|v| v.len())));
     assert!(idle < 1 << 20, "another thread's allocation leaked in: {idle}");
 }

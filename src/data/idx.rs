@@ -9,7 +9,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-use super::DataError;
+use crate::data::DataError;
 
 /// Element type byte for unsigned bytes, the only type this parser reads.
 const TYPE_U8: u8 = 0x08;

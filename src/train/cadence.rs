@@ -3,10 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// The largest share of wall time snapshots may take: after a snapshot that cost `c`, the next waits at
-/// least `c / SNAPSHOT_BUDGET`. Small nets on the CPU never reach it (ref-mnist's ≈ 1 ms every 100 ms is
-/// ≈ 1 %); a wide one's bigger activation maps then refresh less often instead of slowing training.
-pub const SNAPSHOT_BUDGET: f64 = 0.02;
+use crate::snapshot::SNAPSHOT_BUDGET;
 
 /// However costly snapshots are, the window refreshes at least this often: a net that slow to look at is
 /// better seen once a second than not at all.

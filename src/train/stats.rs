@@ -7,28 +7,11 @@ use std::collections::VecDeque;
 use burn::tensor::Tensor;
 
 use crate::arch::Activation;
+use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
 use crate::model::{Cnn, Trace};
 use crate::snapshot::LayerStats;
 use crate::train::activity::LayerActivity;
-use crate::train::trainer::{TrainError, readback};
-
-/// A ReLU unit counts as *dead* when its output was zero for every example of this many consecutive
-/// statistics batches (every step in `convscope train`, every snapshot in the window).
-pub const DEAD_UNIT_WINDOW: usize = 10;
-
-/// A sigmoid or tanh unit counts as *saturated* when its mean slope f′(z) over a batch is below this share of
-/// the activation's peak slope (0.25 for sigmoid, 1 for tanh): for sigmoid that is |z| above about 3.7, an
-/// output within 0.025 of 0 or 1.
-pub const SATURATED_SLOPE_FRACTION: f32 = 0.1;
-
-/// The largest slope of a saturating activation (at z = 0), or `None` for one that does not saturate.
-pub fn peak_slope(activation: Activation) -> Option<f32> {
-    match activation {
-        Activation::Sigmoid => Some(0.25),
-        Activation::Tanh => Some(1.0),
-        _ => None,
-    }
-}
+use crate::train::error::{TrainError, readback};
 
 /// Which units of each layer produced any output lately: the memory behind the dead-unit count.
 #[derive(Debug, Default)]
@@ -137,7 +120,7 @@ pub fn layer_stats(
         let units = activity.unit_mean_slope.len().max(1) as f32;
         let hidden = !layer.output;
         let mean_slope = hidden.then(|| activity.unit_mean_slope.iter().sum::<f32>() / units);
-        let saturated_fraction = peak_slope(activation).filter(|_| hidden).map(|peak| {
+        let saturated_fraction = activation.peak_slope().filter(|_| hidden).map(|peak| {
             let below = activity.unit_mean_slope.iter().filter(|&&s| s < SATURATED_SLOPE_FRACTION * peak).count();
             below as f32 / units
         });

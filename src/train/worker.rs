@@ -1,43 +1,162 @@
-//! The training worker thread: owns a [`Trainer`], drains [`Command`]s before every step, and reports
-//! through [`WorkerEvent`]s without ever waiting for the receiver.
+//! The training worker thread: owns a [`Driver`], drains [`Command`]s before every step, hands loads to its
+//! loader threads, and reports through [`WorkerEvent`]s without ever waiting for the receiver.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::data::DataSplit;
+use crate::config::{BackendKind, TrainConfig};
+use crate::data::{DataError, DataSplit};
+use crate::diagnose::Hint;
+use crate::protocol::{Command, RunState, Waker, WorkerEvent, WorkerLink};
 use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
-use crate::train::command::{Command, RunState, SharedData, WorkerEvent};
-use crate::train::config::{BackendKind, TrainConfig};
-use crate::train::trainer::{StepOutcome, TrainError, Trainer};
+use crate::train::driver::{Driven, Driver, Evaluation};
+use crate::train::error::{TrainError, catch_panic};
+use crate::train::loader::{self, LoadResult};
+use crate::train::threads::{ComputePriority, with_compute_threads};
 
 /// How often batched metric rows are sent while training runs.
 pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Test images sent with every new net for the probe picker.
+pub const PROBE_THUMBNAILS: usize = 24;
 
-/// The worker evaluates the test split at most once per this many seconds of training per second of
-/// evaluation (so evaluation costs at most ≈ 4 % of the time), and no more often than `test_every` steps.
-pub const EVAL_TIME_BUDGET_FACTOR: f64 = 25.0;
-
-/// Called after events were sent, e.g. to wake the UI (`egui::Context::request_repaint`).
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
-
-/// Everything the worker thread starts from.
-pub(crate) struct WorkerSetup {
-    pub config: TrainConfig,
-    pub data: Arc<DataSplit>,
+/// Options for [`WorkerHandle::spawn`].
+pub struct WorkerOptions {
+    /// Backend to compute on.
     pub backend: BackendKind,
+    /// Compute threads (`None`: rayon's default).
+    pub threads: Option<usize>,
+    /// Scheduling of the compute threads.
+    pub priority: ComputePriority,
+    /// Wait for [`Command::Resume`] or [`Command::Step`] before the first step.
     pub start_paused: bool,
-    pub commands: Receiver<Command>,
-    pub events: Sender<WorkerEvent>,
-    pub snapshot_unread: Arc<AtomicBool>,
+    /// Called whenever events were sent.
     pub waker: Waker,
 }
 
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            backend: BackendKind::default(),
+            threads: None,
+            priority: ComputePriority::Normal,
+            start_paused: false,
+            waker: Arc::new(|| {}),
+        }
+    }
+}
+
+/// What reaches the worker thread: the UI's commands and its own loader threads' results.
+enum Inbox {
+    Command(Command),
+    Loaded { id: u64, result: LoadResult },
+}
+
+/// The UI's side of a running worker thread. Dropping it stops the thread and waits for it.
+pub struct WorkerHandle {
+    inbox: Sender<Inbox>,
+    events: Receiver<WorkerEvent>,
+    snapshot_unread: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Starts the worker thread `convscope-trainer`, which builds the net from `config` and trains on `data`.
+    pub fn spawn(config: TrainConfig, data: Arc<DataSplit>, options: WorkerOptions) -> std::io::Result<WorkerHandle> {
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let (event_tx, event_rx) = mpsc::channel();
+        let snapshot_unread = Arc::new(AtomicBool::new(false));
+        let worker = Worker::new(data, &options, inbox_tx.clone(), event_tx.clone(), snapshot_unread.clone());
+        let (threads, priority, start_paused) = (options.threads, options.priority, options.start_paused);
+        let thread = std::thread::Builder::new().name("convscope-trainer".into()).spawn(move || {
+            let waker = worker.waker.clone();
+            let ran = with_compute_threads(threads, priority, move || worker.run(config, start_paused, &inbox_rx));
+            if let Err(error) = ran {
+                let message = format!("could not start the compute threads: {error}");
+                event_tx.send(WorkerEvent::Failed { step: 0, message }).ok();
+                waker();
+            }
+        })?;
+        Ok(WorkerHandle { inbox: inbox_tx, events: event_rx, snapshot_unread, thread: Some(thread) })
+    }
+
+    /// Sends a command; never blocks. Returns `false` when the worker has ended.
+    pub fn send(&self, command: Command) -> bool {
+        self.inbox.send(Inbox::Command(command)).is_ok()
+    }
+
+    /// The next pending event, if any; never blocks.
+    pub fn try_recv(&self) -> Option<WorkerEvent> {
+        let event = self.events.try_recv().ok()?;
+        Some(self.mark_read(event))
+    }
+
+    /// The next event, waiting at most `timeout` (for tests and headless use).
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<WorkerEvent> {
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => Some(self.mark_read(event)),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    fn mark_read(&self, event: WorkerEvent) -> WorkerEvent {
+        if matches!(event, WorkerEvent::Snapshot(_)) {
+            self.snapshot_unread.store(false, Ordering::Release);
+        }
+        event
+    }
+}
+
+impl WorkerLink for WorkerHandle {
+    fn send(&mut self, command: Command) {
+        // A worker that is gone has already reported why; nothing more to do here.
+        WorkerHandle::send(self, command);
+    }
+
+    fn try_recv(&mut self) -> Option<WorkerEvent> {
+        WorkerHandle::try_recv(self)
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.inbox.send(Inbox::Command(Command::Stop)).ok();
+        if let Some(thread) = self.thread.take() {
+            thread.join().ok();
+        }
+    }
+}
+
+/// Why the worker refused a command; sent to the window as the `Rejected` event's reason.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{source_name}: the net does not fit this data: {error}")]
+    DoesNotFit { source_name: String, error: TrainError },
+    #[error("step needs at least one step")]
+    NoSteps,
+    #[error("nothing is loading")]
+    NothingLoading,
+    #[error("could not start the loader: {0}")]
+    Loader(std::io::Error),
+    #[error("a data set arrived for a probe request")]
+    WrongLoad,
+}
+
+/// A load under way: its id (a newer load or a cancel makes its result stale) and the command that asked.
+struct PendingLoad {
+    id: u64,
+    command: Command,
+}
+
 struct Worker {
-    trainer: Option<Trainer>,
+    driver: Option<Driver>,
     data: Arc<DataSplit>,
     backend: BackendKind,
     running: bool,
@@ -46,37 +165,108 @@ struct Worker {
     last_flush: Instant,
     snapshots: SnapshotCadence,
     events: Sender<WorkerEvent>,
+    inbox: Sender<Inbox>,
     snapshot_unread: Arc<AtomicBool>,
     waker: Waker,
-    /// Step and training seconds at the last evaluation, and how long it took.
-    last_eval: (u64, f64, f64),
     /// A GPU net was built and has not finished its first step: kernels are still being compiled.
     warming_up: bool,
-}
-
-/// Text of a caught panic's payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_string())
+    load: Option<PendingLoad>,
+    loads_started: u64,
+    /// The hints last sent, and whether rows arrived since they were computed.
+    hints: (Vec<Hint>, bool),
 }
 
 impl Worker {
+    fn new(
+        data: Arc<DataSplit>,
+        options: &WorkerOptions,
+        inbox: Sender<Inbox>,
+        events: Sender<WorkerEvent>,
+        snapshot_unread: Arc<AtomicBool>,
+    ) -> Worker {
+        Worker {
+            driver: None,
+            data,
+            backend: options.backend,
+            running: false,
+            steps_left: 0,
+            rows: Vec::new(),
+            last_flush: Instant::now(),
+            snapshots: SnapshotCadence::default(),
+            events,
+            inbox,
+            snapshot_unread,
+            waker: options.waker.clone(),
+            warming_up: false,
+            load: None,
+            loads_started: 0,
+            hints: (Vec::new(), false),
+        }
+    }
+
+    /// The thread's body: build, then step while active and wait for commands while idle.
+    fn run(mut self, config: TrainConfig, start_paused: bool, inbox: &Receiver<Inbox>) {
+        if let Err(error) = self.build(config, self.data.clone()) {
+            self.send(WorkerEvent::Failed { step: 0, message: error.to_string() });
+        }
+        self.set_running(!start_paused);
+        'work: loop {
+            if !self.active() {
+                self.flush();
+                // Idle: wait for the next message (this waits on the UI's wishes, never on its frames).
+                let Ok(message) = inbox.recv() else { break 'work };
+                if !self.receive(message) {
+                    break 'work;
+                }
+            }
+            loop {
+                match inbox.try_recv() {
+                    Ok(message) => {
+                        if !self.receive(message) {
+                            break 'work;
+                        }
+                    }
+                    Err(TryRecvError::Disconnected) => break 'work,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            if self.active() {
+                self.run_step();
+            }
+        }
+        self.flush();
+        let step = self.step_count();
+        self.send(WorkerEvent::Stopped { step });
+        (self.waker)();
+    }
+
     fn send(&self, event: WorkerEvent) {
         // A receiver that is gone means the UI closed; the Stop that follows ends this thread.
         self.events.send(event).ok();
     }
 
-    fn step_count(&self) -> u64 {
-        self.trainer.as_ref().map_or(0, Trainer::step_count)
+    fn active(&self) -> bool {
+        self.driver.is_some() && (self.running || self.steps_left > 0)
     }
 
+    fn step_count(&self) -> u64 {
+        self.driver.as_ref().map_or(0, |d| d.trainer().step_count())
+    }
+
+    /// Sends the batched rows (and the hints, when they changed), then wakes the UI.
     fn flush(&mut self) {
         if !self.rows.is_empty() {
             let rows = std::mem::take(&mut self.rows);
             self.send(WorkerEvent::Metrics(rows));
+        }
+        if self.hints.1
+            && let Some(driver) = self.driver.as_mut()
+        {
+            let hints = driver.hints();
+            if hints != self.hints.0 {
+                self.send(WorkerEvent::Hints(hints.clone()));
+            }
+            self.hints = (hints, false);
         }
         self.last_flush = Instant::now();
         (self.waker)();
@@ -84,60 +274,31 @@ impl Worker {
 
     fn set_running(&mut self, running: bool) {
         self.running = running;
-        let active = self.trainer.is_some() && (running || self.steps_left > 0);
-        let state = if active { RunState::Running } else { RunState::Paused };
+        let state = if self.active() { RunState::Running } else { RunState::Paused };
         self.flush();
         self.send(WorkerEvent::State { state, step: self.step_count() });
     }
 
-    /// Builds a trainer; on success announces it and replaces the current one, on failure keeps the current
-    /// one and returns why.
-    fn build(&mut self, config: TrainConfig) -> Result<(), String> {
-        self.build_on(config, self.data.clone())
-    }
-
-    /// [`Worker::build`] on `data`, which becomes the worker's data when the net could be built.
-    fn build_on(&mut self, config: TrainConfig, data: Arc<DataSplit>) -> Result<(), String> {
+    /// Builds a driver on `data`; on success announces it and replaces the current one (and `data` becomes the
+    /// worker's data), on failure keeps the current one and returns why.
+    fn build(&mut self, config: TrainConfig, data: Arc<DataSplit>) -> Result<(), TrainError> {
         if self.backend.is_gpu() {
             self.warm_up(true);
         }
-        let result = catch_unwind(AssertUnwindSafe(|| -> Result<Trainer, TrainError> {
-            let mut trainer = Trainer::new(config, data.clone(), self.backend)?;
-            trainer.set_manual_evaluation();
-            trainer.evaluate()?;
-            Ok(trainer)
-        }));
-        match result {
-            Ok(Ok(trainer)) => {
-                // The first evaluation pays one-off warm-up costs: let the next one come at `test_every` and
-                // set the time budget from its duration.
-                self.last_eval = (0, 0.0, 0.0);
-                let data = trainer.data();
-                self.send(WorkerEvent::Started {
-                    layers: trainer.layer_infos(),
-                    config: Box::new(trainer.config().clone()),
-                    input: data.train.shape(),
-                    class_names: data.train.class_names().to_vec(),
-                    train_len: data.train.len(),
-                    test_len: data.test.len(),
-                    data_source: data.train.source().to_string(),
-                    data: SharedData(data.clone()),
-                });
-                self.data = data.clone();
-                self.trainer = Some(trainer);
-                self.snapshots.restart();
-                self.send_refresh();
-                Ok(())
-            }
-            Ok(Err(error)) => {
+        let driver = match Driver::new(config, data.clone(), self.backend, Evaluation::Budgeted) {
+            Ok(driver) => driver,
+            Err(error) => {
                 self.warm_up(false);
-                Err(format!("could not build the net: {error}"))
+                return Err(error);
             }
-            Err(payload) => {
-                self.warm_up(false);
-                Err(format!("building the net panicked: {}", panic_message(payload.as_ref())))
-            }
-        }
+        };
+        self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
+        self.data = data;
+        self.driver = Some(driver);
+        self.hints = (Vec::new(), false);
+        self.snapshots.restart();
+        self.send_refresh();
+        Ok(())
     }
 
     /// Announces that GPU kernels are being compiled (`true`) or are ready (`false`).
@@ -159,126 +320,192 @@ impl Worker {
     /// Sends a snapshot of the net as it is now (after a build, or a change while paused), so the window
     /// shows the effect of a change without a training step.
     fn send_refresh(&mut self) {
-        let Some(trainer) = self.trainer.as_ref() else { return };
-        match catch_unwind(AssertUnwindSafe(|| trainer.refresh_snapshot())) {
-            Ok(Ok(snapshot)) => {
+        let Some(driver) = self.driver.as_ref() else { return };
+        match catch_panic("taking a snapshot", || driver.trainer().refresh_snapshot()) {
+            Ok(snapshot) => {
                 self.snapshot_unread.store(true, Ordering::Release);
                 self.send(WorkerEvent::Snapshot(Box::new(snapshot)));
             }
-            Ok(Err(error)) => self.send(WorkerEvent::Failed { step: self.step_count(), message: error.to_string() }),
-            Err(payload) => self.send(WorkerEvent::Failed {
-                step: self.step_count(),
-                message: format!("taking a snapshot panicked: {}", panic_message(payload.as_ref())),
-            }),
+            Err(error) => self.send(WorkerEvent::Failed { step: self.step_count(), message: error.to_string() }),
         }
     }
 
-    /// Applies one command; returns `false` for [`Command::Stop`].
-    fn handle(&mut self, command: Command) -> bool {
-        let outcome: Result<(), String> = match (&command, self.trainer.as_mut()) {
-            (Command::Stop, _) => return false,
-            (Command::Pause, _) => {
+    /// Takes one inbox message; returns `false` for [`Command::Stop`].
+    fn receive(&mut self, message: Inbox) -> bool {
+        match message {
+            Inbox::Command(Command::Stop) => false,
+            Inbox::Command(command) => {
+                self.handle(command);
+                true
+            }
+            Inbox::Loaded { id, result } => {
+                match self.load.take() {
+                    Some(load) if load.id == id => self.loaded(load.command, result),
+                    // A cancelled or superseded load: its result is dropped.
+                    other => self.load = other,
+                }
+                true
+            }
+        }
+    }
+
+    /// Applies one command and answers it with `Applied` or `Rejected` (loads answer when they finish).
+    fn handle(&mut self, command: Command) {
+        let outcome = match &command {
+            Command::Pause => {
                 self.steps_left = 0;
                 self.set_running(false);
-                return true;
+                return;
             }
-            (Command::Resume, _) => {
-                self.set_running(true);
-                return true;
-            }
-            (Command::Step(0), _) => Err("step needs at least one step".to_string()),
-            (Command::Step(n), _) => {
+            Command::Resume => return self.set_running(true),
+            Command::Step(0) => Err(Refused::NoSteps),
+            Command::Step(n) => {
                 // Steps asked for while stepping add up: two quick presses of S are two steps.
                 self.steps_left = self.steps_left.saturating_add(*n);
-                self.set_running(false);
-                return true;
+                return self.set_running(false);
             }
-            (Command::Reset(config), _) => match fits(config, &self.data) {
-                Ok(()) => {
-                    self.flush();
-                    self.build((**config).clone())
-                }
-                Err(reason) => Err(reason),
-            },
-            (Command::LoadData { data, config }, _) => match fits(config, &data.0) {
-                Ok(()) => {
-                    self.flush();
-                    self.build_on((**config).clone(), data.0.clone())
-                }
-                Err(reason) => Err(format!("{}: the net does not fit this data: {reason}", data.0.train.source())),
-            },
-            (_, None) => Err("there is no net yet: reset with a valid configuration first".to_string()),
-            (Command::SetLearningRate(lr), Some(t)) => t.set_learning_rate(*lr),
-            (Command::SetMomentum(m), Some(t)) => t.set_momentum(*m),
-            (Command::SetWeightDecay(w), Some(t)) => t.set_weight_decay(*w),
-            (Command::SetBatchSize(b), Some(t)) => t.set_batch_size(*b),
-            (Command::SetOptimizer(kind), Some(t)) => {
-                t.set_optimizer(*kind);
-                Ok(())
+            Command::LoadData { .. } | Command::LoadProbeImage(_) => return self.start_load(command),
+            Command::CancelLoad => self.cancel_load(),
+            Command::Reset(config) => {
+                self.flush();
+                self.build((**config).clone(), self.data.clone()).map_err(Refused::from)
             }
-            (Command::SetActivation { layer, activation }, Some(t)) => {
-                t.update_layer(*layer, |s| s.activation = *activation)
-            }
-            (Command::SetBias { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.bias = *enabled),
-            (Command::SetBatchNorm { layer, enabled }, Some(t)) => t.update_layer(*layer, |s| s.batch_norm = *enabled),
-            (Command::SetProbe(index), Some(t)) => t.set_probe(*index),
-            (Command::SetProbeImage { pixels, name }, Some(t)) => t.set_probe_image(pixels.clone(), name.clone()),
-            (Command::RestoreHealthy { halve_lr }, Some(t)) => match t.restore_healthy() {
-                Some(_) if *halve_lr => t.set_learning_rate(t.config().lr / 2.0),
-                Some(_) => Ok(()),
-                None => Err(format!(
-                    "no healthy state is kept yet: one is taken every {} steps while training is healthy",
-                    crate::train::trainer::HEALTHY_EVERY
-                )),
-            },
+            _ => self.change(&command).map_err(Refused::from),
         };
+        self.answer(command, outcome);
+    }
+
+    /// Changes the running net (setting, probe, restore); refused when there is none.
+    fn change(&mut self, command: &Command) -> Result<(), TrainError> {
+        let Some(driver) = self.driver.as_mut() else {
+            return Err(TrainError::NoNet);
+        };
+        match command {
+            Command::Change(setting) => driver.change(setting),
+            Command::SetProbe(index) => driver.trainer_mut().set_probe(*index),
+            Command::RestoreHealthy { halve_lr } => driver.restore(*halve_lr).map(|_| ()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `Applied` or `Rejected` for `command`; a change that alters the picture while paused is shown at
+    /// once with a fresh snapshot.
+    fn answer(&mut self, command: Command, outcome: Result<(), Refused>) {
         let applied = outcome.is_ok();
         let changes_the_picture = matches!(
             command,
-            Command::SetActivation { .. }
-                | Command::SetBias { .. }
-                | Command::SetBatchNorm { .. }
-                | Command::SetProbe(_)
-                | Command::SetProbeImage { .. }
-                | Command::RestoreHealthy { .. }
+            Command::Change(_) | Command::SetProbe(_) | Command::LoadProbeImage(_) | Command::RestoreHealthy { .. }
         );
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
-            Err(reason) => WorkerEvent::Rejected { command, reason },
+            Err(reason) => WorkerEvent::Rejected { command, reason: reason.to_string() },
         };
         self.send(event);
         if applied && changes_the_picture && !self.running && self.steps_left == 0 {
             self.send_refresh();
         }
         (self.waker)();
-        true
+    }
+
+    /// Hands a data or probe load to a loader thread; a newer load supersedes one under way.
+    fn start_load(&mut self, command: Command) {
+        self.loads_started += 1;
+        let id = self.loads_started;
+        let inbox = self.inbox.clone();
+        let deliver = move |result| {
+            inbox.send(Inbox::Loaded { id, result }).ok();
+        };
+        let started = match &command {
+            Command::LoadData { request, config } => loader::load_data(request.clone(), config.seed, deliver),
+            Command::LoadProbeImage(path) => match self.driver.as_ref() {
+                Some(driver) => loader::load_probe(path.clone(), driver.trainer().data().test.shape(), deliver),
+                None => return self.answer(command, Err(TrainError::NoNet.into())),
+            },
+            _ => Ok(()),
+        };
+        match started {
+            Ok(()) => {
+                self.send(WorkerEvent::Loading(Some(command.describe(&[]))));
+                self.load = Some(PendingLoad { id, command });
+                (self.waker)();
+            }
+            Err(error) => self.answer(command, Err(Refused::Loader(error))),
+        }
+    }
+
+    fn cancel_load(&mut self) -> Result<(), Refused> {
+        match self.load.take() {
+            Some(_) => {
+                self.send(WorkerEvent::Loading(None));
+                Ok(())
+            }
+            None => Err(Refused::NothingLoading),
+        }
+    }
+
+    /// Takes a finished load: new data is built on (if the net fits it), a probe image becomes the probe.
+    fn loaded(&mut self, command: Command, result: LoadResult) {
+        self.send(WorkerEvent::Loading(None));
+        let outcome = match (&command, result) {
+            (Command::LoadData { request, config }, LoadResult::Data(data)) => match *data {
+                Ok(loaded) => self.train_on(loaded, &request.path, config),
+                Err(error) => Err(error.into()),
+            },
+            (_, LoadResult::Probe { name, pixels }) => match (pixels, self.driver.as_mut()) {
+                (Ok(pixels), Some(driver)) => driver.trainer_mut().set_probe_image(pixels, name).map_err(Refused::from),
+                (Ok(_), None) => Err(TrainError::NoNet.into()),
+                (Err(error), _) => Err(error.into()),
+            },
+            (_, LoadResult::Data(_)) => Err(Refused::WrongLoad),
+        };
+        self.answer(command, outcome);
+    }
+
+    /// Builds a net from `config` on newly loaded data and says what was loaded; the current run stays when
+    /// the net does not fit.
+    fn train_on(
+        &mut self,
+        loaded: crate::data::Loaded,
+        path: &std::path::Path,
+        config: &TrainConfig,
+    ) -> Result<(), Refused> {
+        let mut notice = format!("loaded {}", loaded.describe(path));
+        for line in loaded.report.skipped_summary().iter().chain(&loaded.report.notes) {
+            notice.push_str(&format!("; {line}"));
+        }
+        let source_name = loaded.split.train.source().to_string();
+        self.flush();
+        self.build(config.clone(), Arc::new(loaded.split))
+            .map_err(|error| Refused::DoesNotFit { source_name, error })?;
+        self.send(WorkerEvent::Notice(notice));
+        Ok(())
     }
 
     /// Runs one step and reports it; pauses on divergence or failure.
-    fn run_step(&mut self, snapshot_interval: Duration) {
-        let Some(trainer) = self.trainer.as_mut() else { return };
+    fn run_step(&mut self) {
+        let Some(driver) = self.driver.as_mut() else { return };
+        let interval = Duration::from_millis(driver.trainer().config().snapshot_interval_ms);
         let last_of_a_count = self.steps_left == 1;
-        let due = self.snapshots.due(snapshot_interval);
+        let due = self.snapshots.due(interval);
         // Only take a snapshot when the last one was read: the newest wins, and an idle UI costs nothing.
         let capture = last_of_a_count || (due && !self.snapshot_unread.load(Ordering::Acquire));
-        let attempted = trainer.step_count() + 1;
+        let attempted = driver.trainer().step_count() + 1;
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| trainer.step(capture)));
+        let outcome = driver.step(capture);
         let took = started.elapsed();
-        if self.steps_left > 0 {
-            self.steps_left -= 1;
-        }
+        self.steps_left = self.steps_left.saturating_sub(1);
         match outcome {
-            Ok(Ok(StepOutcome::Updated { mut row, snapshot })) => {
+            Ok(Driven::Updated { row, snapshot, warnings }) => {
                 self.snapshots.step_done(took, snapshot.is_some());
                 self.warm_up(false);
-                if let Some(accuracy) = self.evaluate_if_due() {
-                    row.test_accuracy = accuracy;
+                for message in warnings {
+                    self.send(WorkerEvent::Warning { step: row.step, message });
                 }
                 self.rows.push(row);
+                self.hints.1 = true;
                 if let Some(mut snapshot) = snapshot {
                     snapshot.cost_secs = self.snapshots.cost().as_secs_f32();
-                    snapshot.gap_secs = self.snapshots.gap(snapshot_interval).as_secs_f32();
+                    snapshot.gap_secs = self.snapshots.gap(interval).as_secs_f32();
                     self.snapshot_unread.store(true, Ordering::Release);
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));
@@ -288,51 +515,16 @@ impl Worker {
                     self.set_running(false);
                 }
             }
-            Ok(Ok(StepOutcome::Diverged { step, message })) => {
+            Ok(Driven::Diverged { step, message }) => {
                 self.steps_left = 0;
                 self.flush();
                 self.send(WorkerEvent::Diverged { step, message });
                 self.set_running(false);
             }
-            Ok(Err(error)) => self.fail(attempted, format!("{error}; the weights are as before the step")),
-            Err(payload) => self.fail(
-                attempted,
-                format!("the step panicked: {}; the weights are as before the step", panic_message(payload.as_ref())),
-            ),
+            Err(error) => self.fail(attempted, format!("{error}; the weights are as before the step")),
         }
         if self.last_flush.elapsed() >= METRICS_FLUSH_INTERVAL {
             self.flush();
-        }
-    }
-
-    /// Evaluates the test split when `test_every` steps and the time budget have both passed.
-    fn evaluate_if_due(&mut self) -> Option<f32> {
-        let trainer = self.trainer.as_mut()?;
-        let test_every = trainer.config().test_every;
-        let (at_step, at_secs, took) = self.last_eval;
-        let steps_due = test_every > 0 && trainer.step_count() >= at_step + test_every;
-        let time_due = trainer.step_secs() - at_secs >= EVAL_TIME_BUDGET_FACTOR * took;
-        if !(steps_due && time_due) {
-            return None;
-        }
-        let started = Instant::now();
-        match catch_unwind(AssertUnwindSafe(|| trainer.evaluate())) {
-            Ok(Ok(accuracy)) => {
-                self.last_eval = (trainer.step_count(), trainer.step_secs(), started.elapsed().as_secs_f64());
-                Some(accuracy)
-            }
-            Ok(Err(error)) => {
-                let (step, secs) = (trainer.step_count(), trainer.step_secs());
-                self.last_eval = (step, secs, started.elapsed().as_secs_f64());
-                self.fail(step, format!("evaluating the test split failed: {error}"));
-                None
-            }
-            Err(payload) => {
-                let (step, secs) = (trainer.step_count(), trainer.step_secs());
-                self.last_eval = (step, secs, started.elapsed().as_secs_f64());
-                self.fail(step, format!("evaluating the test split panicked: {}", panic_message(payload.as_ref())));
-                None
-            }
         }
     }
 
@@ -342,71 +534,4 @@ impl Worker {
         self.send(WorkerEvent::Failed { step, message: format!("{message}; training paused") });
         self.set_running(false);
     }
-}
-
-/// The worker thread's body.
-pub(crate) fn run(setup: WorkerSetup) {
-    let WorkerSetup { config, data, backend, start_paused, commands, events, snapshot_unread, waker } = setup;
-    let mut worker = Worker {
-        trainer: None,
-        data,
-        backend,
-        running: false,
-        steps_left: 0,
-        rows: Vec::new(),
-        last_flush: Instant::now(),
-        snapshots: SnapshotCadence::default(),
-        events,
-        snapshot_unread,
-        waker,
-        last_eval: (0, 0.0, 0.0),
-        warming_up: false,
-    };
-    if let Err(message) = worker.build(config) {
-        worker.send(WorkerEvent::Failed { step: 0, message });
-    }
-    worker.set_running(!start_paused);
-    'work: loop {
-        let active = worker.trainer.is_some() && (worker.running || worker.steps_left > 0);
-        if !active {
-            worker.flush();
-            // Idle: wait for the next command (this waits on the UI's wishes, never on its frames).
-            match commands.recv() {
-                Ok(command) => {
-                    if !worker.handle(command) {
-                        break 'work;
-                    }
-                }
-                Err(_) => break 'work,
-            }
-        }
-        loop {
-            match commands.try_recv() {
-                Ok(command) => {
-                    if !worker.handle(command) {
-                        break 'work;
-                    }
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => break 'work,
-            }
-        }
-        if worker.trainer.is_some() && (worker.running || worker.steps_left > 0) {
-            let interval = worker
-                .trainer
-                .as_ref()
-                .map_or(Duration::ZERO, |t| Duration::from_millis(t.config().snapshot_interval_ms));
-            worker.run_step(interval);
-        }
-    }
-    worker.flush();
-    let step = worker.step_count();
-    worker.send(WorkerEvent::Stopped { step });
-    (worker.waker)();
-}
-
-/// Whether `config` is valid and its spec fits `data`'s input shape and class count.
-fn fits(config: &TrainConfig, data: &DataSplit) -> Result<(), String> {
-    config.validate()?;
-    config.plan(data.train.shape(), data.train.classes()).map(|_| ()).map_err(|e| e.to_string())
 }

@@ -1,9 +1,10 @@
 //! The diagnosis rules on real training: each fires on a run that shows its problem, and none fires on a
 //! healthy run. Statistics are taken every step, as `convscope train` does.
 
-use convscope::hints::{self, Hint, Rule};
+use convscope::config::{BackendKind, TrainConfig};
+use convscope::diagnose::{self as hints, Hint, Rule, presets};
 use convscope::snapshot::MetricRow;
-use convscope::train::{BackendKind, StepOutcome, TrainConfig, Trainer, presets};
+use convscope::train::{StepOutcome, Trainer};
 
 use crate::support::mnist;
 
@@ -72,7 +73,7 @@ fn a_large_init_saturates_sigmoid_units() {
 
 #[test]
 fn a_tiny_rate_is_flagged_by_the_update_ratio() {
-    let config = TrainConfig { lr: 1e-6, optimizer: convscope::train::OptimizerKind::Sgd, ..TrainConfig::default() };
+    let config = TrainConfig { lr: 1e-6, optimizer: convscope::config::OptimizerKind::Sgd, ..TrainConfig::default() };
     let (_, hints) = diagnose(config, 40);
     assert_eq!(rules(&hints), [Rule::UpdateRatio], "{hints:#?}");
     assert!(hints[0].sentence.contains("raise the learning rate"), "{}", hints[0].sentence);

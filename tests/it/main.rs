@@ -7,6 +7,7 @@
 mod cli;
 mod hints;
 mod kernels;
+mod layering;
 mod support;
 mod training;
 mod ui;

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use convscope::config::TrainConfig;
 use convscope::data::{self, DataSplit};
-use convscope::train::TrainConfig;
 
 /// The embedded MNIST subset, parsed once per test binary.
 pub fn mnist() -> Arc<DataSplit> {

@@ -2,14 +2,15 @@
 //! when they should, and bad specs are refused before burn sees them.
 
 use convscope::arch::Activation;
+use convscope::config::{BackendKind, OptimizerKind, Setting};
 use convscope::snapshot::Snapshot;
-use convscope::train::{BackendKind, OptimizerKind, StepOutcome, TrainError, Trainer};
+use convscope::train::{StepOutcome, TrainError, Trainer};
 
 use crate::support::{config, mnist};
 
 fn step(trainer: &mut Trainer, capture: bool) -> (convscope::snapshot::MetricRow, Option<Box<Snapshot>>) {
     match trainer.step(capture).expect("step runs") {
-        StepOutcome::Updated { row, snapshot } => (row, snapshot),
+        StepOutcome::Updated { row, snapshot, .. } => (row, snapshot),
         StepOutcome::Diverged { message, .. } => panic!("diverged: {message}"),
     }
 }
@@ -100,7 +101,7 @@ fn sgd_update_is_lr_times_gradient_and_a_new_rate_applies_at_the_next_step() {
     let mut trainer = Trainer::new(config(|c| c.optimizer = OptimizerKind::Sgd), mnist(), BackendKind::Flex).unwrap();
     let mut weights = trainer.layer_weights(0).unwrap();
     for lr in [0.01, 0.5] {
-        trainer.set_learning_rate(lr).unwrap();
+        trainer.change(&Setting::LearningRate(lr)).unwrap();
         let (row, snapshot) = step(&mut trainer, true);
         assert_eq!(row.lr, lr);
         let snapshot = snapshot.unwrap();
@@ -119,7 +120,7 @@ fn activation_switch_keeps_weights_and_changes_the_output() {
     let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
     step(&mut trainer, false);
     let before = trainer.refresh_snapshot().unwrap();
-    trainer.update_layer(0, |s| s.activation = Activation::Sigmoid).unwrap();
+    trainer.change(&Setting::Activation { layer: 0, activation: Activation::Sigmoid }).unwrap();
     let after = trainer.refresh_snapshot().unwrap();
     for (a, b) in before.layers.iter().zip(&after.layers) {
         assert_eq!(a.weights, b.weights, "{} weights changed", a.name);
@@ -131,7 +132,7 @@ fn activation_switch_keeps_weights_and_changes_the_output() {
     assert!(before.probe.post_activations[0].data.iter().any(|&v| v > 1.0 || v == 0.0));
     // The output layer's activation belongs to the loss and cannot be switched.
     let last = trainer.plan().weighted_count() - 1;
-    assert!(trainer.update_layer(last, |s| s.activation = Activation::Tanh).is_err());
+    assert!(trainer.change(&Setting::Activation { layer: last, activation: Activation::Tanh }).is_err());
 }
 
 fn trainer_bias(trainer: &Trainer) -> Vec<f32> {
@@ -142,13 +143,13 @@ fn trainer_bias(trainer: &Trainer) -> Vec<f32> {
 fn bias_off_freezes_the_bias_and_back_on_resumes() {
     let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
     step(&mut trainer, false);
-    trainer.update_layer(0, |s| s.bias = false).unwrap();
+    trainer.change(&Setting::Bias { layer: 0, enabled: false }).unwrap();
     let frozen = trainer_bias(&trainer);
     for _ in 0..5 {
         step(&mut trainer, false);
     }
     assert_eq!(trainer_bias(&trainer), frozen, "a switched-off bias must not move");
-    trainer.update_layer(0, |s| s.bias = true).unwrap();
+    trainer.change(&Setting::Bias { layer: 0, enabled: true }).unwrap();
     step(&mut trainer, false);
     assert_ne!(trainer_bias(&trainer), frozen, "a switched-on bias trains again");
 }
@@ -157,8 +158,8 @@ fn bias_off_freezes_the_bias_and_back_on_resumes() {
 fn batch_norm_switches_on_mid_run_and_trains() {
     let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
     step(&mut trainer, false);
-    trainer.update_layer(0, |s| s.batch_norm = true).unwrap();
-    trainer.update_layer(1, |s| s.batch_norm = true).unwrap();
+    trainer.change(&Setting::BatchNorm { layer: 0, enabled: true }).unwrap();
+    trainer.change(&Setting::BatchNorm { layer: 1, enabled: true }).unwrap();
     let losses: Vec<f32> = (0..30).map(|_| step(&mut trainer, false).0.loss).collect();
     assert!(losses.iter().all(|l| l.is_finite()));
     let snapshot = trainer.refresh_snapshot().unwrap();
@@ -264,7 +265,7 @@ fn restore_healthy_goes_back_to_the_kept_weights() {
     }
     assert_ne!(trainer.layer_weights(0).unwrap(), kept);
     assert_eq!(trainer.healthy_step(), Some(25));
-    assert_eq!(trainer.restore_healthy(), Some(25));
+    assert_eq!(trainer.restore_healthy().unwrap(), 25);
     assert_eq!(trainer.layer_weights(0).unwrap(), kept);
     assert_eq!(trainer.step_count(), 30, "the step counter keeps counting");
     step(&mut trainer, false);

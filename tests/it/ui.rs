@@ -1,9 +1,12 @@
 //! The real window's panels driven through egui_kittest with a fake worker: clicks, combo boxes, sliders,
 //! typed text and exports, plus a rendered snapshot where a software GPU adapter exists.
 
+use convscope::app::panels::Panel;
 use convscope::app::{ConvscopeApp, FakeWorker, State};
 use convscope::arch::Activation;
-use convscope::train::{BackendKind, Command, RunState, StepOutcome, TrainConfig, Trainer, WorkerEvent};
+use convscope::config::{BackendKind, Setting, TrainConfig};
+use convscope::protocol::{Command, RunState, WorkerEvent};
+use convscope::train::{Driven, Driver, Evaluation, PROBE_THUMBNAILS};
 use eframe::egui;
 use egui::accesskit::Role;
 use egui_kittest::Harness;
@@ -16,30 +19,23 @@ fn real_events() -> Vec<WorkerEvent> {
     run_events(TrainConfig { test_every: 10, ..TrainConfig::default() }, 30, 0)
 }
 
-/// Events of `steps` real steps of `config`, with layer statistics every `stats_every` steps (0: none).
+/// Events of `steps` real steps of `config` through the real driver, with layer statistics every
+/// `stats_every` steps (0: none), and the hints the worker would send.
 fn run_events(config: TrainConfig, steps: usize, stats_every: u64) -> Vec<WorkerEvent> {
-    let data = mnist();
-    let mut trainer = Trainer::new(config.clone(), data.clone(), BackendKind::Flex).unwrap();
-    trainer.set_stats_every(stats_every);
+    let mut driver = Driver::new(config, mnist(), BackendKind::Flex, Evaluation::Never).unwrap();
+    driver.trainer_mut().set_stats_every(stats_every);
     let mut rows = Vec::new();
     for _ in 0..steps {
-        if let StepOutcome::Updated { row, .. } = trainer.step(false).unwrap() {
+        if let Driven::Updated { row, .. } = driver.step(false).unwrap() {
             rows.push(row);
         }
     }
+    let trainer = driver.trainer();
     vec![
-        WorkerEvent::Started {
-            layers: trainer.layer_infos(),
-            config: Box::new(config),
-            input: data.train.shape(),
-            class_names: data.train.class_names().to_vec(),
-            train_len: data.train.len(),
-            test_len: data.test.len(),
-            data_source: data.train.source().to_string(),
-            data: convscope::train::SharedData(data.clone()),
-        },
+        WorkerEvent::Started(Box::new(trainer.run_info(PROBE_THUMBNAILS))),
         WorkerEvent::Metrics(rows),
         WorkerEvent::Snapshot(Box::new(trainer.refresh_snapshot().unwrap())),
+        WorkerEvent::Hints(driver.hints()),
         WorkerEvent::State { state: RunState::Running, step: steps as u64 },
     ]
 }
@@ -52,7 +48,7 @@ fn harness_with(fake: &FakeWorker, events: Vec<WorkerEvent>) -> Harness<'static,
     for event in events {
         fake.push(event);
     }
-    let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()), Some(mnist()));
+    let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()));
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
@@ -63,7 +59,7 @@ fn harness_with(fake: &FakeWorker, events: Vec<WorkerEvent>) -> Harness<'static,
 #[test]
 fn a_dead_relu_run_is_diagnosed_and_an_experiment_loads_on_confirmation() {
     let fake = FakeWorker::default();
-    let config = TrainConfig { test_every: 0, ..convscope::train::presets::find("dead-relu").unwrap().config() };
+    let config = TrainConfig { test_every: 0, ..convscope::diagnose::presets::find("dead-relu").unwrap().config() };
     let mut harness = harness_with(&fake, run_events(config, 120, 1));
     // The diagnosis names the rule, and the layers panel's meter shows the dead share.
     harness.get_by_label("dead-relu");
@@ -81,7 +77,10 @@ fn a_dead_relu_run_is_diagnosed_and_an_experiment_loads_on_confirmation() {
     let sent = fake.sent();
     let [Command::Reset(config)] = sent.as_slice() else { panic!("expected one reset, got {sent:?}") };
     assert_eq!((config.arch.as_str(), config.activation), ("deep6", Activation::Sigmoid));
-    assert_eq!(harness.state().state.controls.spec_text, "deep6", "the spec editor follows the experiment");
+    // Once the worker announces the experiment's net, the spec editor follows it.
+    fake.push(run_events((**config).clone(), 1, 0).remove(0));
+    harness.run_steps(2);
+    assert_eq!(harness.state().state.settings.spec_text, "deep6", "the spec editor follows the experiment");
 }
 
 #[test]
@@ -105,7 +104,7 @@ fn choosing_sigmoid_for_layer_one_sends_the_command_and_redraws_the_curve() {
     harness.run_steps(2);
     harness.get_by_role(Role::ListBox).get_by_label("sigmoid").click();
     harness.run_steps(2);
-    assert_eq!(fake.sent(), [Command::SetActivation { layer: 0, activation: Activation::Sigmoid }]);
+    assert_eq!(fake.sent(), [Command::Change(Setting::Activation { layer: 0, activation: Activation::Sigmoid })]);
     let curve = harness.state().state.curves.last_curves[0].clone();
     assert_eq!(curve.layer, "conv1");
     assert_eq!(curve.activation, Activation::Sigmoid);
@@ -125,7 +124,7 @@ fn moving_the_learning_rate_slider_sends_the_new_rate() {
     let rates: Vec<f64> = fake
         .sent()
         .iter()
-        .filter_map(|c| if let Command::SetLearningRate(lr) = c { Some(*lr) } else { None })
+        .filter_map(|c| if let Command::Change(Setting::LearningRate(lr)) = c { Some(*lr) } else { None })
         .collect();
     assert_eq!(rates.len(), 1, "one command per change: {:?}", fake.sent());
     assert!((rates[0] - 0.25).abs() < 1e-9, "{rates:?}");
@@ -148,8 +147,8 @@ fn shortcuts_act_but_not_while_typing_in_a_text_field() {
     harness.key_press(egui::Key::R);
     harness.run_steps(2);
     assert_eq!(fake.sent(), [Command::Pause], "keys typed into a field must not control training");
-    assert!(!harness.state().state.controls.confirm_reset_pending(), "R in a text field must not ask to reset");
-    assert_eq!(harness.state().state.controls.spec_text, "ref-mnist s r", "the keys went into the field");
+    assert!(!harness.state().state.toolbar.confirm_reset_pending(), "R in a text field must not ask to reset");
+    assert_eq!(harness.state().state.settings.spec_text, "ref-mnist s r", "the keys went into the field");
     // And once the field lets go of the keyboard, S steps again.
     harness.key_press(egui::Key::Escape);
     harness.run_steps(1);
@@ -229,7 +228,7 @@ fn export_writes_real_png_files() {
     // Tall enough that the export button at the bottom of the left panel is in view.
     harness.set_size(egui::vec2(1280.0, 2000.0));
     let dir = scratch_dir("ui-export");
-    harness.state_mut().state.controls.export_dir = dir.display().to_string();
+    harness.state_mut().state.export.export_dir = dir.display().to_string();
     harness.run_steps(1);
     harness.get_by_label("Export images").click();
     harness.run_steps(2);
@@ -253,7 +252,7 @@ fn a_failed_export_is_reported_and_nothing_stops() {
     harness.set_size(egui::vec2(1280.0, 2000.0));
     let blocker = scratch_dir("ui-export-blocked").join("a-file");
     std::fs::write(&blocker, b"not a folder").unwrap();
-    harness.state_mut().state.controls.export_dir = blocker.join("sub").display().to_string();
+    harness.state_mut().state.export.export_dir = blocker.join("sub").display().to_string();
     harness.get_by_label("Export images").click();
     harness.run_steps(2);
     let messages = &harness.state().view.messages;
@@ -284,7 +283,7 @@ fn render_snapshot_of_the_window() {
     for event in real_events() {
         fake.push(event);
     }
-    let app = ConvscopeApp::new(State::default(), Box::new(fake), Some(mnist()));
+    let app = ConvscopeApp::new(State::default(), Box::new(fake));
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1280.0, 800.0))
         .renderer(renderer)
@@ -347,7 +346,9 @@ fn filters_panel_render_matches_its_snapshot() {
     let Some(renderer) = software_renderer() else { return };
     let state = (convscope::app::panels::filters::FiltersPanel::default(), synthetic_view());
     let mut harness = Harness::builder().with_size(egui::vec2(520.0, 300.0)).renderer(renderer).build_ui_state(
-        |ui, (panel, view): &mut (convscope::app::panels::filters::FiltersPanel, _)| panel.ui(ui, view),
+        |ui, (panel, view): &mut (convscope::app::panels::filters::FiltersPanel, _)| {
+            panel.ui(ui, view, &mut convscope::app::Outbox::default())
+        },
         state,
     );
     harness.run_steps(2);
@@ -355,9 +356,9 @@ fn filters_panel_render_matches_its_snapshot() {
     harness.snapshot("filters_panel");
 }
 
-/// Steps frames until `done` holds (the loader runs on a thread of its own), at most a few seconds.
+/// Steps frames until `done` holds (the loader runs on a thread of its own), at most half a minute.
 fn run_until(harness: &mut Harness<'static, ConvscopeApp>, mut done: impl FnMut(&ConvscopeApp) -> bool) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         harness.run_steps(1);
         if done(harness.state()) {
             return;
@@ -369,16 +370,20 @@ fn run_until(harness: &mut Harness<'static, ConvscopeApp>, mut done: impl FnMut(
 
 #[test]
 fn opening_data_loads_in_the_background_and_a_bad_folder_only_costs_a_message() {
-    let fake = FakeWorker::default();
-    let mut harness = harness(&fake);
+    // The real worker behind the real window: the worker's loader thread reads the folder.
+    let options = convscope::train::WorkerOptions { start_paused: true, threads: Some(1), ..Default::default() };
+    let worker = convscope::train::WorkerHandle::spawn(crate::support::config(|_| {}), mnist(), options).unwrap();
+    let app = ConvscopeApp::new(State::default(), Box::new(worker));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
+    run_until(&mut harness, |app| app.view.train_len == 8000);
     let empty = scratch_dir("ui-empty-data");
     harness.state_mut().state.data.path = empty.display().to_string();
     harness.get_by_label("Open").click();
-    run_until(&mut harness, |app| !app.state.data.loading());
-    harness.run_steps(1);
-    let messages: Vec<String> = harness.state().view.messages.iter().map(|m| m.text.clone()).collect();
-    assert!(messages.iter().any(|m| m.contains(&empty.display().to_string())), "{messages:?}");
-    assert!(fake.sent().is_empty(), "nothing reaches the worker: {:?}", fake.sent());
+    let shown = empty.display().to_string();
+    run_until(&mut harness, |app| app.view.messages.iter().any(|m| m.text.contains(&shown)));
+    assert_eq!(harness.state().view.train_len, 8000, "the MNIST run stays");
 
     let folder = scratch_dir("ui-colour-data");
     for (class, colour) in [("red", [230u8, 20, 20]), ("blue", [20, 20, 230])] {
@@ -391,12 +396,11 @@ fn opening_data_loads_in_the_background_and_a_bad_folder_only_costs_a_message() 
     }
     harness.state_mut().state.data.path = folder.display().to_string();
     harness.get_by_label("Open").click();
-    run_until(&mut harness, |_| !fake.sent().is_empty());
-    let sent = fake.sent();
-    let [Command::LoadData { data, config }] = sent.as_slice() else { panic!("expected LoadData, got {sent:?}") };
-    assert_eq!(data.0.train.shape().channels, 3);
-    assert_eq!(data.0.train.class_names(), ["blue", "red"]);
-    assert_eq!(config.arch, "ref-mnist", "the net's spec is kept; the worker rebuilds it for the new shape");
+    run_until(&mut harness, |app| app.view.input.channels == 3);
+    let view = &harness.state().view;
+    assert_eq!(view.class_names, ["blue", "red"]);
+    assert_eq!(view.config.arch, "ref-mnist", "the net's spec is kept; the worker rebuilt it for the new shape");
+    assert_eq!(view.thumbnails.first().map(|t| t.shape.channels), Some(3));
 }
 
 #[test]
@@ -418,9 +422,12 @@ fn compiling_gpu_kernels_shows_as_a_state_not_a_freeze() {
 #[test]
 fn the_status_line_shows_what_snapshots_cost_training() {
     let state = (convscope::app::panels::status::StatusBar::default(), synthetic_view());
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1200.0, 40.0))
-        .build_ui_state(|ui, (bar, view): &mut (convscope::app::panels::status::StatusBar, _)| bar.ui(ui, view), state);
+    let mut harness = Harness::builder().with_size(egui::vec2(1200.0, 40.0)).build_ui_state(
+        |ui, (bar, view): &mut (convscope::app::panels::status::StatusBar, _)| {
+            bar.ui(ui, view, &mut convscope::app::Outbox::default())
+        },
+        state,
+    );
     harness.run_steps(1);
     // 1.2 ms beyond a plain step, one snapshot every 100 ms: 1.2 % of training time.
     harness.get_by_label("1.2 ms every 100 ms (1.2 %)");

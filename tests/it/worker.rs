@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use convscope::arch::Activation;
+use convscope::config::{OptimizerKind, Setting};
+use convscope::protocol::{Command, DataRequest, RunState, WorkerEvent};
 use convscope::snapshot::{MetricRow, Snapshot};
-use convscope::train::{Command, OptimizerKind, RunState, WorkerEvent, WorkerHandle, WorkerOptions};
+use convscope::train::{WorkerHandle, WorkerOptions};
 
 use crate::support::{config, mnist};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn paused_worker(change: impl FnOnce(&mut convscope::train::TrainConfig)) -> WorkerHandle {
+fn paused_worker(change: impl FnOnce(&mut convscope::config::TrainConfig)) -> WorkerHandle {
     let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
     WorkerHandle::spawn(config(change), mnist(), options).expect("spawn worker")
 }
@@ -58,10 +60,11 @@ fn started_event_and_first_snapshot_describe_the_net() {
     let worker = paused_worker(|_| {});
     let mut rows = Vec::new();
     let layers = wait_for(&worker, &mut rows, |e| match e {
-        WorkerEvent::Started { layers, class_names, train_len, .. } => {
-            assert_eq!(class_names.len(), 10);
-            assert_eq!(*train_len, 8000);
-            Some(layers.clone())
+        WorkerEvent::Started(info) => {
+            assert_eq!(info.class_names.len(), 10);
+            assert_eq!(info.train_len, 8000);
+            assert_eq!(info.thumbnails.len(), convscope::train::PROBE_THUMBNAILS);
+            Some(info.layers.clone())
         }
         _ => None,
     });
@@ -84,7 +87,7 @@ fn activation_switch_between_two_steps_keeps_weights_and_reports_the_step() {
     let after_two = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 2));
     assert_eq!(wait_for(&worker, &mut rows, paused_at), 2);
 
-    let switch = Command::SetActivation { layer: 0, activation: Activation::Sigmoid };
+    let switch = Command::Change(Setting::Activation { layer: 0, activation: Activation::Sigmoid });
     worker.send(switch.clone());
     let effective = wait_for(&worker, &mut rows, |e| match e {
         WorkerEvent::Applied { command, effective_step } if *command == switch => Some(*effective_step),
@@ -113,9 +116,11 @@ fn learning_rate_change_applies_at_the_very_next_step() {
     let initial = wait_for(&worker, &mut rows, snapshot);
     worker.send(Command::Step(1));
     let first = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 1));
-    worker.send(Command::SetLearningRate(0.5));
+    worker.send(Command::Change(Setting::LearningRate(0.5)));
     let effective = wait_for(&worker, &mut rows, |e| match e {
-        WorkerEvent::Applied { command: Command::SetLearningRate(_), effective_step } => Some(*effective_step),
+        WorkerEvent::Applied { command: Command::Change(Setting::LearningRate(_)), effective_step } => {
+            Some(*effective_step)
+        }
         _ => None,
     });
     assert_eq!(effective, 2);
@@ -139,9 +144,9 @@ fn bad_commands_are_rejected_and_change_nothing() {
     let mut rows = Vec::new();
     wait_for(&worker, &mut rows, snapshot);
     for command in [
-        Command::SetActivation { layer: 9, activation: Activation::Tanh },
-        Command::SetLearningRate(-1.0),
-        Command::SetBatchSize(0),
+        Command::Change(Setting::Activation { layer: 9, activation: Activation::Tanh }),
+        Command::Change(Setting::LearningRate(-1.0)),
+        Command::Change(Setting::BatchSize(0)),
         Command::SetProbe(1_000_000),
         Command::Reset(Box::new(config(|c| c.arch = "conv 8 3x3, pool 2, pool 2, pool 2, pool 2, pool 2".into()))),
     ] {
@@ -214,12 +219,12 @@ fn reset_builds_a_new_net_from_the_seed() {
     worker.send(Command::Step(3));
     wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 3));
     worker.send(Command::Reset(Box::new(config(|c| c.seed = 7))));
-    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started(_)).then_some(()));
     let again = wait_for(&worker, &mut rows, snapshot);
     assert_eq!(again.step, 0);
     assert_eq!(again.layers[0].weights, first.layers[0].weights, "the same seed gives the same net");
     worker.send(Command::Reset(Box::new(config(|c| c.seed = 8))));
-    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started(_)).then_some(()));
     let other = wait_for(&worker, &mut rows, snapshot);
     assert_ne!(other.layers[0].weights, first.layers[0].weights);
 }
@@ -234,7 +239,7 @@ fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate(
     let healthy = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 25));
     worker.send(Command::Step(5));
     wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 30));
-    worker.send(Command::SetLearningRate(1000.0));
+    worker.send(Command::Change(Setting::LearningRate(1000.0)));
     worker.send(Command::Resume);
     let diverged_at = wait_for(&worker, &mut rows, |e| match e {
         WorkerEvent::Diverged { step, .. } => Some(*step),
@@ -255,62 +260,76 @@ fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate(
     }
 }
 
-/// A small colour data set built in memory: class 0 red images, class 1 blue, `side`×`side`.
-fn colour_data(side: usize) -> Arc<convscope::data::DataSplit> {
-    use convscope::data::{Dataset, ImageShape};
-    let shape = ImageShape { channels: 3, height: side, width: side };
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..60u8 {
-        let class = i % 2;
-        let [r, g, b] = if class == 0 { [220u8, 20, 20] } else { [20, 20, 220] };
-        for (plane, level) in [r, g, b].into_iter().enumerate() {
-            // A little texture so batches differ.
-            images.extend((0..side * side).map(|p| level.saturating_add(((p + plane + usize::from(i)) % 5) as u8)));
-        }
-        labels.push(class);
+/// A small colour image folder: class `red` of red images and class `blue` of blue ones, `side`×`side`, as
+/// real PNG files.
+fn colour_folder(tag: &str, side: u32) -> std::path::PathBuf {
+    let dir = crate::support::scratch_dir(tag);
+    for i in 0..60u32 {
+        let (class, [r, g, b]) = if i % 2 == 0 { ("red", [220u8, 20, 20]) } else { ("blue", [20, 20, 220]) };
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        // A little texture so batches differ.
+        let image = image::RgbImage::from_fn(side, side, |x, y| {
+            let t = ((x + y + i) % 5) as u8;
+            image::Rgb([r.saturating_add(t), g.saturating_add(t), b.saturating_add(t)])
+        });
+        image.save(dir.join(class).join(format!("{i:02}.png"))).unwrap();
     }
-    let names = vec!["red".to_string(), "blue".to_string()];
-    let dataset = Dataset::new(images, labels, shape, 2, names, "colour squares".into()).unwrap();
-    Arc::new(dataset.split(0.25, 1).unwrap())
+    dir
 }
 
 #[test]
 fn new_data_rebuilds_the_net_and_unusable_data_leaves_the_run_alone() {
     let worker = paused_worker(|_| {});
     let mut rows = Vec::new();
-    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started { .. }).then_some(()));
+    wait_for(&worker, &mut rows, |e| matches!(e, WorkerEvent::Started(_)).then_some(()));
     // A net that cannot shrink 2×2 images through two poolings is refused; the MNIST run stays.
-    let tiny = convscope::train::SharedData(colour_data(2));
-    let command = Command::LoadData { data: tiny, config: Box::new(config(|_| {})) };
+    let tiny = DataRequest::path(colour_folder("worker-tiny", 2));
+    let command = Command::LoadData { request: tiny, config: Box::new(config(|_| {})) };
     worker.send(command.clone());
     let reason = wait_for(&worker, &mut rows, |e| match e {
         WorkerEvent::Rejected { command: c, reason } if *c == command => Some(reason.clone()),
         _ => None,
     });
-    assert!(reason.contains("colour squares") && reason.contains("does not fit"), "{reason}");
-    // A spec that fits: the new net has 3 input channels and the data's class names.
-    let spec = config(|c| c.arch = "conv 4 3x3 pad 1, pool 2".into());
-    worker.send(Command::LoadData { data: convscope::train::SharedData(colour_data(8)), config: Box::new(spec) });
-    let (input, names) = wait_for(&worker, &mut rows, |e| match e {
-        WorkerEvent::Started { input, class_names, data, .. } => {
-            assert_eq!(data.0.train.len(), 45);
-            Some((*input, class_names.clone()))
-        }
+    assert!(reason.contains("worker-tiny") && reason.contains("does not fit"), "{reason}");
+    // Data that cannot be read at all is refused with the path named.
+    let missing = Command::LoadData {
+        request: DataRequest::path("/nonexistent/convscope-data"),
+        config: Box::new(config(|_| {})),
+    };
+    worker.send(missing.clone());
+    let reason = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Rejected { command: c, reason } if *c == missing => Some(reason.clone()),
         _ => None,
     });
-    assert_eq!((input.channels, input.height, input.width), (3, 8, 8));
-    assert_eq!(names, ["red", "blue"]);
+    assert!(reason.contains("/nonexistent/convscope-data"), "{reason}");
+    // A spec that fits: the new net has 3 input channels and the data's class names.
+    let spec = config(|c| c.arch = "conv 4 3x3 pad 1, pool 2".into());
+    let folder = colour_folder("worker-colour", 8);
+    worker.send(Command::LoadData { request: DataRequest::path(&folder), config: Box::new(spec) });
+    let info = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Started(info) => Some(info.clone()),
+        _ => None,
+    });
+    assert_eq!(info.train_len + info.test_len, 60);
+    assert_eq!((info.input.channels, info.input.height, info.input.width), (3, 8, 8));
+    let mut names = info.class_names.clone();
+    names.sort();
+    assert_eq!(names, ["blue", "red"]);
+    assert_eq!(info.thumbnails.first().map(|t| t.pixels.len()), Some(3 * 8 * 8), "thumbnails in the data's shape");
     let first = wait_for(&worker, &mut rows, snapshot);
     assert_eq!(first.layers[0].weights.shape, vec![4, 3, 3, 3]);
-    // The user's own image as the probe: the wrong size is refused, the right one shown.
-    worker.send(Command::SetProbeImage { pixels: vec![0; 10], name: "wrong.png".into() });
+    // The user's own image as the probe: a file that is no image is refused by name, a real one is shown.
+    let not_an_image = folder.join("notes.png");
+    std::fs::write(&not_an_image, b"not a png").unwrap();
+    worker.send(Command::LoadProbeImage(not_an_image));
     let reason = wait_for(&worker, &mut rows, |e| match e {
         WorkerEvent::Rejected { reason, .. } => Some(reason.clone()),
         _ => None,
     });
-    assert!(reason.contains("wrong.png") && reason.contains("3×8×8"), "{reason}");
-    worker.send(Command::SetProbeImage { pixels: vec![200; 3 * 8 * 8], name: "mine.png".into() });
+    assert!(reason.contains("notes.png"), "{reason}");
+    let mine = folder.join("mine.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([200, 200, 200])).save(&mine).unwrap();
+    worker.send(Command::LoadProbeImage(mine));
     let probe = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.probe.own_image.is_some()));
     assert_eq!(probe.probe.own_image.as_deref(), Some("mine.png"));
     assert_eq!(probe.probe.label, None);

@@ -4,16 +4,13 @@
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::{filters::fit, header, legend, short};
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, filters::fit, header, legend, short};
 use crate::app::textures::{self, TextureSlot};
 use crate::app::view::TrainingView;
-use crate::colormap;
-use crate::data::Dataset;
-use crate::snapshot::FloatArray;
-use crate::train::Command;
-
-/// Thumbnails in the probe picker.
-pub const THUMBNAILS: usize = 24;
+use crate::protocol::Command;
+use crate::render::colormap;
+use crate::snapshot::{FloatArray, ProbeSnapshot};
 
 const HELP: &str = "One test image (the probe) pushed through the net with the current weights. Each block is a \
 layer: one tile per channel (a dense layer is one row of units), bright = high. Pre-activation is the weighted sum \
@@ -37,50 +34,11 @@ pub struct ActivationsPanel {
     thumbnails: Vec<TextureSlot>,
 }
 
-impl ActivationsPanel {
+impl Panel for ActivationsPanel {
     /// Draws the probe picker, probabilities and maps.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, test: Option<&Dataset>, out: &mut Vec<Command>) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Probe and activation maps", &mut self.help, HELP);
-        let test_len = view.test_len.max(1);
-        let probe = view.config.probe_index;
-        ui.horizontal(|ui| {
-            if ui.button("‹ Previous").on_hover_text("Previous test image as the probe").clicked() {
-                let index = (probe + test_len - 1) % test_len;
-                view.config.probe_index = index;
-                out.push(Command::SetProbe(index));
-            }
-            if ui.button("Next ›").on_hover_text("Next test image as the probe").clicked() {
-                let index = (probe + 1) % test_len;
-                view.config.probe_index = index;
-                out.push(Command::SetProbe(index));
-            }
-            ui.label(format!("test image {probe}"));
-        });
-        if let Some(test) = test {
-            // New data means new thumbnails: key them by the data's identity too.
-            let data_key = textures::key(&[test.images().as_ptr() as usize as u64, test.len() as u64]);
-            egui::ScrollArea::horizontal().id_salt("thumbnails").show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    self.thumbnails.resize_with(THUMBNAILS.min(test.len()), TextureSlot::default);
-                    for (index, slot) in self.thumbnails.iter_mut().enumerate() {
-                        if let Some(texture) =
-                            slot.get(ui.ctx(), "thumbnail", textures::key(&[data_key, index as u64]), || {
-                                textures::thumbnail(test, index)
-                            })
-                        {
-                            let image = egui::Image::new(texture)
-                                .fit_to_exact_size(egui::vec2(28.0, 28.0))
-                                .alt_text(format!("test image {index}"));
-                            let button = ui.add(egui::Button::image(image).selected(index == probe));
-                            if button.clicked() && index != probe {
-                                view.config.probe_index = index;
-                                out.push(Command::SetProbe(index));
-                            }
-                        }
-                    }
-                });
-            });
-        }
+        self.picker_ui(ui, view, out);
         let Some(snapshot) = view.snapshot.as_ref() else {
             ui.label("Waiting for the first snapshot…");
             return;
@@ -94,38 +52,7 @@ impl ActivationsPanel {
             {
                 ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(84.0, 84.0)).alt_text("probe image"));
             }
-            ui.vertical(|ui| {
-                match (&probe.own_image, probe.label) {
-                    (Some(name), _) => {
-                        ui.label(RichText::new(format!("your image: {name}")).strong());
-                    }
-                    (None, Some(label)) => {
-                        let name = view.class_names.get(label).cloned().unwrap_or_else(|| label.to_string());
-                        ui.label(RichText::new(format!("true class: {name}")).strong());
-                    }
-                    (None, None) => {}
-                }
-                let best = probe
-                    .probabilities
-                    .iter()
-                    .enumerate()
-                    .fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b });
-                for (class, &p) in probe.probabilities.iter().enumerate() {
-                    let name = view.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
-                    let mut bar = egui::ProgressBar::new(p.clamp(0.0, 1.0))
-                        .desired_width(150.0)
-                        .desired_height(11.0)
-                        .text(RichText::new(format!("{name}  {:.1} %", 100.0 * p)).small());
-                    if class == best.0 {
-                        bar = bar.fill(if Some(class) == probe.label {
-                            egui::Color32::from_rgb(70, 150, 80)
-                        } else {
-                            egui::Color32::from_rgb(190, 80, 70)
-                        });
-                    }
-                    ui.add(bar);
-                }
-            });
+            ui.vertical(|ui| probabilities_ui(ui, probe, &view.class_names));
         });
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.pre, false, "post-activation").on_hover_text("After the nonlinearity");
@@ -146,5 +73,74 @@ impl ActivationsPanel {
             }
         }
         legend(ui, "low", "high", 120.0, colormap::sequential);
+    }
+}
+
+impl ActivationsPanel {
+    /// Previous / next and the thumbnails of the first test images.
+    fn picker_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        let test_len = view.test_len.max(1);
+        let probe = view.config.probe_index;
+        ui.horizontal(|ui| {
+            if ui.button("‹ Previous").on_hover_text("Previous test image as the probe").clicked() {
+                out.send(Command::SetProbe((probe + test_len - 1) % test_len));
+            }
+            if ui.button("Next ›").on_hover_text("Next test image as the probe").clicked() {
+                out.send(Command::SetProbe((probe + 1) % test_len));
+            }
+            ui.label(format!("test image {probe}"));
+        });
+        if view.thumbnails.is_empty() {
+            return;
+        }
+        egui::ScrollArea::horizontal().id_salt("thumbnails").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                self.thumbnails.resize_with(view.thumbnails.len(), TextureSlot::default);
+                for (index, (slot, thumbnail)) in self.thumbnails.iter_mut().zip(&view.thumbnails).enumerate() {
+                    // New data means new thumbnails: key them by the run too.
+                    let key = textures::key(&[view.run_generation, index as u64]);
+                    if let Some(texture) = slot.get(ui.ctx(), "thumbnail", key, || textures::thumbnail(thumbnail)) {
+                        let image = egui::Image::new(texture)
+                            .fit_to_exact_size(egui::vec2(28.0, 28.0))
+                            .alt_text(format!("test image {index}"));
+                        let button = ui.add(egui::Button::image(image).selected(index == probe));
+                        if button.clicked() && index != probe {
+                            out.send(Command::SetProbe(index));
+                        }
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// What the probe is, and the net's class probabilities for it (the top one green when right, red when wrong).
+fn probabilities_ui(ui: &mut egui::Ui, probe: &ProbeSnapshot, class_names: &[String]) {
+    match (&probe.own_image, probe.label) {
+        (Some(name), _) => {
+            ui.label(RichText::new(format!("your image: {name}")).strong());
+        }
+        (None, Some(label)) => {
+            let name = class_names.get(label).cloned().unwrap_or_else(|| label.to_string());
+            ui.label(RichText::new(format!("true class: {name}")).strong());
+        }
+        (None, None) => {}
+    }
+    let best =
+        probe.probabilities.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b });
+    for (class, &p) in probe.probabilities.iter().enumerate() {
+        let name = class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
+        let mut bar = egui::ProgressBar::new(p.clamp(0.0, 1.0))
+            .desired_width(150.0)
+            .desired_height(11.0)
+            .text(RichText::new(format!("{name}  {:.1} %", 100.0 * p)).small());
+        if class == best.0 {
+            bar = bar.fill(if Some(class) == probe.label {
+                egui::Color32::from_rgb(70, 150, 80)
+            } else {
+                egui::Color32::from_rgb(190, 80, 70)
+            });
+        }
+        ui.add(bar);
     }
 }

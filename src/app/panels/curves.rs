@@ -5,7 +5,8 @@ use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::header;
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
 use crate::arch::Activation;
 use crate::snapshot::Histogram;
@@ -76,9 +77,9 @@ pub struct CurvesPanel {
     pub last_curves: Vec<CurveData>,
 }
 
-impl CurvesPanel {
+impl Panel for CurvesPanel {
     /// Draws one small plot per hidden layer.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         header(ui, "Activation curves", &mut self.help, HELP);
         self.last_curves.clear();
         let hidden: Vec<_> = view.layers.iter().filter(|l| l.weighted_index.is_some() && !l.output).collect();

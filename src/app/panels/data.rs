@@ -1,18 +1,19 @@
 //! The data panel: what the net trains on, and opening other data — a folder or file typed, picked with the
-//! native dialog or dropped on the window — loaded on a thread of its own so training and painting go on; plus
-//! the user's own image as the probe.
+//! native dialog or dropped on the window. The worker loads it on a thread of its own, so training and
+//! painting go on; the panel shows the load under way and can cancel it. Also the user's own image as the
+//! probe.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, TryRecvError};
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::{Pick, header, spawn_dialog};
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, Pick, header, spawn_dialog};
 use crate::app::view::TrainingView;
-use crate::data::{self, DataSplit, ImageShape, LoadOptions};
+use crate::config::TrainConfig;
+use crate::protocol::{Command, DataRequest};
 
 const HELP: &str = "Train on your own data: a folder of IDX files (MNIST, Fashion-MNIST, EMNIST, gzip or raw), \
 CIFAR-10 / CIFAR-100 binary batches, or a folder of images with one sub-folder per class (PNG, JPEG, BMP, GIF, \
@@ -23,27 +24,6 @@ usable images are skipped and listed. Drop a single image (or use Probe image…
 
 /// File extensions taken as a single image to probe (anything else dropped is opened as data).
 const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif"];
-
-/// What the panel asks the app to do.
-#[derive(Debug)]
-pub enum DataAction {
-    /// Train on this data (announce what was skipped, if anything).
-    Load {
-        /// The loaded data.
-        data: Arc<DataSplit>,
-        /// A line about what was loaded, skipped and decided.
-        summary: String,
-    },
-    /// Use these pixels (in the current data's shape) as the probe.
-    Probe {
-        /// C×H×W bytes.
-        pixels: Vec<u8>,
-        /// The file name.
-        name: String,
-    },
-    /// Loading failed: the message names the file and the fault.
-    Failed(String),
-}
 
 /// The data panel.
 #[derive(Default, Serialize, Deserialize)]
@@ -59,129 +39,63 @@ pub struct DataPanel {
     help: bool,
     #[serde(skip)]
     browse: Option<(Receiver<Option<PathBuf>>, Pick)>,
-    #[serde(skip)]
-    job: Option<(Receiver<DataAction>, PathBuf, Instant)>,
 }
 
 impl DataPanel {
-    /// Whether a load is under way.
-    pub fn loading(&self) -> bool {
-        self.job.is_some()
-    }
-
     /// Opens `path` as the user dropped it: a single image becomes the probe, anything else is loaded as data.
-    pub fn open_dropped(&mut self, ctx: &egui::Context, path: &Path, shape: ImageShape) {
+    pub fn open_dropped(&mut self, path: &Path, view: &TrainingView, out: &mut Outbox) {
         let is_image = path.is_file()
             && path
                 .extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
         if is_image {
-            self.probe(ctx, path.to_path_buf(), shape);
+            out.send(Command::LoadProbeImage(path.to_path_buf()));
         } else {
             self.path = path.display().to_string();
-            self.load(ctx, path.to_path_buf());
+            self.load(path.to_path_buf(), view, out);
         }
     }
 
-    /// Starts loading `path` as a data set on a loader thread.
-    pub fn load(&mut self, ctx: &egui::Context, path: PathBuf) {
-        let options = LoadOptions {
-            classes: None,
-            seed: 1,
+    /// Asks the worker to load `path` as a data set and train a net on it like the running one.
+    pub fn load(&mut self, path: PathBuf, view: &TrainingView, out: &mut Outbox) {
+        let request = DataRequest {
+            path,
             image_size: (self.image_size > 0).then_some(self.image_size),
             channels: (self.channels > 0).then_some(self.channels),
+            classes: None,
         };
-        self.spawn(ctx, "convscope-data-loader", path, move |path| match data::load_path(path, &options) {
-            Err(error) => DataAction::Failed(error.to_string()),
-            Ok(loaded) => {
-                let mut lines = vec![format!(
-                    "loaded {} from {}: {} train and {} test images of {}, {} classes",
-                    loaded.format,
-                    path.display(),
-                    loaded.split.train.len(),
-                    loaded.split.test.len(),
-                    loaded.split.train.shape(),
-                    loaded.split.train.classes()
-                )];
-                lines.extend(loaded.report.skipped_summary());
-                DataAction::Load { data: Arc::new(loaded.split), summary: lines.join("; ") }
-            }
-        });
+        let config = TrainConfig { probe_index: 0, ..view.live_config() };
+        out.send(Command::LoadData { request, config: Box::new(config) });
     }
 
-    /// Starts decoding `path` as a probe image of `shape` on a loader thread.
-    pub fn probe(&mut self, ctx: &egui::Context, path: PathBuf, shape: ImageShape) {
-        self.spawn(ctx, "convscope-probe-loader", path, move |path| match data::load_probe_image(path, shape) {
-            Err(error) => DataAction::Failed(error.to_string()),
-            Ok(pixels) => {
-                let name =
-                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-                DataAction::Probe { pixels, name }
-            }
-        });
-    }
-
-    /// Runs `work` on `path` on a named loader thread; [`DataPanel::poll`] collects its action.
-    fn spawn(
-        &mut self,
-        ctx: &egui::Context,
-        thread: &str,
-        path: PathBuf,
-        work: impl FnOnce(&Path) -> DataAction + Send + 'static,
-    ) {
-        let (tx, rx) = mpsc::channel();
-        let waker = ctx.clone();
-        let job_path = path.clone();
-        let spawned = std::thread::Builder::new().name(thread.into()).spawn(move || {
-            tx.send(work(&path)).ok();
-            waker.request_repaint();
-        });
-        if let Err(error) = spawned {
-            let (tx, failed) = mpsc::channel();
-            tx.send(DataAction::Failed(format!("could not start the loader: {error}"))).ok();
-            self.job = Some((failed, job_path, Instant::now()));
-        } else {
-            self.job = Some((rx, job_path, Instant::now()));
-        }
-    }
-
-    /// Collects a finished load (never waits).
-    pub fn poll(&mut self) -> Option<DataAction> {
-        let (rx, path, _) = self.job.as_ref()?;
-        let action = match rx.try_recv() {
-            Ok(action) => action,
-            Err(TryRecvError::Empty) => return None,
-            Err(TryRecvError::Disconnected) => {
-                DataAction::Failed(format!("loading {} stopped unexpectedly", path.display()))
-            }
-        };
-        self.job = None;
-        Some(action)
-    }
-
-    /// Draws the panel.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
-        header(ui, "Data", &mut self.help, HELP);
-        if let Some((rx, pick)) = &self.browse {
-            match rx.try_recv() {
-                Ok(picked) => {
-                    let pick = *pick;
-                    self.browse = None;
-                    if let Some(path) = picked {
-                        match pick {
-                            Pick::Folder => {
-                                self.path = path.display().to_string();
-                                self.load(ui.ctx(), path);
-                            }
-                            Pick::File => self.open_dropped(ui.ctx(), &path, view.input),
-                        }
+    fn picked(&mut self, ui: &egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        let Some((rx, pick)) = &self.browse else { return };
+        match rx.try_recv() {
+            Ok(picked) => {
+                let pick = *pick;
+                self.browse = None;
+                match (picked, pick) {
+                    (Some(path), Pick::Folder) => {
+                        self.path = path.display().to_string();
+                        self.load(path, view, out);
                     }
+                    (Some(path), Pick::File) => self.open_dropped(&path, view, out),
+                    (None, _) => {}
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.browse = None,
+                ui.ctx().request_repaint();
             }
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => self.browse = None,
         }
+    }
+}
+
+impl Panel for DataPanel {
+    /// Draws the panel.
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        header(ui, "Data", &mut self.help, HELP);
+        self.picked(ui, view, out);
         ui.label(
             RichText::new(format!(
                 "{}: {} train / {} test, {}, {} classes",
@@ -200,14 +114,14 @@ impl DataPanel {
                     .desired_width(ui.available_width() - 60.0),
             )
             .on_hover_text("An IDX folder, CIFAR binary batches, or a folder with one sub-folder of images per class");
-            let busy = self.job.is_some();
+            let busy = view.loading.is_some();
             if ui.add_enabled(!busy && !self.path.trim().is_empty(), egui::Button::new("Open")).clicked() {
                 let path = PathBuf::from(self.path.trim());
-                self.load(ui.ctx(), path);
+                self.load(path, view, out);
             }
         });
         ui.horizontal(|ui| {
-            let browsing = self.browse.is_some() || self.job.is_some();
+            let browsing = self.browse.is_some() || view.loading.is_some();
             if ui.add_enabled(!browsing, egui::Button::new("Open data…")).on_hover_text("Pick a data folder with the system dialog").clicked() {
                 self.browse = Some((spawn_dialog(ui.ctx().clone(), "Open data", &self.path, Pick::Folder), Pick::Folder));
             }
@@ -224,13 +138,17 @@ impl DataPanel {
             channels.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Channels"));
             channels.on_hover_text("Image folders: grey or colour (auto: colour when any image is)");
         });
-        if let Some((_, path, started)) = &self.job {
+        if let Some(what) = &view.loading {
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label(
-                    RichText::new(format!("loading {} ({:.0} s)…", path.display(), started.elapsed().as_secs_f32()))
-                        .small(),
-                );
+                ui.label(RichText::new(format!("{what}…")).small());
+                if ui
+                    .small_button("Cancel")
+                    .on_hover_text("Stop waiting for this load; training goes on as it is")
+                    .clicked()
+                {
+                    out.send(Command::CancelLoad);
+                }
             });
         }
     }

@@ -4,11 +4,12 @@
 use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::header;
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
-use crate::hints::{self, HINT_MIN_STEPS, HINT_WINDOW, Hint};
-use crate::train::TrainConfig;
-use crate::train::presets::{self, PRESETS};
+use crate::diagnose::presets::{self, PRESETS};
+use crate::diagnose::{HINT_MIN_STEPS, HINT_WINDOW};
+use crate::protocol::Command;
 
 const HELP: &str = "Diagnosis reads the per-layer statistics of the recent steps (gradient norms, update ratio, \
 dead and saturated units, activation variance) and says in words what looks wrong, with the numbers, and what to \
@@ -26,9 +27,6 @@ pub struct DiagnosisPanel {
     help: bool,
     #[serde(skip)]
     confirm: bool,
-    /// Hints for the rows seen so far: (run generation, newest step, hints).
-    #[serde(skip)]
-    cache: Option<(u64, u64, Vec<Hint>)>,
 }
 
 impl Default for DiagnosisPanel {
@@ -37,27 +35,16 @@ impl Default for DiagnosisPanel {
             preset: PRESETS.first().map_or(String::new(), |p| p.name.to_owned()),
             help: false,
             confirm: false,
-            cache: None,
         }
     }
 }
 
-impl DiagnosisPanel {
-    /// The hints for the view's rows (recomputed only when rows arrived).
-    pub fn hints(&mut self, view: &TrainingView) -> &[Hint] {
-        let key = (view.run_generation, view.rows.last().map_or(0, |r| r.step));
-        if self.cache.as_ref().is_none_or(|(generation, step, _)| (*generation, *step) != key) {
-            self.cache = Some((key.0, key.1, hints::diagnose(&view.rows, &view.layers)));
-        }
-        self.cache.as_ref().map_or(&[], |(_, _, hints)| hints.as_slice())
-    }
-
-    /// Draws the hints and the experiment menu; returns the configuration to reset to when the user loads an
-    /// experiment.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) -> Option<TrainConfig> {
+impl Panel for DiagnosisPanel {
+    /// Draws the hints the worker sent and the experiment menu; loading an experiment resets the net.
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Diagnosis", &mut self.help, HELP);
         let rows = view.rows.len();
-        let hints = self.hints(view).to_vec();
+        let hints = &view.hints;
         if rows < HINT_MIN_STEPS {
             ui.label(RichText::new(format!("Watching… (the rules speak after {HINT_MIN_STEPS} steps)")).small());
         } else if hints.is_empty() {
@@ -67,18 +54,19 @@ impl DiagnosisPanel {
                     .color(Color32::from_rgb(100, 170, 100)),
             );
         }
-        for hint in &hints {
+        for hint in hints {
             egui::Frame::group(ui.style()).show(ui, |ui| {
                 ui.label(RichText::new(hint.rule.id()).small().strong().color(Color32::from_rgb(230, 150, 60)));
                 ui.add(egui::Label::new(RichText::new(&hint.sentence).small()).wrap());
             });
         }
         ui.add_space(4.0);
-        self.presets_ui(ui, view)
+        self.presets_ui(ui, view, out);
     }
+}
 
-    fn presets_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) -> Option<TrainConfig> {
-        let mut load = None;
+impl DiagnosisPanel {
+    fn presets_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         ui.horizontal(|ui| {
             ui.label("Experiment");
             let combo =
@@ -90,7 +78,7 @@ impl DiagnosisPanel {
                 });
             combo.response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Experiment"));
         });
-        let preset = presets::find(&self.preset)?;
+        let Some(preset) = presets::find(&self.preset) else { return };
         ui.label(RichText::new(preset.question).strong().small());
         ui.add(egui::Label::new(RichText::new(preset.explanation).small()).wrap());
         ui.label(
@@ -112,7 +100,7 @@ impl DiagnosisPanel {
                     config.snapshot_interval_ms = current.snapshot_interval_ms;
                     config.test_every = current.test_every;
                     config.probe_index = current.probe_index;
-                    load = Some(config);
+                    out.send(Command::Reset(Box::new(config)));
                     self.confirm = false;
                 }
                 if ui.button("Cancel").clicked() {
@@ -128,6 +116,5 @@ impl DiagnosisPanel {
         {
             self.confirm = true;
         }
-        load
     }
 }

@@ -4,10 +4,11 @@
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::{header, legend, short};
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header, legend, short};
 use crate::app::textures::{self, TextureSlot};
 use crate::app::view::TrainingView;
-use crate::colormap;
+use crate::render::colormap;
 use crate::snapshot::LayerSnapshot;
 
 const HELP: &str = "Left: the layer's filters (its weights), one tile per filter; for deeper layers, the slice \
@@ -61,16 +62,8 @@ impl FiltersPanel {
         view.snapshot.as_ref()?.layers.get(self.layer).filter(|l| l.weights.shape.len() == 4)
     }
 
-    /// Draws the two grids.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
-        header(ui, "Filters and weight gradients", &mut self.help, HELP);
-        // A remembered layer that is not a conv layer of this net (another spec was built) falls back to the first.
-        if self.shown(view).is_none()
-            && let Some(first) =
-                view.snapshot.as_ref().and_then(|s| s.layers.iter().position(|l| l.weights.shape.len() == 4))
-        {
-            self.layer = first;
-        }
+    /// The layer picker, the RGB / input-channel view and the scale lock.
+    fn chooser_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
         let conv_layers: Vec<(usize, String)> = view
             .snapshot
             .as_ref()
@@ -109,6 +102,21 @@ impl FiltersPanel {
             ui.checkbox(&mut self.lock_scale, "Lock scale")
                 .on_hover_text("Keep the colour scales fixed, so growth and shrinkage over time stay visible.");
         });
+    }
+}
+
+impl Panel for FiltersPanel {
+    /// Draws the two grids.
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
+        header(ui, "Filters and weight gradients", &mut self.help, HELP);
+        // A remembered layer that is not a conv layer of this net (another spec was built) falls back to the first.
+        if self.shown(view).is_none()
+            && let Some(first) =
+                view.snapshot.as_ref().and_then(|s| s.layers.iter().position(|l| l.weights.shape.len() == 4))
+        {
+            self.layer = first;
+        }
+        self.chooser_ui(ui, view);
         let Some(layer) = self.shown(view) else {
             ui.label("Waiting for the first snapshot…");
             return;

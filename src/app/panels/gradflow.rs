@@ -6,13 +6,15 @@ use eframe::egui::{self, Color32, ColorImage, RichText};
 use egui_plot::{Legend, Line, Plot, PlotPoints, Polygon};
 use serde::{Deserialize, Serialize};
 
+use crate::app::outbox::Outbox;
 use crate::app::panels::metrics::{LAYER_COLOURS, markers};
-use crate::app::panels::{header, legend};
+use crate::app::panels::{Panel, header, legend};
 use crate::app::series::Decimator;
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
-use crate::colormap;
-use crate::hints::{HINT_WINDOW, VANISHING_RATIO, median};
+use crate::diagnose::rules::VANISHING_RATIO;
+use crate::diagnose::{HINT_WINDOW, median};
+use crate::render::colormap;
 
 const HELP: &str = "The size (L2 norm) of each layer's weight gradient, step by step, on a log scale. The \
 gradient reaching a layer is the product of the slopes f' of every layer above it: with sigmoid (slope at most \
@@ -57,9 +59,9 @@ pub fn gradient_heatmap(series: &[Decimator], columns: usize) -> Option<(Vec<f32
     Some((cells, low, high))
 }
 
-impl GradientFlowPanel {
+impl Panel for GradientFlowPanel {
     /// Draws the plot and the heat map.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         header(ui, "Gradient flow", &mut self.help, HELP);
         let rows = &view.rows;
         let names = view.weighted_names();

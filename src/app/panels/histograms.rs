@@ -5,10 +5,11 @@
 use eframe::egui::{self, ColorImage, RichText};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::header;
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header};
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
-use crate::colormap;
+use crate::render::colormap;
 
 const HELP: &str = "How big the chosen layer's weights (left) and weight gradients (right) are, over time: each \
 column is one snapshot, each row a band of magnitude on a log scale (1e2 at the top, 1e-8 at the bottom), bright \
@@ -174,9 +175,11 @@ impl HistogramPanel {
         }
         self.seen = Some((view.snapshot_generation, view.run_generation));
     }
+}
 
+impl Panel for HistogramPanel {
     /// Draws the two maps of the chosen layer.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         header(ui, "Weight and gradient histograms", &mut self.help, HELP);
         let names = view.weighted_names();
         if names.is_empty() {

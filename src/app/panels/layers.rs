@@ -4,11 +4,12 @@
 use eframe::egui::{self, RichText, Role, WidgetInfo};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::{header, short};
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header, short};
 use crate::app::view::TrainingView;
 use crate::arch::{Activation, LayerKind};
+use crate::config::Setting;
 use crate::snapshot::LayerStats;
-use crate::train::Command;
 
 const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
 time: the weights stay exactly as they are and the next step uses the new setting (watch the curves and the \
@@ -30,15 +31,17 @@ pub struct LayersPanel {
     help: bool,
 }
 
-impl LayersPanel {
-    /// Draws the table; changes go to `out` and are applied optimistically to `view`.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
+impl Panel for LayersPanel {
+    /// Draws the table; a switch goes to `out` as a [`Setting`].
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Layers", &mut self.help, HELP);
         // Until a reset's net is announced, layer indices would address the old net: nothing to switch yet.
         ui.add_enabled_ui(!view.reset_pending, |ui| self.table_ui(ui, view, out));
     }
+}
 
-    fn table_ui(&mut self, ui: &mut egui::Ui, view: &mut TrainingView, out: &mut Vec<Command>) {
+impl LayersPanel {
+    fn table_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         // Oldest first, for the trend lines.
         let TrainingView { layers, snapshot, config, rows, .. } = view;
         let mut history: Vec<&[LayerStats]> =
@@ -50,14 +53,14 @@ impl LayersPanel {
                 ui.label(RichText::new(title).small().strong());
             }
             ui.end_row();
-            for info in layers.iter_mut() {
+            for info in layers {
                 ui.vertical(|ui| {
                     ui.add(egui::Label::new(RichText::new(&info.name).monospace()).extend());
                     ui.add(egui::Label::new(RichText::new(info.out_shape.to_string()).small()).extend());
                 })
                 .response
                 .on_hover_text(format!("{}: output {} per example", info.name, info.out_shape));
-                let (Some(index), Some(settings)) = (info.weighted_index, info.settings.as_mut()) else {
+                let (Some(index), Some(mut settings)) = (info.weighted_index, info.settings) else {
                     ui.label(RichText::new(if matches!(info.kind, LayerKind::Pool { .. }) { "max" } else { "" }).small());
                     ui.end_row();
                     continue;
@@ -75,7 +78,7 @@ impl LayersPanel {
                     combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
                     combo.response.on_hover_text("Switch this layer's nonlinearity; the weights are kept and the next step uses it.");
                     if settings.activation != before {
-                        out.push(Command::SetActivation { layer: index, activation: settings.activation });
+                        out.change(Setting::Activation { layer: index, activation: settings.activation });
                     }
                 }
                 let mut bias = settings.bias;
@@ -83,16 +86,14 @@ impl LayersPanel {
                 let label = format!("{} bias", info.name);
                 r.widget_info(|| WidgetInfo::selected(Role::CheckBox, true, bias, &label));
                 if bias != settings.bias {
-                    settings.bias = bias;
-                    out.push(Command::SetBias { layer: index, enabled: bias });
+                    out.change(Setting::Bias { layer: index, enabled: bias });
                 }
                 let mut norm = settings.batch_norm;
                 let r = ui.add_enabled(!info.output, egui::Checkbox::new(&mut norm, "")).on_hover_text("Batch-norm before the activation: re-centres and re-scales each channel over the batch, pulling inputs back into the activation's useful range.");
                 let label = format!("{} batch-norm", info.name);
                 r.widget_info(|| WidgetInfo::selected(Role::CheckBox, !info.output, norm, &label));
                 if norm != settings.batch_norm {
-                    settings.batch_norm = norm;
-                    out.push(Command::SetBatchNorm { layer: index, enabled: norm });
+                    out.change(Setting::BatchNorm { layer: index, enabled: norm });
                 }
                 match snapshot.as_ref().and_then(|s| s.layers.iter().find(|l| l.name == info.name)) {
                     Some(shown) => {

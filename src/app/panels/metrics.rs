@@ -5,7 +5,8 @@ use eframe::egui::{self, Color32};
 use egui_plot::{Legend, Line, Plot, PlotPoints, VLine};
 use serde::{Deserialize, Serialize};
 
-use crate::app::panels::header;
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, header};
 use crate::app::series::SmoothedLoss;
 use crate::app::view::{Marker, TrainingView};
 
@@ -54,9 +55,9 @@ pub fn markers(plot: &mut egui_plot::PlotUi<'_>, markers: &[Marker]) {
     }
 }
 
-impl MetricsPanel {
+impl Panel for MetricsPanel {
     /// Draws the plots.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         header(ui, "Metrics", &mut self.help, HELP);
         ui.horizontal(|ui| {
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.999).text("Smoothing")).on_hover_text(

@@ -1,22 +1,59 @@
-//! One struct per panel. Each draws from the [`TrainingView`](crate::app::view::TrainingView) and pushes
-//! [`Command`](crate::train::Command)s into an outbox; none talks to the worker directly.
+//! One struct per panel, each a [`Panel`]: it draws from the [`TrainingView`] and puts what the user asks for
+//! into the [`Outbox`]; none changes the view or talks to the worker directly. Also the small widgets the
+//! panels share.
 
 pub mod activations;
-pub mod controls;
 pub mod curves;
 pub mod data;
 pub mod diagnosis;
+pub mod export;
 pub mod filters;
 pub mod gradflow;
 pub mod histograms;
 pub mod layers;
 pub mod metrics;
+pub mod settings;
 pub mod status;
+pub mod toolbar;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 
 use eframe::egui::{self, RichText};
+
+use crate::app::outbox::Outbox;
+use crate::app::view::TrainingView;
+
+/// A part of the window: draws itself from the view, and asks for changes through the outbox.
+pub trait Panel {
+    /// Draws the panel into `ui`.
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox);
+}
+
+/// A number being edited with a drag value: shows the draft while the user drags or types, and returns the
+/// new value once it is committed (typed, or released after a drag), so one edit is one change.
+pub fn edit_number<T: egui::emath::Numeric>(
+    ui: &mut egui::Ui,
+    draft: &mut Option<T>,
+    current: T,
+    enabled: bool,
+    (range, speed): (std::ops::RangeInclusive<T>, f64),
+    hover: &str,
+) -> Option<T> {
+    let mut value = draft.unwrap_or(current);
+    let widget = egui::DragValue::new(&mut value).range(range).speed(speed).max_decimals(6);
+    let response = ui.add_enabled(enabled, widget).on_hover_text(hover);
+    if response.changed() {
+        *draft = Some(value);
+    }
+    if (response.changed() && !response.dragged()) || response.drag_stopped() {
+        return draft.take().filter(|v| *v != current);
+    }
+    if !response.dragged() && !response.has_focus() {
+        *draft = None;
+    }
+    None
+}
 
 /// A panel's title with a "what am I looking at?" toggle that shows `help` below it.
 pub fn header(ui: &mut egui::Ui, title: &str, help_open: &mut bool, help: &str) {

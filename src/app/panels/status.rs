@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use eframe::egui::{self, RichText};
 
+use crate::app::outbox::Outbox;
+use crate::app::panels::Panel;
 use crate::app::view::TrainingView;
-use crate::train::cadence::SNAPSHOT_BUDGET;
+use crate::snapshot::SNAPSHOT_BUDGET;
 
 /// Frames whose CPU time is kept for the percentile.
 pub const FRAME_WINDOW: usize = 300;
@@ -61,9 +63,11 @@ impl StatusBar {
         let seconds = last.elapsed_secs - first.elapsed_secs;
         (seconds > 0.0).then(|| (last.step - first.step) as f64 / seconds)
     }
+}
 
+impl Panel for StatusBar {
     /// Draws the status line.
-    pub fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         ui.horizontal(|ui| {
             match Self::steps_per_sec(view) {
                 Some(rate) => ui.label(format!("{rate:.0} steps/s · {:.0} images/s", rate * view.config.batch_size as f64)),

@@ -2,7 +2,7 @@
 //! embedded data in under a minute, with the explanation shown beside it and the flag that runs the other arm.
 
 use crate::arch::{Activation, Init, OutputKind};
-use crate::train::config::TrainConfig;
+use crate::config::TrainConfig;
 
 /// One experiment.
 #[derive(Debug, Clone, Copy)]

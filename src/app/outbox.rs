@@ -1,0 +1,40 @@
+//! What the panels ask for during a frame: commands for the worker and actions for the window. The window
+//! drains it once per frame, applying each command to the view ahead of the worker
+//! ([`TrainingView::request`](crate::app::view::TrainingView::request)) and sending it.
+
+use crate::config::Setting;
+use crate::protocol::Command;
+
+/// Requests collected from the panels during one frame.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    commands: Vec<Command>,
+    export: bool,
+}
+
+impl Outbox {
+    /// Sends `command` to the worker at the end of the frame.
+    pub fn send(&mut self, command: Command) {
+        self.commands.push(command);
+    }
+
+    /// Changes a live setting: shown at once, confirmed or undone when the worker answers.
+    pub fn change(&mut self, setting: Setting) {
+        self.send(Command::Change(setting));
+    }
+
+    /// Exports the images at the end of the frame.
+    pub fn export(&mut self) {
+        self.export = true;
+    }
+
+    /// The commands asked for so far, in order.
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    /// Takes everything asked for: the commands in order, and whether to export.
+    pub fn take(&mut self) -> (Vec<Command>, bool) {
+        (std::mem::take(&mut self.commands), std::mem::take(&mut self.export))
+    }
+}

@@ -1,0 +1,192 @@
+//! Training settings: the optimiser and its numbers, the batch size, and the next net's seed and architecture
+//! spec (validated as it is typed) with the rebuild that uses them.
+
+use eframe::egui::{self, Color32, RichText};
+use serde::{Deserialize, Serialize};
+
+use crate::app::outbox::Outbox;
+use crate::app::panels::{Panel, edit_number};
+use crate::app::view::TrainingView;
+use crate::config::{MAX_BATCH_SIZE, OptimizerKind, Setting, TrainConfig};
+use crate::protocol::Command;
+
+/// The settings panel.
+#[derive(Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettingsPanel {
+    /// The spec being edited (applied on Rebuild).
+    pub spec_text: String,
+    /// The seed for the next rebuild.
+    pub seed: u64,
+    /// The net whose spec and seed the fields last took over.
+    #[serde(skip)]
+    seen_run: u64,
+    #[serde(skip)]
+    confirm_rebuild: bool,
+    #[serde(skip)]
+    drafts: Drafts,
+    #[serde(skip)]
+    spec_check: Option<(String, Result<String, String>)>,
+}
+
+/// Numbers being dragged or typed, not yet committed.
+#[derive(Default)]
+struct Drafts {
+    momentum: Option<f64>,
+    weight_decay: Option<f64>,
+    batch_size: Option<usize>,
+}
+
+impl Default for SettingsPanel {
+    fn default() -> Self {
+        SettingsPanel {
+            spec_text: TrainConfig::default().arch,
+            seed: TrainConfig::default().seed,
+            seen_run: 0,
+            confirm_rebuild: false,
+            drafts: Drafts::default(),
+            spec_check: None,
+        }
+    }
+}
+
+impl SettingsPanel {
+    /// The configuration a rebuild would build: the live one with this panel's seed and spec. With the same
+    /// spec the layers keep their current activations; a new spec starts from the run-wide activation.
+    pub fn rebuild_config(&self, view: &TrainingView) -> TrainConfig {
+        let live = view.live_config();
+        if self.spec_text.trim() == view.config.arch.trim() {
+            TrainConfig { seed: self.seed, ..live }
+        } else {
+            TrainConfig { seed: self.seed, arch: self.spec_text.clone(), layer_activations: Vec::new(), ..live }
+        }
+    }
+
+    fn optimiser_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        ui.label("Optimiser");
+        let mut optimizer = view.config.optimizer;
+        egui::ComboBox::from_id_salt("optimizer").selected_text(optimizer.name()).show_ui(ui, |ui| {
+            for kind in OptimizerKind::ALL {
+                ui.selectable_value(&mut optimizer, kind, kind.name());
+            }
+        })
+        .response
+        .on_hover_text("SGD: w ← w − lr·g. Momentum: keeps a running velocity of past gradients (0.9 by default). Adam: per-weight step sizes from gradient moments. Switching starts the new one with fresh state.");
+        if optimizer != view.config.optimizer {
+            out.change(Setting::Optimizer(optimizer));
+        }
+        ui.end_row();
+
+        ui.label("Momentum");
+        let enabled = view.config.optimizer == OptimizerKind::Momentum;
+        let hover = "How much of the previous update carries over into the next (SGD with momentum only).";
+        let style = (0.0..=0.999, 0.01);
+        if let Some(m) = edit_number(ui, &mut self.drafts.momentum, view.config.momentum, enabled, style, hover) {
+            out.change(Setting::Momentum(m));
+        }
+        ui.end_row();
+
+        ui.label("Weight decay");
+        let hover =
+            "L2 penalty added to every gradient: pulls weights toward zero. 0 turns it off; 5e-4 is a common value.";
+        let style = (0.0..=1.0, 1e-4);
+        if let Some(w) = edit_number(ui, &mut self.drafts.weight_decay, view.config.weight_decay, true, style, hover) {
+            out.change(Setting::WeightDecay(w));
+        }
+        ui.end_row();
+
+        ui.label("Batch size");
+        let hover = "Examples averaged per step. Larger batches give smoother gradients but fewer updates per epoch.";
+        let style = (1..=MAX_BATCH_SIZE, 1.0);
+        if let Some(b) = edit_number(ui, &mut self.drafts.batch_size, view.config.batch_size, true, style, hover) {
+            out.change(Setting::BatchSize(b));
+        }
+        ui.end_row();
+
+        ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut self.seed).speed(1.0)).on_hover_text(
+            "Seed for the weights and the shuffling at the next rebuild: the same seed rebuilds the same net.",
+        );
+        ui.end_row();
+    }
+
+    fn spec_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        let label = ui.label("Architecture");
+        label.clone().on_hover_text("Layers separated by commas: conv FILTERS KxK [pad P] [stride S], pool N, dense UNITS; or a preset: ref-mnist, deep6, wide, mlp. The output layer is added for you.");
+        let edit = ui.add(
+            egui::TextEdit::singleline(&mut self.spec_text)
+                .font(egui::TextStyle::Monospace)
+                .desired_width(f32::INFINITY)
+                .hint_text("conv 8 5x5, pool 2, …"),
+        );
+        edit.labelled_by(label.id).on_hover_text("Validated as you type; Rebuild starts a new net with it.");
+        match self.check_spec(view) {
+            Ok(summary) => {
+                ui.label(RichText::new(format!("valid: {summary}")).small().color(Color32::from_rgb(90, 170, 90)));
+                let rebuild = ui
+                    .button("Rebuild with this spec")
+                    .on_hover_text("Start a new net with this spec and the seed above (asks first)");
+                if rebuild.clicked() {
+                    self.confirm_rebuild = true;
+                }
+            }
+            Err(error) => {
+                ui.label(RichText::new(error).small().monospace().color(Color32::from_rgb(220, 90, 80)));
+            }
+        }
+        if self.confirm_rebuild {
+            // Asked right under the button that asked for it.
+            ui.label(
+                RichText::new("Rebuild the net? The weights and the curves so far are discarded.")
+                    .color(Color32::from_rgb(220, 160, 60)),
+            );
+            ui.horizontal(|ui| {
+                if ui.button("Rebuild now").clicked() {
+                    out.send(Command::Reset(Box::new(self.rebuild_config(view))));
+                    self.confirm_rebuild = false;
+                }
+                if ui.button("Cancel").clicked() {
+                    self.confirm_rebuild = false;
+                }
+            });
+        }
+    }
+
+    /// Validates the spec against the data, caching the verdict until the text changes.
+    fn check_spec(&mut self, view: &TrainingView) -> Result<String, String> {
+        // The verdict depends on the text and on the data it has to fit.
+        let key = format!("{} @ {} / {}", self.spec_text, view.input, view.class_names.len());
+        if let Some((checked, verdict)) = &self.spec_check
+            && *checked == key
+        {
+            return verdict.clone();
+        }
+        let classes = view.class_names.len().max(1);
+        // Checked exactly as a rebuild would build it, per-layer activations included.
+        let verdict = self
+            .rebuild_config(view)
+            .plan(view.input, classes)
+            .map(|plan| {
+                let shapes: Vec<String> = plan.layers.iter().map(|l| format!("{} {}", l.name, l.out_shape)).collect();
+                shapes.join(" › ")
+            })
+            .map_err(|e| e.to_string());
+        self.spec_check = Some((key, verdict.clone()));
+        verdict
+    }
+}
+
+impl Panel for SettingsPanel {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        if self.seen_run != view.run_generation {
+            // A new net (a reset, an experiment, new data): the fields show what it was built from.
+            self.seen_run = view.run_generation;
+            self.spec_text.clone_from(&view.config.arch);
+            self.seed = view.config.seed;
+        }
+        ui.heading("Training settings");
+        egui::Grid::new("settings").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| self.optimiser_ui(ui, view, out));
+        ui.add_space(4.0);
+        self.spec_ui(ui, view, out);
+    }
+}

@@ -1,0 +1,272 @@
+//! The window itself: the persisted [`State`] (every panel's options), the runtime side that talks to the
+//! worker through a [`WorkerLink`], and one frame: take the worker's news, let each panel draw and ask, then
+//! apply and send what was asked.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+
+use crate::app::banner;
+use crate::app::exporting::export_images;
+use crate::app::outbox::Outbox;
+use crate::app::panels::Panel;
+use crate::app::panels::activations::ActivationsPanel;
+use crate::app::panels::curves::CurvesPanel;
+use crate::app::panels::data::DataPanel;
+use crate::app::panels::diagnosis::DiagnosisPanel;
+use crate::app::panels::export::ExportPanel;
+use crate::app::panels::filters::FiltersPanel;
+use crate::app::panels::gradflow::GradientFlowPanel;
+use crate::app::panels::histograms::HistogramPanel;
+use crate::app::panels::layers::LayersPanel;
+use crate::app::panels::metrics::MetricsPanel;
+use crate::app::panels::settings::SettingsPanel;
+use crate::app::panels::status::StatusBar;
+use crate::app::panels::status::percentile;
+use crate::app::panels::toolbar::ToolbarPanel;
+use crate::app::timers::{FrameStats, Timers};
+use crate::app::view::{Severity, TrainingView};
+use crate::config::TrainConfig;
+use crate::protocol::{Command, RunState, WorkerLink};
+
+/// What persists between launches: the configuration and every panel's options (never the paused state).
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct State {
+    /// The configuration the next launch builds its net from.
+    pub config: TrainConfig,
+    /// Run controls and the learning rate.
+    pub toolbar: ToolbarPanel,
+    /// Optimiser settings, seed and the spec editor.
+    pub settings: SettingsPanel,
+    /// The export folder.
+    pub export: ExportPanel,
+    /// The layer table.
+    pub layers: LayersPanel,
+    /// Filters and gradients.
+    pub filters: FiltersPanel,
+    /// Probe and activation maps.
+    pub activations: ActivationsPanel,
+    /// Activation curves.
+    pub curves: CurvesPanel,
+    /// Metric plots.
+    pub metrics: MetricsPanel,
+    /// Gradient norms per layer over time.
+    pub gradient_flow: GradientFlowPanel,
+    /// Hints and experiment presets.
+    pub diagnosis: DiagnosisPanel,
+    /// Opening other data and probe images.
+    pub data: DataPanel,
+    /// Weight and gradient magnitudes over time.
+    pub histograms: HistogramPanel,
+}
+
+/// The convscope window.
+pub struct ConvscopeApp {
+    /// Persisted settings and panels.
+    pub state: State,
+    /// Everything received from the worker.
+    pub view: TrainingView,
+    worker: Box<dyn WorkerLink>,
+    status: StatusBar,
+    outbox: Outbox,
+    timers: Timers,
+}
+
+impl ConvscopeApp {
+    /// A window on `worker`, restoring `state`; it shows the run once the worker announces its net.
+    pub fn new(state: State, worker: Box<dyn WorkerLink>) -> Self {
+        ConvscopeApp {
+            view: TrainingView::new(state.config.clone()),
+            state,
+            worker,
+            status: StatusBar::default(),
+            outbox: Outbox::default(),
+            timers: Timers::default(),
+        }
+    }
+
+    /// Saves a screenshot of the window to `path` once `after` has passed, then closes the window.
+    pub fn screenshot_after(&mut self, path: PathBuf, after: Duration) {
+        self.timers.screenshot = Some((path, Instant::now() + after));
+    }
+
+    /// Closes the window after `after`, writing frame statistics to `stats` if given.
+    pub fn quit_after(&mut self, after: Duration, stats: Option<PathBuf>) {
+        self.timers.quit_at = Some(Instant::now() + after);
+        self.timers.frame_stats = stats;
+    }
+
+    /// Records one frame's CPU time for the status line and `--frame-stats`.
+    pub fn record_frame(&mut self, cpu_usage: Option<f32>) {
+        self.status.record_frame(cpu_usage);
+    }
+
+    /// Takes every pending event (never waits).
+    fn poll_worker(&mut self) {
+        while let Some(event) = self.worker.try_recv() {
+            self.view.apply(event);
+        }
+    }
+
+    /// Files dropped on the window: a folder is loaded as data, an image becomes the probe.
+    fn dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Option<PathBuf> = ctx.input(|i| {
+            i.raw.dropped_files.iter().find_map(|f| {
+                let path = f.path();
+                (!path.as_os_str().is_empty()).then(|| path.to_path_buf())
+            })
+        });
+        if let Some(path) = dropped {
+            self.state.data.open_dropped(&path, &self.view, &mut self.outbox);
+        }
+        if ctx.input(|i| !i.raw.hovered_files.is_empty()) {
+            let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop")));
+            let rect = ctx.content_rect();
+            painter.rect_filled(rect, 0.0, egui::Color32::from_black_alpha(160));
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                "Drop a data folder to train on it, or an image to classify it",
+                egui::FontId::proportional(22.0),
+                egui::Color32::WHITE,
+            );
+        }
+    }
+
+    /// Space, S and R, unless a text field has the keyboard.
+    fn shortcuts(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        let (space, s, r) =
+            ctx.input(|i| (i.key_pressed(egui::Key::Space), i.key_pressed(egui::Key::S), i.key_pressed(egui::Key::R)));
+        if space {
+            let running = self.view.run_state == RunState::Running;
+            self.outbox.send(if running { Command::Pause } else { Command::Resume });
+        }
+        if s {
+            self.outbox.send(Command::Step(1));
+        }
+        if r {
+            self.state.toolbar.ask_reset();
+        }
+    }
+
+    /// Applies what the panels asked for to the view (ahead of the worker) and sends it; exports if asked.
+    fn send_outbox(&mut self) {
+        let (commands, export) = self.outbox.take();
+        for command in commands {
+            self.view.request(&command);
+            self.worker.send(command);
+        }
+        if export {
+            let dir = PathBuf::from(self.state.export.export_dir.trim());
+            match export_images(&self.view, &self.state.filters, &dir) {
+                Ok(files) => {
+                    self.view.message(Severity::Info, format!("exported {} images to {}", files.len(), dir.display()))
+                }
+                Err(error) => {
+                    self.view.message(Severity::Error, format!("export failed: {error}; training carries on"))
+                }
+            }
+        }
+    }
+
+    /// Draws the whole window into `ui` (also what the tests drive).
+    pub fn draw(&mut self, ui: &mut egui::Ui) {
+        self.poll_worker();
+        self.view.expire_messages();
+        self.state.histograms.observe(&self.view);
+        let ctx = ui.ctx().clone();
+        self.shortcuts(&ctx);
+        self.dropped_files(&ctx);
+        let (state, view, out) = (&mut self.state, &self.view, &mut self.outbox);
+        let dismissed = egui::Panel::top("toolbar")
+            .show(ui, |ui| {
+                state.toolbar.ui(ui, view, out);
+                banner::show(ui, view, out)
+            })
+            .inner;
+        egui::Panel::bottom("status").show(ui, |ui| self.status.ui(ui, view, out));
+        egui::Panel::left("left").resizable(false).exact_size(450.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
+                let left: [&mut dyn Panel; 5] =
+                    [&mut state.layers, &mut state.diagnosis, &mut state.data, &mut state.settings, &mut state.export];
+                for (index, panel) in left.into_iter().enumerate() {
+                    if index > 0 {
+                        ui.separator();
+                    }
+                    panel.ui(ui, view, out);
+                }
+            });
+        });
+        egui::Panel::right("right").resizable(false).exact_size(275.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("right-scroll").show(ui, |ui| state.activations.ui(ui, view, out));
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("centre-scroll").show(ui, |ui| {
+                let centre: [&mut dyn Panel; 5] = [
+                    &mut state.filters,
+                    &mut state.curves,
+                    &mut state.gradient_flow,
+                    &mut state.histograms,
+                    &mut state.metrics,
+                ];
+                for (index, panel) in centre.into_iter().enumerate() {
+                    if index > 0 {
+                        ui.separator();
+                    }
+                    panel.ui(ui, view, out);
+                }
+            });
+        });
+        self.view.dismiss(dismissed);
+        self.send_outbox();
+        if !self.view.layers.is_empty() {
+            // What persists is the running net's configuration with every live change.
+            self.state.config = self.view.live_config();
+        }
+        let stats = self.timers.quit_due().then(|| self.frame_stats());
+        self.timers.tick(&ctx, stats);
+    }
+    /// Frame-time percentiles and the training throughput seen so far.
+    pub fn frame_stats(&self) -> FrameStats {
+        let frames = &self.status.all_frames_ms;
+        // Skip the first frames: font atlas and texture uploads are start-up cost, not steady state.
+        let steady: Vec<f32> = frames.iter().skip(frames.len().min(30)).copied().collect();
+        let thread = &self.status.thread_cpu_ms;
+        let thread_steady: Vec<f32> = thread.iter().skip(thread.len().min(30)).copied().collect();
+        let (steps, seconds, with_eval) = match (&self.view.first_row, self.view.rows.last()) {
+            (Some(first), Some(last)) => {
+                (last.step - first.step, last.step_secs - first.step_secs, last.elapsed_secs - first.elapsed_secs)
+            }
+            _ => (0, 0.0, 0.0),
+        };
+        let rate =
+            |secs: f64| if secs > 0.0 { (steps as f64 * self.view.config.batch_size as f64) / secs } else { 0.0 };
+        FrameStats {
+            frames: steady.len(),
+            cpu_ms_p50: percentile(steady.iter().copied(), 50.0).unwrap_or(f32::NAN),
+            cpu_ms_p95: percentile(steady.iter().copied(), 95.0).unwrap_or(f32::NAN),
+            thread_cpu_ms_p50: percentile(thread_steady.iter().copied(), 50.0).unwrap_or(f32::NAN),
+            thread_cpu_ms_p95: percentile(thread_steady.iter().copied(), 95.0).unwrap_or(f32::NAN),
+            steps,
+            images_per_sec: rate(seconds),
+            images_per_sec_with_evaluation: rate(with_eval),
+        }
+    }
+}
+
+impl eframe::App for ConvscopeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        self.record_frame(frame.info().cpu_usage);
+        self.draw(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.state);
+    }
+}

@@ -1,0 +1,162 @@
+//! `convscope bench`: times the training step through the same [`Driver`] as the window — plain, with
+//! snapshots at the window's cadence, and with statistics on every step — one JSON line per architecture.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::data::embedded;
+use crate::cli::failure::Failure;
+use crate::config::{BackendKind, TrainConfig};
+use crate::data::DataSplit;
+use crate::train::cadence::SnapshotCadence;
+use crate::train::{self, Driven, Driver, Evaluation};
+
+/// Options of `convscope bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Timed steps per variant (after 20 warm-up steps).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub steps: u64,
+    /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendKind,
+    /// Architecture to time (the first line).
+    #[arg(long, value_name = "SPEC", default_value = crate::arch::DEFAULT_ARCH)]
+    pub arch: String,
+    /// Further architectures, one more JSON line each (default: `wide`, where convolution dominates; pass
+    /// `--also ""` for none).
+    #[arg(long, value_name = "SPEC", value_delimiter = ';', default_value = "wide")]
+    pub also: Vec<String>,
+}
+
+/// The first stdout line of `convscope bench`.
+#[derive(Debug, Serialize)]
+struct BenchSummary {
+    arch: String,
+    backend: &'static str,
+    /// The conv and pool kernels on the flex backend (`avx512`, `avx2`, `gemm`, `burn`; `CONVSCOPE_KERNELS`);
+    /// `null` on the other backends, which run their own.
+    kernels: Option<&'static str>,
+    threads: usize,
+    batch: usize,
+    steps: u64,
+    /// Training throughput with snapshots off.
+    images_per_sec: f64,
+    /// Throughput with a snapshot at the window's cadence.
+    images_per_sec_with_snapshots: f64,
+    /// How much slower snapshots make training, in percent.
+    snapshot_overhead_pct: f64,
+    /// Throughput with layer statistics on every step, as `convscope train` takes them.
+    images_per_sec_with_stats: f64,
+    /// How much slower statistics on every step make training, in percent.
+    stats_overhead_pct: f64,
+    /// Process CPU seconds over the timed steps.
+    cpu_s: f64,
+    final_loss: f32,
+    /// Milliseconds for one evaluation of the whole test split (median of three).
+    test_eval_ms: f64,
+}
+
+/// Times every architecture asked for and prints a line each.
+pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
+    if args.steps == 0 {
+        return Err(Failure::bad_input(anyhow::anyhow!("--steps must be at least 1")));
+    }
+    let data = Arc::new(embedded()?);
+    let archs: Vec<&str> = std::iter::once(args.arch.as_str())
+        .chain(args.also.iter().map(|a| a.trim()).filter(|a| !a.is_empty()))
+        .collect();
+    // Check every spec before timing anything, so a typo in --also fails fast.
+    for arch in &archs {
+        let config = TrainConfig { arch: (*arch).to_owned(), ..TrainConfig::default() };
+        config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    }
+    for arch in archs {
+        let config = TrainConfig { arch: arch.to_owned(), test_every: 0, ..TrainConfig::default() };
+        let data = data.clone();
+        let summary = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
+            bench(config, data, args.backend, args.steps)
+        })
+        .context("could not start the compute threads")
+        .map_err(Failure::internal)??;
+        let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Rounds in which the plain and the snapshot variant alternate, so drift in machine speed hits both.
+const BENCH_ROUNDS: u64 = 3;
+const BENCH_WARMUP_STEPS: u64 = 20;
+
+/// Runs `count` steps, with snapshots at the window's cadence when `snapshots`; returns the time taken.
+fn timed_steps(driver: &mut Driver, count: u64, snapshots: bool, final_loss: &mut f32) -> Result<Duration, Failure> {
+    let interval = Duration::from_millis(driver.trainer().config().snapshot_interval_ms);
+    // The window's cadence, as its worker keeps it.
+    let mut cadence = SnapshotCadence::default();
+    let started = Instant::now();
+    for _ in 0..count {
+        let capture = snapshots && cadence.due(interval);
+        let step_started = Instant::now();
+        match driver.step(capture).map_err(Failure::internal)? {
+            Driven::Updated { row, snapshot, .. } => {
+                *final_loss = row.loss;
+                cadence.step_done(step_started.elapsed(), snapshot.is_some());
+            }
+            Driven::Diverged { message, .. } => return Err(Failure::diverged(message)),
+        }
+    }
+    Ok(started.elapsed())
+}
+
+fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps: u64) -> Result<BenchSummary, Failure> {
+    let batch = config.batch_size;
+    let arch = config.arch.clone();
+    let mut driver = Driver::new(config, data, backend, Evaluation::Never).map_err(Failure::bad_input)?;
+    let mut final_loss = f32::NAN;
+    timed_steps(&mut driver, BENCH_WARMUP_STEPS, true, &mut final_loss)?;
+    let cpu_started = cpu_time::ProcessTime::now();
+    let (mut plain, mut with_snapshots, mut with_stats) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let per_round = steps.div_ceil(BENCH_ROUNDS);
+    for _ in 0..BENCH_ROUNDS {
+        plain += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
+        with_snapshots += timed_steps(&mut driver, per_round, true, &mut final_loss)?;
+        driver.trainer_mut().set_stats_every(1);
+        with_stats += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
+        driver.trainer_mut().set_stats_every(0);
+    }
+    let cpu_s = cpu_started.elapsed().as_secs_f64();
+    let mut evals = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        driver.evaluate().map_err(Failure::internal)?;
+        evals.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    evals.sort_by(f64::total_cmp);
+    let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
+    let rate = |took: Duration| images / took.as_secs_f64().max(1e-9);
+    let (images_per_sec, with_snapshots, with_stats) = (rate(plain), rate(with_snapshots), rate(with_stats));
+    Ok(BenchSummary {
+        arch,
+        backend: backend.name(),
+        kernels: (backend == BackendKind::Flex).then(|| crate::kernels::kernel_choice().name()),
+        threads: rayon::current_num_threads(),
+        batch,
+        steps: per_round * BENCH_ROUNDS,
+        images_per_sec,
+        images_per_sec_with_snapshots: with_snapshots,
+        snapshot_overhead_pct: 100.0 * (images_per_sec / with_snapshots - 1.0),
+        images_per_sec_with_stats: with_stats,
+        stats_overhead_pct: 100.0 * (images_per_sec / with_stats - 1.0),
+        cpu_s,
+        final_loss,
+        test_eval_ms: evals.get(1).copied().unwrap_or(f64::NAN),
+    })
+}

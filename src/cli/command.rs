@@ -1,0 +1,38 @@
+//! The top-level command line and its dispatch.
+
+use clap::{Parser, Subcommand};
+
+use crate::cli::bench::{BenchArgs, run_bench};
+use crate::cli::failure::Failure;
+use crate::cli::train::{TrainArgs, run_train};
+use crate::cli::window::{WindowArgs, run_window};
+
+/// Train a convolutional network and watch it learn.
+#[derive(Debug, Parser)]
+#[command(name = "convscope", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without one, convscope opens its window.
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+    /// Window options (used when no command is given).
+    #[command(flatten)]
+    pub window: Box<WindowArgs>,
+}
+
+/// The headless commands.
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Train without a window, write filter images, metrics.csv and config.json, print a JSON summary.
+    Train(Box<TrainArgs>),
+    /// Time the app's own training step on ref-mnist with the default settings.
+    Bench(BenchArgs),
+}
+
+/// Runs what the command line asks for: a headless command, or the window.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Some(CliCommand::Train(args)) => run_train(&args),
+        Some(CliCommand::Bench(args)) => run_bench(&args),
+        None => run_window(&cli.window),
+    }
+}

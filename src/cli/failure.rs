@@ -1,0 +1,43 @@
+//! A failed command: the error with its context, and the exit code it maps to.
+
+/// A failed command: what to print and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 internal, 2 bad input, 3 diverged.
+    pub code: u8,
+    /// The error with its context chain.
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: a flag, a spec or a file the user gave (exit 2).
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 2, error: error.into() }
+    }
+
+    /// Something inside went wrong (exit 1).
+    pub fn internal(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 1, error: error.into() }
+    }
+
+    /// Training diverged (exit 3).
+    pub fn diverged(message: String) -> Failure {
+        Failure { code: 3, error: anyhow::anyhow!(message) }
+    }
+
+    /// The message for the terminal: the context chain joined with `: `, leaving out a cause whose text the
+    /// message before it already quotes (our errors name their cause in their own words).
+    pub fn message(&self) -> String {
+        let mut message = String::new();
+        for cause in self.error.chain() {
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                if !message.is_empty() {
+                    message.push_str(": ");
+                }
+                message.push_str(&text);
+            }
+        }
+        message
+    }
+}

@@ -1,0 +1,226 @@
+//! `convscope train`: trains headless through the same [`Driver`] as the window, writes `metrics.csv`,
+//! `config.json` and the first layer's images into `--out`, and prints a JSON summary as the last line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use crate::cli::data::DataFlags;
+use crate::cli::failure::Failure;
+use crate::config::{BackendKind, TrainConfig, TrainFlags};
+use crate::data::DataSplit;
+use crate::diagnose::{Hint, presets};
+use crate::export::{self, GridStyle, MetricsCsv};
+use crate::snapshot::Snapshot;
+use crate::train::{self, Driven, Driver, Evaluation};
+
+/// Steps `convscope train` takes without --steps, --epochs or a preset.
+const DEFAULT_TRAIN_STEPS: u64 = 600;
+
+/// Options of `convscope train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Where the data comes from.
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// The training configuration.
+    #[command(flatten)]
+    pub flags: TrainFlags,
+    /// Number of training steps [default: 600, or the preset's].
+    #[arg(long, value_name = "N", conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Number of passes over the training set (instead of --steps).
+    #[arg(long, value_name = "E")]
+    pub epochs: Option<f64>,
+    /// Take the per-layer statistics (metrics.csv's update_ratio_…, dead_fraction_… columns and the hints)
+    /// every N steps; they cost about a fifth of the training speed when taken on every step.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stats_every: u64,
+    /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Folder for conv1_filters.png, conv1_gradients.png, metrics.csv and config.json.
+    #[arg(long, value_name = "DIR", default_value = "convscope-out")]
+    pub out: PathBuf,
+    /// Where training computes: flex (CPU, default), ndarray or wgpu (needs the cargo feature).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendKind,
+}
+
+/// The `--preset` named in `flags`, if any.
+pub fn preset(flags: &TrainFlags) -> Result<Option<&'static presets::Preset>, Failure> {
+    let Some(name) = &flags.preset else { return Ok(None) };
+    presets::find(name).map(Some).ok_or_else(|| {
+        Failure::bad_input(anyhow::anyhow!("--preset: unknown preset `{name}`; expected one of {}", presets::names()))
+    })
+}
+
+/// The configuration `flags` ask for on top of `base`: the preset first (when given), then every flag.
+pub fn resolve_config(flags: &TrainFlags, base: TrainConfig) -> Result<TrainConfig, Failure> {
+    let mut config = match preset(flags)? {
+        Some(preset) => preset.config(),
+        None => base,
+    };
+    flags.apply(&mut config).map_err(Failure::bad_input)?;
+    Ok(config)
+}
+
+/// What `config.json` holds: the configuration plus where the data came from.
+#[derive(Debug, Serialize)]
+struct RunRecord<'a> {
+    config: &'a TrainConfig,
+    data: &'a str,
+    classes: usize,
+    backend: &'static str,
+    layers: Vec<String>,
+}
+
+/// The last stdout line of `convscope train`.
+#[derive(Debug, Serialize)]
+struct TrainSummary {
+    steps: u64,
+    epochs: f64,
+    /// Mean loss over the last (up to) 50 steps.
+    train_loss: f32,
+    train_accuracy: f32,
+    /// Over the whole test split, after the last step.
+    test_accuracy: f32,
+    images_per_sec: f64,
+    seconds: f64,
+    threads: usize,
+    out: String,
+    /// Median weight-gradient L2 norm per layer over the last 50 steps, input to output.
+    grad_norms: Vec<LayerNorm>,
+    /// What the diagnosis rules make of the last steps (rule id, layer, sentence).
+    hints: Vec<Hint>,
+}
+
+/// One layer's entry in the summary's `grad_norms`.
+#[derive(Debug, Serialize)]
+struct LayerNorm {
+    layer: String,
+    grad_norm: f32,
+}
+
+/// Trains as `args` say and prints the summary.
+pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
+    let config = resolve_config(&args.flags, TrainConfig::default())?;
+    let data = args.data.load(config.seed)?;
+    // Check the spec before any work, so a bad one fails fast with the caret pointing at it.
+    let plan = config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    let layer_names: Vec<String> = plan.weighted().map(|l| l.name.clone()).collect();
+    let steps = match (args.steps, args.epochs) {
+        (Some(steps), _) => steps,
+        (None, Some(epochs)) if epochs.is_finite() && epochs > 0.0 => {
+            ((epochs * data.train.len() as f64) / config.batch_size as f64).ceil() as u64
+        }
+        (None, Some(epochs)) => {
+            return Err(Failure::bad_input(anyhow::anyhow!("--epochs {epochs} must be a positive number")));
+        }
+        (None, None) => preset(&args.flags)?.map_or(DEFAULT_TRAIN_STEPS, |p| p.steps),
+    };
+    export::create_dir(&args.out).map_err(Failure::bad_input)?;
+    let mut csv = MetricsCsv::create(&args.out.join("metrics.csv"), &layer_names).map_err(Failure::bad_input)?;
+    let record = RunRecord {
+        config: &config,
+        data: data.train.source(),
+        classes: data.train.classes(),
+        backend: args.backend.name(),
+        layers: layer_names,
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(Failure::internal)?;
+    export::write_file(&args.out.join("config.json"), &json).map_err(Failure::bad_input)?;
+
+    let data = Arc::new(data);
+    let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
+        train_loop(config, data, args, steps, &mut csv)
+    })
+    .context("could not start the compute threads")
+    .map_err(Failure::internal)?;
+    csv.flush().map_err(Failure::bad_input)?;
+    let (summary, last_snapshot) = outcome?;
+    if let Some(first) = last_snapshot.as_ref().and_then(|s| s.layers.first()) {
+        export::write_layer_grids(first, GridStyle::fitted(first), &args.out, None).map_err(Failure::bad_input)?;
+    }
+    for hint in &summary.hints {
+        eprintln!("hint ({}): {}", hint.rule.id(), hint.sentence);
+    }
+    let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
+    println!("{line}");
+    Ok(())
+}
+
+fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    let style =
+        indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
+}
+
+fn train_loop(
+    config: TrainConfig,
+    data: Arc<DataSplit>,
+    args: &TrainArgs,
+    steps: u64,
+    csv: &mut MetricsCsv,
+) -> Result<(TrainSummary, Option<Box<Snapshot>>), Failure> {
+    let batch = config.batch_size as u64;
+    let mut driver = Driver::new(config, data, args.backend, Evaluation::EveryTestEvery).map_err(Failure::bad_input)?;
+    driver.trainer_mut().set_stats_every(args.stats_every);
+    // Every `--test-every` steps, and always after the last update: the whole test split.
+    driver.evaluate_after(steps);
+    let started = Instant::now();
+    let bar = progress_bar(steps);
+    let (mut last_snapshot, mut train_accuracy) = (None, f32::NAN);
+    for step in 1..=steps {
+        let (row, snapshot, warnings) = match driver.step(step == steps).map_err(Failure::internal)? {
+            Driven::Updated { row, snapshot, warnings } => (row, snapshot, warnings),
+            Driven::Diverged { message, .. } => {
+                bar.abandon();
+                return Err(Failure::diverged(message));
+            }
+        };
+        for warning in warnings {
+            bar.suspend(|| eprintln!("convscope: step {step}: {warning}"));
+        }
+        csv.append(&row).map_err(Failure::bad_input)?;
+        if step % 10 == 0 || step == steps {
+            let rate = (step * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.3} test {:.3} {rate:.0} img/s",
+                row.loss, row.train_accuracy, row.test_accuracy
+            ));
+        }
+        bar.set_position(step);
+        last_snapshot = snapshot.or(last_snapshot);
+        train_accuracy = row.train_accuracy;
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let train_len = driver.trainer().data().train.len().max(1) as f64;
+    let summary = TrainSummary {
+        steps,
+        epochs: (steps * batch) as f64 / train_len,
+        train_loss: driver.recent_loss(),
+        train_accuracy,
+        test_accuracy: driver.trainer().test_accuracy(),
+        images_per_sec: (steps * batch) as f64 / seconds.max(1e-9),
+        seconds,
+        threads: rayon::current_num_threads(),
+        out: args.out.display().to_string(),
+        grad_norms: driver
+            .recent_grad_norms()
+            .into_iter()
+            .map(|(layer, grad_norm)| LayerNorm { layer, grad_norm })
+            .collect(),
+        hints: driver.hints(),
+    };
+    Ok((summary, last_snapshot))
+}

@@ -1,0 +1,120 @@
+//! `convscope` with no command: the window's flags, and the launcher that wires the training worker to the
+//! window (the window itself never sees the worker's types or the data layer).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::app::{Launched, WindowOptions};
+use crate::cli::data::{DataFlags, embedded};
+use crate::cli::failure::Failure;
+use crate::cli::train::{preset, resolve_config};
+use crate::config::{BackendKind, TrainConfig, TrainFlags};
+use crate::protocol::{Command, Waker};
+use crate::train::{ComputePriority, WorkerHandle, WorkerOptions};
+
+/// Options of the window.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// Renderer: glow (OpenGL, fast under software rendering) or wgpu.
+    #[arg(long, value_enum, default_value = "glow")]
+    pub renderer: RendererArg,
+    /// Compute threads for training (default: RAYON_NUM_THREADS, else one per core).
+    #[arg(long, value_name = "T")]
+    pub threads: Option<usize>,
+    /// Where training computes: flex (CPU, default), ndarray or wgpu (GPU; needs the cargo feature).
+    #[arg(long, value_enum, default_value = "flex")]
+    pub backend: BackendKind,
+    /// Start from the default settings instead of the ones saved at the last exit.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Open paused: build the net and wait for Play (Space) or Step (S).
+    #[arg(long)]
+    pub paused: bool,
+    /// Train on this data once it has loaded (the embedded digits train meanwhile, and stay if it cannot be
+    /// used: the window says why).
+    #[command(flatten)]
+    pub data: DataFlags,
+    /// The training flags, as for `convscope train`: each one given overrides the saved settings.
+    #[command(flatten)]
+    pub flags: TrainFlags,
+    /// Save a PNG of the window after --screenshot-after seconds, then close it.
+    #[arg(long, value_name = "PATH")]
+    pub screenshot: Option<PathBuf>,
+    /// Seconds of training before --screenshot is taken.
+    #[arg(long, value_name = "SECS", default_value_t = 8.0)]
+    pub screenshot_after: f64,
+    /// Close the window after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub quit_after: Option<f64>,
+    /// With --quit-after: write the UI frame times and the training throughput as JSON here.
+    #[arg(long, value_name = "PATH", requires = "quit_after")]
+    pub frame_stats: Option<PathBuf>,
+}
+
+/// `--renderer` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RendererArg {
+    /// OpenGL through glow
+    Glow,
+    /// wgpu (Vulkan, Metal, DX12 or GL)
+    Wgpu,
+}
+
+fn seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| Failure::bad_input(anyhow::anyhow!("{flag} {secs} must be a non-negative number of seconds")))
+}
+
+/// Opens the window with `args`, training the embedded MNIST subset (then `--data`, once loaded).
+pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
+    let screenshot = match &args.screenshot {
+        Some(path) => Some((path.clone(), seconds(args.screenshot_after, "--screenshot-after")?)),
+        None => None,
+    };
+    let quit_after = match args.quit_after {
+        Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
+        None => None,
+    };
+    // Bad flags fail here, before a window opens.
+    let preset_name = preset(&args.flags)?.map(|p| p.name.to_owned());
+    resolve_config(&args.flags, TrainConfig::default())?;
+    let data = Arc::new(embedded()?);
+    let (flags, request) = (args.flags.clone(), args.data.request());
+    let (threads, backend, paused) = (args.threads, args.backend, args.paused);
+    let launch = Box::new(move |restored: TrainConfig, waker: Waker| -> anyhow::Result<Launched> {
+        let mut notice = None;
+        // The saved settings with every flag given on top; a preset replaces them but keeps the saved seed.
+        let mut config = resolve_config(&flags, restored.clone()).map_err(|f| f.error)?;
+        if flags.preset.is_some() && flags.seed.is_none() {
+            config.seed = restored.seed;
+        }
+        // Saved settings that no longer fit (or damaged ones) fall back to the defaults.
+        if config.validate().is_err() || config.plan(data.train.shape(), data.train.classes()).is_err() {
+            notice = Some(format!(
+                "the saved settings (spec `{}`) did not fit the data; started from the defaults",
+                config.arch
+            ));
+            config = TrainConfig::default();
+        }
+        let options =
+            WorkerOptions { threads, waker, start_paused: paused, backend, priority: ComputePriority::Background };
+        let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
+        if let Some(request) = request {
+            let load =
+                Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
+            worker.send(load);
+        }
+        Ok(Launched { worker: Box::new(worker), config, notice })
+    });
+    let options = WindowOptions {
+        wgpu: matches!(args.renderer, RendererArg::Wgpu),
+        screenshot,
+        quit_after,
+        fresh: args.fresh,
+        preset: preset_name,
+    };
+    crate::app::run_window(options, launch).map_err(Failure::internal)
+}

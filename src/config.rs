@@ -1,0 +1,476 @@
+//! The training run's configuration and how it changes: [`TrainConfig`] (everything a reset rebuilds from,
+//! saved as `config.json` and persisted by the window), the live [`Setting`]s that change it between two
+//! steps, and the command-line [`TrainFlags`] that override it. Plain serde data, no burn or egui types: the
+//! worker, the window and the command line all change a run through this one file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::{
+    Activation, ArchSpec, DEFAULT_ARCH, ImageShape, Init, LayerDefaults, LayerSettings, NetPlan, OutputKind, SpecError,
+};
+
+/// Which parameter update rule the worker uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Plain stochastic gradient descent: `w ← w − lr·g`.
+    Sgd,
+    /// SGD with momentum (no dampening, as PyTorch): `v ← μ·v + g; w ← w − lr·v`.
+    #[default]
+    Momentum,
+    /// Adam (β₁ 0.9, β₂ 0.999).
+    Adam,
+}
+
+impl OptimizerKind {
+    /// Every optimiser, in the order the UI lists them.
+    pub const ALL: [OptimizerKind; 3] = [OptimizerKind::Sgd, OptimizerKind::Momentum, OptimizerKind::Adam];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Momentum => "momentum",
+            OptimizerKind::Adam => "adam",
+        }
+    }
+}
+
+/// The CPU (or GPU) backend the worker computes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// burn-flex: pure-Rust CPU kernels with SIMD and rayon (the default: ≈10× faster backward than ndarray).
+    #[default]
+    Flex,
+    /// burn-ndarray, deprecated upstream; compiled in with the `ndarray` cargo feature.
+    Ndarray,
+    /// burn's wgpu backend on the best GPU wgpu finds (Vulkan, Metal, DX12); the `wgpu` cargo feature. Its
+    /// first steps compile GPU kernels, which takes a while.
+    Wgpu,
+}
+
+impl BackendKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Flex => "flex",
+            BackendKind::Ndarray => "ndarray",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+
+    /// Whether it computes on a GPU (whose first steps compile kernels).
+    pub fn is_gpu(self) -> bool {
+        self == BackendKind::Wgpu
+    }
+}
+
+/// Default time between two snapshots: about ten a second is smooth to watch and cheap to take.
+pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 100;
+/// Default steps between two test-set evaluations.
+pub const DEFAULT_TEST_EVERY: u64 = 200;
+
+/// Everything a training run is built from. `Default` is the reference setting (ref-mnist, SGD with
+/// momentum 0.9 and no dampening, lr 0.01, batch 32, normalised input, He init for ReLU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// Architecture spec or preset name (see [`crate::arch`]).
+    pub arch: String,
+    /// Activation of every hidden layer the spec does not set.
+    pub activation: Activation,
+    /// Per-layer activations, hidden layers with weights in order (override `activation`).
+    pub layer_activations: Vec<Activation>,
+    /// Whether layers start with their bias on.
+    pub bias: bool,
+    /// Whether hidden layers start with batch-norm on.
+    pub batch_norm: bool,
+    /// Weight init for every layer; `None` picks each activation's default.
+    pub init: Option<Init>,
+    /// Output layer and loss.
+    pub output: OutputKind,
+    /// Update rule.
+    pub optimizer: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor for [`OptimizerKind::Momentum`].
+    pub momentum: f64,
+    /// L2 weight decay (added to the gradient), 0 for none.
+    pub weight_decay: f64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Seed for the weights, the shuffling and the augmentation.
+    pub seed: u64,
+    /// Standardise pixels with the training set's mean and std; off keeps a zero background at exactly 0.
+    pub normalize: bool,
+    /// Random shift of up to this many pixels per image and axis (0 = no augmentation).
+    pub augment_shift: usize,
+    /// Minimum time between two snapshots, in milliseconds.
+    pub snapshot_interval_ms: u64,
+    /// Steps between two test-set evaluations (0 = only when asked).
+    pub test_every: u64,
+    /// Test-set index of the probe image.
+    pub probe_index: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            arch: DEFAULT_ARCH.to_string(),
+            activation: Activation::Relu,
+            layer_activations: Vec::new(),
+            bias: true,
+            batch_norm: false,
+            init: None,
+            output: OutputKind::Softmax,
+            optimizer: OptimizerKind::Momentum,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            batch_size: 32,
+            seed: 1,
+            normalize: true,
+            augment_shift: 0,
+            snapshot_interval_ms: DEFAULT_SNAPSHOT_INTERVAL_MS,
+            test_every: DEFAULT_TEST_EVERY,
+            probe_index: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The per-layer fallbacks the spec's layers use.
+    pub fn layer_defaults(&self) -> LayerDefaults {
+        LayerDefaults {
+            activation: self.activation,
+            layer_activations: self.layer_activations.clone(),
+            bias: self.bias,
+            batch_norm: self.batch_norm,
+            init: self.init,
+            output: self.output,
+        }
+    }
+
+    /// Parses the spec and checks it against the data's shape.
+    pub fn plan(&self, input: ImageShape, classes: usize) -> Result<NetPlan, SpecError> {
+        ArchSpec::parse(&self.arch)?.plan(input, classes, &self.layer_defaults())
+    }
+
+    /// Checks the numeric fields, naming the first bad one and what it accepts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(ConfigError::LearningRate(self.lr));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(ConfigError::Momentum(self.momentum));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(ConfigError::WeightDecay(self.weight_decay));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            return Err(ConfigError::BatchSize(self.batch_size));
+        }
+        Ok(())
+    }
+}
+
+/// A numeric field out of its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The learning rate is not a positive number.
+    #[error("learning rate {0} must be a positive number, e.g. 0.01")]
+    LearningRate(f64),
+    /// The momentum is outside [0, 1).
+    #[error("momentum {0} must be in [0, 1), e.g. 0.9")]
+    Momentum(f64),
+    /// The weight decay is negative or not a number.
+    #[error("weight decay {0} must be ≥ 0, e.g. 0.0005")]
+    WeightDecay(f64),
+    /// The batch size is zero or too large.
+    #[error("batch size {0} must be between 1 and {MAX_BATCH_SIZE}")]
+    BatchSize(usize),
+}
+
+/// Largest batch the worker accepts: far beyond useful for watching a net learn, small enough to never
+/// exhaust memory by a typo.
+pub const MAX_BATCH_SIZE: usize = 4096;
+
+// --- live changes --------------------------------------------------------------------------------------------
+
+/// One change to a running net, applied between two steps. The window applies it to its picture of the run at
+/// once (and undoes it if the worker refuses); the worker applies the same change to the trainer with
+/// [`Setting::apply`], so the two can never disagree about what a setting means.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Setting {
+    /// Use this learning rate.
+    LearningRate(f64),
+    /// Use this momentum factor (keeps the velocity).
+    Momentum(f64),
+    /// Use this L2 weight decay.
+    WeightDecay(f64),
+    /// Use this many examples per step.
+    BatchSize(usize),
+    /// Switch the update rule; the new optimiser starts with fresh state (velocities, moments).
+    Optimizer(OptimizerKind),
+    /// Switch a hidden layer's nonlinearity; the weights stay exactly as they are.
+    Activation {
+        /// Index among the layers with weights, input to output.
+        layer: usize,
+        /// The new nonlinearity.
+        activation: Activation,
+    },
+    /// Switch a layer's bias on or off; its value is kept while it is off.
+    Bias {
+        /// Index among the layers with weights.
+        layer: usize,
+        /// Whether the bias is added.
+        enabled: bool,
+    },
+    /// Switch a hidden layer's batch-norm on or off; its parameters are kept while it is off.
+    BatchNorm {
+        /// Index among the layers with weights.
+        layer: usize,
+        /// Whether batch-norm runs before the activation.
+        enabled: bool,
+    },
+}
+
+/// Why a [`Setting`] was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    /// A value out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The layer index is past the net's layers with weights.
+    #[error("there is no layer {layer}: the net has {count} layers with weights (0..{count})")]
+    NoLayer {
+        /// The index asked for.
+        layer: usize,
+        /// Layers with weights.
+        count: usize,
+    },
+    /// The output layer's activation belongs to the loss, and it has no batch-norm.
+    #[error("that is the output layer: its softmax / sigmoid belongs to the loss, and it has no batch-norm")]
+    OutputLayer,
+}
+
+impl Setting {
+    /// Applies the change to `config` and the per-layer `layers` (layers with weights, input to output; the last
+    /// is the output layer), or changes nothing and says why.
+    pub fn apply(&self, config: &mut TrainConfig, layers: &mut [LayerSettings]) -> Result<(), SettingError> {
+        let mut next = config.clone();
+        match *self {
+            Setting::LearningRate(lr) => next.lr = lr,
+            Setting::Momentum(momentum) => next.momentum = momentum,
+            Setting::WeightDecay(decay) => next.weight_decay = decay,
+            Setting::BatchSize(batch) => next.batch_size = batch,
+            Setting::Optimizer(kind) => next.optimizer = kind,
+            Setting::Activation { layer, activation } => {
+                let target = hidden_layer(layers, layer, |s| s.activation == activation)?;
+                target.activation = activation;
+            }
+            Setting::Bias { layer, enabled } => layer_mut(layers, layer)?.bias = enabled,
+            Setting::BatchNorm { layer, enabled } => {
+                hidden_layer(layers, layer, |s| s.batch_norm == enabled)?.batch_norm = enabled;
+            }
+        }
+        next.validate()?;
+        *config = next;
+        Ok(())
+    }
+
+    /// A short description for the plots' change markers and the log, e.g. `lr 1.000e-1` or `conv1: sigmoid`;
+    /// `layer_names` are the names of the layers with weights.
+    pub fn label(&self, layer_names: &[String]) -> String {
+        let name = |layer: usize| layer_names.get(layer).cloned().unwrap_or_else(|| format!("layer {layer}"));
+        let on = |enabled: bool| if enabled { "on" } else { "off" };
+        match *self {
+            Setting::LearningRate(lr) => format!("lr {lr:.3e}"),
+            Setting::Momentum(momentum) => format!("momentum {momentum}"),
+            Setting::WeightDecay(decay) => format!("weight decay {decay}"),
+            Setting::BatchSize(batch) => format!("batch {batch}"),
+            Setting::Optimizer(kind) => kind.name().to_owned(),
+            Setting::Activation { layer, activation } => format!("{}: {activation}", name(layer)),
+            Setting::Bias { layer, enabled } => format!("{} bias {}", name(layer), on(enabled)),
+            Setting::BatchNorm { layer, enabled } => format!("{} batch-norm {}", name(layer), on(enabled)),
+        }
+    }
+}
+
+fn layer_mut(layers: &mut [LayerSettings], layer: usize) -> Result<&mut LayerSettings, SettingError> {
+    let count = layers.len();
+    layers.get_mut(layer).ok_or(SettingError::NoLayer { layer, count })
+}
+
+/// A hidden layer for a change the output layer refuses (unless `unchanged` says it changes nothing there).
+fn hidden_layer(
+    layers: &mut [LayerSettings],
+    layer: usize,
+    unchanged: impl Fn(&LayerSettings) -> bool,
+) -> Result<&mut LayerSettings, SettingError> {
+    let output = layer + 1 == layers.len();
+    let target = layer_mut(layers, layer)?;
+    if output && !unchanged(target) {
+        return Err(SettingError::OutputLayer);
+    }
+    Ok(target)
+}
+
+// --- command-line flags --------------------------------------------------------------------------------------
+
+/// The training flags `convscope train` and the window share: each one given overrides the configuration it
+/// starts from (the defaults, a `--preset`, or the window's saved settings).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TrainFlags {
+    /// Start from a ready-made experiment (sigmoid-vs-relu, saturation, dead-relu, vanishing-gradients, bias,
+    /// output-layer); any other flag given overrides the preset's value.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Architecture: a named net (ref-mnist, deep6, wide, mlp) or a spec such as "conv 8 5x5, pool 2, dense 32"
+    /// [default: ref-mnist].
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    /// Activation of every hidden layer [default: relu].
+    #[arg(long, value_enum, conflicts_with = "layer_activations")]
+    pub activation: Option<Activation>,
+    /// Activations per hidden layer with weights, comma-separated, e.g. relu,sigmoid.
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',', value_enum)]
+    pub layer_activations: Vec<Activation>,
+    /// Examples per step [default: 32].
+    #[arg(long, value_name = "B")]
+    pub batch_size: Option<usize>,
+    /// Learning rate [default: 0.01].
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+    /// Momentum factor, with --optimizer momentum [default: 0.9].
+    #[arg(long, value_name = "M")]
+    pub momentum: Option<f64>,
+    /// L2 weight decay [default: 0].
+    #[arg(long, value_name = "W")]
+    pub weight_decay: Option<f64>,
+    /// Update rule [default: momentum].
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight init for every layer: he, xavier, uniform or normal:SIGMA (default: by activation).
+    #[arg(long, value_name = "INIT", value_parser = parse_init)]
+    pub init: Option<Init>,
+    /// Start with every bias switched off.
+    #[arg(long, conflicts_with = "bias")]
+    pub no_bias: bool,
+    /// Start with every bias on (the default; overrides a preset without bias).
+    #[arg(long)]
+    pub bias: bool,
+    /// Start with batch-norm on in every hidden layer.
+    #[arg(long, conflicts_with = "no_batch_norm")]
+    pub batch_norm: bool,
+    /// Start with batch-norm off (the default; overrides a preset).
+    #[arg(long)]
+    pub no_batch_norm: bool,
+    /// Output layer and loss [default: softmax].
+    #[arg(long, value_enum)]
+    pub output: Option<OutputKind>,
+    /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
+    #[arg(long, conflicts_with = "normalize")]
+    pub no_normalize: bool,
+    /// Standardise pixels to mean 0, variance 1 (the default; overrides a preset).
+    #[arg(long)]
+    pub normalize: bool,
+    /// Randomly shift training images by up to N pixels [default: 0].
+    #[arg(long, value_name = "N")]
+    pub augment_shift: Option<usize>,
+    /// Seed for weights, shuffling and augmentation [default: 1].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Evaluate the test split every N steps (and always after the last) [default: 200].
+    #[arg(long, value_name = "N")]
+    pub test_every: Option<u64>,
+}
+
+fn parse_init(text: &str) -> Result<Init, String> {
+    Init::parse(text)
+        .ok_or_else(|| format!("unknown init `{text}`; expected he, xavier, uniform or normal:SIGMA (e.g. normal:0.1)"))
+}
+
+impl TrainFlags {
+    /// Writes every flag given over `config` (resolve `--preset` first), then checks the result.
+    pub fn apply(&self, config: &mut TrainConfig) -> Result<(), ConfigError> {
+        self.overlay(config);
+        config.validate()
+    }
+
+    fn overlay(&self, config: &mut TrainConfig) {
+        if let Some(arch) = &self.arch {
+            config.arch.clone_from(arch);
+        }
+        if let Some(activation) = self.activation {
+            config.activation = activation;
+            config.layer_activations.clear();
+        }
+        if !self.layer_activations.is_empty() {
+            config.layer_activations.clone_from(&self.layer_activations);
+        }
+        if self.no_bias || self.bias {
+            config.bias = self.bias;
+        }
+        if self.batch_norm || self.no_batch_norm {
+            config.batch_norm = self.batch_norm;
+        }
+        if self.no_normalize || self.normalize {
+            config.normalize = self.normalize;
+        }
+        if self.init.is_some() {
+            config.init = self.init;
+        }
+        config.output = self.output.unwrap_or(config.output);
+        config.optimizer = self.optimizer.unwrap_or(config.optimizer);
+        config.lr = self.lr.unwrap_or(config.lr);
+        config.momentum = self.momentum.unwrap_or(config.momentum);
+        config.weight_decay = self.weight_decay.unwrap_or(config.weight_decay);
+        config.batch_size = self.batch_size.unwrap_or(config.batch_size);
+        config.seed = self.seed.unwrap_or(config.seed);
+        config.augment_shift = self.augment_shift.unwrap_or(config.augment_shift);
+        config.test_every = self.test_every.unwrap_or(config.test_every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers() -> Vec<LayerSettings> {
+        let hidden = LayerSettings { activation: Activation::Relu, bias: true, batch_norm: false, init: Init::He };
+        vec![hidden, LayerSettings { activation: Activation::Identity, ..hidden }]
+    }
+
+    #[test]
+    fn a_setting_changes_config_or_layers_and_a_refused_one_changes_nothing() {
+        let (mut config, mut layers) = (TrainConfig::default(), layers());
+        Setting::LearningRate(0.5).apply(&mut config, &mut layers).unwrap();
+        Setting::Activation { layer: 0, activation: Activation::Tanh }.apply(&mut config, &mut layers).unwrap();
+        assert_eq!((config.lr, layers[0].activation), (0.5, Activation::Tanh));
+        let (before, before_layers) = (config.clone(), layers.clone());
+        for refused in [
+            Setting::LearningRate(-1.0),
+            Setting::BatchSize(0),
+            Setting::Momentum(1.0),
+            Setting::Activation { layer: 1, activation: Activation::Tanh },
+            Setting::BatchNorm { layer: 1, enabled: true },
+            Setting::Bias { layer: 2, enabled: false },
+        ] {
+            assert!(refused.apply(&mut config, &mut layers).is_err(), "{refused:?}");
+            assert_eq!((&config, &layers), (&before, &before_layers), "{refused:?} changed something");
+        }
+        // The output layer's bias can be switched; its activation can be "set" to what it already is.
+        Setting::Bias { layer: 1, enabled: false }.apply(&mut config, &mut layers).unwrap();
+        assert!(!layers[1].bias);
+    }
+
+    #[test]
+    fn labels_name_the_layer() {
+        let names = ["conv1".to_owned(), "dense1".to_owned()];
+        assert_eq!(Setting::Activation { layer: 0, activation: Activation::Sigmoid }.label(&names), "conv1: sigmoid");
+        assert_eq!(Setting::Bias { layer: 5, enabled: false }.label(&names), "layer 5 bias off");
+        assert_eq!(Setting::LearningRate(0.1).label(&names), "lr 1.000e-1");
+    }
+}

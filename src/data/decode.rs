@@ -1,0 +1,136 @@
+//! Decoding one image file: header probes, bounded decoding, compositing on white, resizing and writing
+//! channel planes.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::Path;
+
+use image::imageops::FilterType;
+use image::metadata::Orientation;
+use image::{DynamicImage, GenericImageView, ImageDecoder, ImageError, ImageReader, Limits};
+
+use crate::arch::ImageShape;
+use crate::data::SkipReason;
+
+/// Decoder limits: a bigger picture is skipped as too large rather than decoded.
+const MAX_DECODE_SIDE: u32 = 16_384;
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What a header tells before decoding.
+pub(crate) struct Probe {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) colour: bool,
+}
+
+fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, SkipReason> {
+    let unreadable = |error: io::Error| SkipReason::Unreadable(error.to_string());
+    let file = File::open(path).map_err(unreadable)?;
+    // No extension hint: the content alone decides, so a text file named .png is "not an image".
+    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(unreadable)?;
+    if reader.format().is_none() {
+        return Err(SkipReason::NotAnImage);
+    }
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_DECODE_SIDE);
+    limits.max_image_height = Some(MAX_DECODE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    Ok(reader)
+}
+
+pub(crate) fn probe(path: &Path) -> Result<Probe, SkipReason> {
+    let decoder = open_reader(path)?.into_decoder().map_err(classify)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(SkipReason::Corrupt(format!("the header gives a size of {width}×{height}")));
+    }
+    Ok(Probe { width, height, colour: decoder.color_type().has_color() })
+}
+
+pub(crate) fn decode(path: &Path) -> Result<DynamicImage, SkipReason> {
+    let mut decoder = open_reader(path)?.into_decoder().map_err(classify)?;
+    if decoder.total_bytes() > MAX_DECODE_BYTES {
+        let (width, height) = decoder.dimensions();
+        return Err(SkipReason::TooLarge(format!("{width}×{height}")));
+    }
+    // Camera JPEGs are often stored sideways with an EXIF note saying so.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+fn classify(error: ImageError) -> SkipReason {
+    match error {
+        ImageError::Unsupported(error) => SkipReason::Unsupported(error.to_string()),
+        ImageError::Limits(error) => SkipReason::TooLarge(error.to_string()),
+        ImageError::IoError(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
+            SkipReason::Corrupt(format!("cut short ({error})"))
+        }
+        ImageError::IoError(error) => SkipReason::Unreadable(error.to_string()),
+        error => SkipReason::Corrupt(error.to_string()),
+    }
+}
+
+/// Composites on white, converts to the channel count, resizes, and writes C×H×W into `out`.
+///
+/// The per-pixel work on the full-size picture goes through `DynamicImage`'s own conversions and
+/// resize, which are compiled with the `image` crate's optimisations even in a debug build.
+pub(crate) fn write_planar(image: DynamicImage, shape: ImageShape, out: &mut [u8]) {
+    let flat = flatten_on_white(image);
+    let converted = if shape.channels == 1 {
+        // Rec. 709 luma, the same weights as everywhere else in `image`.
+        DynamicImage::ImageLuma8(flat.into_luma8())
+    } else {
+        DynamicImage::ImageRgb8(flat.into_rgb8())
+    };
+    let (width, height) = (u32::try_from(shape.width).unwrap_or(1), u32::try_from(shape.height).unwrap_or(1));
+    let resized = if converted.dimensions() == (width, height) {
+        converted
+    } else {
+        // Triangle (bilinear) widens with the scale factor, so downscaling averages, not aliases.
+        converted.resize_exact(width, height, FilterType::Triangle)
+    };
+    match resized {
+        DynamicImage::ImageLuma8(grey) => {
+            for (slot, &value) in out.iter_mut().zip(grey.as_raw()) {
+                *slot = value;
+            }
+        }
+        other => {
+            let rgb = other.into_rgb8();
+            let plane = shape.height * shape.width;
+            let mut planes = out.chunks_exact_mut(plane.max(1));
+            let (Some(red), Some(green), Some(blue)) = (planes.next(), planes.next(), planes.next()) else {
+                return;
+            };
+            for (((pixel, r), g), b) in rgb.as_raw().chunks_exact(3).zip(red).zip(green).zip(blue) {
+                if let &[pr, pg, pb] = pixel {
+                    (*r, *g, *b) = (pr, pg, pb);
+                }
+            }
+        }
+    }
+}
+
+/// The image with any transparency composited on a white background (alpha dropped).
+fn flatten_on_white(image: DynamicImage) -> DynamicImage {
+    if !image.color().has_alpha() {
+        return image;
+    }
+    let mut rgba = image.into_rgba8();
+    for pixel in rgba.chunks_exact_mut(4) {
+        if let [r, g, b, a] = pixel
+            && *a != u8::MAX
+        {
+            let alpha = u32::from(*a);
+            let white = 255 * (255 - alpha) + 127;
+            for value in [r, g, b] {
+                *value = u8::try_from((u32::from(*value) * alpha + white) / 255).unwrap_or(u8::MAX);
+            }
+            *a = u8::MAX;
+        }
+    }
+    DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(rgba).into_rgb8())
+}

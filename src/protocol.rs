@@ -1,0 +1,219 @@
+//! The protocol between the window and the training worker: [`Command`]s in, [`WorkerEvent`]s out, and the
+//! plain data they carry. Everything here is serialisable data — no burn, no egui, no data-set handles — so
+//! the window can be driven by a fake in tests and a run could be recorded or replayed. Every change a command
+//! makes takes effect at the next step; the worker answers it with [`WorkerEvent::Applied`] (carrying that
+//! step's number) or [`WorkerEvent::Rejected`] (saying why), and [`Command::describe`] is the one place that
+//! words a change for the log and the plots' markers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::ImageShape;
+use crate::config::{Setting, TrainConfig};
+use crate::diagnose::Hint;
+use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
+
+/// What the UI (or a test, or the command line) asks the worker to do. Sent over an unbounded channel: sending
+/// never blocks, and the worker drains every pending command before each step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Stop stepping after the current step; the worker then waits for commands.
+    Pause,
+    /// Train continuously again.
+    Resume,
+    /// Run this many steps, then pause (from running or paused).
+    Step(u32),
+    /// Change a live setting from the next step on (learning rate, activation of a layer, …).
+    Change(Setting),
+    /// Use this test-set image as the probe for activation maps.
+    SetProbe(usize),
+    /// Load this image file (on the worker's loader thread) and use it as the probe instead of a test image.
+    LoadProbeImage(PathBuf),
+    /// Go back to the last healthy weights and optimiser state (kept every few steps in memory), e.g. after
+    /// a divergence; with `halve_lr`, also halve the learning rate. The step counter keeps counting.
+    RestoreHealthy {
+        /// Also halve the learning rate.
+        halve_lr: bool,
+    },
+    /// Throw the net away and build a new one from this configuration (its seed and spec).
+    Reset(Box<TrainConfig>),
+    /// Load other data (on the worker's loader thread; training goes on meanwhile), then build a new net for
+    /// its input shape and class count from `config`. If it cannot be loaded or the net does not fit it, the
+    /// current data and net stay.
+    LoadData {
+        /// What to load.
+        request: DataRequest,
+        /// What to build on it.
+        config: Box<TrainConfig>,
+    },
+    /// Forget a data or probe load that is still under way (its result is dropped when it arrives).
+    CancelLoad,
+    /// End the worker thread.
+    Stop,
+}
+
+impl Command {
+    /// A short description for messages and markers; `layer_names` are the names of the layers with weights.
+    pub fn describe(&self, layer_names: &[String]) -> String {
+        match self {
+            Command::Pause => "pause".into(),
+            Command::Resume => "resume".into(),
+            Command::Step(n) => format!("step {n}"),
+            Command::Change(setting) => setting.label(layer_names),
+            Command::SetProbe(index) => format!("probe image {index}"),
+            Command::LoadProbeImage(path) => format!("probe {}", path.display()),
+            Command::RestoreHealthy { halve_lr: true } => "restore and halve the rate".into(),
+            Command::RestoreHealthy { halve_lr: false } => "restore".into(),
+            Command::Reset(_) => "reset".into(),
+            Command::LoadData { request, .. } => format!("load {}", request.path.display()),
+            Command::CancelLoad => "cancel the load".into(),
+            Command::Stop => "stop".into(),
+        }
+    }
+}
+
+/// Data to load, as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// An IDX folder, CIFAR batches or an image folder.
+    pub path: PathBuf,
+    /// Image folders: resize every image to N×N (`None`: the most common size, at most 64).
+    pub image_size: Option<usize>,
+    /// Image folders: 1 for grey, 3 for RGB (`None`: from the images).
+    pub channels: Option<usize>,
+    /// Class count for label files whose labels are not 0..K−1 (`None`: from the data).
+    pub classes: Option<usize>,
+}
+
+impl DataRequest {
+    /// A request for `path` with every option left to the loader.
+    pub fn path(path: impl Into<PathBuf>) -> DataRequest {
+        DataRequest { path: path.into(), image_size: None, channels: None, classes: None }
+    }
+}
+
+/// Whether the worker is stepping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunState {
+    /// Training continuously.
+    Running,
+    /// Waiting for commands.
+    Paused,
+}
+
+/// One test image for the probe picker, as bytes in the data's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    /// Channels × height × width.
+    pub shape: ImageShape,
+    /// C×H×W bytes, channel planes one after the other.
+    pub pixels: Vec<u8>,
+}
+
+/// What a newly built net trains on and looks like: sent once per build (start, reset, new data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Layers input to output, the output layer last.
+    pub layers: Vec<LayerInfo>,
+    /// The configuration it was built from.
+    pub config: TrainConfig,
+    /// Input image shape.
+    pub input: ImageShape,
+    /// Class names, index = class.
+    pub class_names: Vec<String>,
+    /// Training examples.
+    pub train_len: usize,
+    /// Test examples.
+    pub test_len: usize,
+    /// Where the data came from.
+    pub data_source: String,
+    /// The first test images, for the probe picker.
+    pub thumbnails: Vec<Thumbnail>,
+}
+
+/// What the worker reports. Control events and metric rows are never dropped; a snapshot is only sent
+/// once the previous one was received, so the newest always wins and an idle UI costs the worker nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerEvent {
+    /// A net was built (at start, after every reset and on new data).
+    Started(Box<RunInfo>),
+    /// Logged steps, in order, since the last such event.
+    Metrics(Vec<MetricRow>),
+    /// The newest snapshot.
+    Snapshot(Box<Snapshot>),
+    /// What the diagnosis rules make of the recent steps, whenever it changes (empty: nothing looks wrong).
+    Hints(Vec<Hint>),
+    /// The worker started or stopped stepping.
+    State {
+        /// Running or paused.
+        state: RunState,
+        /// Steps taken so far.
+        step: u64,
+    },
+    /// A command took effect; `effective_step` is the first step that uses it.
+    Applied {
+        /// The command as received.
+        command: Command,
+        /// The first step run with the change.
+        effective_step: u64,
+    },
+    /// A command could not be applied (bad layer index, bad value, data that cannot be loaded, a spec that
+    /// does not fit); nothing changed.
+    Rejected {
+        /// The command as received.
+        command: Command,
+        /// Why, and what would work.
+        reason: String,
+    },
+    /// A data or probe load started (`Some`, naming what) or ended (`None`).
+    Loading(Option<String>),
+    /// Something worth telling the user that needs no action (what a load found and skipped).
+    Notice(String),
+    /// Something failed but training goes on (a test evaluation or a statistic could not be computed): each
+    /// distinct message is sent once.
+    Warning {
+        /// The step it happened at.
+        step: u64,
+        /// What failed and what it means.
+        message: String,
+    },
+    /// The loss or a gradient was not finite, or the loss exploded, at `step`: the update was skipped and
+    /// training paused.
+    Diverged {
+        /// The step whose update was skipped.
+        step: u64,
+        /// What went wrong, where, and what to try.
+        message: String,
+    },
+    /// A step failed (a panic inside burn is caught here); training paused, the net is as before the step.
+    Failed {
+        /// The step that failed.
+        step: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// GPU kernels are being compiled (`Some`, with what to tell the user) or are ready (`None`): the first
+    /// steps on a GPU backend can take tens of seconds, which the window shows as a state, not a freeze.
+    Warmup {
+        /// What is going on, while it lasts.
+        message: Option<String>,
+    },
+    /// The worker thread ended.
+    Stopped {
+        /// Steps taken in all.
+        step: u64,
+    },
+}
+
+/// Called after events were sent, e.g. to wake the UI (`egui::Context::request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// What the window needs from a worker: send a command, take the next event. Neither may block.
+pub trait WorkerLink {
+    /// Queues a command for the worker.
+    fn send(&mut self, command: Command);
+    /// The next pending event, if any.
+    fn try_recv(&mut self) -> Option<WorkerEvent>;
+}

@@ -1,0 +1,7 @@
+//! Rendering: colour maps and the grids of filters, gradients and activation maps, as RGB images. Drawing is
+//! separate from writing files (`export`) and from showing textures (`app`): both take these images.
+
+pub mod colormap;
+pub mod grid;
+
+pub use grid::{RenderError, filter_grid, filters_image, map_grid, rgb_filter_grid};

@@ -1,0 +1,135 @@
+//! Snapshots: the weights, the last step's gradients, the activations' histograms and ranges, and the probe
+//! image pushed through the net — plain data for the window, read back from the device.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::snapshot::{FloatArray, HISTOGRAM_BINS, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
+use crate::train::error::{TrainError, readback};
+use crate::train::stats::{self, HostLayer};
+use crate::train::tensors::{make_batch, weight_array};
+use crate::train::trainer::Trainer;
+
+impl Trainer {
+    /// A snapshot of the net as it is now: current weights, the last step's gradients, and activations of the
+    /// last step's batch recomputed with the current weights (batch-norm in inference mode). Used after a
+    /// change while paused, so the window shows its effect without a training step.
+    pub fn refresh_snapshot(&self) -> Result<Snapshot, TrainError> {
+        self.snapshot_with(None)
+    }
+
+    /// Weights after the last update, that update's gradients, the activations measured in `host` (or
+    /// recomputed for the last batch when `None`), and the probe pass.
+    pub(crate) fn snapshot_with(&self, host: Option<Vec<HostLayer>>) -> Result<Snapshot, TrainError> {
+        let host = match host {
+            Some(host) => host,
+            None => {
+                let indices: Vec<usize> = if self.last_indices.is_empty() {
+                    (0..self.config.batch_size.min(self.data.train.len())).collect()
+                } else {
+                    self.last_indices.clone()
+                };
+                let (images, _, _) =
+                    make_batch(&self.data.train, &indices, &self.normalization, None, self.plan.classes, &self.device)?;
+                let (_, trace) = self.model.valid().forward_traced(images.inner());
+                stats::read_trace(&self.model, trace)?.0
+            }
+        };
+        let no_grad = None;
+        let weight_grads =
+            self.model.layers.iter().enumerate().map(|(i, _)| self.last_grads.get(i).unwrap_or(&no_grad));
+        let grad_norms =
+            self.model.layers.iter().enumerate().map(|(i, _)| self.last_grad_norms.get(i).copied().unwrap_or(0.0));
+        let mut layers = Vec::with_capacity(self.model.layers.len());
+        for ((layer, grad), (host, grad_norm)) in
+            self.model.layers.iter().zip(weight_grads).zip(host.iter().zip(grad_norms))
+        {
+            let shape = layer.weight_shape();
+            let weights = weight_array(layer)?;
+            let weight_grads = match grad {
+                Some(g) => FloatArray::new(shape, readback("gradients", g.clone().into_data())?),
+                None => None,
+            };
+            let activity = &host.activity;
+            layers.push(LayerSnapshot {
+                name: layer.name.clone(),
+                settings: layer.settings,
+                grad_range: weight_grads.as_ref().and_then(FloatArray::finite_range).unwrap_or((0.0, 0.0)),
+                weight_norm: weights.l2_norm(),
+                weights,
+                weight_grads,
+                pre_activation_histogram: Histogram::binned(
+                    &host.pre,
+                    HISTOGRAM_BINS,
+                    activity.pre_range,
+                    activity.pre_non_finite,
+                ),
+                activation_range: activity.post_range.unwrap_or((0.0, 0.0)),
+                grad_norm,
+            });
+        }
+        Ok(Snapshot {
+            step: self.step,
+            epoch: self.sampler.epoch(),
+            lr: self.config.lr,
+            loss: self.last_loss,
+            train_accuracy: self.train_accuracy(),
+            layers,
+            probe: self.probe()?,
+            cost_secs: 0.0,
+            gap_secs: 0.0,
+        })
+    }
+
+    /// Pushes the probe image through the net (inference mode) and keeps every map.
+    pub fn probe(&self) -> Result<ProbeSnapshot, TrainError> {
+        let index = self.config.probe_index;
+        let test = &self.data.test;
+        let (image, label, own_image) = match &self.own_probe {
+            Some((pixels, name)) => {
+                let values: Vec<f32> = pixels.iter().map(|&p| self.normalization.apply(p)).collect();
+                let shape = test.shape();
+                let data = TensorData::new(values, [1, shape.channels, shape.height, shape.width]);
+                (Tensor::<4>::from_data(data, &self.device), None, Some(name.clone()))
+            }
+            None => {
+                let (image, _, labels) =
+                    make_batch(test, &[index], &self.normalization, None, self.plan.classes, &self.device)?;
+                (image, labels.first().map(|&l| l as usize), None)
+            }
+        };
+        let model = self.model.valid();
+        let image = image.inner();
+        let input = readback("the probe image", image.clone().into_data())?;
+        let (logits, trace) = model.forward_traced(image);
+        let probabilities = readback("the probabilities", model.probabilities(logits).into_data())?;
+        let mut pre_activations = Vec::with_capacity(trace.pre.len());
+        let mut post_activations = Vec::with_capacity(trace.post.len());
+        for (pre, post) in trace.pre.into_iter().zip(trace.post) {
+            // [1, c, h, w] → [c, h, w]; dense layers come as [1, units, 1, 1] → [units].
+            let [_, c, h, w] = pre.dims();
+            let shape = if h == 1
+                && w == 1
+                && self.model.layers.get(pre_activations.len()).is_some_and(|l| l.dense_weight.is_some())
+            {
+                vec![c]
+            } else {
+                vec![c, h, w]
+            };
+            pre_activations
+                .push(FloatArray::new(shape.clone(), readback("probe maps", pre.into_data())?).unwrap_or_default());
+            post_activations
+                .push(FloatArray::new(shape, readback("probe maps", post.into_data())?).unwrap_or_default());
+        }
+        let shape = test.shape();
+        Ok(ProbeSnapshot {
+            index,
+            label,
+            own_image,
+            input: FloatArray::new(vec![shape.channels, shape.height, shape.width], input).unwrap_or_default(),
+            pre_activations,
+            post_activations,
+            probabilities,
+        })
+    }
+}

@@ -1,0 +1,123 @@
+//! Why training could not start or a step could not run ([`TrainError`]), reading tensors back to the host,
+//! and the one place a panic inside burn is caught and turned into an error.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use burn::tensor::TensorData;
+
+use crate::arch::ImageShape;
+use crate::config::{ConfigError, SettingError};
+use crate::data::DataError;
+
+/// Why a trainer could not be built, a change was refused, or a step could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The architecture spec does not parse or does not fit the data.
+    #[error(transparent)]
+    Spec(#[from] crate::arch::SpecError),
+    /// The data could not be loaded or batched.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Config(#[from] ConfigError),
+    /// A live change was refused.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// The backend is not compiled into this binary.
+    #[error("the {0} backend is not compiled in: rebuild with `--features {0}`")]
+    BackendMissing(&'static str),
+    /// The backend is compiled in but its device could not be set up (e.g. no GPU).
+    #[error(
+        "the {backend} backend could not start: {detail} — is there a GPU with a Vulkan, Metal or DX12 driver? Use --backend flex to train on the CPU"
+    )]
+    DeviceUnavailable {
+        /// The backend.
+        backend: &'static str,
+        /// What failed.
+        detail: String,
+    },
+    /// A tensor could not be read back from the device.
+    #[error("could not read {what} back from the device: {detail}")]
+    Readback {
+        /// Which tensor.
+        what: &'static str,
+        /// The backend's message.
+        detail: String,
+    },
+    /// Weights given for a layer do not have its shape.
+    #[error("weights of shape {given:?} do not fit layer {layer} of shape {expected:?}")]
+    WeightShape {
+        /// Index among the layers with weights.
+        layer: usize,
+        /// The shape given.
+        given: Vec<usize>,
+        /// The layer's shape.
+        expected: Vec<usize>,
+    },
+    /// The probe index is past the test split.
+    #[error("probe index {index} is past the end of the test split ({len} images)")]
+    ProbeIndex {
+        /// The index asked for.
+        index: usize,
+        /// Test images.
+        len: usize,
+    },
+    /// A probe image does not have the data's shape.
+    #[error("{name}: {got} bytes do not make one {shape} image ({} bytes): convert it to the data's shape first", shape.pixels())]
+    ProbeShape {
+        /// The image's name.
+        name: String,
+        /// Bytes given.
+        got: usize,
+        /// The data's image shape.
+        shape: ImageShape,
+    },
+    /// "Restore" was asked for before any healthy state was kept.
+    #[error("no healthy state is kept yet: one is taken every {every} steps while training is healthy")]
+    NoHealthyState {
+        /// Steps between two healthy states.
+        every: u64,
+    },
+    /// The optimiser state could not be saved or restored.
+    #[error("could not {action} the optimiser state: {detail}")]
+    OptimizerState {
+        /// "save" or "restore".
+        action: &'static str,
+        /// burn's message.
+        detail: String,
+    },
+    /// A change was asked for before any net could be built.
+    #[error("there is no net yet: reset with a valid configuration first")]
+    NoNet,
+    /// Code inside burn (or ours) panicked; nothing was changed.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// What was running, e.g. "the step".
+        what: &'static str,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// Moves a tensor's values out to the host where nothing else holds them (the CPU backends), rather than
+/// copying them.
+pub fn readback(what: &'static str, data: TensorData) -> Result<Vec<f32>, TrainError> {
+    data.try_into_vec::<f32>().map_err(|e| TrainError::Readback { what, detail: format!("{e:?}") })
+}
+
+/// Runs `work`, turning a panic into [`TrainError::Panicked`]: the worker must outlive any failure inside
+/// burn, and the user must see it.
+pub fn catch_panic<T>(what: &'static str, work: impl FnOnce() -> Result<T, TrainError>) -> Result<T, TrainError> {
+    catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|payload| Err(TrainError::Panicked { what, message: panic_message(payload.as_ref()) }))
+}
+
+/// The text of a caught panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}

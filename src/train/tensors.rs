@@ -1,0 +1,69 @@
+//! Moving data between the host and burn: a batch of images and one-hot targets as tensors, logits counted
+//! against labels, and a layer's weights read back with their shape.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand_chacha::ChaCha8Rng;
+
+use crate::data::Dataset;
+use crate::data::batch::{Normalization, Shift, fill_batch};
+use crate::model::WeightedLayer;
+use crate::snapshot::FloatArray;
+use crate::train::error::{TrainError, readback};
+
+/// A layer's weights read back to the host with their shape.
+pub(crate) fn weight_array(layer: &WeightedLayer) -> Result<FloatArray, TrainError> {
+    let values = match (&layer.conv_weight, &layer.dense_weight) {
+        (Some(w), _) => readback("weights", w.val().inner().into_data())?,
+        (None, Some(w)) => readback("weights", w.val().inner().into_data())?,
+        (None, None) => Vec::new(),
+    };
+    let (got, shape) = (values.len(), layer.weight_shape());
+    FloatArray::new(shape.clone(), values).ok_or_else(|| TrainError::Readback {
+        what: "weights",
+        detail: format!("{} values for {}'s shape {shape:?}", got, layer.name),
+    })
+}
+
+/// Images `[b, c, h, w]`, one-hot targets `[b, classes]` and the labels of `indices` in `data`.
+pub(crate) fn make_batch(
+    data: &Dataset,
+    indices: &[usize],
+    normalization: &Normalization,
+    shift: Option<(&Shift, &mut ChaCha8Rng)>,
+    classes: usize,
+    device: &Device,
+) -> Result<(Tensor<4>, Tensor<2>, Vec<i64>), TrainError> {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    fill_batch(data, indices, normalization, shift, &mut images, &mut labels)?;
+    let shape = data.shape();
+    let batch = indices.len();
+    let mut one_hot = vec![0.0_f32; batch * classes];
+    for (row, &label) in labels.iter().enumerate() {
+        if let Some(cell) = usize::try_from(label).ok().and_then(|l| one_hot.get_mut(row * classes + l)) {
+            *cell = 1.0;
+        }
+    }
+    let images =
+        Tensor::<4>::from_data(TensorData::new(images, [batch, shape.channels, shape.height, shape.width]), device);
+    let targets = Tensor::<2>::from_data(TensorData::new(one_hot, [batch, classes]), device);
+    Ok((images, targets, labels))
+}
+
+/// How many rows of `logits` (`[batch, classes]`, row-major) have their largest value at the label; a row
+/// with a non-finite value counts as wrong.
+pub(crate) fn count_correct(logits: &[f32], labels: &[i64], classes: usize) -> usize {
+    logits
+        .chunks(classes.max(1))
+        .zip(labels)
+        .filter(|(row, _)| row.iter().all(|v| v.is_finite()))
+        .filter(|(row, label)| {
+            let predicted = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .0;
+            predicted as i64 == **label
+        })
+        .count()
+}
