@@ -290,6 +290,7 @@ pub fn apply_activation<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor
         Activation::LeakyRelu => activation::leaky_relu(x, LEAKY_RELU_SLOPE),
         Activation::Elu => activation::elu(x, ELU_ALPHA),
         Activation::Gelu => activation::gelu(x),
+        Activation::Softplus => activation::softplus(x, 1.0),
         Activation::Identity => x,
     }
 }

@@ -28,19 +28,22 @@ pub enum Activation {
     Elu,
     /// `x·Φ(x)`, the Gaussian error linear unit (exact, erf-based).
     Gelu,
+    /// `ln(1 + eˣ)`, a smooth ReLU: its slope σ(x) never reaches 0, so a unit cannot die.
+    Softplus,
     /// No nonlinearity: the layer stays linear.
     Identity,
 }
 
 impl Activation {
     /// Every activation, in the order the UI lists them.
-    pub const ALL: [Activation; 7] = [
+    pub const ALL: [Activation; 8] = [
         Activation::Sigmoid,
         Activation::Relu,
         Activation::Tanh,
         Activation::LeakyRelu,
         Activation::Elu,
         Activation::Gelu,
+        Activation::Softplus,
         Activation::Identity,
     ];
 
@@ -53,6 +56,7 @@ impl Activation {
             Activation::LeakyRelu => "leaky-relu",
             Activation::Elu => "elu",
             Activation::Gelu => "gelu",
+            Activation::Softplus => "softplus",
             Activation::Identity => "identity",
         }
     }
@@ -66,6 +70,7 @@ impl Activation {
             "leaky-relu" | "leakyrelu" | "leaky_relu" => Some(Activation::LeakyRelu),
             "elu" => Some(Activation::Elu),
             "gelu" => Some(Activation::Gelu),
+            "softplus" => Some(Activation::Softplus),
             "identity" | "linear" | "none" => Some(Activation::Identity),
             _ => None,
         }
@@ -92,6 +97,8 @@ impl Activation {
                 }
             }
             Activation::Gelu => x * std_normal_cdf(x),
+            // ln(1 + eˣ) = max(x, 0) + ln(1 + e^−|x|), exact without overflow for large |x|.
+            Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             Activation::Identity => x,
         }
     }
@@ -126,6 +133,7 @@ impl Activation {
                 }
             }
             Activation::Gelu => std_normal_cdf(x) + x * std_normal_pdf(x),
+            Activation::Softplus => sigmoid(x),
             Activation::Identity => 1.0,
         }
     }
@@ -136,9 +144,12 @@ impl Activation {
         match self {
             Activation::Sigmoid => Some(0.25),
             Activation::Tanh => Some(1.0),
-            Activation::Relu | Activation::LeakyRelu | Activation::Elu | Activation::Gelu | Activation::Identity => {
-                None
-            }
+            Activation::Relu
+            | Activation::LeakyRelu
+            | Activation::Elu
+            | Activation::Gelu
+            | Activation::Softplus
+            | Activation::Identity => None,
         }
     }
 
@@ -146,7 +157,9 @@ impl Activation {
     /// He for the ReLU family, Xavier (Glorot) for the symmetric, saturating ones.
     pub fn default_init(self) -> Init {
         match self {
-            Activation::Relu | Activation::LeakyRelu | Activation::Elu | Activation::Gelu => Init::He,
+            Activation::Relu | Activation::LeakyRelu | Activation::Elu | Activation::Gelu | Activation::Softplus => {
+                Init::He
+            }
             Activation::Sigmoid | Activation::Tanh | Activation::Identity => Init::Xavier,
         }
     }

@@ -95,6 +95,9 @@ fn activation_math_matches_known_values() {
     assert_eq!(Activation::Relu.df(-1.0), 0.0);
     assert!((Activation::Gelu.f(1.0) - 0.841_344_7).abs() < 1e-6);
     assert!((Activation::Elu.f(-1.0) - (-0.632_120_56)).abs() < 1e-6);
+    assert!((Activation::Softplus.f(0.0) - std::f64::consts::LN_2).abs() < 1e-12);
+    assert!((Activation::Softplus.df(0.0) - 0.5).abs() < 1e-12);
+    assert!((Activation::Softplus.f(800.0) - 800.0).abs() < 1e-9, "no overflow far out");
     // f′ agrees with a central difference everywhere away from kinks.
     for act in Activation::ALL {
         for x in [-3.0, -0.7, 0.4, 2.5] {

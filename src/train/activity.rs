@@ -46,6 +46,8 @@ impl LayerActivity {
             // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
             Activation::Elu => measure_with(dims, pre, post, |z, a| if z > 0.0 { 1.0 } else { a + ELU_ALPHA as f32 }),
             Activation::Gelu => measure_with(dims, pre, post, |z, _| Activation::Gelu.df(f64::from(z)) as f32),
+            // softplus′ = σ(z) = 1 − e^(−f(z)): again cheaper from the output.
+            Activation::Softplus => measure_with(dims, pre, post, |_, a| 1.0 - (-a).exp()),
             Activation::Identity => measure_with(dims, pre, post, |_, _| 1.0),
         }
     }

@@ -85,3 +85,18 @@ fn the_pool_kernel_matches_burn_including_ties() {
     assert_eq!(relative_error(y, y0), 0.0);
     assert_eq!(relative_error(dx, dx0), 0.0, "each window's gradient goes to the same winner");
 }
+
+#[test]
+fn every_activation_s_host_curve_matches_burn_s_kernel() {
+    // The window draws Activation::f; training runs burn's kernel: they must be the same function.
+    let device = Device::flex();
+    let xs: Vec<f32> = (-40..=40).map(|i| i as f32 * 0.25).collect();
+    for activation in convscope::arch::Activation::ALL {
+        let input = Tensor::<1>::from_data(burn::tensor::TensorData::new(xs.clone(), [xs.len()]), &device);
+        let ys = convscope::model::apply_activation(activation, input).into_data().try_to_vec::<f32>().unwrap();
+        for (&x, y) in xs.iter().zip(ys) {
+            let host = activation.f(f64::from(x)) as f32;
+            assert!((host - y).abs() <= 2e-3 * (1.0 + y.abs()), "{activation} at {x}: host {host}, burn {y}");
+        }
+    }
+}
