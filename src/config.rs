@@ -98,6 +98,8 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// L2 weight decay (added to the gradient), 0 for none.
     pub weight_decay: f64,
+    /// Clip each parameter's gradient to at most this L2 norm before the update, 0 for no clipping.
+    pub grad_clip: f64,
     /// Examples per step.
     pub batch_size: usize,
     /// Seed for the weights, the shuffling and the augmentation.
@@ -128,6 +130,7 @@ impl Default for TrainConfig {
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 0.0,
+            grad_clip: 0.0,
             batch_size: 32,
             seed: 1,
             normalize: true,
@@ -168,6 +171,9 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(ConfigError::WeightDecay(self.weight_decay));
         }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return Err(ConfigError::GradClip(self.grad_clip));
+        }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
             return Err(ConfigError::BatchSize(self.batch_size));
         }
@@ -187,6 +193,9 @@ pub enum ConfigError {
     /// The weight decay is negative or not a number.
     #[error("weight decay {0} must be ≥ 0, e.g. 0.0005")]
     WeightDecay(f64),
+    /// The gradient clip is negative or not a number.
+    #[error("gradient clip {0} must be ≥ 0 (0 turns clipping off), e.g. 1")]
+    GradClip(f64),
     /// The batch size is zero or too large.
     #[error("batch size {0} must be between 1 and {MAX_BATCH_SIZE}")]
     BatchSize(usize),
@@ -211,6 +220,8 @@ pub enum Setting {
     WeightDecay(f64),
     /// Use this many examples per step.
     BatchSize(usize),
+    /// Clip each parameter's gradient to at most this L2 norm (0: off); keeps the optimiser's state.
+    GradientClip(f64),
     /// Switch the update rule; the new optimiser starts with fresh state (velocities, moments).
     Optimizer(OptimizerKind),
     /// Switch a hidden layer's nonlinearity; the weights stay exactly as they are.
@@ -265,6 +276,7 @@ impl Setting {
             Setting::Momentum(momentum) => next.momentum = momentum,
             Setting::WeightDecay(decay) => next.weight_decay = decay,
             Setting::BatchSize(batch) => next.batch_size = batch,
+            Setting::GradientClip(clip) => next.grad_clip = clip,
             Setting::Optimizer(kind) => next.optimizer = kind,
             Setting::Activation { layer, activation } => {
                 let target = hidden_layer(layers, layer, |s| s.activation == activation)?;
@@ -290,6 +302,8 @@ impl Setting {
             Setting::Momentum(momentum) => format!("momentum {momentum}"),
             Setting::WeightDecay(decay) => format!("weight decay {decay}"),
             Setting::BatchSize(batch) => format!("batch {batch}"),
+            Setting::GradientClip(0.0) => "no clipping".to_owned(),
+            Setting::GradientClip(clip) => format!("clip {clip}"),
             Setting::Optimizer(kind) => kind.name().to_owned(),
             Setting::Activation { layer, activation } => format!("{}: {activation}", name(layer)),
             Setting::Bias { layer, enabled } => format!("{} bias {}", name(layer), on(enabled)),
@@ -337,6 +351,9 @@ pub struct TrainFlags {
     /// Activations per hidden layer with weights, comma-separated, e.g. relu,sigmoid.
     #[arg(long, value_name = "A,B,…", value_delimiter = ',', value_enum)]
     pub layer_activations: Vec<Activation>,
+    /// Clip each parameter's gradient to at most this L2 norm before the update [default: 0, off].
+    #[arg(long, value_name = "C")]
+    pub grad_clip: Option<f64>,
     /// Examples per step [default: 32].
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
@@ -427,6 +444,7 @@ impl TrainFlags {
         config.lr = self.lr.unwrap_or(config.lr);
         config.momentum = self.momentum.unwrap_or(config.momentum);
         config.weight_decay = self.weight_decay.unwrap_or(config.weight_decay);
+        config.grad_clip = self.grad_clip.unwrap_or(config.grad_clip);
         config.batch_size = self.batch_size.unwrap_or(config.batch_size);
         config.seed = self.seed.unwrap_or(config.seed);
         config.augment_shift = self.augment_shift.unwrap_or(config.augment_shift);
@@ -454,6 +472,7 @@ mod tests {
             Setting::LearningRate(-1.0),
             Setting::BatchSize(0),
             Setting::Momentum(1.0),
+            Setting::GradientClip(-1.0),
             Setting::Activation { layer: 1, activation: Activation::Tanh },
             Setting::BatchNorm { layer: 1, enabled: true },
             Setting::Bias { layer: 2, enabled: false },

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
+use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -81,14 +82,16 @@ pub(crate) struct HealthyState {
 
 pub(crate) fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let clip = (config.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(config.grad_clip as f32));
     match config.optimizer {
-        OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).with_gradient_clipping(clip).init(),
         OptimizerKind::Momentum => SgdConfig::new()
             .with_weight_decay(decay)
+            .with_gradient_clipping(clip)
             // burn's default dampening is 0.1; PyTorch (and the reference) use none.
             .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)))
             .init(),
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).init(),
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).with_grad_clipping(clip).init(),
     }
 }
 
@@ -247,7 +250,9 @@ impl Trainer {
         }
         if before.optimizer != self.config.optimizer {
             self.optimizer = build_optimizer(&self.config);
-        } else if (before.momentum, before.weight_decay) != (self.config.momentum, self.config.weight_decay) {
+        } else if (before.momentum, before.weight_decay, before.grad_clip)
+            != (self.config.momentum, self.config.weight_decay, self.config.grad_clip)
+        {
             // The record holds the per-parameter state (velocities); the new config only changes hyper-parameters.
             let record = self.optimizer.to_record();
             self.optimizer = build_optimizer(&self.config).load_record(record);

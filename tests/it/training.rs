@@ -270,3 +270,28 @@ fn restore_healthy_goes_back_to_the_kept_weights() {
     assert_eq!(trainer.step_count(), 30, "the step counter keeps counting");
     step(&mut trainer, false);
 }
+
+#[test]
+fn gradient_clipping_bounds_each_update_and_switches_off_again() {
+    let sgd = |c: &mut convscope::config::TrainConfig| {
+        c.optimizer = OptimizerKind::Sgd;
+        c.lr = 0.1;
+    };
+    let mut trainer = Trainer::new(config(sgd), mnist(), BackendKind::Flex).unwrap();
+    let distance = |a: &convscope::snapshot::FloatArray, b: &convscope::snapshot::FloatArray| {
+        a.data.iter().zip(&b.data).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+    };
+    trainer.change(&Setting::GradientClip(1e-3)).unwrap();
+    let before = trainer.layer_weights(0).unwrap();
+    let (row, _) = step(&mut trainer, false);
+    let moved = distance(&before, &trainer.layer_weights(0).unwrap());
+    assert!(row.grad_norms[0] > 1e-2, "the raw gradient is far above the clip: {}", row.grad_norms[0]);
+    assert!(moved <= 0.1 * 1e-3 * 1.001, "the update was clipped to lr × 1e-3: it moved {moved}");
+    // Off again: the next update follows the raw gradient.
+    trainer.change(&Setting::GradientClip(0.0)).unwrap();
+    let before = trainer.layer_weights(0).unwrap();
+    let (row, _) = step(&mut trainer, false);
+    let moved = distance(&before, &trainer.layer_weights(0).unwrap());
+    assert!((moved - 0.1 * row.grad_norms[0]).abs() <= 1e-3 * moved, "{moved} vs {}", 0.1 * row.grad_norms[0]);
+    assert!(trainer.change(&Setting::GradientClip(f64::NAN)).is_err());
+}

@@ -34,6 +34,7 @@ pub struct SettingsPanel {
 struct Drafts {
     momentum: Option<f64>,
     weight_decay: Option<f64>,
+    grad_clip: Option<f64>,
     batch_size: Option<usize>,
 }
 
@@ -92,6 +93,14 @@ impl SettingsPanel {
         let style = (0.0..=1.0, 1e-4);
         if let Some(w) = edit_number(ui, &mut self.drafts.weight_decay, view.config.weight_decay, true, style, hover) {
             out.change(Setting::WeightDecay(w));
+        }
+        ui.end_row();
+
+        ui.label("Gradient clip");
+        let hover = "Clip each parameter's gradient to at most this L2 norm before the update: a seat belt against exploding gradients (the gradient-flow view shows the raw norms). 0 turns it off; 1 is a common value.";
+        let style = (0.0..=1000.0, 0.01);
+        if let Some(c) = edit_number(ui, &mut self.drafts.grad_clip, view.config.grad_clip, true, style, hover) {
+            out.change(Setting::GradientClip(c));
         }
         ui.end_row();
 
