@@ -59,16 +59,18 @@ pub enum DataError {
     ShapeMismatch { train_file: String, train: ImageShape, test_file: String, test: ImageShape },
 
     #[error(
-        "{file}: label {value} at index {index} is out of range for {classes} classes (use --classes K if the data set has more)"
+        "{file}: label {value} at index {index} is out of range for {classes} classes (if the data set has more, set the class count: --classes K, or classes in the window's Data panel)"
     )]
     LabelOutOfRange { file: String, index: usize, value: u8, classes: usize },
 
     #[error(
-        "{file}: labels run from 0 to {max_label} but class values {missing} never occur, so the class count is unclear — pass --classes K (K > {max_label}) to set it"
+        "{file}: labels run from 0 to {max_label} but class values {missing} never occur, so the class count is unclear — set it with --classes K (K > {max_label}), or classes in the window's Data panel"
     )]
     NotDense { file: String, max_label: u8, missing: String },
 
-    #[error("{file}: holds no labels, so the class count cannot be inferred — pass --classes K")]
+    #[error(
+        "{file}: holds no labels, so the class count cannot be inferred — set it with --classes K, or classes in the window's Data panel"
+    )]
     NoLabels { file: String },
 
     #[error("{file}: {classes} classes is out of range: labels are single bytes, so use 1 to 256 (--classes K)")]

@@ -35,6 +35,8 @@ pub struct DataPanel {
     pub image_size: usize,
     /// Image folders: 1 grey, 3 RGB, 0 from the images.
     pub channels: usize,
+    /// Class count for label files whose labels are not 0..K−1 (0: from the data).
+    pub classes: usize,
     #[serde(skip)]
     help: bool,
     #[serde(skip)]
@@ -63,7 +65,7 @@ impl DataPanel {
             path,
             image_size: (self.image_size > 0).then_some(self.image_size),
             channels: (self.channels > 0).then_some(self.channels),
-            classes: None,
+            classes: (self.classes > 0).then_some(self.classes),
         };
         let config = TrainConfig { probe_index: 0, ..view.live_config() };
         out.send(Command::LoadData { request, config: Box::new(config) });
@@ -137,6 +139,8 @@ impl Panel for DataPanel {
             }).response;
             channels.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Channels"));
             channels.on_hover_text("Image folders: grey or colour (auto: colour when any image is)");
+            ui.add(egui::DragValue::new(&mut self.classes).range(0..=256).prefix("classes ").custom_formatter(|v, _| if v == 0.0 { "auto".into() } else { format!("{v}") }))
+                .on_hover_text("The class count, for label files whose labels are not 0..K−1 (auto: from the data)");
         });
         if let Some(what) = &view.loading {
             ui.horizontal(|ui| {
