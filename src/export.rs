@@ -278,6 +278,7 @@ mod tests {
             loss: 2.5,
             train_accuracy: 0.25,
             test_accuracy: 0.1,
+            test_step: 0,
             lr: 0.01,
             grad_norms: vec![0.5, 1.5],
             elapsed_secs: 0.25,

@@ -25,6 +25,8 @@ pub enum Command {
     Resume,
     /// Run this many steps, then pause (from running or paused).
     Step(u32),
+    /// Train continuously at this pace (steps asked for with [`Command::Step`] run at once).
+    SetPace(Pace),
     /// Change a live setting from the next step on (learning rate, activation of a layer, …).
     Change(Setting),
     /// Use this test-set image as the probe for activation maps.
@@ -61,6 +63,7 @@ impl Command {
             Command::Pause => "pause".into(),
             Command::Resume => "resume".into(),
             Command::Step(n) => format!("step {n}"),
+            Command::SetPace(pace) => format!("pace {pace}"),
             Command::Change(setting) => setting.label(layer_names),
             Command::SetProbe(index) => format!("probe image {index}"),
             Command::LoadProbeImage(path) => format!("probe {}", path.display()),
@@ -70,6 +73,58 @@ impl Command {
             Command::LoadData { request, .. } => format!("load {}", request.path.display()),
             Command::CancelLoad => "cancel the load".into(),
             Command::Stop => "stop".into(),
+        }
+    }
+}
+
+/// How fast the worker trains while running: as fast as it can, or at most a number of steps a second so a
+/// learner can watch. Pacing never batches up: a late step is not followed by a burst of catch-up steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Pace {
+    /// Every step as soon as the last one is done.
+    Full,
+    /// At most this many steps a second.
+    PerSecond(f32),
+}
+
+/// The window's default pace: the first epoch of the embedded digits (250 steps of 32) takes about 8 s.
+pub const WATCHABLE_PACE: Pace = Pace::PerSecond(30.0);
+
+/// Slowest and fastest paced rate, in steps a second.
+pub const PACE_RANGE: (f32, f32) = (0.5, 1000.0);
+
+impl Pace {
+    /// The time one step gets at this pace (`None`: no wait).
+    pub fn interval(self) -> Option<std::time::Duration> {
+        match self {
+            Pace::Full => None,
+            Pace::PerSecond(rate) => {
+                std::time::Duration::try_from_secs_f32(1.0 / rate.clamp(PACE_RANGE.0, PACE_RANGE.1)).ok()
+            }
+        }
+    }
+
+    /// Parses `full` or a number of steps a second, e.g. `30` or `2.5`.
+    pub fn parse(text: &str) -> Result<Pace, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("full") {
+            return Ok(Pace::Full);
+        }
+        match text.parse::<f32>() {
+            Ok(rate) if (PACE_RANGE.0..=PACE_RANGE.1).contains(&rate) => Ok(Pace::PerSecond(rate)),
+            _ => Err(format!(
+                "`{text}` is not a pace: give steps per second from {} to {}, or `full`",
+                PACE_RANGE.0, PACE_RANGE.1
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Pace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pace::Full => f.write_str("full speed"),
+            Pace::PerSecond(rate) => write!(f, "{rate} steps/s"),
         }
     }
 }

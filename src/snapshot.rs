@@ -146,6 +146,9 @@ pub struct MetricRow {
     pub train_accuracy: f32,
     /// The latest test-set accuracy (evaluated every few hundred steps; carried forward in between).
     pub test_accuracy: f32,
+    /// The step whose weights `test_accuracy` was measured with (0: the freshly built net).
+    #[serde(default)]
+    pub test_step: u64,
     /// The learning rate the step used.
     pub lr: f64,
     /// L2 norm of each weight tensor's gradient, layers with weights in input-to-output order.

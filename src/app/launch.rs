@@ -9,7 +9,7 @@ use eframe::egui;
 use crate::app::view::Severity;
 use crate::app::window::{ConvscopeApp, State};
 use crate::config::TrainConfig;
-use crate::protocol::{Waker, WorkerLink};
+use crate::protocol::{Pace, Waker, WorkerLink};
 
 /// Longest wait between the worker's news and the frame that shows it (about ten frames a second while
 /// training; input still repaints at once).
@@ -29,18 +29,28 @@ pub struct WindowOptions {
     pub preset: Option<String>,
 }
 
-/// A started worker: its link, the configuration it runs, and anything to tell the user about it.
+/// What the window restored from its last session, for the launcher to start from.
+pub struct Restored {
+    /// The configuration of the last run, with every live change.
+    pub config: TrainConfig,
+    /// The pace the user last trained at.
+    pub pace: Pace,
+}
+
+/// A started worker: its link, the configuration and pace it runs, and anything to tell the user about it.
 pub struct Launched {
     /// The worker.
     pub worker: Box<dyn WorkerLink>,
     /// The configuration its first net is built from.
     pub config: TrainConfig,
+    /// How fast it trains.
+    pub pace: Pace,
     /// E.g. that the saved settings did not fit and the defaults were used.
     pub notice: Option<String>,
 }
 
-/// Starts the worker from the restored configuration; the waker asks the window for a frame.
-pub type Launcher = Box<dyn FnOnce(TrainConfig, Waker) -> anyhow::Result<Launched>>;
+/// Starts the worker from what was restored; the waker asks the window for a frame.
+pub type Launcher = Box<dyn FnOnce(Restored, Waker) -> anyhow::Result<Launched>>;
 
 /// Opens the window, restores the saved settings (unless `fresh`) and starts training through `launch`.
 pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()> {
@@ -66,8 +76,10 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
             // New data asks for a frame within DATA_REPAINT_INTERVAL: snapshots and metric batches that arrive
             // close together share one frame, and the renderer leaves the cores to training.
             let waker: Waker = std::sync::Arc::new(move || ctx.request_repaint_after(DATA_REPAINT_INTERVAL));
-            let launched = launch(state.config.clone(), waker)?;
+            let restored = Restored { config: state.config.clone(), pace: state.toolbar.pace };
+            let launched = launch(restored, waker)?;
             state.config = launched.config;
+            state.toolbar.pace = launched.pace;
             if let Some(preset) = preset {
                 state.diagnosis.preset = preset;
             }

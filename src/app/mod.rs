@@ -15,7 +15,7 @@ pub mod timers;
 pub mod view;
 pub mod window;
 
-pub use launch::{DATA_REPAINT_INTERVAL, Launched, Launcher, WindowOptions, run_window};
+pub use launch::{DATA_REPAINT_INTERVAL, Launched, Launcher, Restored, WindowOptions, run_window};
 pub use link::FakeWorker;
 pub use outbox::Outbox;
 pub use timers::FrameStats;

@@ -254,7 +254,11 @@ impl TrainingView {
                 self.config = self.confirmed.clone();
                 self.show_confirmed_layers();
             }
-            WorkerEvent::Diverged { step, message } => self.diverged = Some((step, message)),
+            WorkerEvent::Diverged { step, message } => {
+                // The banner says what went wrong; hints about the steps before it would only distract.
+                self.hints.clear();
+                self.diverged = Some((step, message));
+            }
             WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
             WorkerEvent::Warmup { message } => self.warmup = message,
             WorkerEvent::Stopped { .. } => self.stopped = true,
@@ -365,6 +369,7 @@ mod tests {
             loss: 1.0,
             train_accuracy: 0.5,
             test_accuracy: 0.5,
+            test_step: 0,
             lr: 0.01,
             grad_norms: vec![1.0],
             elapsed_secs: step as f64,

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::app::{Launched, WindowOptions};
+use crate::app::{Launched, Restored, WindowOptions};
 use crate::cli::data::{DataFlags, embedded};
 use crate::cli::failure::Failure;
 use crate::cli::train::{preset, resolve_config};
 use crate::config::{BackendKind, TrainConfig, TrainFlags};
-use crate::protocol::{Command, Waker};
+use crate::protocol::{Command, Pace, Waker};
 use crate::train::{ComputePriority, WorkerHandle, WorkerOptions};
 
 /// Options of the window.
@@ -33,6 +33,10 @@ pub struct WindowArgs {
     /// Open paused: build the net and wait for Play (Space) or Step (S).
     #[arg(long)]
     pub paused: bool,
+    /// How fast to train: steps per second (e.g. 2 for slow motion), or `full` [default: the last session's,
+    /// else 30, so the first epoch takes about 8 s].
+    #[arg(long, value_name = "STEPS_PER_SEC|full", value_parser = Pace::parse)]
+    pub pace: Option<Pace>,
     /// Train on this data once it has loaded (the embedded digits train meanwhile, and stay if it cannot be
     /// used: the window says why).
     #[command(flatten)]
@@ -78,13 +82,19 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
         None => None,
     };
-    // Bad flags fail here, before a window opens.
+    // Bad flags fail here, before a window opens: the values, and a spec that does not fit the digits the
+    // window starts on (unless other data is coming).
     let preset_name = preset(&args.flags)?.map(|p| p.name.to_owned());
-    resolve_config(&args.flags, TrainConfig::default())?;
+    let checked = resolve_config(&args.flags, TrainConfig::default())?;
     let data = Arc::new(embedded()?);
+    if args.data.data.is_none() {
+        checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    }
     let (flags, request) = (args.flags.clone(), args.data.request());
-    let (threads, backend, paused) = (args.threads, args.backend, args.paused);
-    let launch = Box::new(move |restored: TrainConfig, waker: Waker| -> anyhow::Result<Launched> {
+    let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
+    let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
+        let Restored { config: restored, pace } = restored;
+        let pace = pace_flag.unwrap_or(pace);
         let mut notice = None;
         // The saved settings with every flag given on top; a preset replaces them but keeps the saved seed.
         let mut config = resolve_config(&flags, restored.clone()).map_err(|f| f.error)?;
@@ -99,15 +109,21 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             ));
             config = TrainConfig::default();
         }
-        let options =
-            WorkerOptions { threads, waker, start_paused: paused, backend, priority: ComputePriority::Background };
+        let options = WorkerOptions {
+            threads,
+            waker,
+            start_paused: paused,
+            pace,
+            backend,
+            priority: ComputePriority::Background,
+        };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
             worker.send(load);
         }
-        Ok(Launched { worker: Box::new(worker), config, notice })
+        Ok(Launched { worker: Box::new(worker), config, pace, notice })
     });
     let options = WindowOptions {
         wgpu: matches!(args.renderer, RendererArg::Wgpu),

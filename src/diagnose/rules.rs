@@ -202,8 +202,15 @@ fn update_ratio(facts: &Facts) -> Option<Hint> {
         .max_by(|a, b| distance_from_target(a.1).total_cmp(&distance_from_target(b.1)))
         .filter(|&(_, ratio)| distance_from_target(ratio) >= UPDATE_RATIO_FAR)?;
     let (name, lr) = (facts.layers[index].name, facts.lr);
+    let accuracy = facts.recent.last().map_or(f32::NAN, |r| r.train_accuracy);
     let advice = if ratio > UPDATE_RATIO_TARGET {
         format!("lower the learning rate (now {lr})")
+    } else if units_explain_small_steps(facts) {
+        // The dead-relu or saturation hint names the cause; raising the rate would contradict its advice.
+        "the dead or saturated units above are why: fix them first".to_owned()
+    } else if accuracy >= PLATEAU_ACCURACY {
+        // A net this good may take small steps; telling it to speed up would be bad advice.
+        return None;
     } else {
         format!("raise the learning rate (now {lr}), or look for dead or saturated units")
     };
@@ -240,6 +247,12 @@ fn plateau(facts: &Facts) -> Option<Hint> {
             facts.lr
         ),
     })
+}
+
+/// Whether a hidden layer is dead or saturated enough for its own hint: then tiny updates are a symptom.
+fn units_explain_small_steps(facts: &Facts) -> bool {
+    facts.worst_hidden(|s| s.dead_fraction, DEAD_SHARE).is_some()
+        || facts.worst_hidden(|s| s.saturated_fraction, SATURATED_SHARE).is_some()
 }
 
 /// How many times `ratio` is off the rule of thumb, either way (∞ for a weight that does not move at all).
@@ -290,6 +303,7 @@ mod tests {
                 loss: 2.0 / (1.0 + i as f32 / 10.0),
                 train_accuracy: 0.5,
                 test_accuracy: 0.5,
+                test_step: 0,
                 lr: 0.01,
                 grad_norms: grad_norms.to_vec(),
                 elapsed_secs: 0.0,
@@ -310,5 +324,25 @@ mod tests {
         let hints = diagnose(&rows(30, [1.0, 1.0], 1e-7), &layers);
         assert_eq!(hints.iter().map(|h| h.rule).collect::<Vec<_>>(), [Rule::UpdateRatio]);
         assert!(hints[0].sentence.contains("raise the learning rate"), "{hints:?}");
+    }
+
+    #[test]
+    fn no_two_hints_pull_the_rate_opposite_ways_and_a_trained_net_is_not_told_to_speed_up() {
+        let layers = [layer("dense1", Activation::Relu, false, 0), layer("dense2", Activation::Identity, true, 1)];
+        // Dead units and tiny updates: dead-relu says lower the rate; update-ratio must not say raise it.
+        let mut dead = rows(30, [1.0, 1.0], 1e-7);
+        for row in &mut dead {
+            row.stats[0].dead_fraction = Some(1.0);
+        }
+        let hints = diagnose(&dead, &layers);
+        assert_eq!(hints.iter().map(|h| h.rule).collect::<Vec<_>>(), [Rule::DeadRelu, Rule::UpdateRatio]);
+        assert!(hints[0].sentence.contains("lower the learning rate"), "{hints:?}");
+        assert!(!hints[1].sentence.contains("raise"), "{hints:?}");
+        // A net at 100 % training accuracy taking small steps is not told to raise its rate.
+        let mut trained = rows(30, [1.0, 1.0], 1e-7);
+        for row in &mut trained {
+            row.train_accuracy = 1.0;
+        }
+        assert!(diagnose(&trained, &layers).is_empty(), "{:?}", diagnose(&trained, &layers));
     }
 }

@@ -115,7 +115,7 @@ impl Driver {
                 let mut warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
                 if self.evaluation_due() {
                     match self.evaluate() {
-                        Ok(accuracy) => row.test_accuracy = accuracy,
+                        Ok(accuracy) => (row.test_accuracy, row.test_step) = (accuracy, row.step),
                         Err(error) => warnings.push(format!(
                             "evaluating the test split failed: {error}; the test accuracy shown is from step {}",
                             self.last_eval.0
@@ -164,6 +164,8 @@ impl Driver {
     /// Goes back to the last healthy weights, optionally at half the learning rate; returns the step restored.
     pub fn restore(&mut self, halve_lr: bool) -> Result<u64, TrainError> {
         let step = self.trainer.restore_healthy()?;
+        // What the rules read came from the weights just thrown away.
+        self.recent.clear();
         if halve_lr {
             let lr = self.trainer.config().lr / 2.0;
             self.trainer.change(&Setting::LearningRate(lr))?;

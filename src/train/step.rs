@@ -214,6 +214,7 @@ impl Trainer {
             loss: self.last_loss,
             train_accuracy: self.train_accuracy(),
             test_accuracy: self.test_accuracy,
+            test_step: self.test_step,
             lr: self.config.lr,
             grad_norms,
             elapsed_secs: self.elapsed_secs,

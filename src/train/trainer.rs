@@ -50,6 +50,8 @@ pub struct Trainer {
     pub(crate) step: u64,
     pub(crate) recent_accuracy: VecDeque<(usize, usize)>,
     pub(crate) test_accuracy: f32,
+    /// The step at the last evaluation.
+    pub(crate) test_step: u64,
     pub(crate) elapsed_secs: f64,
     pub(crate) step_secs: f64,
     /// The last step's batch, weight gradients (flattened), their norms and loss: what a snapshot shows.
@@ -57,8 +59,7 @@ pub struct Trainer {
     pub(crate) last_grads: Vec<Option<Tensor<1>>>,
     pub(crate) last_grad_norms: Vec<f32>,
     pub(crate) last_loss: f32,
-    /// The first step's loss and gradient norms since the build or the last restore: the explosion rule's
-    /// reference.
+    /// The first step's loss and gradient norms since the build: the explosion rule's reference.
     pub(crate) reference: Option<(f32, Vec<f32>)>,
     /// Consecutive steps with an exploding loss.
     pub(crate) exploding_steps: u32,
@@ -116,6 +117,7 @@ impl Trainer {
             step: 0,
             recent_accuracy: VecDeque::with_capacity(TRAIN_ACCURACY_WINDOW),
             test_accuracy: f32::NAN,
+            test_step: 0,
             elapsed_secs: 0.0,
             step_secs: 0.0,
             last_indices: Vec::new(),
@@ -301,7 +303,8 @@ impl Trainer {
         }
         self.optimizer = optimizer;
         self.exploding_steps = 0;
-        self.reference = None;
+        // The explosion rule keeps the run's starting loss as its reference: a reference taken after a restore
+        // late in a run would be near zero, and any ordinary batch would then look like an explosion.
         self.units.clear();
         Ok(healthy.step)
     }
@@ -320,6 +323,7 @@ impl Trainer {
             correct += count_correct(&logits, &labels, self.plan.classes);
         }
         self.test_accuracy = if test.is_empty() { f32::NAN } else { correct as f32 / test.len() as f32 };
+        self.test_step = self.step;
         self.elapsed_secs += started.elapsed().as_secs_f64();
         Ok(self.test_accuracy)
     }

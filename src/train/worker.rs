@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::{DataError, DataSplit};
 use crate::diagnose::Hint;
-use crate::protocol::{Command, RunState, Waker, WorkerEvent, WorkerLink};
+use crate::protocol::{Command, Pace, RunState, Waker, WorkerEvent, WorkerLink};
 use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
 use crate::train::driver::{Driven, Driver, Evaluation};
@@ -33,6 +33,8 @@ pub struct WorkerOptions {
     pub priority: ComputePriority,
     /// Wait for [`Command::Resume`] or [`Command::Step`] before the first step.
     pub start_paused: bool,
+    /// How fast to train while running (the window starts at a watchable pace).
+    pub pace: Pace,
     /// Called whenever events were sent.
     pub waker: Waker,
 }
@@ -44,6 +46,7 @@ impl Default for WorkerOptions {
             threads: None,
             priority: ComputePriority::Normal,
             start_paused: false,
+            pace: Pace::Full,
             waker: Arc::new(|| {}),
         }
     }
@@ -172,6 +175,9 @@ struct Worker {
     warming_up: bool,
     load: Option<PendingLoad>,
     loads_started: u64,
+    pace: Pace,
+    /// When the next paced step may start.
+    next_step_at: Option<Instant>,
     /// The hints last sent, and whether rows arrived since they were computed.
     hints: (Vec<Hint>, bool),
 }
@@ -200,6 +206,8 @@ impl Worker {
             warming_up: false,
             load: None,
             loads_started: 0,
+            pace: options.pace,
+            next_step_at: None,
             hints: (Vec::new(), false),
         }
     }
@@ -230,14 +238,42 @@ impl Worker {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            if self.active() {
-                self.run_step();
+            if !self.active() {
+                continue;
             }
+            // At a pace, wait for the step's turn — still answering every message meanwhile.
+            if let Some(wait) = self.paced_wait() {
+                match inbox.recv_timeout(wait) {
+                    Ok(message) => {
+                        if !self.receive(message) {
+                            break 'work;
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break 'work,
+                }
+            }
+            if let Some(interval) = self.pace.interval().filter(|_| self.running) {
+                // The next step's turn counts from this one's start: a slow step is never followed by a burst.
+                self.next_step_at = Some(Instant::now() + interval);
+            }
+            self.run_step();
         }
         self.flush();
         let step = self.step_count();
         self.send(WorkerEvent::Stopped { step });
         (self.waker)();
+    }
+
+    /// How long the next step must still wait for its turn at the pace (`None`: it may run now). Steps asked
+    /// for one by one run at once.
+    fn paced_wait(&self) -> Option<Duration> {
+        if !self.running {
+            return None;
+        }
+        let wait = self.next_step_at?.checked_duration_since(Instant::now())?;
+        (!wait.is_zero()).then_some(wait)
     }
 
     fn send(&self, event: WorkerEvent) {
@@ -358,6 +394,11 @@ impl Worker {
                 return;
             }
             Command::Resume => return self.set_running(true),
+            Command::SetPace(pace) => {
+                self.pace = *pace;
+                self.next_step_at = None;
+                Ok(())
+            }
             Command::Step(0) => Err(Refused::NoSteps),
             Command::Step(n) => {
                 // Steps asked for while stepping add up: two quick presses of S are two steps.
@@ -383,7 +424,12 @@ impl Worker {
         match command {
             Command::Change(setting) => driver.change(setting),
             Command::SetProbe(index) => driver.trainer_mut().set_probe(*index),
-            Command::RestoreHealthy { halve_lr } => driver.restore(*halve_lr).map(|_| ()),
+            Command::RestoreHealthy { halve_lr } => {
+                driver.restore(*halve_lr)?;
+                // The hints of the thrown-away steps no longer hold: the next flush sends fresh ones.
+                self.hints.1 = true;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -176,6 +176,23 @@ fn bad_arguments_exit_2_with_a_pointer_to_the_fault() {
 }
 
 #[test]
+fn the_window_takes_the_training_flags_and_refuses_bad_ones_before_it_opens() {
+    // These fail while parsing, before any window could open (no display is needed).
+    for (args, needle) in [
+        (&["--pace", "fast"][..], "steps per second"),
+        (&["--pace", "0"][..], "steps per second"),
+        (&["--preset", "bias", "--lr=-1"][..], "learning rate"),
+        (&["--preset", "nope"][..], "sigmoid-vs-relu"),
+        (&["--activation", "swish"][..], "swish"),
+        (&["--arch", "conv 8 9x9, pool 2, pool 2, pool 2, pool 2, pool 2"][..], "^^^"),
+    ] {
+        let output = convscope(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(needle), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
 fn divergence_exits_3_naming_the_step() {
     let out = scratch_dir("diverge-out");
     let output = convscope(&[

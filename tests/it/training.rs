@@ -295,3 +295,27 @@ fn gradient_clipping_bounds_each_update_and_switches_off_again() {
     assert!((moved - 0.1 * row.grad_norms[0]).abs() <= 1e-3 * moved, "{moved} vs {}", 0.1 * row.grad_norms[0]);
     assert!(trainer.change(&Setting::GradientClip(f64::NAN)).is_err());
 }
+
+#[test]
+fn after_a_restore_late_in_a_run_ordinary_batches_are_not_called_a_divergence() {
+    // Learn one batch by heart, so the loss on it — and on the healthy state kept meanwhile — is near zero.
+    let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
+    let batch: Vec<usize> = (0..32).collect();
+    for _ in 0..150 {
+        assert!(matches!(trainer.step_on(&batch, false).unwrap(), StepOutcome::Updated { .. }));
+    }
+    trainer.restore_healthy().unwrap();
+    let easy = match trainer.step_on(&batch, false).unwrap() {
+        StepOutcome::Updated { row, .. } => row.loss,
+        StepOutcome::Diverged { message, .. } => panic!("{message}"),
+    };
+    // Other batches cost far more than the memorised one; that is training, not a divergence.
+    let mut hardest = 0.0_f32;
+    for _ in 0..20 {
+        match trainer.step(false).unwrap() {
+            StepOutcome::Updated { row, .. } => hardest = hardest.max(row.loss),
+            StepOutcome::Diverged { message, .. } => panic!("a false divergence after a restore: {message}"),
+        }
+    }
+    assert!(hardest > 10.0 * easy, "the test needs batches far above the memorised one: {hardest} vs {easy}");
+}

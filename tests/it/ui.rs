@@ -165,6 +165,8 @@ fn a_divergence_banner_offers_restore_with_half_the_rate() {
     fake.push(WorkerEvent::State { state: RunState::Paused, step: 30 });
     harness.run_steps(2);
     harness.get_by_label_contains("diverged at step 31");
+    assert!(harness.query_by_label_contains("Nothing looks wrong").is_none(), "no all-clear under a divergence");
+    harness.get_by_label_contains("Training diverged: the banner");
     harness.get_by_label("Restore and halve the rate").click();
     harness.run_steps(2);
     assert_eq!(fake.sent(), [Command::RestoreHealthy { halve_lr: true }]);
@@ -431,4 +433,99 @@ fn the_status_line_shows_what_snapshots_cost_training() {
     harness.run_steps(1);
     // 1.2 ms beyond a plain step, one snapshot every 100 ms: 1.2 % of training time.
     harness.get_by_label("1.2 ms every 100 ms (1.2 %)");
+}
+
+#[test]
+fn the_pace_menu_and_the_full_speed_switch_send_the_pace() {
+    use convscope::protocol::Pace;
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    assert_eq!(harness.state().state.toolbar.pace, convscope::protocol::WATCHABLE_PACE, "watchable by default");
+    harness.get_by_label("Full speed").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent(), [Command::SetPace(Pace::Full)]);
+    harness.get_by_label("Watch").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::ComboBox, "Pace").click();
+    harness.run_steps(2);
+    harness.get_by_role(Role::ListBox).get_by_label("2 steps/s").click();
+    harness.run_steps(2);
+    assert_eq!(
+        fake.sent(),
+        [Command::SetPace(Pace::Full), Command::SetPace(Pace::PerSecond(30.0)), Command::SetPace(Pace::PerSecond(2.0))]
+    );
+}
+
+fn wheel(harness: &Harness<'static, ConvscopeApp>, at: egui::Pos2, delta: egui::Vec2, modifiers: egui::Modifiers) {
+    harness.hover_at(at);
+    harness.event(egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta,
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Unknown,
+        modifiers,
+    });
+}
+
+fn loss_plot(harness: &Harness<'static, ConvscopeApp>) -> egui_plot::PlotMemory {
+    let id = egui::Id::unique(("convscope-plot", "loss"));
+    egui_plot::PlotMemory::load(&harness.ctx, id).expect("the loss plot was drawn")
+}
+
+fn loss_plot_bounds(harness: &Harness<'static, ConvscopeApp>) -> egui_plot::PlotBounds {
+    *loss_plot(harness).bounds()
+}
+
+#[test]
+fn the_wheel_over_a_plot_scrolls_the_page_and_leaves_the_plot_alone() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    // Scroll the centre column down to the loss plot, the way a user would: with the wheel.
+    let centre = harness.get_by_label("Filters and weight gradients").rect().center();
+    for _ in 0..12 {
+        wheel(&harness, centre, egui::vec2(0.0, -200.0), egui::Modifiers::NONE);
+        harness.run_steps(1);
+    }
+    harness.run_steps(3);
+    let legend = harness.get_by_label("smoothed").rect();
+    let bounds = loss_plot_bounds(&harness);
+    // The wheel over the plot moves the page, not the plot's view.
+    let over_plot = loss_plot(&harness).transform().frame().center();
+    wheel(&harness, over_plot, egui::vec2(0.0, 120.0), egui::Modifiers::NONE);
+    harness.run_steps(3);
+    assert_eq!(loss_plot_bounds(&harness), bounds, "the plot's view did not move");
+    let moved = harness.get_by_label("smoothed").rect();
+    assert!(moved.top() > legend.top() + 20.0, "the page scrolled: {legend:?} → {moved:?}");
+    // Ctrl+wheel is the deliberate zoom, and Reset view fits the plot again.
+    let over_plot = loss_plot(&harness).transform().frame().center();
+    wheel(
+        &harness,
+        over_plot,
+        egui::vec2(0.0, 120.0),
+        egui::Modifiers { ctrl: true, command: true, ..Default::default() },
+    );
+    harness.run_steps(3);
+    let zoomed = loss_plot_bounds(&harness);
+    assert_ne!(zoomed, bounds, "ctrl+wheel zooms");
+    // The metrics panel's Reset view (the gradient-flow plot has its own, above it).
+    harness.get_all_by_label("Reset view").last().expect("a Reset view button").click();
+    harness.run_steps(3);
+    assert_ne!(loss_plot_bounds(&harness), zoomed, "Reset view fits the plot again");
+}
+
+#[test]
+fn a_change_marker_is_labelled_on_its_line_and_adds_no_legend_entry() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.set_size(egui::vec2(1280.0, 2400.0));
+    harness.run_steps(2);
+    let legends_before = harness.query_all_by_label("smoothed").count();
+    assert_eq!(legends_before, 1, "legend entries are in the accessibility tree");
+    for (step, lr) in [(10, 0.5), (20, 0.05)] {
+        let command = Command::Change(Setting::LearningRate(lr));
+        fake.push(WorkerEvent::Applied { command, effective_step: step });
+    }
+    harness.run_steps(3);
+    assert_eq!(harness.state().view.markers.len(), 2);
+    assert!(harness.query_by_label_contains("lr 5.000e-1").is_none(), "no legend entry for a marker");
 }

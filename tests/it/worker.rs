@@ -338,3 +338,37 @@ fn new_data_rebuilds_the_net_and_unusable_data_leaves_the_run_alone() {
     let step = wait_for(&worker, &mut rows, |e| paused_at(e).filter(|&s| s == 3));
     assert_eq!(step, 3);
 }
+
+#[test]
+fn a_pace_holds_training_back_but_asked_steps_run_at_once() {
+    let options = WorkerOptions {
+        start_paused: true,
+        threads: Some(1),
+        pace: convscope::protocol::Pace::PerSecond(50.0),
+        ..WorkerOptions::default()
+    };
+    let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).expect("spawn worker");
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    // Steps asked for one by one do not wait for their turn, even at a crawl.
+    worker.send(Command::SetPace(convscope::protocol::Pace::PerSecond(0.5)));
+    let asked = Instant::now();
+    worker.send(Command::Step(3));
+    assert_eq!(wait_for(&worker, &mut rows, |e| paused_at(e).filter(|&s| s == 3)), 3);
+    assert!(asked.elapsed() < Duration::from_secs(4), "3 asked steps took {:?}", asked.elapsed());
+    // Running at 50 steps a second, 20 more steps take at least 19 intervals of 20 ms.
+    worker.send(Command::SetPace(convscope::protocol::Pace::PerSecond(50.0)));
+    let started = Instant::now();
+    worker.send(Command::Resume);
+    wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Metrics(batch) if batch.last().is_some_and(|r| r.step >= 23) => Some(()),
+        _ => None,
+    });
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(380), "20 steps at 50/s took only {took:?}");
+    worker.send(Command::SetPace(convscope::protocol::Pace::Full));
+    wait_for(&worker, &mut rows, |e| {
+        matches!(e, WorkerEvent::Applied { command: Command::SetPace(convscope::protocol::Pace::Full), .. })
+            .then_some(())
+    });
+}

@@ -45,7 +45,13 @@ impl Panel for DiagnosisPanel {
         header(ui, "Diagnosis", &mut self.help, HELP);
         let rows = view.rows.len();
         let hints = &view.hints;
-        if rows < HINT_MIN_STEPS {
+        if view.diverged.is_some() {
+            ui.label(
+                RichText::new("Training diverged: the banner above says where and why.")
+                    .small()
+                    .color(Color32::from_rgb(220, 110, 90)),
+            );
+        } else if rows < HINT_MIN_STEPS {
             ui.label(RichText::new(format!("Watching… (the rules speak after {HINT_MIN_STEPS} steps)")).small());
         } else if hints.is_empty() {
             ui.label(

@@ -7,8 +7,8 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, Polygon};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::metrics::{LAYER_COLOURS, markers};
-use crate::app::panels::{Panel, header, legend};
+use crate::app::panels::metrics::{LAYER_COLOURS, markers, y_extent};
+use crate::app::panels::{Panel, header, legend, steady, time_window};
 use crate::app::series::Decimator;
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
@@ -73,15 +73,28 @@ impl Panel for GradientFlowPanel {
         let output_norm = median(recent.iter().filter_map(|r| r.grad_norms.get(output).copied()).collect());
         let width = ui.available_width().min(ui.clip_rect().width()).max(200.0);
         let height = 170.0;
-        Plot::new("gradient-flow")
+        let window = time_window(ui.ctx());
+        let newest = rows.last().map_or(0, |r| r.step);
+        let start = window.start(newest);
+        let lines: Vec<Vec<[f64; 2]>> = (0..names.len())
+            .map(|layer| {
+                view.series.log_grad_norms.get(layer).map(|s| window.clip(newest, &s.points())).unwrap_or_default()
+            })
+            .collect();
+        let extent = y_extent(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let reset = ui
+            .small_button("Reset view")
+            .on_hover_text("Fit the plot to its data again after a zoom (ctrl+wheel) or a drag")
+            .clicked();
+        steady(Plot::new("gradient-flow").id(egui::Id::unique(("convscope-plot", "gradient-flow"))), reset)
             .width(width)
             .height(height)
-            .legend(Legend::default())
-            .link_axis(egui::Id::unique("convscope-metrics-x-axis"), [true, false])
+            .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
+            .link_axis(egui::Id::unique("convscope-time-x-axis"), [true, false])
             .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
             .y_axis_label("gradient norm (log)")
             .show(ui, |plot| {
-                let first = view.first_row.as_ref().map_or(0.0, |r| r.step as f64);
+                let first = view.first_row.as_ref().map_or(0.0, |r| r.step as f64).max(start);
                 let last = rows.last().map_or(1.0, |r| r.step as f64).max(first + 1.0);
                 if output_norm > 0.0 && output_norm.is_finite() {
                     let top = f64::from(output_norm / VANISHING_RATIO).log10();
@@ -96,13 +109,20 @@ impl Panel for GradientFlowPanel {
                         .stroke(egui::Stroke::new(1.0, Color32::from_rgba_unmultiplied(220, 80, 60, 120))),
                     );
                 }
-                for (layer, name) in names.iter().enumerate() {
+                for (layer, (name, points)) in names.iter().zip(lines).enumerate() {
                     let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
-                    let points = view.series.log_grad_norms.get(layer).map(|s| s.points()).unwrap_or_default();
                     plot.line(Line::new(name.clone(), PlotPoints::from(points)).color(colour));
                 }
-                markers(plot, &view.markers);
+                markers(plot, &view.markers, start, extent);
             });
+        self.heatmap_ui(ui, view, &names, width);
+    }
+}
+
+impl GradientFlowPanel {
+    /// The layer × time heat map of the same norms, with its colour scale.
+    fn heatmap_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, names: &[String], width: f32) {
+        let rows = &view.rows;
         let layers = view.series.log_grad_norms.get(..names.len()).unwrap_or_default();
         let Some((cells, low, high)) = gradient_heatmap(layers, HEATMAP_COLUMNS) else { return };
         let columns = cells.len() / names.len();
@@ -122,7 +142,7 @@ impl Panel for GradientFlowPanel {
         ui.horizontal(|ui| {
             ui.vertical(|ui| {
                 ui.spacing_mut().item_spacing.y = 0.0;
-                for name in &names {
+                for name in names {
                     ui.add_sized([52.0, 14.0], egui::Label::new(RichText::new(name).small().monospace()));
                 }
             });

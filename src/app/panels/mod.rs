@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver};
 
 use eframe::egui::{self, RichText};
+use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
 use crate::app::view::TrainingView;
@@ -28,6 +29,64 @@ use crate::app::view::TrainingView;
 pub trait Panel {
     /// Draws the panel into `ui`.
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox);
+}
+
+/// How much of the run the plots over time show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeWindow {
+    /// The newest this-many steps: the plots follow the run, and their y ranges fit what is shown.
+    Last(u64),
+    /// Every step since the net was built.
+    WholeRun,
+}
+
+impl TimeWindow {
+    /// The choices the plots offer.
+    pub const CHOICES: [TimeWindow; 4] =
+        [TimeWindow::Last(500), TimeWindow::Last(2_000), TimeWindow::Last(10_000), TimeWindow::WholeRun];
+
+    /// The first step shown when the newest is `newest`.
+    pub fn start(self, newest: u64) -> f64 {
+        match self {
+            TimeWindow::Last(steps) => newest.saturating_sub(steps) as f64,
+            TimeWindow::WholeRun => f64::NEG_INFINITY,
+        }
+    }
+
+    /// The points of `series` inside the window.
+    pub fn clip(self, newest: u64, series: &[[f64; 2]]) -> Vec<[f64; 2]> {
+        let start = self.start(newest);
+        let first = series.partition_point(|p| p[0] < start);
+        series[first..].to_vec()
+    }
+
+    /// Its name in the menu.
+    pub fn label(self) -> String {
+        match self {
+            TimeWindow::Last(steps) => format!("last {steps} steps"),
+            TimeWindow::WholeRun => "whole run".to_owned(),
+        }
+    }
+}
+
+/// The window the plots over time share (the metrics panel picks it; the gradient-flow plot follows).
+pub fn time_window(ctx: &egui::Context) -> TimeWindow {
+    ctx.data_mut(|d| *d.get_persisted_mut_or(egui::Id::unique(TIME_WINDOW_KEY), TimeWindow::Last(2_000)))
+}
+
+/// Changes the window the plots over time share.
+pub fn set_time_window(ctx: &egui::Context, window: TimeWindow) {
+    ctx.data_mut(|d| d.insert_persisted(egui::Id::unique(TIME_WINDOW_KEY), window));
+}
+
+const TIME_WINDOW_KEY: &str = "convscope-time-window";
+
+/// How every plot answers the mouse: the wheel scrolls the page, never the plot; ctrl+wheel (or a pinch)
+/// zooms and dragging pans, both deliberate; a double click, or the panel's Reset view, brings the fitted view
+/// back.
+pub fn steady(plot: egui_plot::Plot<'_>, reset: bool) -> egui_plot::Plot<'_> {
+    let plot = plot.allow_scroll(false).allow_double_click_reset(true);
+    if reset { plot.reset() } else { plot }
 }
 
 /// A number being edited with a drag value: shows the draft while the user drags or types, and returns the

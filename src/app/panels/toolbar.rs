@@ -1,26 +1,34 @@
 //! The toolbar: play / pause / step / reset (it asks first), the learning rate, and where the run stands.
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, Color32, RichText, Role, WidgetInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
 use crate::app::panels::Panel;
 use crate::app::view::TrainingView;
 use crate::config::Setting;
-use crate::protocol::{Command, RunState};
+use crate::protocol::{Command, Pace, RunState, WATCHABLE_PACE};
 
 /// Smallest and largest learning rate the slider offers (the typed value accepts any positive number).
 pub const LR_RANGE: (f64, f64) = (1e-5, 10.0);
 
-const HELP: &str = "Play trains continuously; Step runs one step and pauses; Reset builds the net again from its \
+const HELP: &str = "Play trains continuously, at the pace chosen next to it (slow enough to watch, or full \
+speed); Step runs one step and pauses; Reset builds the net again from its \
 seed and spec (it asks first; the Training settings rebuild with another seed or spec). Shortcuts: Space \
 play/pause, S step, R reset — ignored while you type in a field. Every change applies from the next step, without \
 touching the weights, and is marked on the plots.";
 
+/// Paces the pace menu offers, in steps a second (slow motion to fast).
+const PACE_CHOICES: [f32; 7] = [1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 300.0];
+
 /// The toolbar.
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(default)]
 pub struct ToolbarPanel {
+    /// How fast training runs (persisted: the next launch trains at the same pace).
+    pub pace: Pace,
+    /// The paced rate to go back to from full speed.
+    pub watch_rate: f32,
     #[serde(skip)]
     help: bool,
     #[serde(skip)]
@@ -29,7 +37,50 @@ pub struct ToolbarPanel {
     pending_lr: Option<f64>,
 }
 
+impl Default for ToolbarPanel {
+    fn default() -> Self {
+        let watch_rate = match WATCHABLE_PACE {
+            Pace::PerSecond(rate) => rate,
+            Pace::Full => 30.0,
+        };
+        ToolbarPanel { pace: WATCHABLE_PACE, watch_rate, help: false, confirm_reset: false, pending_lr: None }
+    }
+}
+
 impl ToolbarPanel {
+    /// The pace menu and the one-click switch between watching and full speed.
+    fn pace_ui(&mut self, ui: &mut egui::Ui, out: &mut Outbox) {
+        let before = self.pace;
+        let label = match self.pace {
+            Pace::Full => "full speed".to_owned(),
+            Pace::PerSecond(rate) => format!("{rate} steps/s"),
+        };
+        let combo = egui::ComboBox::from_id_salt("pace").selected_text(label).width(92.0).show_ui(ui, |ui| {
+            for rate in PACE_CHOICES {
+                ui.selectable_value(&mut self.pace, Pace::PerSecond(rate), format!("{rate} steps/s"));
+            }
+            ui.selectable_value(&mut self.pace, Pace::Full, "full speed");
+        });
+        combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, "Pace"));
+        combo.response.on_hover_text("How fast training runs: slow enough to watch each step, or as fast as the machine goes. Step (S) always runs one step at once.");
+        let (toggle, hover) = match self.pace {
+            Pace::Full => ("Watch", "Back to a watchable pace"),
+            Pace::PerSecond(_) => ("Full speed", "Train as fast as the machine goes (the window keeps up)"),
+        };
+        if ui.button(toggle).on_hover_text(hover).clicked() {
+            self.pace = match self.pace {
+                Pace::Full => Pace::PerSecond(self.watch_rate),
+                Pace::PerSecond(_) => Pace::Full,
+            };
+        }
+        if let Pace::PerSecond(rate) = self.pace {
+            self.watch_rate = rate;
+        }
+        if self.pace != before {
+            out.send(Command::SetPace(self.pace));
+        }
+    }
+
     /// Whether the reset confirmation is showing.
     pub fn confirm_reset_pending(&self) -> bool {
         self.confirm_reset
@@ -96,13 +147,12 @@ impl ToolbarPanel {
         }
         ui.label(format!("step {}", view.step));
         if let Some(row) = view.rows.last() {
-            ui.label(format!(
-                "epoch {} · loss {:.4} · train {:.1} % · test {:.1} %",
-                row.epoch,
-                row.loss,
-                100.0 * row.train_accuracy,
-                100.0 * row.test_accuracy
-            ));
+            ui.label(format!("epoch {} · loss {:.4} · train {:.1} %", row.epoch, row.loss, 100.0 * row.train_accuracy));
+            // The test split is measured every few hundred steps: say when, so an old figure is not read as new.
+            let test = format!("test {:.1} % (step {})", 100.0 * row.test_accuracy, row.test_step);
+            ui.label(test).on_hover_text(
+                "Accuracy on the whole test split, measured with the weights of the step in brackets; it is evaluated every few hundred steps, within a small share of the training time",
+            );
         }
     }
 }
@@ -111,6 +161,7 @@ impl Panel for ToolbarPanel {
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         ui.horizontal(|ui| {
             self.run_buttons(ui, view, out);
+            self.pace_ui(ui, out);
             ui.separator();
             self.learning_rate(ui, view, out);
             ui.separator();
