@@ -529,3 +529,22 @@ fn a_change_marker_is_labelled_on_its_line_and_adds_no_legend_entry() {
     assert_eq!(harness.state().view.markers.len(), 2);
     assert!(harness.query_by_label_contains("lr 5.000e-1").is_none(), "no legend entry for a marker");
 }
+
+#[test]
+fn a_ten_layer_net_keeps_every_curve_in_reach_at_1024_by_700() {
+    let fake = FakeWorker::default();
+    let deep = ["conv 4 3x3"; 10].join(", ");
+    let config = TrainConfig { arch: deep, test_every: 0, ..TrainConfig::default() };
+    let mut harness = harness_with(&fake, run_events(config, 2, 0));
+    harness.set_size(egui::vec2(1024.0, 700.0));
+    harness.run_steps(3);
+    for layer in 1..=10 {
+        let title = format!("conv{layer} · relu");
+        let rect = harness.get_by_label(&title).rect();
+        // A title squeezed to one letter a line is a curve nobody can read: each stays on one line.
+        assert!(rect.width() > 30.0 && rect.height() < 20.0, "{title} is squeezed to {rect:?}");
+    }
+    // The centre column keeps a usable width next to the side columns.
+    let filters = harness.get_by_label("Filters and weight gradients").rect();
+    assert!(filters.left() < 1024.0 - 420.0, "the centre starts at {}", filters.left());
+}

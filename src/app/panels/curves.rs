@@ -9,7 +9,7 @@ use crate::app::outbox::Outbox;
 use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
 use crate::arch::Activation;
-use crate::snapshot::Histogram;
+use crate::snapshot::{Histogram, LayerInfo};
 
 /// Points per drawn curve.
 pub const CURVE_POINTS: usize = 241;
@@ -87,10 +87,24 @@ impl Panel for CurvesPanel {
             ui.label("Waiting for the net…");
             return;
         }
-        let columns = hidden.len().min(3);
-        let width = (ui.available_width() / columns as f32 - 14.0).max(120.0);
-        ui.horizontal_wrapped(|ui| {
-            for info in hidden {
+        // As many columns as fit at a readable width; more layers go on more rows, all in reach.
+        let available = ui.available_width();
+        let columns = ((available / (MIN_CURVE_WIDTH + 14.0)).floor() as usize).clamp(1, 3).min(hidden.len());
+        let width = (available / columns as f32 - 14.0).max(MIN_CURVE_WIDTH);
+        for row in hidden.chunks(columns) {
+            ui.horizontal_top(|ui| self.row_ui(ui, view, row, width));
+        }
+    }
+}
+
+/// The narrowest an activation-curve plot gets before the plots wrap onto another row.
+const MIN_CURVE_WIDTH: f32 = 170.0;
+
+impl CurvesPanel {
+    /// One row of curve plots.
+    fn row_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, row: &[&LayerInfo], width: f32) {
+        {
+            for info in row.iter().copied() {
                 let Some(settings) = info.settings else { continue };
                 let histogram = view
                     .snapshot
@@ -154,6 +168,6 @@ impl Panel for CurvesPanel {
                 });
                 self.last_curves.push(curves);
             }
-        });
+        }
     }
 }
