@@ -548,3 +548,15 @@ fn a_ten_layer_net_keeps_every_curve_in_reach_at_1024_by_700() {
     let filters = harness.get_by_label("Filters and weight gradients").rect();
     assert!(filters.left() < 1024.0 - 420.0, "the centre starts at {}", filters.left());
 }
+
+#[test]
+fn a_dead_layer_says_all_zero_instead_of_colouring_it_and_its_zero_gradients_stay_on_the_plot() {
+    let fake = FakeWorker::default();
+    let config = TrainConfig { test_every: 0, ..convscope::diagnose::presets::find("dead-relu").unwrap().config() };
+    let mut harness = harness_with(&fake, run_events(config, 120, 1));
+    harness.set_size(egui::vec2(1280.0, 3000.0));
+    harness.run_steps(3);
+    let says = |text: &str| harness.query_all_by_label_contains(text).count();
+    assert!(says("all zero: no unit responds") > 0, "the dead layer's maps say so");
+    assert!(says("exactly 0") > 0, "zero gradients are marked, not dropped");
+}

@@ -66,6 +66,13 @@ impl Panel for ActivationsPanel {
             let name = snapshot.layers.get(index).map_or("", |l| l.name.as_str());
             let (low, high) = map.finite_range().unwrap_or((0.0, 1.0));
             ui.label(RichText::new(format!("{name}  [{}, {}]", short(low), short(high))).small().monospace());
+            if low == high {
+                // One colour would read as "medium activation": say what it is instead.
+                let what =
+                    if low == 0.0 { "all zero: no unit responds".to_owned() } else { format!("all {}", short(low)) };
+                ui.label(RichText::new(what).small().italics());
+                continue;
+            }
             let key = textures::key(&[view.snapshot_generation, u64::from(self.pre)]);
             if let Some(texture) = slot.get(ui.ctx(), name, key, || textures::map_grid(map, low, high)) {
                 let size = fit(texture.size_vec2(), width, if map.shape.len() == 1 { 24.0 } else { 150.0 });

@@ -163,7 +163,12 @@ impl Panel for FiltersPanel {
                             let size = fit(texture.size_vec2(), half, 200.0);
                             ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("gradient grid"));
                         }
-                        legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| legend_colour(t, rgb));
+                        if grads.max_abs() == 0.0 {
+                            // A scale of ±1e-38 would pretend there is something to see.
+                            ui.label(RichText::new("all zero: these weights got no gradient").small().italics());
+                        } else {
+                            legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| legend_colour(t, rgb));
+                        }
                     }
                     None => {
                         ui.label("No gradient yet: take a step.");

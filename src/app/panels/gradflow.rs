@@ -82,6 +82,17 @@ impl Panel for GradientFlowPanel {
             })
             .collect();
         let extent = y_extent(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // A gradient of exactly zero has no logarithm: mark it on the floor of the plot instead of leaving a gap.
+        let floor = extent.map_or(-8.0, |(low, _)| low.floor() - 1.0);
+        let zeros: Vec<Vec<[f64; 2]>> = (0..names.len())
+            .map(|layer| {
+                let zero_at = |r: &&crate::snapshot::MetricRow| r.grad_norms.get(layer) == Some(&0.0);
+                let steps = rows.iter().filter(|r| r.step as f64 >= start).filter(zero_at);
+                steps.map(|r| [r.step as f64, floor]).collect()
+            })
+            .collect();
+        let (low, high) = extent.map_or((floor, 0.0), |(low, high)| (low, high));
+        let floor_label = zeros.iter().any(|z| !z.is_empty()).then_some(floor);
         let reset = ui
             .small_button("Reset view")
             .on_hover_text("Fit the plot to its data again after a zoom (ctrl+wheel) or a drag")
@@ -91,7 +102,13 @@ impl Panel for GradientFlowPanel {
             .height(height)
             .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
             .link_axis(egui::Id::unique("convscope-time-x-axis"), [true, false])
-            .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
+            .y_axis_formatter(move |mark, _| {
+                if Some(mark.value) == floor_label { "0".to_owned() } else { format!("{:.0e}", 10f64.powf(mark.value)) }
+            })
+            // One tick a decade, so "10,000× below" can be read off the axis.
+            .y_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
+            .include_y(if floor_label.is_some() { floor } else { low.floor() })
+            .include_y(high.ceil())
             .y_axis_label("gradient norm (log)")
             .show(ui, |plot| {
                 let first = view.first_row.as_ref().map_or(0.0, |r| r.step as f64).max(start);
@@ -109,9 +126,13 @@ impl Panel for GradientFlowPanel {
                         .stroke(egui::Stroke::new(1.0, Color32::from_rgba_unmultiplied(220, 80, 60, 120))),
                     );
                 }
-                for (layer, (name, points)) in names.iter().zip(lines).enumerate() {
+                for (layer, ((name, points), zeros)) in names.iter().zip(lines).zip(zeros).enumerate() {
                     let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
                     plot.line(Line::new(name.clone(), PlotPoints::from(points)).color(colour));
+                    if !zeros.is_empty() {
+                        let marks = egui_plot::Points::new(format!("{name}: exactly 0"), PlotPoints::from(zeros));
+                        plot.points(marks.color(colour).shape(egui_plot::MarkerShape::Down).radius(3.0));
+                    }
                 }
                 markers(plot, &view.markers, start, extent);
             });

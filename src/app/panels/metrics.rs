@@ -127,7 +127,8 @@ impl Panel for MetricsPanel {
             plot("learning-rate")
                 .legend(Legend::default().position(Corner::LeftTop))
                 .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
-                .y_axis_label("learning rate (log)")
+                .y_axis_label("lr (log)")
+                .y_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
                 .include_y(low - 0.5)
                 .include_y(high + 0.5)
                 .show(ui, |plot| {
