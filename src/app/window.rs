@@ -192,11 +192,12 @@ impl ConvscopeApp {
             .inner;
         egui::Panel::bottom("status").show(ui, |ui| self.status.ui(ui, view, out));
         // The side columns start in proportion to the window and can be dragged; the centre keeps the rest.
+        // (The left column scrolls vertically only: a horizontal scroll would give its rows unbounded width.)
         let total = ui.available_width();
         let (left, right) = ((total * 0.33).clamp(300.0, 450.0), (total * 0.2).clamp(200.0, 275.0));
         let left_panel = egui::Panel::left("left").resizable(true).default_size(left);
         left_panel.size_range(240.0..=(total * 0.45).max(260.0)).show(ui, |ui| {
-            egui::ScrollArea::both().id_salt("left-scroll").show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
                 let left: [&mut dyn Panel; 5] =
                     [&mut state.layers, &mut state.diagnosis, &mut state.data, &mut state.settings, &mut state.export];
                 for (index, panel) in left.into_iter().enumerate() {

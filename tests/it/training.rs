@@ -319,3 +319,13 @@ fn after_a_restore_late_in_a_run_ordinary_batches_are_not_called_a_divergence() 
     }
     assert!(hardest > 10.0 * easy, "the test needs batches far above the memorised one: {hardest} vs {easy}");
 }
+
+#[test]
+fn a_probe_image_of_the_wrong_size_is_refused_naming_the_shape() {
+    let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
+    let error = trainer.set_probe_image(vec![0; 10], "wrong.png".into()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("wrong.png") && message.contains("1×28×28"), "{message}");
+    trainer.set_probe_image(vec![200; 28 * 28], "mine.png".into()).unwrap();
+    assert_eq!(trainer.probe().unwrap().own_image.as_deref(), Some("mine.png"));
+}
