@@ -159,7 +159,8 @@ impl ToolbarPanel {
 
 impl Panel for ToolbarPanel {
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
-        ui.horizontal(|ui| {
+        // Wraps onto a second line in a narrow window rather than cutting off where the run stands.
+        ui.horizontal_wrapped(|ui| {
             self.run_buttons(ui, view, out);
             self.pace_ui(ui, out);
             ui.separator();
