@@ -139,6 +139,8 @@ impl Panel for FiltersPanel {
             weight_scale.to_bits().into(),
             grad_scale.to_bits().into(),
         ]);
+        // Each grid and its colour scale (two numbers and a bar) within half the width, so a narrow centre
+        // column never grows wider than the window gives it.
         let half = (ui.available_width() / 2.0 - 8.0).max(60.0);
         let weights_image = layer.weights.clone();
         let grads = layer.weight_grads.clone();
@@ -151,7 +153,9 @@ impl Panel for FiltersPanel {
                     let size = fit(texture.size_vec2(), half, 200.0);
                     ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("filter grid"));
                 }
-                legend(ui, &short(-weight_scale), &short(weight_scale), half * 0.45, |t| legend_colour(t, rgb));
+                legend(ui, &short(-weight_scale), &short(weight_scale), (half - 125.0).max(24.0), |t| {
+                    legend_colour(t, rgb)
+                });
             });
             ui.vertical(|ui| {
                 ui.label(RichText::new(format!("{} weight gradients", layer.name)).strong());
@@ -167,7 +171,9 @@ impl Panel for FiltersPanel {
                             // A scale of ±1e-38 would pretend there is something to see.
                             ui.label(RichText::new("all zero: these weights got no gradient").small().italics());
                         } else {
-                            legend(ui, &short(-grad_scale), &short(grad_scale), half * 0.45, |t| legend_colour(t, rgb));
+                            legend(ui, &short(-grad_scale), &short(grad_scale), (half - 125.0).max(24.0), |t| {
+                                legend_colour(t, rgb)
+                            });
                         }
                     }
                     None => {
