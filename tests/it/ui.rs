@@ -560,3 +560,18 @@ fn a_dead_layer_says_all_zero_instead_of_colouring_it_and_its_zero_gradients_sta
     assert!(says("all zero: no unit responds") > 0, "the dead layer's maps say so");
     assert!(says("exactly 0") > 0, "zero gradients are marked, not dropped");
 }
+
+#[test]
+fn halving_and_doubling_the_rate_are_exact_steps() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.get_by_label("÷2").click();
+    harness.run_steps(2);
+    let command = Command::Change(Setting::LearningRate(0.005));
+    assert_eq!(fake.sent(), std::slice::from_ref(&command));
+    fake.push(WorkerEvent::Applied { command, effective_step: 31 });
+    harness.run_steps(2);
+    harness.get_by_label("×2").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().last(), Some(&Command::Change(Setting::LearningRate(0.01))));
+}

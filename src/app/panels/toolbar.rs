@@ -13,7 +13,8 @@ use crate::protocol::{Command, Pace, RunState, WATCHABLE_PACE};
 pub const LR_RANGE: (f64, f64) = (1e-5, 10.0);
 
 const HELP: &str = "Play trains continuously, at the pace chosen next to it (slow enough to watch, or full \
-speed); Step runs one step and pauses; Reset builds the net again from its \
+speed); Step runs one step and pauses; the learning rate is on a log slider from 1e-5 to 10 (÷2 and ×2 step it \
+exactly; too small and training crawls, too large and the loss jumps around or explodes); Reset builds the net again from its \
 seed and spec (it asks first; the Training settings rebuild with another seed or spec). Shortcuts: Space \
 play/pause, S step, R reset — ignored while you type in a field. Every change applies from the next step, without \
 touching the weights, and is marked on the plots.";
@@ -108,7 +109,19 @@ impl ToolbarPanel {
     }
 
     fn learning_rate(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        // Exact, predictable steps beside the slider: a few pixels of drag can be a decade.
+        for (label, factor, hover) in [("÷2", 0.5, "Halve the learning rate"), ("×2", 2.0, "Double the learning rate")]
+        {
+            if ui.small_button(label).on_hover_text(hover).clicked() {
+                let lr = (view.config.lr * factor).clamp(LR_RANGE.0, LR_RANGE.1);
+                if lr != view.config.lr {
+                    out.change(Setting::LearningRate(lr));
+                }
+            }
+        }
         let mut lr = self.pending_lr.unwrap_or(view.config.lr);
+        // Six decades need room: about 40 px a decade rather than 17.
+        ui.spacing_mut().slider_width = 240.0;
         let slider = ui
             .add(
                 egui::Slider::new(&mut lr, LR_RANGE.0..=LR_RANGE.1)
@@ -116,7 +129,7 @@ impl ToolbarPanel {
                     .text("Learning rate")
                     .custom_formatter(|v, _| format!("{v:.2e}")),
             )
-            .on_hover_text("Step size of each update, on a log scale from 1e-5 to 10; click the number to type one. Too small: training crawls. Too large: the loss jumps around or explodes.");
+            .on_hover_text("Step size of each update (log scale); click the number to type one.");
         if slider.changed() {
             self.pending_lr = Some(lr);
         }
