@@ -24,7 +24,12 @@ pub struct StatusBar {
     /// without time spent waiting), for `--frame-stats`.
     pub thread_cpu_ms: Vec<f32>,
     thread_clock: Option<cpu_time::ThreadTime>,
+    /// When the window saw which step, over the last few seconds: the rate a learner watches.
+    seen: VecDeque<(Instant, u64)>,
 }
+
+/// Seconds of wall time the watched rate is measured over.
+const WATCHED_SECS: f32 = 3.0;
 
 /// The `p`-th percentile (0..=100) of `values`, or `None` when empty.
 pub fn percentile(values: impl IntoIterator<Item = f32>, p: f32) -> Option<f32> {
@@ -55,6 +60,21 @@ impl StatusBar {
         }
     }
 
+    /// Steps per second of wall time over the last few seconds, as the window saw them arrive (at a pace, the
+    /// pace; paused, zero).
+    fn watched_rate(&mut self, view: &TrainingView) -> Option<f64> {
+        let now = Instant::now();
+        if self.seen.back().is_none_or(|&(_, step)| step != view.step) {
+            self.seen.push_back((now, view.step));
+        }
+        while self.seen.front().is_some_and(|(at, _)| now.duration_since(*at).as_secs_f32() > WATCHED_SECS) {
+            self.seen.pop_front();
+        }
+        let &(first_at, first_step) = self.seen.front()?;
+        let span = now.duration_since(first_at).as_secs_f64();
+        (span > 0.5).then(|| view.step.saturating_sub(first_step) as f64 / span)
+    }
+
     /// Steps per second over the last two seconds of training time.
     pub fn steps_per_sec(view: &TrainingView) -> Option<f64> {
         let last = view.rows.last()?;
@@ -69,10 +89,15 @@ impl Panel for StatusBar {
     /// Draws the status line.
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         ui.horizontal(|ui| {
-            match Self::steps_per_sec(view) {
-                Some(rate) => ui.label(format!("{rate:.0} steps/s · {:.0} images/s", rate * view.config.batch_size as f64)),
-                None => ui.label("— steps/s"),
+            // What the learner watches (the pace, when there is one) and, on hover, what a step costs.
+            let label = match self.watched_rate(view) {
+                Some(rate) => format!("{rate:.0} steps/s · {:.0} images/s", rate * view.config.batch_size as f64),
+                None => "— steps/s".to_owned(),
             };
+            let compute = Self::steps_per_sec(view).map_or_else(String::new, |rate| {
+                format!("Training computes {rate:.0} steps/s when it runs flat out (time spent in steps only).")
+            });
+            ui.label(label).on_hover_text(format!("Steps the window saw arrive over the last {WATCHED_SECS:.0} s. {compute}"));
             ui.separator();
             let p50 = percentile(self.frame_cpu_ms.iter().copied(), 50.0).unwrap_or(0.0);
             let p95 = percentile(self.frame_cpu_ms.iter().copied(), 95.0).unwrap_or(0.0);
