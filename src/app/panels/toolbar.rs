@@ -120,8 +120,8 @@ impl ToolbarPanel {
             }
         }
         let mut lr = self.pending_lr.unwrap_or(view.config.lr);
-        // Six decades need room: about 40 px a decade rather than 17.
-        ui.spacing_mut().slider_width = 240.0;
+        // Six decades need room: 25 px a decade rather than 17, and the toolbar still fits one line at 1280.
+        ui.spacing_mut().slider_width = 150.0;
         let slider = ui
             .add(
                 egui::Slider::new(&mut lr, LR_RANGE.0..=LR_RANGE.1)
@@ -162,9 +162,9 @@ impl ToolbarPanel {
         if let Some(row) = view.rows.last() {
             ui.label(format!("epoch {} · loss {:.4} · train {:.1} %", row.epoch, row.loss, 100.0 * row.train_accuracy));
             // The test split is measured every few hundred steps: say when, so an old figure is not read as new.
-            let test = format!("test {:.1} % (step {})", 100.0 * row.test_accuracy, row.test_step);
+            let test = format!("test {:.1} % @{}", 100.0 * row.test_accuracy, row.test_step);
             ui.label(test).on_hover_text(
-                "Accuracy on the whole test split, measured with the weights of the step in brackets; it is evaluated every few hundred steps, within a small share of the training time",
+                "Accuracy on the whole test split, measured with the weights of the step after the @; it is evaluated every few hundred steps, within a small share of the training time",
             );
         }
     }
