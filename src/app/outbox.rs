@@ -28,11 +28,6 @@ impl Outbox {
         self.export = true;
     }
 
-    /// The commands asked for so far, in order.
-    pub fn commands(&self) -> &[Command] {
-        &self.commands
-    }
-
     /// Takes everything asked for: the commands in order, and whether to export.
     pub fn take(&mut self) -> (Vec<Command>, bool) {
         (std::mem::take(&mut self.commands), std::mem::take(&mut self.export))
