@@ -231,6 +231,9 @@ pub enum Setting {
         /// The new nonlinearity.
         activation: Activation,
     },
+    /// Switch the output layer's nonlinearity and loss (softmax with cross-entropy, or a sigmoid per class
+    /// with binary cross-entropy); the weights stay exactly as they are.
+    Output(OutputKind),
     /// Switch a layer's bias on or off; its value is kept while it is off.
     Bias {
         /// Index among the layers with weights.
@@ -262,7 +265,9 @@ pub enum SettingError {
         count: usize,
     },
     /// The output layer's activation belongs to the loss, and it has no batch-norm.
-    #[error("that is the output layer: its softmax / sigmoid belongs to the loss, and it has no batch-norm")]
+    #[error(
+        "that is the output layer: it has no batch-norm, and its softmax / sigmoid belongs to the loss (switch that as the output kind)"
+    )]
     OutputLayer,
 }
 
@@ -278,6 +283,7 @@ impl Setting {
             Setting::BatchSize(batch) => next.batch_size = batch,
             Setting::GradientClip(clip) => next.grad_clip = clip,
             Setting::Optimizer(kind) => next.optimizer = kind,
+            Setting::Output(kind) => next.output = kind,
             Setting::Activation { layer, activation } => {
                 let target = hidden_layer(layers, layer, |s| s.activation == activation)?;
                 target.activation = activation;
@@ -305,6 +311,7 @@ impl Setting {
             Setting::GradientClip(0.0) => "no clipping".to_owned(),
             Setting::GradientClip(clip) => format!("clip {clip}"),
             Setting::Optimizer(kind) => kind.name().to_owned(),
+            Setting::Output(kind) => format!("output: {}", kind.name()),
             Setting::Activation { layer, activation } => format!("{}: {activation}", name(layer)),
             Setting::Bias { layer, enabled } => format!("{} bias {}", name(layer), on(enabled)),
             Setting::BatchNorm { layer, enabled } => format!("{} batch-norm {}", name(layer), on(enabled)),

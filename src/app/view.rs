@@ -53,9 +53,15 @@ pub enum Dismiss {
 pub struct Marker {
     /// The first step with the change.
     pub step: u64,
-    /// What changed, e.g. "lr 0.1" or "conv1 → sigmoid".
+    /// What changed, e.g. "lr 0.1" or "conv1: sigmoid, conv2: sigmoid +4 more".
     pub label: String,
+    /// Changes at this step, and how many of them the label lists.
+    changes: usize,
+    listed: usize,
 }
+
+/// The longest a marker's label grows by listing the changes made at its step.
+const MARKER_LABEL_CHARS: usize = 40;
 
 /// The UI's picture of the run.
 #[derive(Debug)]
@@ -117,6 +123,17 @@ pub struct TrainingView {
     pub warmup: Option<String>,
     /// The rows' plot series, decimated as they arrive.
     pub series: RunSeries,
+    /// Set by a restore until the next step's row arrives: the newest rows describe thrown-away weights.
+    pub restored: Option<Restored>,
+}
+
+/// What the window shows between a restore and the next step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Restored {
+    /// The first step taken from the restored weights.
+    pub next_step: u64,
+    /// Loss and running train accuracy of the restored weights, once the worker's snapshot of them arrives.
+    pub figures: Option<(f32, f32)>,
 }
 
 impl TrainingView {
@@ -151,6 +168,7 @@ impl TrainingView {
             loading: None,
             warmup: None,
             series: RunSeries::default(),
+            restored: None,
         }
     }
 
@@ -207,6 +225,9 @@ impl TrainingView {
             WorkerEvent::Metrics(rows) => {
                 if let Some(last) = rows.last() {
                     self.step = self.step.max(last.step);
+                    if self.restored.is_some_and(|r| last.step >= r.next_step) {
+                        self.restored = None;
+                    }
                 }
                 for row in &rows {
                     self.series.push(row);
@@ -226,6 +247,10 @@ impl TrainingView {
                 self.confirmed_layers = snapshot.layers.iter().map(|l| l.settings).collect();
                 if self.unanswered == 0 {
                     self.show_confirmed_layers();
+                }
+                // The worker answers a restore, then sends the restored net's snapshot.
+                if let Some(restored) = self.restored.as_mut() {
+                    restored.figures = Some((snapshot.loss, snapshot.train_accuracy));
                 }
                 self.snapshot = Some(snapshot);
                 self.snapshot_at = Some(Instant::now());
@@ -287,6 +312,7 @@ impl TrainingView {
         self.snapshot = None;
         self.step = 0;
         self.diverged = None;
+        self.restored = None;
         self.reset_pending = false;
     }
 
@@ -341,6 +367,7 @@ impl TrainingView {
             }
             Command::RestoreHealthy { halve_lr } => {
                 self.diverged = None;
+                self.restored = Some(Restored { next_step: effective_step, figures: None });
                 if *halve_lr {
                     self.confirmed.lr /= 2.0;
                     self.config.lr = self.confirmed.lr;
@@ -351,7 +378,26 @@ impl TrainingView {
             _ => None,
         };
         if let Some(label) = label {
-            self.markers.push(Marker { step: effective_step, label });
+            self.mark(effective_step, label);
+        }
+    }
+
+    /// Adds a change marker; changes that take effect at the same step share one line and one label
+    /// ("conv1: relu, conv2: relu"; past [`MARKER_LABEL_CHARS`] the rest is counted, not listed).
+    fn mark(&mut self, step: u64, label: String) {
+        match self.markers.last_mut().filter(|m| m.step == step) {
+            Some(marker) => {
+                marker.changes += 1;
+                let fits = marker.label.chars().count() + label.chars().count() + 2 <= MARKER_LABEL_CHARS;
+                if marker.changes == marker.listed + 1 && fits {
+                    marker.label = format!("{}, {label}", marker.label);
+                    marker.listed += 1;
+                } else {
+                    let listed = marker.label.split(" +").next().unwrap_or_default().to_owned();
+                    marker.label = format!("{listed} +{} more", marker.changes - marker.listed);
+                }
+            }
+            None => self.markers.push(Marker { step, label, changes: 1, listed: 1 }),
         }
     }
 }
@@ -385,6 +431,21 @@ mod tests {
         let points = view.series.loss.points();
         assert_eq!(points.first().map(|p| p[0]), Some(1.0), "the plot still starts at step 1");
         assert!(points.len() <= 4 * crate::app::series::PLOT_BUCKETS + 2);
+    }
+
+    #[test]
+    fn changes_at_one_step_share_a_marker_and_a_long_list_is_counted() {
+        let mut view = TrainingView::new(TrainConfig::default());
+        for layer in 0..6 {
+            let setting = crate::config::Setting::Activation { layer, activation: crate::arch::Activation::Relu };
+            view.apply(WorkerEvent::Applied { command: Command::Change(setting), effective_step: 40 });
+        }
+        view.apply(WorkerEvent::Applied {
+            command: Command::Change(crate::config::Setting::LearningRate(0.5)),
+            effective_step: 41,
+        });
+        let labels: Vec<(u64, &str)> = view.markers.iter().map(|m| (m.step, m.label.as_str())).collect();
+        assert_eq!(labels, [(40, "layer 0: relu, layer 1: relu +4 more"), (41, "lr 5.000e-1")]);
     }
 
     #[test]

@@ -2,7 +2,59 @@
 //! embedded data in under a minute, with the explanation shown beside it and the flag that runs the other arm.
 
 use crate::arch::{Activation, Init, OutputKind};
-use crate::config::TrainConfig;
+use crate::config::{Setting, TrainConfig};
+
+/// The one change between a preset's run and its comparison arm. The window makes it live on the running net
+/// (the weights stay), `convscope train` takes it as [`Switch::flags`] from the start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Switch {
+    /// Every hidden layer to this activation.
+    Activation(Activation),
+    /// Batch-norm on in every hidden layer.
+    BatchNorm,
+    /// This learning rate.
+    LearningRate(f64),
+    /// Every layer's bias on.
+    Bias,
+    /// This output layer and loss.
+    Output(OutputKind),
+}
+
+impl Switch {
+    /// The `convscope train` flags for the other arm, e.g. `--activation relu`.
+    pub fn flags(self) -> String {
+        match self {
+            Switch::Activation(activation) => format!("--activation {activation}"),
+            Switch::BatchNorm => "--batch-norm".to_owned(),
+            Switch::LearningRate(lr) => format!("--lr {lr}"),
+            Switch::Bias => "--bias".to_owned(),
+            Switch::Output(kind) => format!("--output {}", kind.name()),
+        }
+    }
+
+    /// The change in words, for the window's button.
+    pub fn describe(self) -> String {
+        match self {
+            Switch::Activation(activation) => format!("every hidden layer to {activation}"),
+            Switch::BatchNorm => "batch-norm on in every hidden layer".to_owned(),
+            Switch::LearningRate(lr) => format!("learning rate {lr}"),
+            Switch::Bias => "every bias on".to_owned(),
+            Switch::Output(kind) => format!("{} output", kind.name()),
+        }
+    }
+
+    /// The live settings that make it on a net with `weighted` layers with weights (the last is the output).
+    pub fn settings(self, weighted: usize) -> Vec<Setting> {
+        let hidden = 0..weighted.saturating_sub(1);
+        match self {
+            Switch::Activation(activation) => hidden.map(|layer| Setting::Activation { layer, activation }).collect(),
+            Switch::BatchNorm => hidden.map(|layer| Setting::BatchNorm { layer, enabled: true }).collect(),
+            Switch::LearningRate(lr) => vec![Setting::LearningRate(lr)],
+            Switch::Bias => (0..weighted).map(|layer| Setting::Bias { layer, enabled: true }).collect(),
+            Switch::Output(kind) => vec![Setting::Output(kind)],
+        }
+    }
+}
 
 /// One experiment.
 #[derive(Debug, Clone, Copy)]
@@ -13,8 +65,8 @@ pub struct Preset {
     pub question: &'static str,
     /// What to watch, and why it happens: one paragraph.
     pub explanation: &'static str,
-    /// The change that gives the comparison arm: CLI flags (the window names the same switch).
-    pub other_arm: &'static str,
+    /// The change that gives the comparison arm.
+    pub other_arm: Switch,
     /// Steps that show the effect.
     pub steps: u64,
     apply: fn(&mut TrainConfig),
@@ -43,7 +95,7 @@ pub const PRESETS: &[Preset] = &[
             each layer shrinks the gradient on its way back; the early filters barely move and the loss sits near \
             ln 10 = 2.30 for hundreds of steps. Switch every layer to ReLU (slope 1 where it is active) and the \
             same net learns within a few hundred steps.",
-        other_arm: "--activation relu",
+        other_arm: Switch::Activation(Activation::Relu),
         steps: 300,
         apply: |c| {
             c.arch = "deep6".into();
@@ -57,7 +109,7 @@ pub const PRESETS: &[Preset] = &[
             so most inputs land on the flat tails of the curve where f' about 0 — see the activation panel's \
             histogram and the saturated meter. Turn batch-norm on: it rescales each unit's inputs to mean 0 and \
             variance 1, back into the curve's steep middle, and learning speeds up.",
-        other_arm: "--batch-norm",
+        other_arm: Switch::BatchNorm,
         steps: 300,
         apply: |c| {
             c.activation = Activation::Sigmoid;
@@ -71,7 +123,7 @@ pub const PRESETS: &[Preset] = &[
             the second layer's pre-activations below zero for every input; a ReLU that never fires has zero \
             gradient, so it can never recover. Watch the dead meter climb to 100 % and the loss freeze at 2.30. \
             At 0.01 the same net trains.",
-        other_arm: "--lr 0.01",
+        other_arm: Switch::LearningRate(0.01),
         steps: 300,
         apply: |c| {
             c.activation = Activation::Relu;
@@ -85,7 +137,7 @@ pub const PRESETS: &[Preset] = &[
             layer above it, and a sigmoid's slope is at most 0.25: after six layers the first one gets a gradient \
             thousands of times smaller than the last (see the gradient-flow view). ReLU, or batch-norm, keeps \
             the product near 1.",
-        other_arm: "--activation relu",
+        other_arm: Switch::Activation(Activation::Relu),
         steps: 200,
         apply: |c| {
             c.arch = "deep6".into();
@@ -99,9 +151,12 @@ pub const PRESETS: &[Preset] = &[
         explanation: "Raw pixels (x/255, not standardised: the background stays exactly 0), a small sigmoid conv \
             net, and no bias anywhere. Over the background every pre-activation is exactly zero whatever the \
             weights, so each sigmoid unit sits at 0.5 there and cannot move off it; the layers above see a large \
-            constant they cannot cancel. Switch the bias on and the same net reaches a clearly lower loss \
-            (0.36 against 0.55 after 300 steps here). A ReLU net hardly cares: ReLU(0) is already 'off'.",
-        other_arm: "--bias",
+            constant they cannot cancel (in the window, conv1's activation maps are flat over the background). \
+            Trained with the bias on from the start, the same net reaches a clearly lower loss (0.36 against 0.55 \
+            after 300 steps here). In the window, switch every bias on around step 150: the loss falls faster \
+            at once (0.62 against 0.73 over the next 50 steps here) and the maps' background starts to move. A ReLU \
+            net hardly cares: ReLU(0) is already 'off'.",
+        other_arm: Switch::Bias,
         steps: 300,
         apply: |c| {
             c.arch = "conv 4 5x5 pad 2, pool 4".into();
@@ -116,8 +171,12 @@ pub const PRESETS: &[Preset] = &[
         question: "Softmax with cross-entropy, or sigmoid outputs?",
         explanation: "Independent sigmoid outputs with binary cross-entropy: each class is a separate yes/no \
             question, so nine of every ten targets are 'no' and the early gradient mostly says 'lower every \
-            score'. Softmax with cross-entropy makes the classes compete and learns faster on one-label data.",
-        other_arm: "--output softmax",
+            score'. Softmax with cross-entropy makes the classes compete and learns faster on one-label data: \
+            trained with it from the start, the same net is at 61 % train accuracy after 50 steps against 44 %, \
+            and 94 % against 91 % after 300. Switched in the window at step 100 it reaches 95 % by step 300. \
+            Compare accuracies, not losses: the loss jumps at the switch because the two losses measure on \
+            different scales.",
+        other_arm: Switch::Output(OutputKind::Softmax),
         steps: 300,
         apply: |c| {
             c.output = OutputKind::Sigmoid;
@@ -145,7 +204,21 @@ mod tests {
             let config = preset.config();
             assert!(config.validate().is_ok(), "{}", preset.name);
             assert_ne!(config, TrainConfig::default(), "{} changes something", preset.name);
-            assert!(preset.other_arm.starts_with("--"), "{}", preset.name);
+            // The other arm is a valid configuration too, and its switch really changes the preset's.
+            let hidden = crate::arch::LayerSettings {
+                activation: config.activation,
+                bias: config.bias,
+                batch_norm: config.batch_norm,
+                init: Init::He,
+            };
+            let start = vec![hidden, hidden, crate::arch::LayerSettings { activation: Activation::Identity, ..hidden }];
+            let (mut other, mut layers) = (config.clone(), start.clone());
+            for setting in preset.other_arm.settings(3) {
+                setting.apply(&mut other, &mut layers).unwrap();
+            }
+            assert!(other.validate().is_ok(), "{}", preset.name);
+            assert!(other != config || layers != start, "{}: the switch changes something", preset.name);
+            assert!(preset.other_arm.flags().starts_with("--"), "{}", preset.name);
         }
         assert_eq!(find("Dead-ReLU").map(|p| p.name), Some("dead-relu"));
         assert!(find("nope").is_none());

@@ -13,6 +13,9 @@ pub const VANISHING_RATIO: f32 = 100.0;
 pub const EXPLODING_GRADIENT_RATIO: f32 = 100.0;
 /// …or a layer's pre-activation variance this many times what its init scheme gives for its input.
 pub const EXPLODING_VARIANCE_FACTOR: f32 = 100.0;
+/// …when that variance is also above this (a standard deviation of 5): weights may grow tenfold from a small
+/// init and still feed every activation its useful range; growth alone is no explosion.
+pub const EXPLODING_MIN_VARIANCE: f32 = 25.0;
 /// Dead ReLU: at least this share of a layer's units dead.
 pub const DEAD_SHARE: f32 = 0.5;
 /// Saturation: at least this share of a sigmoid / tanh layer's units saturated.
@@ -182,7 +185,7 @@ fn exploding(facts: &Facts) -> Option<Hint> {
             let expected = facts.stat_median(i, |s| s.init_pre_activation_var);
             (expected > 0.0 && var.is_finite()).then_some((i, var, expected, var / expected))
         })
-        .filter(|&(_, _, _, growth)| growth >= EXPLODING_VARIANCE_FACTOR)
+        .filter(|&(_, var, _, growth)| growth >= EXPLODING_VARIANCE_FACTOR && var >= EXPLODING_MIN_VARIANCE)
         .max_by(|a, b| a.3.total_cmp(&b.3))?;
     let name = facts.layers[index].name;
     Some(Hint::about(
@@ -215,7 +218,7 @@ fn update_ratio(facts: &Facts) -> Option<Hint> {
         format!("raise the learning rate (now {lr}), or look for dead or saturated units")
     };
     let change = if ratio > 0.0 {
-        format!("each step changes the weights by {ratio:.1e} of their size")
+        format!("a typical step (the median Δ the layers table shows) changes the weights by {ratio:.1e} of their size")
     } else {
         "the weights do not change at all".to_owned()
     };

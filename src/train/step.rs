@@ -180,7 +180,13 @@ impl Trainer {
             && self.step.is_multiple_of(HEALTHY_EVERY)
             && let Ok(optimizer) = self.optimizer.into_bytes()
         {
-            self.healthy = Some(HealthyState { step: self.step, model: self.model.clone(), optimizer });
+            self.healthy = Some(HealthyState {
+                step: self.step,
+                model: self.model.clone(),
+                optimizer,
+                loss,
+                recent_accuracy: self.recent_accuracy.clone(),
+            });
         }
     }
 

@@ -77,6 +77,10 @@ pub struct Trainer {
 pub(crate) struct HealthyState {
     pub(crate) step: u64,
     pub(crate) model: Cnn,
+    /// The loss these weights gave on the batch of the step that kept them, and the running accuracy then:
+    /// what the window shows after a restore, instead of the thrown-away steps' figures.
+    pub(crate) loss: f32,
+    pub(crate) recent_accuracy: VecDeque<(usize, usize)>,
     /// The optimiser state, serialised (its record type cannot be cloned).
     pub(crate) optimizer: burn::tensor::Bytes,
 }
@@ -250,6 +254,8 @@ impl Trainer {
         for (layer, settings) in self.model.layers.iter_mut().zip(layers) {
             layer.settings = settings;
         }
+        self.model.output_kind = self.config.output;
+        self.plan.output = self.config.output;
         if before.optimizer != self.config.optimizer {
             self.optimizer = build_optimizer(&self.config);
         } else if (before.momentum, before.weight_decay, before.grad_clip)
@@ -303,6 +309,12 @@ impl Trainer {
         }
         self.optimizer = optimizer;
         self.exploding_steps = 0;
+        // The thrown-away steps' loss, accuracy and gradients do not describe these weights: a snapshot taken
+        // before the next step shows the healthy step's figures and no gradients.
+        self.last_loss = healthy.loss;
+        self.recent_accuracy.clone_from(&healthy.recent_accuracy);
+        self.last_grads.clear();
+        self.last_grad_norms.clear();
         // The explosion rule keeps the run's starting loss as its reference: a reference taken after a restore
         // late in a run would be near zero, and any ordinary batch would then look like an explosion.
         self.units.clear();

@@ -61,6 +61,16 @@ fn too_high_a_rate_kills_relu_units_and_the_rules_say_so() {
 }
 
 #[test]
+fn weights_that_grew_from_a_small_init_but_stay_in_range_are_not_called_exploding() {
+    // The bias preset's conv1 grows its pre-activation variance 100× from init (to about 4.6): ordinary for
+    // raw pixels, and nowhere near the tails of any activation.
+    let (rows, hints) = diagnose(preset("bias"), 300);
+    assert!(!rules(&hints).contains(&Rule::Exploding), "{hints:#?}");
+    let conv1 = &rows.last().unwrap().stats[0];
+    assert!(conv1.pre_activation_var > 10.0 * conv1.init_pre_activation_var, "it did grow: {conv1:?}");
+}
+
+#[test]
 fn a_large_init_saturates_sigmoid_units() {
     let (rows, hints) = diagnose(preset("saturation"), 100);
     assert!(rules(&hints).contains(&Rule::Saturation), "{hints:#?}");

@@ -329,3 +329,23 @@ fn a_probe_image_of_the_wrong_size_is_refused_naming_the_shape() {
     trainer.set_probe_image(vec![200; 28 * 28], "mine.png".into()).unwrap();
     assert_eq!(trainer.probe().unwrap().own_image.as_deref(), Some("mine.png"));
 }
+
+#[test]
+fn switching_the_output_kind_keeps_the_weights_and_changes_the_loss() {
+    let sigmoid = |c: &mut convscope::config::TrainConfig| c.output = convscope::arch::OutputKind::Sigmoid;
+    let mut trainer = Trainer::new(config(sigmoid), mnist(), BackendKind::Flex).unwrap();
+    let softmax = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
+    let batch: Vec<usize> = (0..32).collect();
+    let (bce, ce) = (trainer.batch_loss(&batch).unwrap(), softmax.batch_loss(&batch).unwrap());
+    assert_eq!(trainer.layer_weights(0).unwrap(), softmax.layer_weights(0).unwrap(), "the init ignores the loss");
+    trainer.change(&Setting::Output(convscope::arch::OutputKind::Softmax)).unwrap();
+    assert_eq!(trainer.batch_loss(&batch).unwrap(), ce, "now the softmax cross-entropy of the same weights");
+    assert_ne!(bce, ce);
+    assert_eq!(trainer.config().output, convscope::arch::OutputKind::Softmax);
+    // And it trains on from there.
+    let first = step(&mut trainer, false).0.loss;
+    for _ in 0..30 {
+        step(&mut trainer, false);
+    }
+    assert!(step(&mut trainer, false).0.loss < first);
+}

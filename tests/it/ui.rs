@@ -3,7 +3,7 @@
 
 use convscope::app::panels::Panel;
 use convscope::app::{ConvscopeApp, FakeWorker, State};
-use convscope::arch::Activation;
+use convscope::arch::{Activation, OutputKind};
 use convscope::config::{BackendKind, Setting, TrainConfig};
 use convscope::protocol::{Command, RunState, WorkerEvent};
 use convscope::train::{Driven, Driver, Evaluation, PROBE_THUMBNAILS};
@@ -160,7 +160,14 @@ fn shortcuts_act_but_not_while_typing_in_a_text_field() {
 #[test]
 fn a_divergence_banner_offers_restore_with_half_the_rate() {
     let fake = FakeWorker::default();
-    let mut harness = harness(&fake);
+    let mut events = real_events();
+    // The steps before the divergence blew up: the newest row carries their loss.
+    let Some(WorkerEvent::Metrics(rows)) = events.get_mut(1) else { panic!("metrics second") };
+    let good = rows[rows.len() - 5].clone();
+    rows.last_mut().unwrap().loss = 2707.5;
+    let Some(WorkerEvent::Snapshot(restored)) = events.get(2).cloned() else { panic!("snapshot third") };
+    let mut harness = harness_with(&fake, events);
+    harness.get_by_label_contains("loss 2707.5");
     fake.push(WorkerEvent::Diverged { step: 31, message: "training diverged at step 31: the loss is NaN".into() });
     fake.push(WorkerEvent::State { state: RunState::Paused, step: 30 });
     harness.run_steps(2);
@@ -174,6 +181,16 @@ fn a_divergence_banner_offers_restore_with_half_the_rate() {
     harness.run_steps(2);
     assert!(harness.query_by_label_contains("diverged at step 31").is_none(), "the banner goes once restored");
     assert_eq!(harness.state().view.config.lr, 0.005);
+    // The exploded step's figures go; the restored weights' come with their snapshot.
+    assert!(harness.query_by_label_contains("2707.5").is_none(), "the thrown-away loss is not shown");
+    fake.push(WorkerEvent::Snapshot(Box::new(convscope::snapshot::Snapshot { loss: 0.3125, ..*restored })));
+    harness.run_steps(2);
+    harness.get_by_label_contains("restored · loss 0.3125");
+    // The next step's row takes over again.
+    fake.push(WorkerEvent::Metrics(vec![convscope::snapshot::MetricRow { step: 31, loss: 0.25, ..good }]));
+    harness.run_steps(2);
+    harness.get_by_label_contains("loss 0.2500");
+    assert!(harness.query_by_label_contains("restored ·").is_none());
 }
 
 #[test]
@@ -574,4 +591,43 @@ fn halving_and_doubling_the_rate_are_exact_steps() {
     harness.get_by_label("×2").click();
     harness.run_steps(2);
     assert_eq!(fake.sent().last(), Some(&Command::Change(Setting::LearningRate(0.01))));
+}
+
+#[test]
+fn a_preset_switches_its_other_arm_live_and_the_output_kind_is_switchable() {
+    let fake = FakeWorker::default();
+    let config = TrainConfig { test_every: 0, ..convscope::diagnose::presets::find("output-layer").unwrap().config() };
+    let mut harness = harness_with(&fake, run_events(config, 1, 0));
+    harness.get_by_role_and_label(Role::ComboBox, "Experiment").click();
+    harness.run_steps(2);
+    harness.get_by_role(Role::ListBox).get_by_label("output-layer").click();
+    harness.run_steps(2);
+    harness.get_by_label("Switch now: softmax output").click();
+    harness.run_steps(2);
+    let softmax = Command::Change(Setting::Output(OutputKind::Softmax));
+    assert_eq!(fake.sent(), std::slice::from_ref(&softmax), "a live change, not a reset");
+    fake.push(WorkerEvent::Applied { command: softmax, effective_step: 2 });
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.markers[0].label, "output: softmax");
+    // The Layers table's output picker shows it, and switches back.
+    harness.get_by_role_and_label(Role::ComboBox, "dense1 output").click();
+    harness.run_steps(2);
+    harness.get_by_role(Role::ListBox).get_by_label("sigmoid").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().last(), Some(&Command::Change(Setting::Output(OutputKind::Sigmoid))));
+    // A deep net's switch covers every hidden layer and leaves the output layer alone.
+    let deep = TrainConfig { test_every: 0, ..convscope::diagnose::presets::find("sigmoid-vs-relu").unwrap().config() };
+    fake.push(run_events(deep, 1, 0).remove(0));
+    harness.run_steps(2);
+    harness.get_by_role_and_label(Role::ComboBox, "Experiment").click();
+    harness.run_steps(2);
+    harness.get_by_role(Role::ListBox).get_by_label("sigmoid-vs-relu").click();
+    harness.run_steps(2);
+    let before = fake.sent().len();
+    harness.get_by_label("Switch now: every hidden layer to relu").click();
+    harness.run_steps(2);
+    let sent = fake.sent();
+    let expected: Vec<Command> =
+        (0..6).map(|layer| Command::Change(Setting::Activation { layer, activation: Activation::Relu })).collect();
+    assert_eq!(sent[before..], expected[..]);
 }

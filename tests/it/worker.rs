@@ -257,7 +257,14 @@ fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate(
     assert_eq!(restored.lr, 500.0, "the rate was halved");
     for (a, b) in healthy.layers.iter().zip(&restored.layers) {
         assert_eq!(a.weights, b.weights, "{}: the weights of step 25 are back", a.name);
+        // The exploded steps' gradients belong to weights that are gone.
+        assert!(b.weight_grads.is_none() && b.grad_norm == 0.0, "{}: no gradient until the next step", b.name);
     }
+    // The loss shown is the healthy weights' (step 26's batch, before its update), not the exploded one.
+    let exploded = rows.iter().rev().find(|r| r.step < diverged_at).map(|r| r.loss).unwrap();
+    assert!(restored.loss.is_finite() && restored.loss < 5.0, "restored loss {}", restored.loss);
+    assert!(exploded > 10.0 * restored.loss, "exploded {exploded} vs restored {}", restored.loss);
+    assert_eq!(restored.loss, rows.iter().find(|r| r.step == 26).unwrap().loss);
 }
 
 /// A small colour image folder: class `red` of red images and class `blue` of blue ones, `side`×`side`, as

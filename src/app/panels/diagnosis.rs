@@ -89,12 +89,26 @@ impl DiagnosisPanel {
         ui.add(egui::Label::new(RichText::new(preset.explanation).small()).wrap());
         ui.label(
             RichText::new(format!(
-                "Runs {} steps or so; for the comparison: {} (or the same switch in the window).",
-                preset.steps, preset.other_arm
+                "Runs {} steps or so; the other arm from the start: convscope train --preset {} {}",
+                preset.steps,
+                preset.name,
+                preset.other_arm.flags()
             ))
             .small()
             .italics(),
         );
+        // The other arm, live: the same weights go on under the other setting, so the curves show the effect.
+        let switch = format!("Switch now: {}", preset.other_arm.describe());
+        let weighted = view.weighted_names().len();
+        let button = ui.add_enabled(weighted > 0 && !view.reset_pending, egui::Button::new(&switch)).on_hover_text(
+            "Make the other arm's change on the running net, keeping its weights: a marker shows where, and the \
+             loss, accuracy and panels show what it does",
+        );
+        if button.clicked() {
+            for setting in preset.other_arm.settings(weighted) {
+                out.change(setting);
+            }
+        }
         if self.confirm {
             ui.horizontal(|ui| {
                 ui.label(RichText::new("Reset to this experiment?").color(Color32::from_rgb(220, 160, 60)));

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::app::outbox::Outbox;
 use crate::app::panels::{Panel, header, short};
 use crate::app::view::TrainingView;
-use crate::arch::{Activation, LayerKind};
+use crate::arch::{Activation, LayerKind, OutputKind};
 use crate::config::Setting;
+use crate::diagnose::{HINT_WINDOW, median};
 use crate::snapshot::LayerStats;
 
 const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
@@ -18,7 +19,8 @@ weight gradient: a gradient range shrinking toward 0 in the first layers is the 
 Health: for ReLU, the share of dead units (no output for any example of the last 10 statistics batches: they get \
 no gradient and never recover); for sigmoid and tanh, the share of saturated units (mean slope f' below 10 % of its \
 peak: inputs stuck on the flat tails). The line under the meter is its trend. f' is the layer's mean slope — the \
-factor the backward pass multiplies by here — and Δ the update ratio |ΔW|/|W| of a step (about 1e-3 is healthy).";
+factor the backward pass multiplies by here — and Δ the update ratio |ΔW|/|W| of a step, the median of the recent \
+statistics that the diagnosis also quotes (about 1e-3 is healthy).";
 
 /// Statistics rows the trend lines show.
 const TREND_ROWS: usize = 80;
@@ -43,9 +45,11 @@ impl Panel for LayersPanel {
 impl LayersPanel {
     fn table_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         // Oldest first, for the trend lines.
-        let TrainingView { layers, snapshot, config, rows, .. } = view;
+        let TrainingView { layers, snapshot, config, rows, restored, .. } = view;
+        // After a restore the newest statistics describe the thrown-away weights: none until the next step.
+        let kept = if restored.is_some() { &[][..] } else { rows.as_slice() };
         let mut history: Vec<&[LayerStats]> =
-            rows.iter().rev().filter(|r| !r.stats.is_empty()).take(TREND_ROWS).map(|r| r.stats.as_slice()).collect();
+            kept.iter().rev().filter(|r| !r.stats.is_empty()).take(TREND_ROWS).map(|r| r.stats.as_slice()).collect();
         history.reverse();
         let output_kind = config.output;
         egui::Grid::new("layers").striped(true).num_columns(6).spacing([4.0, 3.0]).show(ui, |ui| {
@@ -66,7 +70,7 @@ impl LayersPanel {
                     continue;
                 };
                 if info.output {
-                    ui.label(output_kind.name()).on_hover_text("The output layer's nonlinearity belongs to the loss (softmax with cross-entropy, or sigmoid with binary cross-entropy).");
+                    output_ui(ui, &info.name, output_kind, out);
                 } else {
                     let before = settings.activation;
                     let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(76.0).show_ui(ui, |ui| {
@@ -112,6 +116,28 @@ impl LayersPanel {
     }
 }
 
+/// The output layer's nonlinearity, which comes with its loss: softmax with cross-entropy or a sigmoid per class
+/// with binary cross-entropy.
+fn output_ui(ui: &mut egui::Ui, name: &str, current: OutputKind, out: &mut Outbox) {
+    let mut chosen = current;
+    let combo =
+        egui::ComboBox::from_id_salt("output kind").selected_text(current.name()).width(76.0).show_ui(ui, |ui| {
+            for kind in [OutputKind::Softmax, OutputKind::Sigmoid] {
+                ui.selectable_value(&mut chosen, kind, kind.name());
+            }
+        });
+    let label = format!("{name} output");
+    combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
+    combo.response.on_hover_text(
+        "The output layer's nonlinearity comes with its loss: softmax with cross-entropy makes the classes \
+         compete; a sigmoid per class with binary cross-entropy asks ten separate yes/no questions. Switching \
+         keeps the weights.",
+    );
+    if chosen != current {
+        out.change(Setting::Output(chosen));
+    }
+}
+
 /// The layer's dead or saturated share as a meter with its trend, plus mean slope and update ratio.
 fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStats]]) {
     let Some(latest) = history.last().and_then(|stats| stats.get(index)) else {
@@ -135,11 +161,17 @@ fn health_ui(ui: &mut egui::Ui, name: &str, index: usize, history: &[&[LayerStat
             ui.label(RichText::new(format!("{what} {:.0} %", 100.0 * share)).small());
         }
         let slope = latest.mean_slope.map_or(String::new(), |s| format!("f' {}\n", short(s)));
-        let text = RichText::new(format!("{slope}Δ {}", short(latest.update_ratio))).small().monospace();
+        // The median over the diagnosis window, as the update-ratio hint quotes it: one odd step decides neither.
+        let recent = &history[history.len().saturating_sub(HINT_WINDOW)..];
+        let ratio = median(recent.iter().filter_map(|s| s.get(index).map(|s| s.update_ratio)).collect());
+        let text = RichText::new(format!("{slope}Δ {}", short(ratio))).small().monospace();
         ui.add(egui::Label::new(text).extend()).on_hover_text(format!(
-            "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of the last step (about 1e-3 is healthy).\n\
+            "f': mean slope of the activation over the batch; Δ: |ΔW|/|W| of a step, the median of the last {} \
+             statistics as the diagnosis reads it (about 1e-3 is healthy; the latest step's is {}).\n\
              Pre-activations: mean {}, variance {} (its init aims for about {} with the input it gets now).\n\
              Activations: mean {}, variance {}. Weights RMS {}, gradient RMS {}.",
+            recent.len(),
+            short(latest.update_ratio),
             short(latest.pre_activation_mean),
             short(latest.pre_activation_var),
             short(latest.init_pre_activation_var),

@@ -159,7 +159,18 @@ impl ToolbarPanel {
             );
         }
         ui.label(format!("step {}", view.step));
-        if let Some(row) = view.rows.last() {
+        if let Some(restored) = view.restored {
+            // The newest row is the step that blew up; the restored weights have figures of their own.
+            let text = match restored.figures {
+                Some((loss, accuracy)) => format!("restored · loss {loss:.4} · train {:.1} %", 100.0 * accuracy),
+                None => "restored".to_owned(),
+            };
+            ui.label(text).on_hover_text(format!(
+                "The last healthy weights are back: the loss they gave on their own batch, and the train accuracy \
+                 then. Step {} is the first from them.",
+                restored.next_step
+            ));
+        } else if let Some(row) = view.rows.last() {
             ui.label(format!("epoch {} · loss {:.4} · train {:.1} %", row.epoch, row.loss, 100.0 * row.train_accuracy));
             // The test split is measured every few hundred steps: say when, so an old figure is not read as new.
             let test = format!("test {:.1} % @{}", 100.0 * row.test_accuracy, row.test_step);
