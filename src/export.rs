@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageEncoder, RgbImage};
 
-use crate::arch::Activation;
-use crate::render;
+use crate::render::{self, ColourScale};
 use crate::snapshot::{FloatArray, LayerSnapshot, LayerStats, MetricRow, Snapshot};
 
 /// Why an export failed.
@@ -61,22 +60,41 @@ pub enum ImageKind {
 }
 
 /// The one naming scheme for exported images: `<layer>_<what>.png`, or with a stamp
-/// `<layer>_<what>_step<NNNNNN>_<activation>[_probe<i>].png`, e.g. `conv1_filters_step000300_relu.png`.
-pub fn image_file_name(layer: &str, kind: ImageKind, stamp: Option<(u64, Activation)>) -> String {
-    let what = match kind {
-        ImageKind::Filters => "filters".to_owned(),
-        ImageKind::Gradients => "gradients".to_owned(),
-        ImageKind::Filter(index) => format!("filter{index:02}"),
-        ImageKind::Activations { .. } => "activations".to_owned(),
-    };
-    let mut name = format!("{layer}_{what}");
-    if let Some((step, activation)) = stamp {
-        name.push_str(&format!("_step{step:06}_{activation}"));
+/// `<layer>_<what>_step<NNNNNN>_<nonlinearity>[_probe<i>].png`, e.g. `conv1_filters_step000300_relu.png` or
+/// `dense1_activations_step000300_sigmoid_probe0.png` (the output layer is named by its output kind).
+pub fn image_file_name(layer: &str, kind: ImageKind, stamp: Option<(u64, &str)>) -> String {
+    let mut name = format!("{layer}_{}", kind.what().replace(' ', ""));
+    if let Some((step, nonlinearity)) = stamp {
+        name.push_str(&format!("_step{step:06}_{nonlinearity}"));
     }
     if let ImageKind::Activations { probe } = kind {
         name.push_str(&format!("_probe{probe}"));
     }
     name + ".png"
+}
+
+impl ImageKind {
+    /// What the picture shows, in words: `filters`, `filter 03`, `activations`….
+    fn what(self) -> String {
+        match self {
+            ImageKind::Filters => "filters".to_owned(),
+            ImageKind::Gradients => "gradients".to_owned(),
+            ImageKind::Filter(index) => format!("filter {index:02}"),
+            ImageKind::Activations { .. } => "activations".to_owned(),
+        }
+    }
+}
+
+/// The caption written into an exported picture, e.g. `conv1 filters · step 300 · relu`.
+fn caption(layer: &str, kind: ImageKind, stamp: Option<(u64, &str)>) -> String {
+    let mut caption = format!("{layer} {}", kind.what());
+    if let Some((step, nonlinearity)) = stamp {
+        caption.push_str(&format!(" · step {step} · {nonlinearity}"));
+    }
+    if let ImageKind::Activations { probe } = kind {
+        caption.push_str(&format!(" · probe {probe}"));
+    }
+    caption
 }
 
 /// How filter grids are drawn: the colour scales (as on screen) and the channel view.
@@ -98,10 +116,17 @@ impl GridStyle {
         let grad_scale = layer.weight_grads.as_ref().map_or(1.0, FloatArray::max_abs);
         GridStyle { weight_scale: layer.weights.max_abs(), grad_scale, rgb: true, channel: None }
     }
+
+    /// The colour scale a filter grid of `weights` is drawn on at ±`scale` (RGB tiles for three channels
+    /// shown together, as `render::filters_image` draws them).
+    fn colour_scale(self, weights: &FloatArray, scale: f32) -> ColourScale {
+        let colour = self.rgb && self.channel.is_none() && weights.shape.get(1) == Some(&3);
+        if colour { ColourScale::RgbChannels(scale) } else { ColourScale::Diverging(scale) }
+    }
 }
 
 /// Writes a conv layer's filter grid and weight-gradient grid into `dir` (nothing for a dense layer), named
-/// with `stamp` when given; returns the paths written.
+/// with `stamp` when given, each with its caption and colour scale; returns the paths written.
 pub fn write_layer_grids(
     layer: &LayerSnapshot,
     style: GridStyle,
@@ -111,18 +136,16 @@ pub fn write_layer_grids(
     if layer.weights.shape.len() != 4 {
         return Ok(Vec::new()); // a dense layer has no filters to draw
     }
-    let stamp = stamp.map(|step| (step, layer.settings.activation));
-    let draw = |values: &FloatArray, scale: f32| {
-        render::filters_image(values, scale, EXPORT_PIXELS_PER_WEIGHT, style.rgb, style.channel)
+    // Conv layers are never the output layer: their activation names them.
+    let stamp = stamp.map(|step| (step, layer.settings.activation.name()));
+    let write = |kind: ImageKind, values: &FloatArray, scale: f32| {
+        let grid = render::filters_image(values, scale, EXPORT_PIXELS_PER_WEIGHT, style.rgb, style.channel)?;
+        let picture = render::annotate(&grid, &caption(&layer.name, kind, stamp), style.colour_scale(values, scale));
+        write_png(dir, &image_file_name(&layer.name, kind, stamp), &picture)
     };
-    let mut written = vec![write_png(
-        dir,
-        &image_file_name(&layer.name, ImageKind::Filters, stamp),
-        &draw(&layer.weights, style.weight_scale)?,
-    )?];
+    let mut written = vec![write(ImageKind::Filters, &layer.weights, style.weight_scale)?];
     if let Some(grads) = &layer.weight_grads {
-        let name = image_file_name(&layer.name, ImageKind::Gradients, stamp);
-        written.push(write_png(dir, &name, &draw(grads, style.grad_scale)?)?);
+        written.push(write(ImageKind::Gradients, grads, style.grad_scale)?);
     }
     Ok(written)
 }
@@ -136,6 +159,7 @@ pub fn write_filter_tiles(
 ) -> Result<Vec<PathBuf>, ExportError> {
     let &[filter_count, channels, kh, kw] = layer.weights.shape.as_slice() else { return Ok(Vec::new()) };
     let per_filter = channels * kh * kw;
+    let stamp = Some((step, layer.settings.activation.name()));
     let mut written = Vec::new();
     for filter in 0..filter_count {
         let values = layer.weights.data.get(filter * per_filter..(filter + 1) * per_filter).unwrap_or_default();
@@ -147,8 +171,10 @@ pub fn write_filter_tiles(
                 style.rgb,
                 style.channel,
             )?;
-            let stamp = Some((step, layer.settings.activation));
-            written.push(write_png(dir, &image_file_name(&layer.name, ImageKind::Filter(filter), stamp), &tile)?);
+            let kind = ImageKind::Filter(filter);
+            let scale = style.colour_scale(&single, style.weight_scale);
+            let picture = render::annotate(&tile, &caption(&layer.name, kind, stamp), scale);
+            written.push(write_png(dir, &image_file_name(&layer.name, kind, stamp), &picture)?);
         }
     }
     Ok(written)
@@ -157,15 +183,25 @@ pub fn write_filter_tiles(
 /// Pixels per value in exported activation maps.
 pub const EXPORT_PIXELS_PER_ACTIVATION: u32 = 6;
 
-/// Writes the probe's post-activation maps of every layer, each on its own range.
+/// Writes the probe's post-activation maps of every layer, each on its own range with its scale; a layer
+/// whose maps are all one value says so in its caption rather than colouring it.
 pub fn write_activation_maps(snapshot: &Snapshot, dir: &Path) -> Result<Vec<PathBuf>, ExportError> {
     let mut written = Vec::new();
-    for (map, layer) in snapshot.probe.post_activations.iter().zip(&snapshot.layers) {
+    for (index, (map, layer)) in snapshot.probe.post_activations.iter().zip(&snapshot.layers).enumerate() {
         let (low, high) = map.finite_range().unwrap_or((0.0, 1.0));
         let grid = render::map_grid(map, low, high, EXPORT_PIXELS_PER_ACTIVATION)?;
         let kind = ImageKind::Activations { probe: snapshot.probe.index };
-        let name = image_file_name(&layer.name, kind, Some((snapshot.step, layer.settings.activation)));
-        written.push(write_png(dir, &name, &grid)?);
+        let stamp = Some((snapshot.step, snapshot.nonlinearity(index)));
+        let mut text = caption(&layer.name, kind, stamp);
+        if index + 1 == snapshot.layers.len() {
+            // The output layer's maps are the logits its softmax / sigmoid reads.
+            text = text.replacen("activations", "logits", 1);
+        }
+        if low == high {
+            text.push_str(&format!(" · all {}", if low == 0.0 { "zero".to_owned() } else { format!("{low:.3e}") }));
+        }
+        let picture = render::annotate(&grid, &text, ColourScale::Sequential { low, high });
+        written.push(write_png(dir, &image_file_name(&layer.name, kind, stamp), &picture)?);
     }
     Ok(written)
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{LayerKind, LayerSettings, Shape};
+use crate::arch::{LayerKind, LayerSettings, OutputKind, Shape};
 
 /// Number of bins in every pre-activation histogram.
 pub const HISTOGRAM_BINS: usize = 64;
@@ -275,6 +275,9 @@ pub struct Snapshot {
     pub train_accuracy: f32,
     /// Every layer with weights, input to output.
     pub layers: Vec<LayerSnapshot>,
+    /// The output layer's nonlinearity and loss (its `settings.activation` is identity: the loss owns it).
+    #[serde(default)]
+    pub output: OutputKind,
     /// The probe image through the net.
     pub probe: ProbeSnapshot,
     /// What taking this snapshot cost training: its step's time beyond a plain step's, in seconds (0 until a
@@ -284,6 +287,18 @@ pub struct Snapshot {
     /// Seconds until the next snapshot: the configured interval, stretched when snapshots are costly.
     #[serde(default)]
     pub gap_secs: f32,
+}
+
+impl Snapshot {
+    /// The nonlinearity after layer `index` (with weights) in words: its activation, or for the output layer
+    /// the output kind (`softmax`, `sigmoid`).
+    pub fn nonlinearity(&self, index: usize) -> &'static str {
+        match self.layers.get(index) {
+            Some(_) if index + 1 == self.layers.len() => self.output.name(),
+            Some(layer) => layer.settings.activation.name(),
+            None => "",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,5 +3,7 @@
 
 pub mod colormap;
 pub mod grid;
+pub mod legend;
 
 pub use grid::{RenderError, filter_grid, filters_image, map_grid, rgb_filter_grid};
+pub use legend::{ColourScale, annotate};

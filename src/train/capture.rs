@@ -75,6 +75,7 @@ impl Trainer {
             loss: self.last_loss,
             train_accuracy: self.train_accuracy(),
             layers,
+            output: self.config.output,
             probe: self.probe()?,
             cost_secs: 0.0,
             gap_secs: 0.0,

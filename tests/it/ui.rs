@@ -231,6 +231,7 @@ fn every_help_text_opens_and_draws() {
         ("Weight and gradient histograms help", "never left out"),
         ("Data help", "drop a folder"),
         ("Probe and activation maps help", "pushed through the net"),
+        ("Export help", "colour scale"),
     ] {
         harness.get_by_label(panel).click();
         // Drawing a glyph the bundled fonts lack would panic here.
@@ -255,13 +256,23 @@ fn export_writes_real_png_files() {
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     let grid = names.iter().find(|n| n.starts_with("conv1_filters_step000030_relu")).expect("filter grid exported");
-    let image = image::open(dir.join(grid)).unwrap();
-    // 8 filters of 5×5 in a 3×3 grid with one-weight gaps, 12 pixels per weight: (3·6 + 1)·12 = 228.
-    assert_eq!((image.width(), image.height()), (228, 228));
+    let image = image::open(dir.join(grid)).unwrap().to_rgb8();
+    // 8 filters of 5×5 in a 3×3 grid with one-weight gaps, 12 pixels per weight: (3·6 + 1)·12 = 228, doubled
+    // to reach the 320-pixel minimum, with the caption and colour scale underneath.
+    assert_eq!(image.width(), 456);
+    assert!(image.height() > 456 + 30, "{}", image.height());
+    let bar =
+        (456..image.height()).find(|&y| image.get_pixel(228, y).0.iter().all(|&c| c > 240)).expect("a colour bar");
+    let (left, right) = (image.get_pixel(10, bar).0, image.get_pixel(445, bar).0);
+    assert!(left[2] > left[0] && right[0] > right[2], "blue to red: {left:?} … {right:?}");
     assert!(names.iter().any(|n| n.starts_with("conv1_gradients_step000030_relu")));
     assert_eq!(names.iter().filter(|n| n.contains("_filter0")).count(), 8, "{names:?}");
     let maps = names.iter().find(|n| n.starts_with("conv1_activations")).expect("activation maps exported");
     assert!(image::open(dir.join(maps)).unwrap().width() > 28);
+    // The output layer is named by its output kind, not its (identity) activation, and is not a speck.
+    let output = names.iter().find(|n| n.starts_with("dense1_activations")).expect("output maps exported");
+    assert!(output.starts_with("dense1_activations_step000030_softmax_probe"), "{output}");
+    assert!(image::open(dir.join(output)).unwrap().width() >= 320);
 }
 
 #[test]
@@ -351,6 +362,7 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
         loss: 1.0,
         train_accuracy: 0.5,
         layers: vec![layer],
+        output: OutputKind::Softmax,
         probe,
         cost_secs: 0.0012,
         gap_secs: 0.1,

@@ -4,13 +4,13 @@
 //! probe.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
 
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::{Panel, Pick, header, spawn_dialog};
+use crate::app::panels::browse::{Browse, Pick};
+use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
 use crate::config::TrainConfig;
 use crate::protocol::{Command, DataRequest};
@@ -40,7 +40,7 @@ pub struct DataPanel {
     #[serde(skip)]
     help: bool,
     #[serde(skip)]
-    browse: Option<(Receiver<Option<PathBuf>>, Pick)>,
+    browse: Browse,
 }
 
 impl DataPanel {
@@ -71,24 +71,14 @@ impl DataPanel {
         out.send(Command::LoadData { request, config: Box::new(config) });
     }
 
-    fn picked(&mut self, ui: &egui::Ui, view: &TrainingView, out: &mut Outbox) {
-        let Some((rx, pick)) = &self.browse else { return };
-        match rx.try_recv() {
-            Ok(picked) => {
-                let pick = *pick;
-                self.browse = None;
-                match (picked, pick) {
-                    (Some(path), Pick::Folder) => {
-                        self.path = path.display().to_string();
-                        self.load(path, view, out);
-                    }
-                    (Some(path), Pick::File) => self.open_dropped(&path, view, out),
-                    (None, _) => {}
-                }
-                ui.ctx().request_repaint();
+    fn picked(&mut self, view: &TrainingView, out: &mut Outbox) {
+        match self.browse.picked() {
+            Some((path, Pick::Folder)) => {
+                self.path = path.display().to_string();
+                self.load(path, view, out);
             }
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => self.browse = None,
+            Some((path, Pick::File)) => self.open_dropped(&path, view, out),
+            None => {}
         }
     }
 }
@@ -97,7 +87,7 @@ impl Panel for DataPanel {
     /// Draws the panel.
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Data", &mut self.help, HELP);
-        self.picked(ui, view, out);
+        self.picked(view, out);
         ui.label(
             RichText::new(format!(
                 "{}: {} train / {} test, {}, {} classes",
@@ -123,12 +113,12 @@ impl Panel for DataPanel {
             }
         });
         ui.horizontal(|ui| {
-            let browsing = self.browse.is_some() || view.loading.is_some();
+            let browsing = self.browse.busy() || view.loading.is_some();
             if ui.add_enabled(!browsing, egui::Button::new("Open data…")).on_hover_text("Pick a data folder with the system dialog").clicked() {
-                self.browse = Some((spawn_dialog(ui.ctx().clone(), "Open data", &self.path, Pick::Folder), Pick::Folder));
+                self.browse.open(ui.ctx(), "Open data", &self.path, Pick::Folder);
             }
             if ui.add_enabled(!browsing, egui::Button::new("Probe image…")).on_hover_text("Pick one image to classify: it is resized and converted like the training data and becomes the probe").clicked() {
-                self.browse = Some((spawn_dialog(ui.ctx().clone(), "Probe image", &self.path, Pick::File), Pick::File));
+                self.browse.open(ui.ctx(), "Probe image", &self.path, Pick::File);
             }
             ui.add(egui::DragValue::new(&mut self.image_size).range(0..=256).prefix("size ").custom_formatter(|v, _| if v == 0.0 { "auto".into() } else { format!("{v}") }))
                 .on_hover_text("Image folders: resize to N×N (auto: the most common size, at most 64)");
@@ -142,6 +132,7 @@ impl Panel for DataPanel {
             ui.add(egui::DragValue::new(&mut self.classes).range(0..=256).prefix("classes ").custom_formatter(|v, _| if v == 0.0 { "auto".into() } else { format!("{v}") }))
                 .on_hover_text("The class count, for label files whose labels are not 0..K−1 (auto: from the data)");
         });
+        self.browse.note_ui(ui);
         if let Some(what) = &view.loading {
             ui.horizontal(|ui| {
                 ui.spinner();

@@ -1,14 +1,19 @@
 //! The export panel: the folder exported images go to, with Browse… and the export button.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
 
 use eframe::egui;
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::{Panel, Pick, spawn_dialog};
+use crate::app::panels::browse::{Browse, Pick};
+use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
+
+const HELP: &str = "Export writes PNG files into the folder: each conv layer's filter grid and weight-gradient \
+grid, each filter on its own, and the probe's activation maps of every layer. Each picture carries a caption \
+(layer, what, step, activation) and its colour scale; small ones are enlarged to at least 320 pixels across. \
+Names follow one scheme, e.g. conv1_filters_step000300_relu.png, the same as `convscope train` writes.";
 
 /// The export panel.
 #[derive(Serialize, Deserialize)]
@@ -17,7 +22,9 @@ pub struct ExportPanel {
     /// Folder the exports go to.
     pub export_dir: String,
     #[serde(skip)]
-    browse: Option<Receiver<Option<PathBuf>>>,
+    browse: Browse,
+    #[serde(skip)]
+    help: bool,
 }
 
 impl Default for ExportPanel {
@@ -25,37 +32,29 @@ impl Default for ExportPanel {
         let dir = std::env::current_dir()
             .map(|d| d.join("convscope-export"))
             .unwrap_or_else(|_| PathBuf::from("convscope-export"));
-        ExportPanel { export_dir: dir.display().to_string(), browse: None }
+        ExportPanel { export_dir: dir.display().to_string(), browse: Browse::default(), help: false }
     }
 }
 
 impl Panel for ExportPanel {
     fn ui(&mut self, ui: &mut egui::Ui, _view: &TrainingView, out: &mut Outbox) {
-        if let Some(rx) = &self.browse {
-            match rx.try_recv() {
-                Ok(picked) => {
-                    if let Some(path) = picked {
-                        self.export_dir = path.display().to_string();
-                    }
-                    self.browse = None;
-                }
-                Err(mpsc::TryRecvError::Empty) => {}
-                Err(mpsc::TryRecvError::Disconnected) => self.browse = None,
-            }
+        header(ui, "Export", &mut self.help, HELP);
+        if let Some((path, _)) = self.browse.picked() {
+            self.export_dir = path.display().to_string();
         }
         ui.label("Export folder");
         ui.horizontal(|ui| {
             ui.add(egui::TextEdit::singleline(&mut self.export_dir).desired_width(ui.available_width() - 80.0))
                 .on_hover_text("Where exported PNGs go; created if missing. Type a path, or use Browse….");
-            let browsing = self.browse.is_some();
             if ui
-                .add_enabled(!browsing, egui::Button::new("Browse…"))
+                .add_enabled(!self.browse.busy(), egui::Button::new("Browse…"))
                 .on_hover_text("Pick the folder with the system dialog (where one is available)")
                 .clicked()
             {
-                self.browse = Some(spawn_dialog(ui.ctx().clone(), "Export folder", &self.export_dir, Pick::Folder));
+                self.browse.open(ui.ctx(), "Export folder", &self.export_dir, Pick::Folder);
             }
         });
+        self.browse.note_ui(ui);
         if ui.button("Export images").on_hover_text("Save the filter grid, the gradient grid, the activation maps and each filter as PNG, named by layer, step and activation").clicked() {
             out.export();
         }

@@ -3,6 +3,7 @@
 //! panels share.
 
 pub mod activations;
+pub mod browse;
 pub mod curves;
 pub mod data;
 pub mod diagnosis;
@@ -15,9 +16,6 @@ pub mod metrics;
 pub mod settings;
 pub mod status;
 pub mod toolbar;
-
-use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver};
 
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
@@ -166,42 +164,4 @@ pub fn legend(ui: &mut egui::Ui, low: &str, high: &str, width: f32, colour: impl
         }
         ui.label(RichText::new(high).small().monospace());
     });
-}
-
-/// What a native dialog picks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pick {
-    /// A folder.
-    Folder,
-    /// A file.
-    File,
-}
-
-/// Opens the native file or folder dialog on its own thread (it blocks), so the window keeps painting. The
-/// receiver gets the choice, or `None` when cancelled or when no dialog service exists (rfd then returns at
-/// once; the text fields next to every Browse button always work).
-pub fn spawn_dialog(ctx: egui::Context, title: &str, start: &str, pick: Pick) -> Receiver<Option<PathBuf>> {
-    let (tx, rx) = mpsc::channel();
-    let start = PathBuf::from(start);
-    let title = title.to_owned();
-    let spawned = std::thread::Builder::new().name("convscope-file-dialog".into()).spawn(move || {
-        let mut dialog = rfd::FileDialog::new().set_title(title);
-        let folder = if start.is_dir() { Some(start.as_path()) } else { start.parent() };
-        if let Some(folder) = folder.filter(|f| f.is_dir()) {
-            dialog = dialog.set_directory(folder);
-        }
-        let picked = match pick {
-            Pick::Folder => dialog.pick_folder(),
-            Pick::File => dialog.pick_file(),
-        };
-        tx.send(picked).ok();
-        ctx.request_repaint();
-    });
-    if spawned.is_err() {
-        // No thread, no dialog: the text field still works.
-        let (tx, rx) = mpsc::channel();
-        tx.send(None).ok();
-        return rx;
-    }
-    rx
 }
