@@ -196,8 +196,10 @@ impl ConvscopeApp {
         let total = ui.available_width();
         let (left, right) = ((total * 0.33).clamp(300.0, 450.0), (total * 0.2).clamp(200.0, 275.0));
         let left_panel = egui::Panel::left("left").resizable(true).default_size(left);
-        left_panel.size_range(240.0..=(total * 0.45).max(260.0)).show(ui, |ui| {
+        left_panel.size_range(240.0..=(total * 0.37).max(260.0)).show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
+                // Content wraps to the column rather than widening it (a side panel grows to fit its content).
+                ui.set_max_width(ui.available_width());
                 let left: [&mut dyn Panel; 5] =
                     [&mut state.layers, &mut state.diagnosis, &mut state.data, &mut state.settings, &mut state.export];
                 for (index, panel) in left.into_iter().enumerate() {

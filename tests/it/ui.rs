@@ -573,9 +573,12 @@ fn a_ten_layer_net_keeps_every_curve_in_reach_at_1024_by_700() {
         // A title squeezed to one letter a line is a curve nobody can read: each stays on one line.
         assert!(rect.width() > 30.0 && rect.height() < 20.0, "{title} is squeezed to {rect:?}");
     }
-    // The centre column keeps a usable width next to the side columns.
+    // The centre column keeps a usable width next to the side columns: the left column's table, spec line and
+    // buttons wrap to it instead of widening it.
     let filters = harness.get_by_label("Filters and weight gradients").rect();
-    assert!(filters.left() < 1024.0 - 420.0, "the centre starts at {}", filters.left());
+    let probe = harness.get_by_label("Probe and activation maps").rect();
+    assert!(filters.left() < 390.0, "the centre starts at {}", filters.left());
+    assert!(probe.left() - filters.left() > 360.0, "the centre is {} wide", probe.left() - filters.left());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::{Panel, header};
+use crate::app::panels::{Panel, header, nice_x_axis, nice_x_spacer};
 use crate::app::view::TrainingView;
 use crate::arch::Activation;
 use crate::snapshot::{Histogram, LayerInfo};
@@ -142,6 +142,8 @@ impl CurvesPanel {
                         .allow_scroll(false)
                         .include_y(-0.1)
                         .include_y(1.1)
+                        .custom_x_axes(nice_x_axis())
+                        .x_grid_spacer(nice_x_spacer(width))
                         .show(ui, |plot| {
                             plot.bar_chart(
                                 BarChart::new("inputs", bars)

@@ -112,7 +112,7 @@ impl Panel for DataPanel {
                 self.load(path, view, out);
             }
         });
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             let browsing = self.browse.busy() || view.loading.is_some();
             if ui.add_enabled(!browsing, egui::Button::new("Open data…")).on_hover_text("Pick a data folder with the system dialog").clicked() {
                 self.browse.open(ui.ctx(), "Open data", &self.path, Pick::Folder);

@@ -10,7 +10,7 @@ use crate::app::view::TrainingView;
 use crate::arch::{Activation, LayerKind, OutputKind};
 use crate::config::Setting;
 use crate::diagnose::{HINT_WINDOW, median};
-use crate::snapshot::LayerStats;
+use crate::snapshot::{LayerSnapshot, LayerStats};
 
 const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
 time: the weights stay exactly as they are and the next step uses the new setting (watch the curves and the \
@@ -52,9 +52,16 @@ impl LayersPanel {
             kept.iter().rev().filter(|r| !r.stats.is_empty()).take(TREND_ROWS).map(|r| r.stats.as_slice()).collect();
         history.reverse();
         let output_kind = config.output;
-        egui::Grid::new("layers").striped(true).num_columns(6).spacing([4.0, 3.0]).show(ui, |ui| {
-            for title in ["Layer", "Activation", "Bias", "BN", "ranges", "health"] {
-                ui.label(RichText::new(title).small().strong());
+        // In a narrow column the ranges go above the health figures in one cell, so the table never widens it.
+        let narrow = ui.available_width() < WIDE_TABLE;
+        let titles: &[&str] = if narrow {
+            &["Layer", "Activation", "Bias", "BN", "ranges · health"]
+        } else {
+            &["Layer", "Activation", "Bias", "BN", "ranges", "health"]
+        };
+        egui::Grid::new("layers").striped(true).num_columns(titles.len()).spacing([4.0, 3.0]).show(ui, |ui| {
+            for title in titles {
+                ui.label(RichText::new(*title).small().strong());
             }
             ui.end_row();
             for info in layers {
@@ -73,7 +80,7 @@ impl LayersPanel {
                     output_ui(ui, &info.name, output_kind, out);
                 } else {
                     let before = settings.activation;
-                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(76.0).show_ui(ui, |ui| {
+                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(70.0).show_ui(ui, |ui| {
                         for activation in Activation::ALL {
                             ui.selectable_value(&mut settings.activation, activation, activation.name());
                         }
@@ -99,21 +106,37 @@ impl LayersPanel {
                 if norm != settings.batch_norm {
                     out.change(Setting::BatchNorm { layer: index, enabled: norm });
                 }
-                match snapshot.as_ref().and_then(|s| s.layers.iter().find(|l| l.name == info.name)) {
-                    Some(shown) => {
-                        let (act, grad) = (shown.activation_range, shown.grad_range);
-                        ui.label(RichText::new(format!("a [{}, {}]\ng [{}, {}]", short(act.0), short(act.1), short(grad.0), short(grad.1))).small().monospace())
-                            .on_hover_text("a: smallest and largest activation over the last batch; g: smallest and largest weight gradient");
-                    }
-                    None => {
-                        ui.label("");
-                    }
+                let shown = snapshot.as_ref().and_then(|s| s.layers.iter().find(|l| l.name == info.name));
+                if narrow {
+                    ui.vertical(|ui| {
+                        ranges_ui(ui, shown);
+                        health_ui(ui, &info.name, index, &history);
+                    });
+                } else {
+                    ranges_ui(ui, shown);
+                    health_ui(ui, &info.name, index, &history);
                 }
-                health_ui(ui, &info.name, index, &history);
                 ui.end_row();
             }
         });
     }
+}
+
+/// Below this width the table stacks each layer's ranges above its health figures.
+const WIDE_TABLE: f32 = 420.0;
+
+/// The smallest and largest activation and weight gradient of the layer's last snapshot.
+fn ranges_ui(ui: &mut egui::Ui, shown: Option<&LayerSnapshot>) {
+    let Some(shown) = shown else {
+        ui.label("");
+        return;
+    };
+    let (act, grad) = (shown.activation_range, shown.grad_range);
+    let text = format!("a [{}, {}]\ng [{}, {}]", short(act.0), short(act.1), short(grad.0), short(grad.1));
+    // Never wrapped: "g [-0.137," over "0.113]" reads as two ranges.
+    ui.add(egui::Label::new(RichText::new(text).small().monospace()).extend()).on_hover_text(
+        "a: smallest and largest activation over the last batch; g: smallest and largest weight gradient",
+    );
 }
 
 /// The output layer's nonlinearity, which comes with its loss: softmax with cross-entropy or a sigmoid per class
@@ -121,7 +144,7 @@ impl LayersPanel {
 fn output_ui(ui: &mut egui::Ui, name: &str, current: OutputKind, out: &mut Outbox) {
     let mut chosen = current;
     let combo =
-        egui::ComboBox::from_id_salt("output kind").selected_text(current.name()).width(76.0).show_ui(ui, |ui| {
+        egui::ComboBox::from_id_salt("output kind").selected_text(current.name()).width(70.0).show_ui(ui, |ui| {
             for kind in [OutputKind::Softmax, OutputKind::Sigmoid] {
                 ui.selectable_value(&mut chosen, kind, kind.name());
             }

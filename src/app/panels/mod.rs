@@ -165,3 +165,62 @@ pub fn legend(ui: &mut egui::Ui, low: &str, high: &str, width: f32, colour: impl
         ui.label(RichText::new(high).small().monospace());
     });
 }
+
+/// Tick labels on a plot's x axis at least this far apart, in points (egui_plot's default of 60 leaves a narrow
+/// plot with a single label).
+pub const X_LABEL_SPACING: f32 = 32.0;
+
+/// The x-axis hints that go with [`nice_x_spacer`]: labels as close as [`X_LABEL_SPACING`].
+pub fn nice_x_axis<'a>() -> Vec<egui_plot::AxisHints<'a>> {
+    vec![egui_plot::AxisHints::new_x().label_spacing(X_LABEL_SPACING..=X_LABEL_SPACING + 8.0)]
+}
+
+/// Grid marks for a linear x axis `width` points wide: a 1-2-5 step that puts a label every
+/// [`X_LABEL_SPACING`] points or so, so a narrow plot over ±3 reads −2, 0, 2 rather than a lone 0.
+pub fn nice_x_spacer(width: f32) -> impl Fn(egui_plot::GridInput) -> Vec<egui_plot::GridMark> {
+    move |input| {
+        let (low, high) = input.bounds;
+        let step = nice_step((high - low) * f64::from(X_LABEL_SPACING + 2.0) / f64::from(width.max(1.0)));
+        if !(step.is_finite() && step > 0.0) {
+            return Vec::new();
+        }
+        let (first, last) = ((low / step).ceil() as i64, (high / step).floor() as i64);
+        (first..=last.min(first + 1000))
+            .map(|k| egui_plot::GridMark { value: k as f64 * step, step_size: step })
+            .collect()
+    }
+}
+
+/// The smallest of 1, 2 or 5 times a power of ten that is at least `at_least`.
+pub fn nice_step(at_least: f64) -> f64 {
+    if !(at_least.is_finite() && at_least > 0.0) {
+        return f64::NAN;
+    }
+    let power = 10f64.powf(at_least.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|&s| s >= at_least * (1.0 - 1e-9)).unwrap_or(10.0 * power)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_narrow_plot_gets_several_x_labels() {
+        assert_eq!(nice_step(1.13), 2.0);
+        assert_eq!(nice_step(0.03), 0.05);
+        assert_eq!(nice_step(5.0), 5.0);
+        assert!(nice_step(0.0).is_nan());
+        let marks = |low: f64, high: f64, width: f32| -> Vec<f64> {
+            nice_x_spacer(width)(egui_plot::GridInput { bounds: (low, high), base_step_size: 0.01 })
+                .iter()
+                .map(|m| m.value)
+                .collect()
+        };
+        // A 170-point curve plot over ±3: three labels, each 56 points apart.
+        assert_eq!(marks(-3.0, 3.0, 170.0), [-2.0, 0.0, 2.0]);
+        // Wide inputs (a large-init layer) and a wide plot: labels every few tens of units.
+        assert_eq!(marks(-40.0, 25.0, 170.0), [-40.0, -20.0, 0.0, 20.0]);
+        assert!(marks(-3.0, 3.0, 600.0).len() >= 7);
+        assert!(marks(0.0, 0.0, 170.0).len() <= 1);
+    }
+}

@@ -131,7 +131,8 @@ impl SettingsPanel {
         edit.labelled_by(label.id).on_hover_text("Validated as you type; Rebuild starts a new net with it.");
         match self.check_spec(view) {
             Ok(summary) => {
-                ui.label(RichText::new(format!("valid: {summary}")).small().color(Color32::from_rgb(90, 170, 90)));
+                let valid = RichText::new(format!("valid: {summary}")).small().color(Color32::from_rgb(90, 170, 90));
+                ui.add(egui::Label::new(valid).wrap());
                 let rebuild = ui
                     .button("Rebuild with this spec")
                     .on_hover_text("Start a new net with this spec and the seed above (asks first)");
@@ -140,7 +141,10 @@ impl SettingsPanel {
                 }
             }
             Err(error) => {
-                ui.label(RichText::new(error).small().monospace().color(Color32::from_rgb(220, 90, 80)));
+                ui.add(
+                    egui::Label::new(RichText::new(error).small().monospace().color(Color32::from_rgb(220, 90, 80)))
+                        .wrap(),
+                );
             }
         }
         if self.confirm_rebuild {
