@@ -579,6 +579,11 @@ fn a_ten_layer_net_keeps_every_curve_in_reach_at_1024_by_700() {
     let probe = harness.get_by_label("Probe and activation maps").rect();
     assert!(filters.left() < 390.0, "the centre starts at {}", filters.left());
     assert!(probe.left() - filters.left() > 360.0, "the centre is {} wide", probe.left() - filters.left());
+    // Nothing in the centre runs on under the right column: the metrics' controls wrap.
+    for button in harness.query_all_by_label("Reset view") {
+        let right = button.rect().right();
+        assert!(right < probe.left(), "a Reset view button ends at {right}, under the right column");
+    }
 }
 
 #[test]

@@ -88,7 +88,7 @@ impl Panel for CurvesPanel {
             return;
         }
         // As many columns as fit at a readable width; more layers go on more rows, all in reach.
-        let available = ui.available_width();
+        let available = ui.available_width().min(ui.clip_rect().width());
         let columns = ((available / (MIN_CURVE_WIDTH + 14.0)).floor() as usize).clamp(1, 3).min(hidden.len());
         let width = (available / columns as f32 - 14.0).max(MIN_CURVE_WIDTH);
         for row in hidden.chunks(columns) {

@@ -123,7 +123,7 @@ impl LayersPanel {
 }
 
 /// Below this width the table stacks each layer's ranges above its health figures.
-const WIDE_TABLE: f32 = 420.0;
+const WIDE_TABLE: f32 = 400.0;
 
 /// The smallest and largest activation and weight gradient of the layer's last snapshot.
 fn ranges_ui(ui: &mut egui::Ui, shown: Option<&LayerSnapshot>) {
@@ -132,8 +132,8 @@ fn ranges_ui(ui: &mut egui::Ui, shown: Option<&LayerSnapshot>) {
         return;
     };
     let (act, grad) = (shown.activation_range, shown.grad_range);
-    let text = format!("a [{}, {}]\ng [{}, {}]", short(act.0), short(act.1), short(grad.0), short(grad.1));
-    // Never wrapped: "g [-0.137," over "0.113]" reads as two ranges.
+    let text = format!("a {}…{}\ng {}…{}", short(act.0), short(act.1), short(grad.0), short(grad.1));
+    // Never wrapped: "g -0.137…" over "0.113" would read as two ranges.
     ui.add(egui::Label::new(RichText::new(text).small().monospace()).extend()).on_hover_text(
         "a: smallest and largest activation over the last batch; g: smallest and largest weight gradient",
     );

@@ -47,21 +47,45 @@ impl Default for MetricsPanel {
     }
 }
 
-/// Draws the change markers as dashed vertical lines, each labelled on its line (never in the legend), the
-/// labels staggered so close changes stay readable; `extent` is the y range of the data shown.
+/// Rows of marker labels, top down, before a label that fits nowhere is left off (its line stays).
+const MARKER_LABEL_ROWS: usize = 3;
+/// Estimated width of one small-font character, in points, for fitting labels side by side.
+const LABEL_CHAR_WIDTH: f64 = 6.2;
+
+/// Draws the change markers as dashed vertical lines (never in the legend). With `extent` (the y range of the
+/// data shown) each is labelled on its line, in the first of [`MARKER_LABEL_ROWS`] rows where it does not
+/// overlap the label before it; a label that fits nowhere is left off, so close changes never pile up into an
+/// unreadable block. Without `extent` only the lines are drawn.
 pub fn markers(plot: &mut egui_plot::PlotUi<'_>, markers: &[Marker], start: f64, extent: Option<(f64, f64)>) {
     let colour = Color32::from_rgba_unmultiplied(200, 160, 60, 160);
-    let shown = markers.iter().filter(|m| m.step as f64 >= start);
-    for (index, marker) in shown.enumerate() {
-        let x = marker.step as f64;
-        plot.vline(VLine::new("", x).color(colour).style(egui_plot::LineStyle::dashed_loose()));
-        if let Some((bottom, top)) = extent {
-            // Inside the data's range, so the labels never stretch the fitted view.
-            let y = top - (index % 3) as f64 * 0.12 * (top - bottom);
-            let label = egui::RichText::new(&marker.label).small().color(Color32::from_rgb(220, 180, 90));
-            plot.text(Text::new("", PlotPoint::new(x, y), label).anchor(egui::Align2::LEFT_TOP));
-        }
+    let shown: Vec<&Marker> = markers.iter().filter(|m| m.step as f64 >= start).collect();
+    for marker in &shown {
+        plot.vline(VLine::new("", marker.step as f64).color(colour).style(egui_plot::LineStyle::dashed_loose()));
     }
+    let Some((bottom, top)) = extent else { return };
+    let steps_per_point = plot.transform().dvalue_dpos()[0].abs();
+    let steps = shown.iter().map(|m| (m.step as f64, m.label.chars().count()));
+    for (marker, row) in shown.iter().zip(label_rows(steps, steps_per_point)) {
+        let Some(row) = row else { continue };
+        // Inside the data's range, so the labels never stretch the fitted view.
+        let y = top - row as f64 * 0.12 * (top - bottom);
+        let label = egui::RichText::new(&marker.label).small().color(Color32::from_rgb(220, 180, 90));
+        let at = PlotPoint::new(marker.step as f64, y);
+        plot.text(Text::new("", at, label).anchor(egui::Align2::LEFT_TOP));
+    }
+}
+
+/// For markers at `(step, label length)` in step order, the label row each gets (`None`: no room), given how
+/// many steps one point of the plot spans.
+pub fn label_rows(markers: impl Iterator<Item = (f64, usize)>, steps_per_point: f64) -> Vec<Option<usize>> {
+    let mut free_from = [f64::NEG_INFINITY; MARKER_LABEL_ROWS];
+    markers
+        .map(|(x, chars)| {
+            let row = free_from.iter().position(|&free| x >= free)?;
+            free_from[row] = x + (chars as f64 * LABEL_CHAR_WIDTH + 8.0) * steps_per_point;
+            Some(row)
+        })
+        .collect()
 }
 
 /// The smallest and largest y over the series (`None` when there are no finite points).
@@ -77,7 +101,7 @@ impl Panel for MetricsPanel {
         header(ui, "Metrics", &mut self.help, HELP);
         let mut window = time_window(ui.ctx());
         let mut reset = false;
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.999).text("Smoothing")).on_hover_text(
                 "Weight of the past in the smoothed loss: 0 shows the raw loss, 0.99 a very smooth trend.",
             );
@@ -89,7 +113,9 @@ impl Panel for MetricsPanel {
         });
         let newest = view.rows.last().map_or(0, |r| r.step);
         let start = window.start(newest);
-        let width = (ui.available_width() / 2.0 - 12.0).max(150.0);
+        // The visible width: content above that overflows (a wide row) widens the scrolled area, not the view.
+        let visible = ui.available_width().min(ui.clip_rect().width());
+        let width = (visible / 2.0 - 12.0).max(150.0);
         let height = ((ui.available_height() - 40.0) / 2.0).clamp(90.0, 220.0);
         let link = egui::Id::unique("convscope-time-x-axis");
         let smooth = self.smoothed.update(&view.rows, self.smoothing, view.run_generation);
@@ -112,13 +138,13 @@ impl Panel for MetricsPanel {
             });
             let train = window.clip(newest, &view.series.train_accuracy.points());
             let test = window.clip(newest, &view.series.test_accuracy.points());
-            let extent = Some((0.0, 1.0));
             let accuracy = plot("accuracy").legend(Legend::default().position(Corner::RightBottom));
             accuracy.include_y(0.0).include_y(1.0).show(ui, |plot| {
                 plot.line(Line::new("train", PlotPoints::from(train)).color(Color32::from_rgb(70, 130, 220)));
                 let test = Line::new("test", PlotPoints::from(test)).color(Color32::from_rgb(235, 140, 40));
                 plot.line(test.width(2.0));
-                markers(plot, &view.markers, start, extent);
+                // The loss plot beside it names the changes; here the lines are enough.
+                markers(plot, &view.markers, start, None);
             });
         });
         let log_lr = window.clip(newest, &view.series.log_lr.points());
@@ -133,7 +159,7 @@ impl Panel for MetricsPanel {
                 .include_y(high + 0.5)
                 .show(ui, |plot| {
                     plot.line(Line::new("lr", PlotPoints::from(log_lr)).color(Color32::from_rgb(150, 100, 200)));
-                    markers(plot, &view.markers, start, Some((low - 0.5, high + 0.5)));
+                    markers(plot, &view.markers, start, None);
                 });
         });
     }
@@ -151,5 +177,23 @@ fn window_menu(ui: &mut egui::Ui, window: &mut TimeWindow) {
     combo.response.on_hover_text("The recent past (the plots follow the newest step and fit their y range to it, so an old spike does not flatten the present), or the whole run");
     if *window != before {
         set_time_window(ui.ctx(), *window);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_marker_labels_take_free_rows_and_the_rest_are_left_off() {
+        // One step per point; labels of 10 characters take 10 · 6.2 + 8 = 70 points.
+        let rows =
+            label_rows([(0.0, 10), (20.0, 10), (40.0, 10), (60.0, 10), (75.0, 10), (300.0, 10)].into_iter(), 1.0);
+        assert_eq!(rows, [Some(0), Some(1), Some(2), None, Some(0), Some(0)]);
+        // Zoomed out tenfold a label spans 700 steps: the third change is past the first label's end.
+        let rows = label_rows([(0.0, 10), (100.0, 10), (800.0, 10)].into_iter(), 10.0);
+        assert_eq!(rows, [Some(0), Some(1), Some(0)]);
+        let rows = label_rows((0..5).map(|i| (f64::from(i), 10)), 10.0);
+        assert_eq!(rows, [Some(0), Some(1), Some(2), None, None]);
     }
 }
