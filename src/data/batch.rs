@@ -113,6 +113,65 @@ impl BatchSampler {
         self.cursor = 0;
         self.order.shuffle(&mut self.rng);
     }
+
+    /// Everything that decides the batches still to come, for a checkpoint.
+    pub fn state(&self) -> SamplerState {
+        SamplerState { order: self.order.clone(), cursor: self.cursor, epoch: self.epoch, rng: RngState::of(&self.rng) }
+    }
+
+    /// The sampler `state` describes, over a data set of `len` examples; `None` when the state does not
+    /// belong to such a data set (its order is not a permutation of `0..len`, or its cursor is past it).
+    pub fn from_state(state: SamplerState, len: usize) -> Option<BatchSampler> {
+        let mut seen = vec![false; len];
+        let permutation =
+            state.order.len() == len && state.order.iter().all(|&i| i < len && !std::mem::replace(&mut seen[i], true));
+        (permutation && state.cursor <= len).then(|| BatchSampler {
+            rng: state.rng.restore(),
+            order: state.order,
+            cursor: state.cursor,
+            epoch: state.epoch,
+        })
+    }
+}
+
+/// A [`BatchSampler`]'s state: the epoch's order, how far into it, and the generator of the next orders.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    /// The current epoch's permutation of the training indices.
+    pub order: Vec<usize>,
+    /// Indices of `order` already used.
+    pub cursor: usize,
+    /// Completed epochs.
+    pub epoch: usize,
+    /// The generator that shuffles the next epochs.
+    pub rng: RngState,
+}
+
+/// A ChaCha8 generator's exact position: its seed, stream and word position (the next value it gives is the
+/// same after [`RngState::restore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RngState {
+    /// The 256-bit seed.
+    pub seed: [u8; 32],
+    /// The stream number.
+    pub stream: u64,
+    /// 32-bit words already consumed.
+    pub word_pos: u128,
+}
+
+impl RngState {
+    /// Where `rng` stands.
+    pub fn of(rng: &ChaCha8Rng) -> RngState {
+        RngState { seed: rng.get_seed(), stream: rng.get_stream(), word_pos: rng.get_word_pos() }
+    }
+
+    /// A generator standing exactly there.
+    pub fn restore(&self) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::from_seed(self.seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(self.word_pos);
+        rng
+    }
 }
 
 /// Clears `images_out` / `labels_out` and fills them with the items at `indices`, images in
@@ -222,6 +281,22 @@ mod tests {
 
     fn one_epoch(sampler: &mut BatchSampler, batch_size: usize, batches: usize) -> Vec<usize> {
         (0..batches).flat_map(|_| sampler.next_indices(batch_size)).collect()
+    }
+
+    #[test]
+    fn a_restored_sampler_draws_the_same_batches_across_epochs() {
+        let mut sampler = BatchSampler::new(100, 3);
+        one_epoch(&mut sampler, 7, 20); // part way into the second epoch
+        let state = sampler.state();
+        let json = serde_json::to_string(&state).unwrap();
+        let mut restored = BatchSampler::from_state(serde_json::from_str(&json).unwrap(), 100).unwrap();
+        assert_eq!(one_epoch(&mut restored, 7, 40), one_epoch(&mut sampler, 7, 40), "the next three epochs");
+        assert_eq!(restored.epoch(), sampler.epoch());
+        // A state from another data set is refused.
+        assert!(BatchSampler::from_state(state.clone(), 99).is_none());
+        let mut twice = state;
+        twice.order[1] = twice.order[0];
+        assert!(BatchSampler::from_state(twice, 100).is_none());
     }
 
     #[test]

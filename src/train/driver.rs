@@ -10,6 +10,7 @@ use crate::config::{BackendKind, Setting, TrainConfig};
 use crate::data::DataSplit;
 use crate::diagnose::{self, HINT_WINDOW, Hint};
 use crate::snapshot::{MetricRow, Snapshot};
+use crate::train::checkpoint::Checkpoint;
 use crate::train::error::{TrainError, catch_panic};
 use crate::train::step::StepOutcome;
 use crate::train::trainer::Trainer;
@@ -81,14 +82,39 @@ impl Driver {
             }
             Ok(trainer)
         })?;
-        Ok(Driver {
+        Ok(Driver::around(trainer, evaluation))
+    }
+
+    /// Continues `checkpoint` exactly where it stopped, on `data`, with `config` (its own, or with changed live
+    /// settings); see [`Trainer::resume`]. The test accuracy it had stays until the next evaluation is due.
+    pub fn resume(
+        checkpoint: Checkpoint,
+        config: TrainConfig,
+        data: Arc<DataSplit>,
+        backend: BackendKind,
+        evaluation: Evaluation,
+    ) -> Result<Driver, TrainError> {
+        let trainer = catch_panic("resuming the net", || {
+            let mut trainer = Trainer::resume(checkpoint, config, data, backend)?;
+            if evaluation != Evaluation::Never && trainer.test_accuracy().is_nan() {
+                trainer.evaluate()?;
+            }
+            Ok(trainer)
+        })?;
+        let mut driver = Driver::around(trainer, evaluation);
+        driver.last_eval.0 = driver.trainer.test_step();
+        Ok(driver)
+    }
+
+    fn around(trainer: Trainer, evaluation: Evaluation) -> Driver {
+        Driver {
             trainer,
             evaluation,
             final_step: None,
             last_eval: (0, 0.0, 0.0),
             recent: VecDeque::with_capacity(2 * HINT_WINDOW),
             reported: HashSet::new(),
-        })
+        }
     }
 
     /// The trainer.

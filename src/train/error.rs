@@ -37,6 +37,9 @@ pub enum TrainError {
         /// What failed.
         detail: String,
     },
+    /// A checkpoint could not be written, read or resumed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
     /// A tensor could not be read back from the device.
     #[error("could not read {what} back from the device: {detail}")]
     Readback {

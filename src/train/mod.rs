@@ -6,6 +6,7 @@
 pub mod activity;
 pub mod cadence;
 mod capture;
+pub mod checkpoint;
 mod device;
 pub mod driver;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod threads;
 pub mod trainer;
 mod worker;
 
+pub use checkpoint::{Checkpoint, CheckpointError, checkpoint_file_name, read_checkpoint};
 pub use driver::{Driven, Driver, Evaluation};
 pub use error::TrainError;
 pub use step::StepOutcome;

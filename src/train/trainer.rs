@@ -193,6 +193,11 @@ impl Trainer {
         self.stats_every = every;
     }
 
+    /// The step whose weights the test accuracy was measured with.
+    pub fn test_step(&self) -> u64 {
+        self.test_step
+    }
+
     /// Running accuracy over the last [`TRAIN_ACCURACY_WINDOW`] batches.
     pub fn train_accuracy(&self) -> f32 {
         let (correct, total) = self.recent_accuracy.iter().fold((0, 0), |(c, t), (bc, bt)| (c + bc, t + bt));
