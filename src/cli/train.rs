@@ -16,7 +16,7 @@ use crate::data::DataSplit;
 use crate::diagnose::{Hint, presets};
 use crate::export::{self, GridStyle, MetricsCsv};
 use crate::snapshot::Snapshot;
-use crate::train::{self, Driven, Driver, Evaluation};
+use crate::train::{self, Checkpoint, Driven, Driver, Evaluation};
 
 /// Steps `convscope train` takes without --steps, --epochs or a preset.
 const DEFAULT_TRAIN_STEPS: u64 = 600;
@@ -49,6 +49,21 @@ pub struct TrainArgs {
     /// Where training computes: flex (CPU, default), ndarray or wgpu (needs the cargo feature).
     #[arg(long, value_enum, default_value = "flex")]
     pub backend: BackendKind,
+    /// Write a checkpoint into --out every N steps and after the last (checkpoint-step000100.ckpt, …): each
+    /// holds everything `--resume` needs to continue exactly.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub save_every: Option<u64>,
+    /// Continue the run in this checkpoint for --steps more steps, bit-identically to a run that never stopped
+    /// (same backend and threads). Live settings given as flags (--lr, --activation, --batch-norm, …) change it
+    /// from there; the architecture and the data must be the checkpoint's.
+    #[arg(long, value_name = "CKPT")]
+    pub resume: Option<PathBuf>,
+}
+
+/// Where a run starts: a fresh net, or a checkpoint.
+enum Start {
+    Fresh,
+    Resume(Box<Checkpoint>),
 }
 
 /// The `--preset` named in `flags`, if any.
@@ -77,12 +92,17 @@ struct RunRecord<'a> {
     classes: usize,
     backend: &'static str,
     layers: Vec<String>,
+    /// The checkpoint this run continues, if it does.
+    resumed_from: Option<String>,
 }
 
 /// The last stdout line of `convscope train`.
 #[derive(Debug, Serialize)]
 struct TrainSummary {
+    /// Steps run by this command.
     steps: u64,
+    /// The last step's number (a resumed run's continue the checkpoint's).
+    last_step: u64,
     epochs: f64,
     /// Mean loss over the last (up to) 50 steps.
     train_loss: f32,
@@ -106,9 +126,27 @@ struct LayerNorm {
     grad_norm: f32,
 }
 
+/// The checkpoint to resume (when asked) and the configuration to train with: the checkpoint's or the
+/// preset's, then every flag given.
+fn start_and_config(args: &TrainArgs) -> Result<(Start, TrainConfig), Failure> {
+    let Some(path) = &args.resume else {
+        return Ok((Start::Fresh, resolve_config(&args.flags, TrainConfig::default())?));
+    };
+    if args.flags.preset.is_some() {
+        let error = anyhow::anyhow!(
+            "--preset and --resume do not go together: the checkpoint carries its own configuration (give single flags such as --lr to change it)"
+        );
+        return Err(Failure::bad_input(error));
+    }
+    let checkpoint = train::read_checkpoint(path).map_err(Failure::bad_input)?;
+    let mut config = checkpoint.config().clone();
+    args.flags.apply(&mut config).map_err(Failure::bad_input)?;
+    Ok((Start::Resume(Box::new(checkpoint)), config))
+}
+
 /// Trains as `args` say and prints the summary.
 pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
-    let config = resolve_config(&args.flags, TrainConfig::default())?;
+    let (start, config) = start_and_config(args)?;
     let data = args.data.load(config.seed)?;
     // Check the spec before any work, so a bad one fails fast with the caret pointing at it.
     let plan = config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
@@ -131,13 +169,14 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         classes: data.train.classes(),
         backend: args.backend.name(),
         layers: layer_names,
+        resumed_from: args.resume.as_ref().map(|p| p.display().to_string()),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(Failure::internal)?;
     export::write_file(&args.out.join("config.json"), &json).map_err(Failure::bad_input)?;
 
     let data = Arc::new(data);
     let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
-        train_loop(config, data, args, steps, &mut csv)
+        train_loop(start, config, data, args, steps, &mut csv)
     })
     .context("could not start the compute threads")
     .map_err(Failure::internal)?;
@@ -165,6 +204,7 @@ fn progress_bar(steps: u64) -> indicatif::ProgressBar {
 }
 
 fn train_loop(
+    start: Start,
     config: TrainConfig,
     data: Arc<DataSplit>,
     args: &TrainArgs,
@@ -172,15 +212,23 @@ fn train_loop(
     csv: &mut MetricsCsv,
 ) -> Result<(TrainSummary, Option<Box<Snapshot>>), Failure> {
     let batch = config.batch_size as u64;
-    let mut driver = Driver::new(config, data, args.backend, Evaluation::EveryTestEvery).map_err(Failure::bad_input)?;
+    let evaluation = Evaluation::EveryTestEvery;
+    let mut driver = match start {
+        Start::Fresh => Driver::new(config, data, args.backend, evaluation),
+        Start::Resume(checkpoint) => Driver::resume(*checkpoint, config, data, args.backend, evaluation),
+    }
+    .map_err(Failure::bad_input)?;
     driver.trainer_mut().set_stats_every(args.stats_every);
+    // A resumed run's rows continue the checkpoint's step numbers.
+    let first = driver.trainer().step_count();
+    let last = first + steps;
     // Every `--test-every` steps, and always after the last update: the whole test split.
-    driver.evaluate_after(steps);
+    driver.evaluate_after(last);
     let started = Instant::now();
     let bar = progress_bar(steps);
     let (mut last_snapshot, mut train_accuracy) = (None, f32::NAN);
-    for step in 1..=steps {
-        let (row, snapshot, warnings) = match driver.step(step == steps).map_err(Failure::internal)? {
+    for step in first + 1..=last {
+        let (row, snapshot, warnings) = match driver.step(step == last).map_err(Failure::internal)? {
             Driven::Updated { row, snapshot, warnings } => (row, snapshot, warnings),
             Driven::Diverged { message, .. } => {
                 bar.abandon();
@@ -191,14 +239,20 @@ fn train_loop(
             bar.suspend(|| eprintln!("convscope: step {step}: {warning}"));
         }
         csv.append(&row).map_err(Failure::bad_input)?;
-        if step % 10 == 0 || step == steps {
-            let rate = (step * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        if let Some(every) = args.save_every
+            && (step.is_multiple_of(every) || step == last)
+        {
+            let path = args.out.join(train::checkpoint_file_name(step));
+            driver.trainer().save_checkpoint(&path).map_err(Failure::bad_input)?;
+        }
+        if step % 10 == 0 || step == last {
+            let rate = ((step - first) * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!(
                 "loss {:.4} acc {:.3} test {:.3} {rate:.0} img/s",
                 row.loss, row.train_accuracy, row.test_accuracy
             ));
         }
-        bar.set_position(step);
+        bar.set_position(step - first);
         last_snapshot = snapshot.or(last_snapshot);
         train_accuracy = row.train_accuracy;
     }
@@ -207,6 +261,7 @@ fn train_loop(
     let train_len = driver.trainer().data().train.len().max(1) as f64;
     let summary = TrainSummary {
         steps,
+        last_step: last,
         epochs: (steps * batch) as f64 / train_len,
         train_loss: driver.recent_loss(),
         train_accuracy,

@@ -388,3 +388,59 @@ fn a_backend_that_is_not_compiled_in_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--features wgpu"), "{}", stderr(&output));
 }
+
+/// The step and loss columns of a metrics.csv, from step `from` on.
+fn losses_from(csv: &std::path::Path, from: u64) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(csv).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let mut columns = line.split(',');
+            let step: u64 = columns.next().unwrap().parse().unwrap();
+            (step, columns.nth(1).unwrap().to_owned())
+        })
+        .filter(|(step, _)| *step >= from)
+        .collect()
+}
+
+#[test]
+fn train_saves_checkpoints_and_a_resumed_run_continues_the_step_numbers_bit_identically() {
+    let (straight, first, second) = (scratch_dir("cli-straight"), scratch_dir("cli-first"), scratch_dir("cli-second"));
+    let run = |args: &[&str], out: &std::path::Path| {
+        let mut all = vec!["train", "--stats-every", "50", "--out", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let output = convscope(&all);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        output
+    };
+    run(&["--steps", "120"], &straight);
+    run(&["--steps", "60", "--save-every", "25"], &first);
+    let saved: Vec<String> =
+        ["000025", "000050", "000060"].iter().map(|s| format!("checkpoint-step{s}.ckpt")).collect();
+    for name in &saved {
+        assert!(first.join(name).is_file(), "{name} in {:?}", std::fs::read_dir(&first).unwrap().collect::<Vec<_>>());
+    }
+    let checkpoint = first.join(&saved[2]);
+    let output = run(&["--resume", checkpoint.to_str().unwrap(), "--steps", "60"], &second);
+    assert_eq!(last_json_line(&output)["last_step"], 120);
+    let resumed = losses_from(&second.join("metrics.csv"), 0);
+    assert_eq!(resumed.first().map(|r| r.0), Some(61), "the resumed rows continue at 61");
+    assert_eq!(resumed, losses_from(&straight.join("metrics.csv"), 61), "and match the run that never stopped");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.join("config.json")).unwrap()).unwrap();
+    assert!(config["resumed_from"].as_str().unwrap().ends_with("checkpoint-step000060.ckpt"));
+
+    // A damaged checkpoint: exit 2, the file and the fault named, nothing written over.
+    let damaged = first.join("damaged.ckpt");
+    let mut bytes = std::fs::read(&checkpoint).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&damaged, bytes).unwrap();
+    let output = convscope(&["train", "--resume", damaged.to_str().unwrap(), "--out", second.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("damaged.ckpt") && stderr(&output).contains("cut short"), "{}", stderr(&output));
+    assert_eq!(losses_from(&second.join("metrics.csv"), 0), resumed, "the earlier run's rows are untouched");
+    // Another architecture on top of it is refused, naming both.
+    let output = convscope(&["train", "--resume", checkpoint.to_str().unwrap(), "--arch", "mlp", "--steps", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("its net is `ref-mnist`"), "{}", stderr(&output));
+}
