@@ -52,6 +52,12 @@ pub enum Command {
     },
     /// Forget a data or probe load that is still under way (its result is dropped when it arrives).
     CancelLoad,
+    /// Write a checkpoint of the run as it stands: to this file, or (`None`) into the run folder as
+    /// `checkpoint-stepNNNNNN.ckpt`. Answered with [`WorkerEvent::Saved`] naming the file.
+    SaveCheckpoint(Option<PathBuf>),
+    /// Continue the run in this checkpoint file on the current data (its net replaces the running one, exactly
+    /// where it stopped); refused, saying what differs, when it does not fit the data.
+    OpenCheckpoint(PathBuf),
     /// End the worker thread.
     Stop,
 }
@@ -72,6 +78,9 @@ impl Command {
             Command::Reset(_) => "reset".into(),
             Command::LoadData { request, .. } => format!("load {}", request.path.display()),
             Command::CancelLoad => "cancel the load".into(),
+            Command::SaveCheckpoint(Some(path)) => format!("save {}", path.display()),
+            Command::SaveCheckpoint(None) => "save a checkpoint".into(),
+            Command::OpenCheckpoint(path) => format!("open {}", path.display()),
             Command::Stop => "stop".into(),
         }
     }
@@ -226,6 +235,13 @@ pub enum WorkerEvent {
     Loading(Option<String>),
     /// Something worth telling the user that needs no action (what a load found and skipped).
     Notice(String),
+    /// A checkpoint was written (on request, automatically, or as the window closed).
+    Saved {
+        /// The step it holds.
+        step: u64,
+        /// The file.
+        path: PathBuf,
+    },
     /// Something failed but training goes on (a test evaluation or a statistic could not be computed): each
     /// distinct message is sent once.
     Warning {

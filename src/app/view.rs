@@ -125,6 +125,8 @@ pub struct TrainingView {
     pub series: RunSeries,
     /// Set by a restore until the next step's row arrives: the newest rows describe thrown-away weights.
     pub restored: Option<Restored>,
+    /// The newest checkpoint written: its step and file.
+    pub last_saved: Option<(u64, std::path::PathBuf)>,
 }
 
 /// What the window shows between a restore and the next step.
@@ -169,6 +171,7 @@ impl TrainingView {
             warmup: None,
             series: RunSeries::default(),
             restored: None,
+            last_saved: None,
         }
     }
 
@@ -259,6 +262,10 @@ impl TrainingView {
             WorkerEvent::Hints(hints) => self.hints = hints,
             WorkerEvent::Loading(what) => self.loading = what,
             WorkerEvent::Notice(text) => self.message(Severity::Info, text),
+            WorkerEvent::Saved { step, path } => {
+                self.message(Severity::Info, format!("saved step {step} to {}", path.display()));
+                self.last_saved = Some((step, path));
+            }
             WorkerEvent::Warning { step, message } => {
                 self.message(Severity::Warning, format!("step {step}: {message}"))
             }

@@ -22,6 +22,7 @@ use crate::app::panels::gradflow::GradientFlowPanel;
 use crate::app::panels::histograms::HistogramPanel;
 use crate::app::panels::layers::LayersPanel;
 use crate::app::panels::metrics::MetricsPanel;
+use crate::app::panels::run::RunPanel;
 use crate::app::panels::settings::SettingsPanel;
 use crate::app::panels::status::StatusBar;
 use crate::app::panels::status::percentile;
@@ -43,6 +44,8 @@ pub struct State {
     pub settings: SettingsPanel,
     /// The export folder.
     pub export: ExportPanel,
+    /// Checkpoints: save and open.
+    pub run: RunPanel,
     /// The layer table.
     pub layers: LayersPanel,
     /// Filters and gradients.
@@ -136,8 +139,18 @@ impl ConvscopeApp {
         }
     }
 
-    /// Space, S and R, unless a text field has the keyboard.
+    /// Ctrl+S and Ctrl+O always; Space, S and R unless a text field has the keyboard.
     fn shortcuts(&mut self, ctx: &egui::Context) {
+        let shortcut = |key| egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, key);
+        // Taken first, so the S of Ctrl+S does not also step.
+        let (save, open) = ctx
+            .input_mut(|i| (i.consume_shortcut(&shortcut(egui::Key::S)), i.consume_shortcut(&shortcut(egui::Key::O))));
+        if save {
+            self.outbox.send(Command::SaveCheckpoint(None));
+        }
+        if open {
+            self.state.run.ask_open(ctx);
+        }
         if ctx.egui_wants_keyboard_input() {
             return;
         }
@@ -200,8 +213,14 @@ impl ConvscopeApp {
             egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
                 // Content wraps to the column rather than widening it (a side panel grows to fit its content).
                 ui.set_max_width(ui.available_width());
-                let left: [&mut dyn Panel; 5] =
-                    [&mut state.layers, &mut state.diagnosis, &mut state.data, &mut state.settings, &mut state.export];
+                let left: [&mut dyn Panel; 6] = [
+                    &mut state.layers,
+                    &mut state.diagnosis,
+                    &mut state.data,
+                    &mut state.settings,
+                    &mut state.run,
+                    &mut state.export,
+                ];
                 for (index, panel) in left.into_iter().enumerate() {
                     if index > 0 {
                         ui.separator();

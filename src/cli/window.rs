@@ -13,7 +13,7 @@ use crate::cli::failure::Failure;
 use crate::cli::train::{preset, resolve_config};
 use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::protocol::{Command, Pace, Waker};
-use crate::train::{ComputePriority, WorkerHandle, WorkerOptions};
+use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
 
 /// Options of the window.
 #[derive(Debug, Args)]
@@ -44,6 +44,14 @@ pub struct WindowArgs {
     /// The training flags, as for `convscope train`: each one given overrides the saved settings.
     #[command(flatten)]
     pub flags: TrainFlags,
+    /// Continue the run in this checkpoint (its net, weights and step) instead of starting a new one.
+    #[arg(long, value_name = "CKPT")]
+    pub resume: Option<PathBuf>,
+    /// Where runs are kept: each window run gets a folder here for its checkpoints (saved with Ctrl+S, every
+    /// few minutes of training, and when the window closes) [default: the user's data folder, e.g.
+    /// ~/.local/share/convscope/runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
     /// Save a PNG of the window after --screenshot-after seconds, then close it.
     #[arg(long, value_name = "PATH")]
     pub screenshot: Option<PathBuf>,
@@ -90,7 +98,12 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     if args.data.data.is_none() {
         checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
     }
-    let (flags, request) = (args.flags.clone(), args.data.request());
+    let (flags, request, resume) = (args.flags.clone(), args.data.request(), args.resume.clone());
+    if let Some(path) = &resume {
+        // A checkpoint that cannot be read fails here, before a window opens.
+        crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
+    }
+    let run_dir = args.runs_dir.clone().or_else(default_runs_dir).map(|dir| dir.join(run_folder_name()));
     let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
     let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
         let Restored { config: restored, pace } = restored;
@@ -116,8 +129,13 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             pace,
             backend,
             priority: ComputePriority::Background,
+            run_dir: run_dir.clone(),
+            autosave: Some(AUTOSAVE_INTERVAL),
         };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
+        if let Some(path) = resume.clone() {
+            worker.send(Command::OpenCheckpoint(path));
+        }
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
@@ -133,4 +151,14 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         preset: preset_name,
     };
     crate::app::run_window(options, launch).map_err(Failure::internal)
+}
+
+/// The folder runs are kept in when `--runs-dir` is not given: `runs` in the user's data folder.
+fn default_runs_dir() -> Option<PathBuf> {
+    eframe::storage_dir("convscope").map(|dir| dir.join("runs"))
+}
+
+/// A new run's folder name: its local start time, e.g. `2026-11-29_14-03-27`.
+fn run_folder_name() -> String {
+    chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string()
 }

@@ -22,7 +22,7 @@ use crate::arch::{ImageShape, LayerSettings};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::DataSplit;
 use crate::data::batch::{BatchSampler, RngState, SamplerState};
-use crate::train::error::TrainError;
+use crate::train::error::{CheckpointError, TrainError};
 use crate::train::trainer::{Trainer, build_optimizer};
 
 /// The checkpoint format this build writes and reads.
@@ -35,97 +35,6 @@ const SIGNATURE: &[u8; 8] = b"CSCKPT\r\n";
 /// `checkpoint-step000100.ckpt`: the name a checkpoint taken after step `step` gets.
 pub fn checkpoint_file_name(step: u64) -> String {
     format!("checkpoint-step{step:06}.{CHECKPOINT_EXTENSION}")
-}
-
-/// Why a checkpoint could not be written, read or used. Nothing else is lost in any of these.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// The file could not be read.
-    #[error("could not read the checkpoint {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file could not be written; the previous checkpoint at that path, if any, is untouched.
-    #[error(
-        "could not write the checkpoint {}: {source} — any earlier checkpoint there is intact; free some space or choose another folder",
-        path.display()
-    )]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A part could not be encoded (nothing was written).
-    #[error("could not encode the checkpoint's {part}: {detail}")]
-    Encode {
-        /// Which part.
-        part: &'static str,
-        /// The encoder's message.
-        detail: String,
-    },
-    /// Not a checkpoint at all.
-    #[error(
-        "{} is not a convscope checkpoint (it does not start with the checkpoint signature): give a .ckpt file written by `convscope train --save-every` or the window's Save",
-        path.display()
-    )]
-    Foreign {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A checkpoint of another format version.
-    #[error(
-        "{} is a checkpoint of format {found}; this convscope reads format {CHECKPOINT_FORMAT}: open it with the convscope that wrote it",
-        path.display()
-    )]
-    Version {
-        /// The file.
-        path: PathBuf,
-        /// Its format.
-        found: u32,
-    },
-    /// The file ends early: it was not written completely.
-    #[error("{} is cut short ({detail}): it was not written completely; use an earlier checkpoint", path.display())]
-    Truncated {
-        /// The file.
-        path: PathBuf,
-        /// Where it ends.
-        detail: String,
-    },
-    /// The bytes were changed after writing.
-    #[error(
-        "{} is damaged: its checksum is {found:08x} where the file says {expected:08x}; use an earlier checkpoint",
-        path.display()
-    )]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// The checksum stored in the file.
-        expected: u32,
-        /// The checksum of the bytes.
-        found: u32,
-    },
-    /// The parts are intact but do not make sense (a header or record that does not parse).
-    #[error("{} holds an unreadable {part}: {detail}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Which part.
-        part: &'static str,
-        /// The parser's message.
-        detail: String,
-    },
-    /// The checkpoint belongs to another net or other data.
-    #[error("{} does not fit: {differs}", path.display())]
-    Mismatch {
-        /// The file.
-        path: PathBuf,
-        /// What differs, both sides named.
-        differs: String,
-    },
 }
 
 /// The data a checkpoint was trained on, as far as continuing needs it to match.
@@ -349,7 +258,7 @@ pub fn parse_checkpoint(path: &Path, bytes: &[u8]) -> Result<Checkpoint, Checkpo
     let mut reader = Reader { bytes, at: SIGNATURE.len(), path };
     let found = u32::from_le_bytes(reader.array("the format number")?);
     if found != CHECKPOINT_FORMAT {
-        return Err(CheckpointError::Version { path: path_buf(), found });
+        return Err(CheckpointError::Version { path: path_buf(), found, supported: CHECKPOINT_FORMAT });
     }
     let header = reader.part("the header")?;
     let model = reader.part("the model record")?;

@@ -5,6 +5,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use burn::tensor::TensorData;
 
+use std::path::PathBuf;
+
 use crate::arch::ImageShape;
 use crate::config::{ConfigError, SettingError};
 use crate::data::DataError;
@@ -39,7 +41,7 @@ pub enum TrainError {
     },
     /// A checkpoint could not be written, read or resumed.
     #[error(transparent)]
-    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
+    Checkpoint(#[from] CheckpointError),
     /// A tensor could not be read back from the device.
     #[error("could not read {what} back from the device: {detail}")]
     Readback {
@@ -100,6 +102,99 @@ pub enum TrainError {
         what: &'static str,
         /// The panic's message.
         message: String,
+    },
+}
+
+/// Why a checkpoint could not be written, read or used. Nothing else is lost in any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file could not be read.
+    #[error("could not read the checkpoint {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file could not be written; the previous checkpoint at that path, if any, is untouched.
+    #[error(
+        "could not write the checkpoint {}: {source} — any earlier checkpoint there is intact; free some space or choose another folder",
+        path.display()
+    )]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A part could not be encoded (nothing was written).
+    #[error("could not encode the checkpoint's {part}: {detail}")]
+    Encode {
+        /// Which part.
+        part: &'static str,
+        /// The encoder's message.
+        detail: String,
+    },
+    /// Not a checkpoint at all.
+    #[error(
+        "{} is not a convscope checkpoint (it does not start with the checkpoint signature): give a .ckpt file written by `convscope train --save-every` or the window's Save",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A checkpoint of another format version.
+    #[error(
+        "{} is a checkpoint of format {found}; this convscope reads format {supported}: open it with the convscope that wrote it",
+        path.display()
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
+    /// The file ends early: it was not written completely.
+    #[error("{} is cut short ({detail}): it was not written completely; use an earlier checkpoint", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Where it ends.
+        detail: String,
+    },
+    /// The bytes were changed after writing.
+    #[error(
+        "{} is damaged: its checksum is {found:08x} where the file says {expected:08x}; use an earlier checkpoint",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The checksum stored in the file.
+        expected: u32,
+        /// The checksum of the bytes.
+        found: u32,
+    },
+    /// The parts are intact but do not make sense (a header or record that does not parse).
+    #[error("{} holds an unreadable {part}: {detail}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which part.
+        part: &'static str,
+        /// The parser's message.
+        detail: String,
+    },
+    /// The checkpoint belongs to another net or other data.
+    #[error("{} does not fit: {differs}", path.display())]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs, both sides named.
+        differs: String,
     },
 }
 

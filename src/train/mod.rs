@@ -18,10 +18,12 @@ pub mod threads;
 pub mod trainer;
 mod worker;
 
-pub use checkpoint::{Checkpoint, CheckpointError, checkpoint_file_name, read_checkpoint};
+pub use checkpoint::{Checkpoint, checkpoint_file_name, read_checkpoint};
 pub use driver::{Driven, Driver, Evaluation};
-pub use error::TrainError;
+pub use error::{CheckpointError, TrainError};
 pub use step::StepOutcome;
 pub use threads::{ComputePriority, with_compute_threads};
 pub use trainer::Trainer;
-pub use worker::{METRICS_FLUSH_INTERVAL, PROBE_THUMBNAILS, WorkerHandle, WorkerOptions};
+pub use worker::{
+    AUTOSAVE_INTERVAL, AUTOSAVES_KEPT, METRICS_FLUSH_INTERVAL, PROBE_THUMBNAILS, WorkerHandle, WorkerOptions,
+};

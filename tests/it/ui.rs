@@ -651,3 +651,29 @@ fn a_preset_switches_its_other_arm_live_and_the_output_kind_is_switchable() {
         (0..6).map(|layer| Command::Change(Setting::Activation { layer, activation: Activation::Relu })).collect();
     assert_eq!(sent[before..], expected[..]);
 }
+
+#[test]
+fn ctrl_s_saves_a_checkpoint_without_stepping_and_a_typed_checkpoint_opens() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.set_size(egui::vec2(1280.0, 2400.0));
+    harness.run_steps(2);
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::S);
+    harness.run_steps(2);
+    assert_eq!(fake.sent(), [Command::SaveCheckpoint(None)], "Ctrl+S saves and does not step");
+    let path = std::path::PathBuf::from("/runs/2026/checkpoint-step000030.ckpt");
+    fake.push(WorkerEvent::Saved { step: 30, path: path.clone() });
+    harness.run_steps(2);
+    harness.get_by_label_contains("last saved: step 30");
+    harness.get_by_label("Save checkpoint").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().len(), 2);
+    harness.state_mut().state.run.path = path.display().to_string();
+    harness.run_steps(1);
+    harness.get_by_label("Run help").click();
+    harness.run_steps(1);
+    harness.get_by_label_contains("exactly the ones it would have taken");
+    harness.get_by_label("Continue").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().last(), Some(&Command::OpenCheckpoint(path)));
+}

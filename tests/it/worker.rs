@@ -379,3 +379,68 @@ fn a_pace_holds_training_back_but_asked_steps_run_at_once() {
             .then_some(())
     });
 }
+
+#[test]
+fn the_worker_checkpoints_into_its_run_folder_and_opens_a_checkpoint_where_it_stopped() {
+    let run_dir = crate::support::scratch_dir("worker-run").join("run");
+    let options = WorkerOptions {
+        start_paused: true,
+        threads: Some(1),
+        run_dir: Some(run_dir.clone()),
+        // Due after every step while running: the run folder keeps only the newest automatic ones.
+        autosave: Some(Duration::ZERO),
+        ..WorkerOptions::default()
+    };
+    let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(10));
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 10));
+    worker.send(Command::SaveCheckpoint(None));
+    let saved = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Saved { step: 10, path } => Some(path.clone()),
+        _ => None,
+    });
+    assert_eq!(saved, run_dir.join("checkpoint-step000010.ckpt"));
+    // Train on, then go back to the checkpoint: the steps after it are the ones the run took the first time.
+    worker.send(Command::Step(5));
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 15));
+    let first_time: Vec<f32> = rows.iter().filter(|r| r.step > 10).map(|r| r.loss).collect();
+    worker.send(Command::OpenCheckpoint(saved.clone()));
+    wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Started(_) => Some(()),
+        WorkerEvent::Rejected { reason, .. } => panic!("refused: {reason}"),
+        _ => None,
+    });
+    rows.clear();
+    worker.send(Command::Step(5));
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 15));
+    let again: Vec<f32> = rows.iter().map(|r| r.loss).collect();
+    assert_eq!(again, first_time, "steps 11–15 again, bit for bit");
+    // A file that is not a checkpoint is refused and the run stays.
+    let bogus = run_dir.join("notes.ckpt");
+    std::fs::write(&bogus, b"hello").unwrap();
+    worker.send(Command::OpenCheckpoint(bogus.clone()));
+    let reason = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Rejected { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(reason.contains("notes.ckpt") && reason.contains("not a convscope checkpoint"), "{reason}");
+    // Running: a checkpoint after every step, of which the newest three stay, plus the one saved by hand.
+    worker.send(Command::Resume);
+    wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step >= 30));
+    worker.send(Command::Pause);
+    wait_for(&worker, &mut rows, paused_at);
+    drop(worker);
+    let mut names: Vec<String> = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ckpt") && n.starts_with("checkpoint-"))
+        .collect();
+    names.sort();
+    assert!(names.contains(&"checkpoint-step000010.ckpt".to_owned()), "{names:?}");
+    assert_eq!(names.len(), 1 + convscope::train::AUTOSAVES_KEPT, "{names:?}");
+    assert!(
+        !std::fs::read_dir(&run_dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".partial"))
+    );
+}

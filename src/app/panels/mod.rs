@@ -13,6 +13,7 @@ pub mod gradflow;
 pub mod histograms;
 pub mod layers;
 pub mod metrics;
+pub mod run;
 pub mod settings;
 pub mod status;
 pub mod toolbar;

@@ -1,6 +1,7 @@
 //! The training worker thread: owns a [`Driver`], drains [`Command`]s before every step, hands loads to its
 //! loader threads, and reports through [`WorkerEvent`]s without ever waiting for the receiver.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -15,8 +16,15 @@ use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
 use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::{TrainError, catch_panic};
-use crate::train::loader::{self, LoadResult};
+use crate::train::loader::LoadResult;
 use crate::train::threads::{ComputePriority, with_compute_threads};
+
+mod checkpoints;
+mod loads;
+
+use checkpoints::Saving;
+pub use checkpoints::{AUTOSAVE_INTERVAL, AUTOSAVES_KEPT};
+use loads::PendingLoad;
 
 /// How often batched metric rows are sent while training runs.
 pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -35,6 +43,10 @@ pub struct WorkerOptions {
     pub start_paused: bool,
     /// How fast to train while running (the window starts at a watchable pace).
     pub pace: Pace,
+    /// The run folder: where checkpoints go unless a file is named (`None`: only named files).
+    pub run_dir: Option<PathBuf>,
+    /// Checkpoint a running net into the run folder this often, and when the worker stops (`None`: never).
+    pub autosave: Option<Duration>,
     /// Called whenever events were sent.
     pub waker: Waker,
 }
@@ -47,6 +59,8 @@ impl Default for WorkerOptions {
             priority: ComputePriority::Normal,
             start_paused: false,
             pace: Pace::Full,
+            run_dir: None,
+            autosave: None,
             waker: Arc::new(|| {}),
         }
     }
@@ -150,12 +164,10 @@ enum Refused {
     Loader(std::io::Error),
     #[error("a data set arrived for a probe request")]
     WrongLoad,
-}
-
-/// A load under way: its id (a newer load or a cancel makes its result stale) and the command that asked.
-struct PendingLoad {
-    id: u64,
-    command: Command,
+    #[error("there is no run folder to save into: name a file")]
+    NoRunFolder,
+    #[error("could not create the run folder {}: {source}", path.display())]
+    RunFolder { path: PathBuf, source: std::io::Error },
 }
 
 struct Worker {
@@ -180,6 +192,8 @@ struct Worker {
     next_step_at: Option<Instant>,
     /// The hints last sent, and whether rows arrived since they were computed.
     hints: (Vec<Hint>, bool),
+    /// Where and when checkpoints are written.
+    saving: Saving,
 }
 
 impl Worker {
@@ -209,6 +223,7 @@ impl Worker {
             pace: options.pace,
             next_step_at: None,
             hints: (Vec::new(), false),
+            saving: Saving::new(options.run_dir.clone(), options.autosave),
         }
     }
 
@@ -259,7 +274,9 @@ impl Worker {
                 self.next_step_at = Some(Instant::now() + interval);
             }
             self.run_step();
+            self.autosave_if_due();
         }
+        self.save_before_closing();
         self.flush();
         let step = self.step_count();
         self.send(WorkerEvent::Stopped { step });
@@ -328,13 +345,19 @@ impl Worker {
                 return Err(error);
             }
         };
+        self.install(driver, data);
+        Ok(())
+    }
+
+    /// Makes `driver` (on `data`) the running net and announces it.
+    fn install(&mut self, driver: Driver, data: Arc<DataSplit>) {
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
+        self.saving.restart(driver.trainer().step_count());
         self.data = data;
         self.driver = Some(driver);
         self.hints = (Vec::new(), false);
         self.snapshots.restart();
         self.send_refresh();
-        Ok(())
     }
 
     /// Announces that GPU kernels are being compiled (`true`) or are ready (`false`).
@@ -407,6 +430,12 @@ impl Worker {
             }
             Command::LoadData { .. } | Command::LoadProbeImage(_) => return self.start_load(command),
             Command::CancelLoad => self.cancel_load(),
+            Command::SaveCheckpoint(path) => self.save_requested(path.as_deref()),
+            Command::OpenCheckpoint(path) => {
+                self.flush();
+                let path = path.clone();
+                self.open_checkpoint(&path)
+            }
             Command::Reset(config) => {
                 self.flush();
                 self.build((**config).clone(), self.data.clone()).map_err(Refused::from)
@@ -451,80 +480,6 @@ impl Worker {
             self.send_refresh();
         }
         (self.waker)();
-    }
-
-    /// Hands a data or probe load to a loader thread; a newer load supersedes one under way.
-    fn start_load(&mut self, command: Command) {
-        self.loads_started += 1;
-        let id = self.loads_started;
-        let inbox = self.inbox.clone();
-        let deliver = move |result| {
-            inbox.send(Inbox::Loaded { id, result }).ok();
-        };
-        let started = match &command {
-            Command::LoadData { request, config } => loader::load_data(request.clone(), config.seed, deliver),
-            Command::LoadProbeImage(path) => match self.driver.as_ref() {
-                Some(driver) => loader::load_probe(path.clone(), driver.trainer().data().test.shape(), deliver),
-                None => return self.answer(command, Err(TrainError::NoNet.into())),
-            },
-            _ => Ok(()),
-        };
-        match started {
-            Ok(()) => {
-                self.send(WorkerEvent::Loading(Some(command.describe(&[]))));
-                self.load = Some(PendingLoad { id, command });
-                (self.waker)();
-            }
-            Err(error) => self.answer(command, Err(Refused::Loader(error))),
-        }
-    }
-
-    fn cancel_load(&mut self) -> Result<(), Refused> {
-        match self.load.take() {
-            Some(_) => {
-                self.send(WorkerEvent::Loading(None));
-                Ok(())
-            }
-            None => Err(Refused::NothingLoading),
-        }
-    }
-
-    /// Takes a finished load: new data is built on (if the net fits it), a probe image becomes the probe.
-    fn loaded(&mut self, command: Command, result: LoadResult) {
-        self.send(WorkerEvent::Loading(None));
-        let outcome = match (&command, result) {
-            (Command::LoadData { request, config }, LoadResult::Data(data)) => match *data {
-                Ok(loaded) => self.train_on(loaded, &request.path, config),
-                Err(error) => Err(error.into()),
-            },
-            (_, LoadResult::Probe { name, pixels }) => match (pixels, self.driver.as_mut()) {
-                (Ok(pixels), Some(driver)) => driver.trainer_mut().set_probe_image(pixels, name).map_err(Refused::from),
-                (Ok(_), None) => Err(TrainError::NoNet.into()),
-                (Err(error), _) => Err(error.into()),
-            },
-            (_, LoadResult::Data(_)) => Err(Refused::WrongLoad),
-        };
-        self.answer(command, outcome);
-    }
-
-    /// Builds a net from `config` on newly loaded data and says what was loaded; the current run stays when
-    /// the net does not fit.
-    fn train_on(
-        &mut self,
-        loaded: crate::data::Loaded,
-        path: &std::path::Path,
-        config: &TrainConfig,
-    ) -> Result<(), Refused> {
-        let mut notice = format!("loaded {}", loaded.describe(path));
-        for line in loaded.report.skipped_summary().iter().chain(&loaded.report.notes) {
-            notice.push_str(&format!("; {line}"));
-        }
-        let source_name = loaded.split.train.source().to_string();
-        self.flush();
-        self.build(config.clone(), Arc::new(loaded.split))
-            .map_err(|error| Refused::DoesNotFit { source_name, error })?;
-        self.send(WorkerEvent::Notice(notice));
-        Ok(())
     }
 
     /// Runs one step and reports it; pauses on divergence or failure.

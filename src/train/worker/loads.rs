@@ -1,0 +1,93 @@
+//! The worker's loads: data sets and probe images read on loader threads while training goes on, a newer
+//! load superseding an older one, and what a finished load becomes (a new net on new data, or the probe).
+
+use std::sync::Arc;
+
+use crate::config::TrainConfig;
+use crate::protocol::{Command, WorkerEvent};
+use crate::train::error::TrainError;
+use crate::train::loader::{self, LoadResult};
+
+use super::{Inbox, Refused, Worker};
+
+/// A load under way: its id (a newer load or a cancel makes its result stale) and the command that asked.
+pub(super) struct PendingLoad {
+    pub(super) id: u64,
+    pub(super) command: Command,
+}
+
+impl Worker {
+    /// Hands a data or probe load to a loader thread; a newer load supersedes one under way.
+    pub(super) fn start_load(&mut self, command: Command) {
+        self.loads_started += 1;
+        let id = self.loads_started;
+        let inbox = self.inbox.clone();
+        let deliver = move |result| {
+            inbox.send(Inbox::Loaded { id, result }).ok();
+        };
+        let started = match &command {
+            Command::LoadData { request, config } => loader::load_data(request.clone(), config.seed, deliver),
+            Command::LoadProbeImage(path) => match self.driver.as_ref() {
+                Some(driver) => loader::load_probe(path.clone(), driver.trainer().data().test.shape(), deliver),
+                None => return self.answer(command, Err(TrainError::NoNet.into())),
+            },
+            _ => Ok(()),
+        };
+        match started {
+            Ok(()) => {
+                self.send(WorkerEvent::Loading(Some(command.describe(&[]))));
+                self.load = Some(PendingLoad { id, command });
+                (self.waker)();
+            }
+            Err(error) => self.answer(command, Err(Refused::Loader(error))),
+        }
+    }
+
+    pub(super) fn cancel_load(&mut self) -> Result<(), Refused> {
+        match self.load.take() {
+            Some(_) => {
+                self.send(WorkerEvent::Loading(None));
+                Ok(())
+            }
+            None => Err(Refused::NothingLoading),
+        }
+    }
+
+    /// Takes a finished load: new data is built on (if the net fits it), a probe image becomes the probe.
+    pub(super) fn loaded(&mut self, command: Command, result: LoadResult) {
+        self.send(WorkerEvent::Loading(None));
+        let outcome = match (&command, result) {
+            (Command::LoadData { request, config }, LoadResult::Data(data)) => match *data {
+                Ok(loaded) => self.train_on(loaded, &request.path, config),
+                Err(error) => Err(error.into()),
+            },
+            (_, LoadResult::Probe { name, pixels }) => match (pixels, self.driver.as_mut()) {
+                (Ok(pixels), Some(driver)) => driver.trainer_mut().set_probe_image(pixels, name).map_err(Refused::from),
+                (Ok(_), None) => Err(TrainError::NoNet.into()),
+                (Err(error), _) => Err(error.into()),
+            },
+            (_, LoadResult::Data(_)) => Err(Refused::WrongLoad),
+        };
+        self.answer(command, outcome);
+    }
+
+    /// Builds a net from `config` on newly loaded data and says what was loaded; the current run stays when
+    /// the net does not fit.
+    fn train_on(
+        &mut self,
+        loaded: crate::data::Loaded,
+        path: &std::path::Path,
+        config: &TrainConfig,
+    ) -> Result<(), Refused> {
+        let mut notice = format!("loaded {}", loaded.describe(path));
+        for line in loaded.report.skipped_summary().iter().chain(&loaded.report.notes) {
+            notice.push_str(&format!("; {line}"));
+        }
+        let source_name = loaded.split.train.source().to_string();
+        self.flush();
+        self.build(config.clone(), Arc::new(loaded.split))
+            .map_err(|error| Refused::DoesNotFit { source_name, error })?;
+        self.send(WorkerEvent::Notice(notice));
+        Ok(())
+    }
+}
