@@ -44,7 +44,7 @@ impl Panel for ExportPanel {
         }
         ui.label("Export folder");
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut self.export_dir).desired_width(ui.available_width() - 80.0))
+            ui.add(egui::TextEdit::singleline(&mut self.export_dir).desired_width(ui.available_width() - 95.0))
                 .on_hover_text("Where exported PNGs go; created if missing. Type a path, or use Browse….");
             if ui
                 .add_enabled(!self.browse.busy(), egui::Button::new("Browse…"))

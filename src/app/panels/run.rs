@@ -65,7 +65,7 @@ impl Panel for RunPanel {
         ui.horizontal(|ui| {
             let field = egui::TextEdit::singleline(&mut self.path)
                 .hint_text("checkpoint file (.ckpt)")
-                .desired_width(ui.available_width() - 60.0);
+                .desired_width(ui.available_width() - 100.0);
             ui.add(field).on_hover_text("Type a checkpoint's path and press Continue (or use Open checkpoint…)");
             let go = ui.add_enabled(!self.path.trim().is_empty(), egui::Button::new("Continue"));
             if go.on_hover_text("Continue the run in this checkpoint, where it stopped").clicked() {
