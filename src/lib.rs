@@ -4,7 +4,7 @@
 //! settings), [`snapshot`] (what the worker sends) and [`protocol`] (the messages) are plain data; [`data`]
 //! loads and batches; [`model`] is the burn module; [`train`] runs it through one [`train::Driver`] on a
 //! worker thread; [`diagnose`] turns statistics into sentences; [`render`] draws pictures and [`export`]
-//! writes them; [`cli`] is the command line; [`app`] is the egui window, which talks to the worker only
+//! writes them; [`history`] records a run's events to replay it; [`cli`] is the command line; [`app`] is the egui window, which talks to the worker only
 //! through [`protocol::Command`] and [`protocol::WorkerEvent`].
 
 pub mod app;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod diagnose;
 pub mod export;
+pub mod history;
 pub mod kernels;
 pub mod model;
 pub mod protocol;

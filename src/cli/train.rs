@@ -15,7 +15,9 @@ use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::data::DataSplit;
 use crate::diagnose::{Hint, presets};
 use crate::export::{self, GridStyle, MetricsCsv};
-use crate::snapshot::Snapshot;
+use crate::history::{HISTORY_FILE, Recorder};
+use crate::protocol::WorkerEvent;
+use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::{self, Checkpoint, Driven, Driver, Evaluation};
 
 /// Steps `convscope train` takes without --steps, --epochs or a preset.
@@ -53,6 +55,10 @@ pub struct TrainArgs {
     /// holds everything `--resume` needs to continue exactly.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub save_every: Option<u64>,
+    /// Record the run's history into --out/history.bin (metric rows, hints, and a snapshot of every panel
+    /// every K steps) so it can be replayed; 0 records nothing.
+    #[arg(long, value_name = "K", default_value_t = 10)]
+    pub snapshot_every: u64,
     /// Continue the run in this checkpoint for --steps more steps, bit-identically to a run that never stopped
     /// (same backend and threads). Live settings given as flags (--lr, --activation, --batch-norm, …) change it
     /// from there; the architecture and the data must be the checkpoint's.
@@ -224,11 +230,13 @@ fn train_loop(
     let last = first + steps;
     // Every `--test-every` steps, and always after the last update: the whole test split.
     driver.evaluate_after(last);
+    let mut history = History::start(args, &driver);
     let started = Instant::now();
     let bar = progress_bar(steps);
     let (mut last_snapshot, mut train_accuracy) = (None, f32::NAN);
     for step in first + 1..=last {
-        let (row, snapshot, warnings) = match driver.step(step == last).map_err(Failure::internal)? {
+        let capture = step == last || (args.snapshot_every > 0 && step.is_multiple_of(args.snapshot_every));
+        let (row, snapshot, warnings) = match driver.step(capture).map_err(Failure::internal)? {
             Driven::Updated { row, snapshot, warnings } => (row, snapshot, warnings),
             Driven::Diverged { message, .. } => {
                 bar.abandon();
@@ -239,6 +247,7 @@ fn train_loop(
             bar.suspend(|| eprintln!("convscope: step {step}: {warning}"));
         }
         csv.append(&row).map_err(Failure::bad_input)?;
+        history.step(row.clone(), snapshot.as_deref(), &bar);
         if let Some(every) = args.save_every
             && (step.is_multiple_of(every) || step == last)
         {
@@ -258,6 +267,7 @@ fn train_loop(
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    history.finish(driver.hints(), &bar);
     let train_len = driver.trainer().data().train.len().max(1) as f64;
     let summary = TrainSummary {
         steps,
@@ -278,4 +288,50 @@ fn train_loop(
         hints: driver.hints(),
     };
     Ok((summary, last_snapshot))
+}
+
+/// `convscope train`'s history: the net, then rows and a snapshot every `--snapshot-every` steps, then the hints.
+struct History {
+    recorder: Option<Recorder>,
+    rows: Vec<MetricRow>,
+}
+
+impl History {
+    fn start(args: &TrainArgs, driver: &Driver) -> History {
+        let recorder = (args.snapshot_every > 0).then(|| Recorder::new(args.out.join(HISTORY_FILE), false));
+        let mut history = History { recorder, rows: Vec::new() };
+        let started = WorkerEvent::Started(Box::new(driver.trainer().run_info(train::PROBE_THUMBNAILS)));
+        history.record(&started, None);
+        history
+    }
+
+    fn step(&mut self, row: MetricRow, snapshot: Option<&Snapshot>, bar: &indicatif::ProgressBar) {
+        if self.recorder.is_none() {
+            return;
+        }
+        self.rows.push(row);
+        if let Some(snapshot) = snapshot {
+            let rows = WorkerEvent::Metrics(std::mem::take(&mut self.rows));
+            self.record(&rows, Some(bar));
+            self.record(&WorkerEvent::Snapshot(Box::new(snapshot.clone())), Some(bar));
+        }
+    }
+
+    fn finish(&mut self, hints: Vec<Hint>, bar: &indicatif::ProgressBar) {
+        if !self.rows.is_empty() {
+            let rows = WorkerEvent::Metrics(std::mem::take(&mut self.rows));
+            self.record(&rows, Some(bar));
+        }
+        self.record(&WorkerEvent::Hints(hints), Some(bar));
+    }
+
+    /// Records `event`; the first failure is told on stderr and recording stops (training goes on).
+    fn record(&mut self, event: &WorkerEvent, bar: Option<&indicatif::ProgressBar>) {
+        let Some(error) = self.recorder.as_mut().and_then(|r| r.record(event)) else { return };
+        let say = || eprintln!("convscope: {error}");
+        match bar {
+            Some(bar) => bar.suspend(say),
+            None => say(),
+        }
+    }
 }

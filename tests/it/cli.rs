@@ -446,3 +446,41 @@ fn train_saves_checkpoints_and_a_resumed_run_continues_the_step_numbers_bit_iden
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("its net is `ref-mnist`"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_killed_training_run_leaves_a_history_whose_complete_records_all_read_back() {
+    let out = scratch_dir("cli-killed");
+    let history = out.join("history.bin");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["train", "--steps", "1000000", "--snapshot-every", "3", "--stats-every", "50", "--out"])
+        .arg(&out)
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it record a few dozen snapshots, then kill it (SIGKILL: no chance to finish a record).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&history).map_or(0, |m| m.len()) < 4 << 20 {
+        assert!(std::time::Instant::now() < deadline, "the history did not grow");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let read = convscope::history::read_history(&history).unwrap();
+    let mut snapshots = Vec::new();
+    let mut rows = Vec::new();
+    for event in &read.events {
+        match event {
+            convscope::protocol::WorkerEvent::Snapshot(s) => snapshots.push(s.step),
+            convscope::protocol::WorkerEvent::Metrics(batch) => rows.extend(batch.iter().map(|r| r.step)),
+            _ => {}
+        }
+    }
+    assert!(matches!(read.events[0], convscope::protocol::WorkerEvent::Started(_)), "the net comes first");
+    assert!(snapshots.len() >= 10, "{} snapshots", snapshots.len());
+    assert!(snapshots.iter().all(|s| s % 3 == 0), "{snapshots:?}");
+    // Every step up to the last complete record, in order, none missing.
+    assert_eq!(rows, (1..=rows.len() as u64).collect::<Vec<_>>());
+    assert!(rows.len() as u64 >= *snapshots.last().unwrap());
+}

@@ -443,4 +443,18 @@ fn the_worker_checkpoints_into_its_run_folder_and_opens_a_checkpoint_where_it_st
     assert!(
         !std::fs::read_dir(&run_dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".partial"))
     );
+    // The run folder also holds the history: both nets, the rows, snapshots, the save and the changes.
+    let history = convscope::history::read_history(&run_dir.join("history.bin")).unwrap();
+    assert!(history.torn.is_none());
+    let count = |pick: fn(&WorkerEvent) -> bool| history.events.iter().filter(|e| pick(e)).count();
+    assert_eq!(count(|e| matches!(e, WorkerEvent::Started(_))), 2, "the first net and the opened checkpoint");
+    assert!(count(|e| matches!(e, WorkerEvent::Saved { step: 10, .. })) == 1);
+    assert!(count(|e| matches!(e, WorkerEvent::Snapshot(_))) >= 3);
+    let recorded: Vec<u64> = history
+        .events
+        .iter()
+        .filter_map(|e| if let WorkerEvent::Metrics(rows) = e { Some(rows.iter().map(|r| r.step)) } else { None })
+        .flatten()
+        .collect();
+    assert_eq!(recorded[..15], (1..=15).collect::<Vec<_>>()[..], "the first pass, every row");
 }

@@ -1,6 +1,7 @@
 //! The training worker thread: owns a [`Driver`], drains [`Command`]s before every step, hands loads to its
 //! loader threads, and reports through [`WorkerEvent`]s without ever waiting for the receiver.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::{DataError, DataSplit};
 use crate::diagnose::Hint;
+use crate::history::{HISTORY_FILE, Recorder};
 use crate::protocol::{Command, Pace, RunState, Waker, WorkerEvent, WorkerLink};
 use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
@@ -43,7 +45,8 @@ pub struct WorkerOptions {
     pub start_paused: bool,
     /// How fast to train while running (the window starts at a watchable pace).
     pub pace: Pace,
-    /// The run folder: where checkpoints go unless a file is named (`None`: only named files).
+    /// The run folder: where checkpoints go unless a file is named, and where the run's history is recorded
+    /// (`None`: no history, and only named checkpoint files).
     pub run_dir: Option<PathBuf>,
     /// Checkpoint a running net into the run folder this often, and when the worker stops (`None`: never).
     pub autosave: Option<Duration>,
@@ -194,6 +197,8 @@ struct Worker {
     hints: (Vec<Hint>, bool),
     /// Where and when checkpoints are written.
     saving: Saving,
+    /// The run's history file (with a run folder); behind a cell because every send records.
+    recorder: RefCell<Option<Recorder>>,
 }
 
 impl Worker {
@@ -224,6 +229,8 @@ impl Worker {
             next_step_at: None,
             hints: (Vec::new(), false),
             saving: Saving::new(options.run_dir.clone(), options.autosave),
+            // Snapshots thinned as the run grows, so an hour costs little more disk than ten minutes.
+            recorder: RefCell::new(options.run_dir.as_ref().map(|dir| Recorder::new(dir.join(HISTORY_FILE), true))),
         }
     }
 
@@ -293,7 +300,12 @@ impl Worker {
         (!wait.is_zero()).then_some(wait)
     }
 
+    /// Sends `event` to the window, recording it into the run's history first.
     fn send(&self, event: WorkerEvent) {
+        if let Some(error) = self.recorder.borrow_mut().as_mut().and_then(|r| r.record(&event)) {
+            let message = format!("{error}");
+            self.events.send(WorkerEvent::Warning { step: self.step_count(), message }).ok();
+        }
         // A receiver that is gone means the UI closed; the Stop that follows ends this thread.
         self.events.send(event).ok();
     }
