@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::bench::{BenchArgs, run_bench};
 use crate::cli::failure::Failure;
+use crate::cli::timelapse::{TimelapseArgs, run_timelapse};
 use crate::cli::train::{TrainArgs, run_train};
 use crate::cli::window::{WindowArgs, run_window};
 
@@ -26,6 +27,8 @@ pub enum CliCommand {
     Train(Box<TrainArgs>),
     /// Time the app's own training step on ref-mnist with the default settings.
     Bench(BenchArgs),
+    /// Turn a recorded run's filters and weight gradients into an animated GIF, one frame per snapshot.
+    Timelapse(TimelapseArgs),
 }
 
 /// Runs what the command line asks for: a headless command, or the window.
@@ -33,6 +36,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Some(CliCommand::Train(args)) => run_train(&args),
         Some(CliCommand::Bench(args)) => run_bench(&args),
+        Some(CliCommand::Timelapse(args)) => run_timelapse(&args),
         None => run_window(&cli.window),
     }
 }

@@ -1,12 +1,14 @@
 //! The command line: argument parsing and printing around the library. `convscope` opens the window,
 //! `convscope train` trains headless and writes images, `metrics.csv` and a JSON summary, `convscope bench`
-//! times the training step. Every command drives the same [`Driver`](crate::train::Driver) as the window.
+//! times the training step, `convscope timelapse` turns a recorded run into a GIF. Every command drives the
+//! same [`Driver`](crate::train::Driver) as the window.
 //! Exit codes: 0 success, 1 internal failure, 2 bad input, 3 training diverged.
 
 mod bench;
 mod command;
 mod data;
 mod failure;
+mod timelapse;
 mod train;
 mod window;
 
@@ -14,5 +16,6 @@ pub use bench::BenchArgs;
 pub use command::{Cli, CliCommand, run};
 pub use data::DataFlags;
 pub use failure::Failure;
+pub use timelapse::TimelapseArgs;
 pub use train::TrainArgs;
 pub use window::{RendererArg, WindowArgs};

@@ -93,6 +93,17 @@ pub fn annotate(grid: &RgbImage, caption: &str, scale: ColourScale) -> RgbImage 
     canvas
 }
 
+/// Draws `text` in light grey with its top-left corner at (`x`, `top`) onto `image` (nothing when the font
+/// cannot be read).
+pub fn draw_text(image: &mut RgbImage, x: f32, top: f32, text: &str) {
+    if let Ok(font) = FontRef::try_from_slice(epaint_default_fonts::HACK_REGULAR) {
+        Pen { canvas: image, font: &font }.text(x, top, text);
+    }
+}
+
+/// Height of a line of text drawn by [`draw_text`], in pixels.
+pub const TEXT_LINE: u32 = TEXT_PX as u32 + 4;
+
 /// Draws text onto the canvas.
 struct Pen<'a> {
     canvas: &'a mut RgbImage,

@@ -6,4 +6,4 @@ pub mod grid;
 pub mod legend;
 
 pub use grid::{RenderError, filter_grid, filters_image, map_grid, rgb_filter_grid};
-pub use legend::{ColourScale, annotate};
+pub use legend::{ColourScale, TEXT_LINE, annotate, draw_text};

@@ -484,3 +484,34 @@ fn a_killed_training_run_leaves_a_history_whose_complete_records_all_read_back()
     assert_eq!(rows, (1..=rows.len() as u64).collect::<Vec<_>>());
     assert!(rows.len() as u64 >= *snapshots.last().unwrap());
 }
+
+#[test]
+fn a_recorded_run_becomes_a_timelapse_gif_and_a_bad_record_is_refused() {
+    let out = scratch_dir("cli-timelapse");
+    let output = convscope(&["train", "--steps", "60", "--snapshot-every", "10", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let gif = out.join("conv1.gif");
+    let output = convscope(&["timelapse", out.to_str().unwrap(), "--out", gif.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(last_json_line(&output)["frames_available"], 6);
+    let mut decoder = gif::DecodeOptions::new().read_info(std::fs::File::open(&gif).unwrap()).unwrap();
+    let mut frames = 0;
+    while decoder.read_next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 6, "one frame per recorded snapshot");
+    // A history cut in the middle of a record still makes a timelapse of the records before it.
+    let bytes = std::fs::read(out.join("history.bin")).unwrap();
+    let cut = out.join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let output = convscope(&["timelapse", cut.to_str().unwrap(), "--out", gif.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cut short"), "{}", stderr(&output));
+    // Not a history, or a layer it does not have: exit 2, naming what is wrong.
+    let output = convscope(&["timelapse", "Cargo.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not a convscope history"), "{}", stderr(&output));
+    let output = convscope(&["timelapse", out.to_str().unwrap(), "--layer", "conv7", "--out", gif.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("conv7") && stderr(&output).contains("conv1, conv2"), "{}", stderr(&output));
+}

@@ -1,0 +1,76 @@
+//! `convscope timelapse RUN`: a recorded run's filters and weight gradients as an animated GIF.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::anyhow;
+use clap::Args;
+
+use crate::cli::failure::Failure;
+use crate::history::{HISTORY_FILE, read_history};
+use crate::protocol::WorkerEvent;
+use crate::snapshot::Snapshot;
+use crate::timelapse::{first_conv_layer, timelapse_gif};
+
+/// Options of `convscope timelapse`.
+#[derive(Debug, Args)]
+pub struct TimelapseArgs {
+    /// A run folder (a `train --out` folder or a window run's) or its history.bin.
+    #[arg(value_name = "RUN")]
+    pub run: PathBuf,
+    /// The conv layer to show [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub layer: Option<String>,
+    /// Use every K-th recorded snapshot.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// Frames per second.
+    #[arg(long, value_name = "FPS", default_value_t = 10.0)]
+    pub fps: f64,
+    /// The GIF to write.
+    #[arg(long, value_name = "FILE", default_value = "timelapse.gif")]
+    pub out: PathBuf,
+}
+
+/// The history file `run` names: the file itself, or `history.bin` in the folder.
+fn history_path(run: &Path) -> PathBuf {
+    if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() }
+}
+
+/// Writes the timelapse and prints what it wrote.
+pub fn run_timelapse(args: &TimelapseArgs) -> Result<(), Failure> {
+    if !(args.fps.is_finite() && (0.5..=100.0).contains(&args.fps)) {
+        return Err(Failure::bad_input(anyhow!("--fps {} must be between 0.5 and 100", args.fps)));
+    }
+    let path = history_path(&args.run);
+    let history = read_history(&path).map_err(Failure::bad_input)?;
+    if let Some((offset, what)) = &history.torn {
+        eprintln!("convscope: {} ends in {what} at byte {offset}; the records before it are used", path.display());
+    }
+    let snapshots: Vec<&Snapshot> = history
+        .events
+        .iter()
+        .filter_map(|e| if let WorkerEvent::Snapshot(s) = e { Some(s.as_ref()) } else { None })
+        .collect();
+    let layer = match &args.layer {
+        Some(layer) => layer.clone(),
+        None => first_conv_layer(&snapshots).ok_or_else(|| {
+            Failure::bad_input(anyhow!("{} holds no snapshot of a conv layer to show", path.display()))
+        })?,
+    };
+    let started = Instant::now();
+    let delay = (100.0 / args.fps).round().clamp(1.0, 65_535.0) as u16;
+    let every = usize::try_from(args.every).unwrap_or(usize::MAX);
+    let gif = timelapse_gif(&snapshots, &layer, every, delay)
+        .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", path.display())))?;
+    crate::export::write_file(&args.out, &gif).map_err(Failure::bad_input)?;
+    let frames = snapshots.len().div_ceil(every.max(1));
+    println!(
+        "{{\"out\":{},\"frames_available\":{frames},\"layer\":{},\"bytes\":{},\"encode_secs\":{:.3}}}",
+        serde_json::to_string(&args.out.display().to_string()).map_err(Failure::internal)?,
+        serde_json::to_string(&layer).map_err(Failure::internal)?,
+        gif.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
