@@ -81,8 +81,8 @@ impl HistoryWriter {
         Ok(HistoryWriter { path: path.to_path_buf(), file, bytes: (SIGNATURE.len() + 4) as u64 })
     }
 
-    /// Appends one event as a record.
-    pub fn append(&mut self, event: &WorkerEvent) -> Result<(), HistoryError> {
+    /// Appends one event as a record; returns the record's byte offset (for [`read_record`]).
+    pub fn append(&mut self, event: &WorkerEvent) -> Result<u64, HistoryError> {
         let payload = rmp_serde::to_vec(event).map_err(|e| HistoryError::Encode(e.to_string()))?;
         let len = u32::try_from(payload.len())
             .ok()
@@ -93,8 +93,9 @@ impl HistoryWriter {
         self.file.write_all(&crc32fast::hash(&payload).to_le_bytes()).map_err(error)?;
         self.file.write_all(&payload).map_err(error)?;
         self.file.flush().map_err(error)?;
+        let offset = self.bytes;
         self.bytes += 8 + u64::from(len);
-        Ok(())
+        Ok(offset)
     }
 
     /// Bytes written so far.
@@ -186,9 +187,9 @@ impl Recorder {
         Recorder { path, writer: None, thinning: thin.then(SnapshotThinning::default), failed: false }
     }
 
-    /// Records `event` if it belongs in a history. Returns the error the first time writing fails (the caller
-    /// tells the user once; recording then stops and training goes on).
-    pub fn record(&mut self, event: &WorkerEvent) -> Option<HistoryError> {
+    /// Records `event` if it belongs in a history: [`Recorded::At`] its offset, or the error the first time
+    /// writing fails (the caller tells the user once; recording then stops and training goes on).
+    pub fn record(&mut self, event: &WorkerEvent) -> Recorded {
         match event {
             WorkerEvent::Started(_) => {
                 if let Some(thinning) = self.thinning.as_mut() {
@@ -197,7 +198,7 @@ impl Recorder {
             }
             WorkerEvent::Snapshot(snapshot) => {
                 if self.thinning.as_mut().is_some_and(|t| !t.keep(snapshot.step)) {
-                    return None;
+                    return Recorded::Skipped;
                 }
             }
             WorkerEvent::Metrics(_)
@@ -205,10 +206,10 @@ impl Recorder {
             | WorkerEvent::Applied { .. }
             | WorkerEvent::Diverged { .. }
             | WorkerEvent::Saved { .. } => {}
-            _ => return None,
+            _ => return Recorded::Skipped,
         }
         if self.failed {
-            return None;
+            return Recorded::Skipped;
         }
         let written = match self.writer.as_mut() {
             Some(writer) => writer.append(event),
@@ -218,13 +219,53 @@ impl Recorder {
                 written
             }),
         };
-        written.err().inspect(|_| self.failed = true)
+        match written {
+            Ok(offset) => Recorded::At(offset),
+            Err(error) => {
+                self.failed = true;
+                Recorded::Failed(error)
+            }
+        }
+    }
+
+    /// The history file it writes.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Bytes written so far.
     pub fn bytes(&self) -> u64 {
         self.writer.as_ref().map_or(0, HistoryWriter::bytes)
     }
+}
+
+/// What [`Recorder::record`] did with an event.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Nothing: the event does not belong in a history, was thinned out, or recording has stopped.
+    Skipped,
+    /// Written as the record at this byte offset.
+    At(u64),
+    /// Writing failed (said once; recording stops).
+    Failed(HistoryError),
+}
+
+/// The record at byte `offset` of the history at `path` (an offset [`HistoryWriter::append`] returned).
+pub fn read_record(path: &Path, offset: u64) -> Result<WorkerEvent, HistoryError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let error = |source| HistoryError::Read { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(error)?;
+    file.seek(SeekFrom::Start(offset)).map_err(error)?;
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(error)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]).min(MAX_RECORD) as usize;
+    let mut record = head.to_vec();
+    record.resize(8 + len, 0);
+    file.read_exact(&mut record[8..]).map_err(error)?;
+    record_at(&record, 0).map(|(event, _)| event).map_err(|detail| HistoryError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, detail),
+    })
 }
 
 /// Which snapshots a long run keeps: every one for the first [`ALL_UNTIL`] steps, then ones at least
@@ -273,6 +314,10 @@ mod tests {
         }
         let bytes = fs::read(&path).unwrap();
         assert_eq!(bytes.len() as u64, writer.bytes());
+        let last = writer.append(&WorkerEvent::Notice("at the end".into())).unwrap();
+        assert_eq!(read_record(&path, last).unwrap(), WorkerEvent::Notice("at the end".into()));
+        assert_eq!(read_record(&path, 12).unwrap(), events[0]);
+        assert!(read_record(&path, 13).is_err(), "not a record's start");
         let whole = parse_history(&path, &bytes).unwrap();
         assert_eq!(whole.events, events);
         assert!(whole.torn.is_none());

@@ -235,6 +235,16 @@ pub enum WorkerEvent {
     Loading(Option<String>),
     /// Something worth telling the user that needs no action (what a load found and skipped).
     Notice(String),
+    /// The snapshot of `step` was recorded into the run's history at `offset` (the timeline reads it back from
+    /// there, so the window keeps no old snapshots in memory).
+    Recorded {
+        /// The snapshot's step.
+        step: u64,
+        /// The history file.
+        history: PathBuf,
+        /// The record's byte offset.
+        offset: u64,
+    },
     /// A checkpoint was written (on request, automatically, or as the window closed).
     Saved {
         /// The step it holds.

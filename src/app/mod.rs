@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod panels;
 pub mod series;
 pub mod textures;
+pub mod timeline;
 pub mod timers;
 pub mod view;
 pub mod window;

@@ -10,6 +10,16 @@ use crate::protocol::Command;
 pub struct Outbox {
     commands: Vec<Command>,
     export: bool,
+    show: Option<Show>,
+}
+
+/// Which snapshot the panels show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    /// The timeline's recorded snapshot at this index.
+    Recorded(usize),
+    /// The newest, as it arrives.
+    Live,
 }
 
 impl Outbox {
@@ -28,8 +38,18 @@ impl Outbox {
         self.export = true;
     }
 
+    /// Shows a recorded snapshot, or the live one again, from the next frame.
+    pub fn show(&mut self, show: Show) {
+        self.show = Some(show);
+    }
+
     /// Takes everything asked for: the commands in order, and whether to export.
     pub fn take(&mut self) -> (Vec<Command>, bool) {
         (std::mem::take(&mut self.commands), std::mem::take(&mut self.export))
+    }
+
+    /// Takes the snapshot asked to be shown, if any.
+    pub fn take_show(&mut self) -> Option<Show> {
+        self.show.take()
     }
 }

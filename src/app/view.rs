@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use crate::app::series::RunSeries;
+use crate::app::timeline::Timeline;
 use crate::arch::{ImageShape, LayerSettings};
 use crate::config::TrainConfig;
 use crate::diagnose::Hint;
@@ -127,6 +128,8 @@ pub struct TrainingView {
     pub restored: Option<Restored>,
     /// The newest checkpoint written: its step and file.
     pub last_saved: Option<(u64, std::path::PathBuf)>,
+    /// The recorded snapshots, and the one shown instead of the live one.
+    pub timeline: Timeline,
 }
 
 /// What the window shows between a restore and the next step.
@@ -172,6 +175,7 @@ impl TrainingView {
             series: RunSeries::default(),
             restored: None,
             last_saved: None,
+            timeline: Timeline::default(),
         }
     }
 
@@ -255,13 +259,19 @@ impl TrainingView {
                 if let Some(restored) = self.restored.as_mut() {
                     restored.figures = Some((snapshot.loss, snapshot.train_accuracy));
                 }
-                self.snapshot = Some(snapshot);
                 self.snapshot_at = Some(Instant::now());
-                self.snapshot_generation += 1;
+                if self.timeline.shown.is_some() {
+                    // An old snapshot is on show: the live one waits.
+                    self.timeline.parked = Some(snapshot);
+                } else {
+                    self.snapshot = Some(snapshot);
+                    self.snapshot_generation += 1;
+                }
             }
             WorkerEvent::Hints(hints) => self.hints = hints,
             WorkerEvent::Loading(what) => self.loading = what,
             WorkerEvent::Notice(text) => self.message(Severity::Info, text),
+            WorkerEvent::Recorded { step, history, offset } => self.timeline.recorded(step, history, offset),
             WorkerEvent::Saved { step, path } => {
                 self.message(Severity::Info, format!("saved step {step} to {}", path.display()));
                 self.last_saved = Some((step, path));
@@ -320,7 +330,28 @@ impl TrainingView {
         self.step = 0;
         self.diverged = None;
         self.restored = None;
+        self.timeline.clear();
         self.reset_pending = false;
+    }
+
+    /// Shows the recorded snapshot `index` of the timeline in every panel (the live one waits aside).
+    pub fn show_recorded(&mut self, index: usize, snapshot: Box<Snapshot>) {
+        if self.timeline.shown.is_none() {
+            self.timeline.parked = self.snapshot.take();
+        }
+        self.timeline.shown = Some(index);
+        self.snapshot = Some(snapshot);
+        self.snapshot_generation += 1;
+    }
+
+    /// Back to the live snapshot.
+    pub fn go_live(&mut self) {
+        if self.timeline.shown.take().is_some() {
+            if let Some(live) = self.timeline.parked.take() {
+                self.snapshot = Some(live);
+            }
+            self.snapshot_generation += 1;
+        }
     }
 
     /// The settings of the layers with weights as shown now, input to output.

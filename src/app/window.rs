@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::banner;
 use crate::app::exporting::export_images;
-use crate::app::outbox::Outbox;
+use crate::app::outbox::{Outbox, Show};
 use crate::app::panels::Panel;
 use crate::app::panels::activations::ActivationsPanel;
 use crate::app::panels::curves::CurvesPanel;
@@ -26,6 +26,7 @@ use crate::app::panels::run::RunPanel;
 use crate::app::panels::settings::SettingsPanel;
 use crate::app::panels::status::StatusBar;
 use crate::app::panels::status::percentile;
+use crate::app::panels::timeline::{TimelinePanel, step_through};
 use crate::app::panels::toolbar::ToolbarPanel;
 use crate::app::timers::{FrameStats, Timers};
 use crate::app::view::{Severity, TrainingView};
@@ -154,6 +155,12 @@ impl ConvscopeApp {
         if ctx.egui_wants_keyboard_input() {
             return;
         }
+        let (left, right) = ctx.input(|i| (i.key_pressed(egui::Key::ArrowLeft), i.key_pressed(egui::Key::ArrowRight)));
+        for delta in [(left, -1), (right, 1)].into_iter().filter_map(|(pressed, d)| pressed.then_some(d)) {
+            if let Some(show) = step_through(&self.view, delta) {
+                self.outbox.show(show);
+            }
+        }
         let (space, s, r) =
             ctx.input(|i| (i.key_pressed(egui::Key::Space), i.key_pressed(egui::Key::S), i.key_pressed(egui::Key::R)));
         if space {
@@ -168,8 +175,22 @@ impl ConvscopeApp {
         }
     }
 
+    /// Shows a recorded snapshot (read back from the history) or the live one.
+    fn show(&mut self, show: Show) {
+        match show {
+            Show::Live => self.view.go_live(),
+            Show::Recorded(index) => match self.view.timeline.load(index) {
+                Ok(snapshot) => self.view.show_recorded(index, snapshot),
+                Err(error) => self.view.message(Severity::Warning, format!("cannot show that snapshot: {error}")),
+            },
+        }
+    }
+
     /// Applies what the panels asked for to the view (ahead of the worker) and sends it; exports if asked.
     fn send_outbox(&mut self) {
+        if let Some(show) = self.outbox.take_show() {
+            self.show(show);
+        }
         let (commands, export) = self.outbox.take();
         for command in commands {
             self.view.request(&command);
@@ -200,6 +221,7 @@ impl ConvscopeApp {
         let dismissed = egui::Panel::top("toolbar")
             .show(ui, |ui| {
                 state.toolbar.ui(ui, view, out);
+                TimelinePanel.ui(ui, view, out);
                 banner::show(ui, view, out)
             })
             .inner;

@@ -15,7 +15,7 @@ use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::data::DataSplit;
 use crate::diagnose::{Hint, presets};
 use crate::export::{self, GridStyle, MetricsCsv};
-use crate::history::{HISTORY_FILE, Recorder};
+use crate::history::{HISTORY_FILE, Recorded, Recorder};
 use crate::protocol::WorkerEvent;
 use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::{self, Checkpoint, Driven, Driver, Evaluation};
@@ -328,7 +328,7 @@ impl History {
 
     /// Records `event`; the first failure is told on stderr and recording stops (training goes on).
     fn record(&mut self, event: &WorkerEvent, bar: Option<&indicatif::ProgressBar>) {
-        let Some(error) = self.recorder.as_mut().and_then(|r| r.record(event)) else { return };
+        let Some(Recorded::Failed(error)) = self.recorder.as_mut().map(|r| r.record(event)) else { return };
         let say = || eprintln!("convscope: {error}");
         match bar {
             Some(bar) => bar.suspend(say),

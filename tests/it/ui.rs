@@ -677,3 +677,49 @@ fn ctrl_s_saves_a_checkpoint_without_stepping_and_a_typed_checkpoint_opens() {
     harness.run_steps(2);
     assert_eq!(fake.sent().last(), Some(&Command::OpenCheckpoint(path)));
 }
+
+#[test]
+fn the_timeline_moves_every_panel_to_a_recorded_step_and_live_returns() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    let live = harness.state().view.snapshot.clone().unwrap();
+    assert_eq!(live.step, 30);
+    // Two recorded snapshots of the past, as the worker would have written them.
+    let history = scratch_dir("ui-timeline").join("history.bin");
+    let mut writer = convscope::history::HistoryWriter::create(&history).unwrap();
+    for step in [10, 20] {
+        let mut old = (*live).clone();
+        old.step = step;
+        old.layers[0].weights.data.iter_mut().for_each(|w| *w = step as f32 / 100.0);
+        let offset = writer.append(&WorkerEvent::Snapshot(Box::new(old))).unwrap();
+        fake.push(WorkerEvent::Recorded { step, history: history.clone(), offset });
+    }
+    harness.run_steps(2);
+    harness.get_by_label_contains("live · 2 recorded");
+    // ← steps back into the record: every panel shows step 20's snapshot, the plots a cursor.
+    harness.key_press(egui::Key::ArrowLeft);
+    harness.run_steps(2);
+    let shown = harness.state().view.snapshot.clone().unwrap();
+    assert_eq!(shown.step, 20);
+    assert!(shown.layers[0].weights.data.iter().all(|&w| w == 0.2), "the recorded weights, read back");
+    harness.get_by_label_contains("showing step 20");
+    harness.get_by_label("‹").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 10);
+    // A live snapshot arriving meanwhile waits; Live shows it.
+    let mut newer = (*live).clone();
+    newer.step = 40;
+    fake.push(WorkerEvent::Snapshot(Box::new(newer)));
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 10, "still showing the past");
+    harness.get_by_label("Live").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 40);
+    assert!(harness.state().view.timeline.shown.is_none());
+    // A record that cannot be read is said, and the window stays live.
+    std::fs::write(&history, b"gone").unwrap();
+    harness.key_press(egui::Key::ArrowLeft);
+    harness.run_steps(2);
+    assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 40);
+    harness.get_by_label_contains("cannot show that snapshot");
+}

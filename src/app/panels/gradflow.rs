@@ -7,7 +7,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints, Polygon};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::metrics::{LAYER_COLOURS, markers, y_extent};
+use crate::app::panels::metrics::{LAYER_COLOURS, cursor, markers, y_extent};
 use crate::app::panels::{Panel, header, legend, steady, time_window};
 use crate::app::series::Decimator;
 use crate::app::textures::{TextureSlot, key};
@@ -135,6 +135,7 @@ impl Panel for GradientFlowPanel {
                     }
                 }
                 markers(plot, &view.markers, start, extent);
+                cursor(plot, view);
             });
         self.heatmap_ui(ui, view, &names, width);
     }

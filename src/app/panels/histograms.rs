@@ -147,7 +147,7 @@ pub struct HistogramPanel {
     /// Per layer: weights and gradients.
     #[serde(skip)]
     history: Vec<(HistogramHistory, HistogramHistory)>,
-    /// The snapshot generation last recorded, and the run it belonged to.
+    /// The step of the snapshot last recorded, and the run it belonged to.
     #[serde(skip)]
     seen: Option<(u64, u64)>,
     #[serde(skip)]
@@ -157,13 +157,13 @@ pub struct HistogramPanel {
 impl HistogramPanel {
     /// Records the newest snapshot once (call every frame, shown or not, so the history has no gaps).
     pub fn observe(&mut self, view: &TrainingView) {
-        let Some(snapshot) = &view.snapshot else { return };
-        if let Some((generation, run)) = self.seen {
-            if generation == view.snapshot_generation {
-                return;
-            }
+        // An old snapshot on show (the timeline) is in the history already.
+        let Some(snapshot) = view.snapshot.as_ref().filter(|_| view.timeline.shown.is_none()) else { return };
+        if let Some((step, run)) = self.seen {
             if run != view.run_generation {
                 self.history.clear(); // a new net
+            } else if snapshot.step <= step {
+                return;
             }
         }
         self.history.resize_with(snapshot.layers.len(), Default::default);
@@ -173,7 +173,7 @@ impl HistogramPanel {
                 grads.push(LogHistogram::of(&g.data));
             }
         }
-        self.seen = Some((view.snapshot_generation, view.run_generation));
+        self.seen = Some((snapshot.step, view.run_generation));
     }
 }
 

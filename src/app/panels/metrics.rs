@@ -47,6 +47,13 @@ impl Default for MetricsPanel {
     }
 }
 
+/// Draws the timeline's cursor: a solid line at the step whose snapshot the panels show (nothing when live).
+pub fn cursor(plot: &mut egui_plot::PlotUi<'_>, view: &TrainingView) {
+    if let Some(step) = view.timeline.shown_step() {
+        plot.vline(VLine::new("", step as f64).color(Color32::from_rgb(230, 190, 90)).width(1.5));
+    }
+}
+
 /// Rows of marker labels, top down, before a label that fits nowhere is left off (its line stays).
 const MARKER_LABEL_ROWS: usize = 3;
 /// Estimated width of one small-font character, in points, for fitting labels side by side.
@@ -135,6 +142,7 @@ impl Panel for MetricsPanel {
                 let line = Line::new("smoothed", PlotPoints::from(smooth)).color(Color32::from_rgb(70, 130, 220));
                 plot.line(line.width(2.0));
                 markers(plot, &view.markers, start, extent);
+                cursor(plot, view);
             });
             let train = window.clip(newest, &view.series.train_accuracy.points());
             let test = window.clip(newest, &view.series.test_accuracy.points());
@@ -145,6 +153,7 @@ impl Panel for MetricsPanel {
                 plot.line(test.width(2.0));
                 // The loss plot beside it names the changes; here the lines are enough.
                 markers(plot, &view.markers, start, None);
+                cursor(plot, view);
             });
         });
         let log_lr = window.clip(newest, &view.series.log_lr.points());
@@ -160,6 +169,7 @@ impl Panel for MetricsPanel {
                 .show(ui, |plot| {
                     plot.line(Line::new("lr", PlotPoints::from(log_lr)).color(Color32::from_rgb(150, 100, 200)));
                     markers(plot, &view.markers, start, None);
+                    cursor(plot, view);
                 });
         });
     }

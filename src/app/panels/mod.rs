@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod run;
 pub mod settings;
 pub mod status;
+pub mod timeline;
 pub mod toolbar;
 
 use eframe::egui::{self, RichText};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::{DataError, DataSplit};
 use crate::diagnose::Hint;
-use crate::history::{HISTORY_FILE, Recorder};
+use crate::history::{HISTORY_FILE, Recorded, Recorder};
 use crate::protocol::{Command, Pace, RunState, Waker, WorkerEvent, WorkerLink};
 use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
@@ -302,12 +302,22 @@ impl Worker {
 
     /// Sends `event` to the window, recording it into the run's history first.
     fn send(&self, event: WorkerEvent) {
-        if let Some(error) = self.recorder.borrow_mut().as_mut().and_then(|r| r.record(&event)) {
-            let message = format!("{error}");
-            self.events.send(WorkerEvent::Warning { step: self.step_count(), message }).ok();
-        }
+        let recorded = self.recorder.borrow_mut().as_mut().map(|r| (r.record(&event), r.path().to_path_buf()));
+        let step = if let WorkerEvent::Snapshot(s) = &event { Some(s.step) } else { None };
         // A receiver that is gone means the UI closed; the Stop that follows ends this thread.
         self.events.send(event).ok();
+        match recorded {
+            Some((Recorded::At(offset), history)) => {
+                if let Some(step) = step {
+                    self.events.send(WorkerEvent::Recorded { step, history, offset }).ok();
+                }
+            }
+            Some((Recorded::Failed(error), _)) => {
+                let message = error.to_string();
+                self.events.send(WorkerEvent::Warning { step: self.step_count(), message }).ok();
+            }
+            _ => {}
+        }
     }
 
     fn active(&self) -> bool {
