@@ -114,6 +114,8 @@ impl HistoryWriter {
 pub struct History {
     /// The events, in the order they happened.
     pub events: Vec<WorkerEvent>,
+    /// Each event's record offset (for [`read_record`]).
+    pub offsets: Vec<u64>,
     /// A torn or damaged tail: its byte offset and what was wrong (the events before it are all there).
     pub torn: Option<(u64, String)>,
 }
@@ -134,7 +136,7 @@ pub fn parse_history(path: &Path, bytes: &[u8]) -> Result<History, HistoryError>
     if found != HISTORY_FORMAT {
         return Err(HistoryError::Version { path: path.to_path_buf(), found });
     }
-    let mut events = Vec::new();
+    let (mut events, mut offsets) = (Vec::new(), Vec::new());
     let mut at = head;
     let torn = loop {
         if at == bytes.len() {
@@ -143,12 +145,13 @@ pub fn parse_history(path: &Path, bytes: &[u8]) -> Result<History, HistoryError>
         match record_at(bytes, at) {
             Ok((event, next)) => {
                 events.push(event);
+                offsets.push(at as u64);
                 at = next;
             }
             Err(detail) => break Some((at as u64, detail)),
         }
     };
-    Ok(History { events, torn })
+    Ok(History { events, offsets, torn })
 }
 
 /// The record starting at `at` and where the next one starts, or what is wrong with it.

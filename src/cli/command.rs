@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crate::cli::bench::{BenchArgs, run_bench};
 use crate::cli::failure::Failure;
+use crate::cli::open::{OpenArgs, run_open};
 use crate::cli::timelapse::{TimelapseArgs, run_timelapse};
 use crate::cli::train::{TrainArgs, run_train};
 use crate::cli::window::{WindowArgs, run_window};
@@ -29,6 +30,8 @@ pub enum CliCommand {
     Bench(BenchArgs),
     /// Turn a recorded run's filters and weight gradients into an animated GIF, one frame per snapshot.
     Timelapse(TimelapseArgs),
+    /// Show a recorded run in the window: every panel from the record, a timeline over its snapshots.
+    Open(OpenArgs),
 }
 
 /// Runs what the command line asks for: a headless command, or the window.
@@ -37,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Some(CliCommand::Train(args)) => run_train(&args),
         Some(CliCommand::Bench(args)) => run_bench(&args),
         Some(CliCommand::Timelapse(args)) => run_timelapse(&args),
+        Some(CliCommand::Open(args)) => run_open(&args),
         None => run_window(&cli.window),
     }
 }

@@ -187,6 +187,8 @@ fn the_window_takes_the_training_flags_and_refuses_bad_ones_before_it_opens() {
         (&["--arch", "conv 8 9x9, pool 2, pool 2, pool 2, pool 2, pool 2"][..], "^^^"),
         (&["--resume", "/nonexistent/run/checkpoint-step000100.ckpt"][..], "checkpoint-step000100.ckpt"),
         (&["--resume", "Cargo.toml"][..], "not a convscope checkpoint"),
+        (&["open", "/nonexistent/run"][..], "/nonexistent/run"),
+        (&["open", "Cargo.toml"][..], "not a convscope history"),
     ] {
         let output = convscope(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));

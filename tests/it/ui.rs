@@ -723,3 +723,39 @@ fn the_timeline_moves_every_panel_to_a_recorded_step_and_live_returns() {
     assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 40);
     harness.get_by_label_contains("cannot show that snapshot");
 }
+
+#[test]
+fn a_recorded_run_replays_in_the_window_with_its_timeline_and_says_how_to_continue() {
+    let run = scratch_dir("ui-replay");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["train", "--steps", "60", "--snapshot-every", "10", "--save-every", "30", "--out"])
+        .arg(&run)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let (replay, summary) = convscope::replay::Replay::open(&run).unwrap();
+    assert_eq!((summary.snapshots, summary.last_step), (6, 60));
+    assert!(summary.checkpoint.as_ref().is_some_and(|p| p.ends_with("checkpoint-step000060.ckpt")));
+    let app = ConvscopeApp::new(State::default(), Box::new(replay));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
+    harness.run_steps(3);
+    let view = &harness.state().view;
+    assert_eq!(view.rows.len(), 60, "every recorded row");
+    assert_eq!(view.snapshot.as_ref().map(|s| s.step), Some(60), "the last snapshot on show");
+    assert_eq!(view.timeline.points.len(), 6);
+    harness.get_by_label_contains("live · 6 recorded");
+    // The timeline reads the record back: step 10's filters.
+    harness.key_press(egui::Key::Home);
+    for _ in 0..6 {
+        harness.key_press(egui::Key::ArrowLeft);
+        harness.run_steps(1);
+    }
+    assert_eq!(harness.state().view.snapshot.as_ref().map(|s| s.step), Some(10));
+    // Nothing trains: asking to is answered with how to continue.
+    harness.get_by_label("Play").click();
+    harness.run_steps(3);
+    harness.get_by_label_contains("convscope --resume");
+}

@@ -1,0 +1,97 @@
+//! Replaying a recorded run: a [`WorkerLink`] that hands the window the run's history instead of a live worker
+//! — the net, every metric row, hint and change, the timeline's snapshots (left on disk, read back when
+//! chosen) and the last snapshot on show — so every panel works from the record. Nothing trains: commands are
+//! answered with how to continue the run from its last checkpoint.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use crate::history::{HISTORY_FILE, HistoryError, read_history};
+use crate::protocol::{Command, RunState, WorkerEvent, WorkerLink};
+use crate::train::checkpoint::CHECKPOINT_EXTENSION;
+
+/// A recorded run, played back.
+pub struct Replay {
+    pending: VecDeque<WorkerEvent>,
+    /// What to tell a user who asks it to train.
+    continue_hint: String,
+}
+
+/// What a replay holds, for the message the window shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Recorded snapshots on the timeline.
+    pub snapshots: usize,
+    /// The last recorded step.
+    pub last_step: u64,
+    /// The newest checkpoint in the run folder, to continue from.
+    pub checkpoint: Option<PathBuf>,
+    /// What was dropped at a torn end, if anything.
+    pub torn: Option<String>,
+}
+
+impl Replay {
+    /// Reads the run at `run` (a run folder or its history file).
+    pub fn open(run: &Path) -> Result<(Replay, ReplaySummary), HistoryError> {
+        let history_path = if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() };
+        let history = read_history(&history_path)?;
+        let folder = history_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let checkpoint = newest_checkpoint(&folder);
+        // Only the last net of the record is replayed: an earlier one's snapshots belong to another net.
+        let start = history.events.iter().rposition(|e| matches!(e, WorkerEvent::Started(_))).unwrap_or(0);
+        let last_snapshot = history.events.iter().rposition(|e| matches!(e, WorkerEvent::Snapshot(_)));
+        let mut pending = VecDeque::new();
+        let (mut snapshots, mut last_step) = (0, 0);
+        for (index, (event, offset)) in history.events.into_iter().zip(history.offsets).enumerate().skip(start) {
+            match event {
+                WorkerEvent::Snapshot(snapshot) => {
+                    snapshots += 1;
+                    last_step = last_step.max(snapshot.step);
+                    let step = snapshot.step;
+                    pending.push_back(WorkerEvent::Recorded { step, history: history_path.clone(), offset });
+                    if Some(index) == last_snapshot {
+                        pending.push_back(WorkerEvent::Snapshot(snapshot));
+                    }
+                }
+                WorkerEvent::Metrics(rows) => {
+                    last_step = last_step.max(rows.last().map_or(0, |r| r.step));
+                    pending.push_back(WorkerEvent::Metrics(rows));
+                }
+                other => pending.push_back(other),
+            }
+        }
+        pending.push_back(WorkerEvent::State { state: RunState::Paused, step: last_step });
+        let continue_hint = match &checkpoint {
+            Some(path) => format!("continue it with `convscope --resume {}`", path.display()),
+            None => "its folder has no checkpoint to continue from".to_owned(),
+        };
+        let torn = history.torn.map(|(offset, what)| format!("{what} at byte {offset}"));
+        let summary = ReplaySummary { snapshots, last_step, checkpoint, torn };
+        Ok((Replay { pending, continue_hint }, summary))
+    }
+}
+
+/// The checkpoint with the highest step in `folder`.
+fn newest_checkpoint(folder: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(folder).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == CHECKPOINT_EXTENSION))
+        .max_by_key(|p| {
+            // checkpoint-step000100.ckpt: by the step, which outgrows its six digits on long runs.
+            let name = p.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.rsplit("step").next().and_then(|digits| digits.parse::<u64>().ok()).unwrap_or(0)
+        })
+}
+
+impl WorkerLink for Replay {
+    fn send(&mut self, command: Command) {
+        let reason = format!("this is a recorded run, nothing trains here: {}", self.continue_hint);
+        self.pending.push_back(WorkerEvent::Rejected { command, reason });
+    }
+
+    fn try_recv(&mut self) -> Option<WorkerEvent> {
+        self.pending.pop_front()
+    }
+}
