@@ -57,6 +57,8 @@ impl Replay {
                     last_step = last_step.max(rows.last().map_or(0, |r| r.step));
                     pending.push_back(WorkerEvent::Metrics(rows));
                 }
+                // Old saves would only fill the banner; the newest checkpoint is named in the replay's notice.
+                WorkerEvent::Saved { .. } => {}
                 other => pending.push_back(other),
             }
         }

@@ -44,8 +44,9 @@ pub fn show(ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) -> Option<
             Severity::Error => Color32::from_rgb(160, 50, 45),
         };
         egui::Frame::new().fill(colour).inner_margin(4.0).show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(&message.text).color(Color32::WHITE));
+            // Long messages (paths, commands to copy) wrap rather than run off the window.
+            ui.horizontal_wrapped(|ui| {
+                ui.add(egui::Label::new(RichText::new(&message.text).color(Color32::WHITE)).wrap());
                 if ui.small_button("dismiss").clicked() {
                     dismiss = Some(Dismiss::Message(index));
                 }
