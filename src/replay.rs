@@ -10,11 +10,21 @@ use crate::history::{HISTORY_FILE, HistoryError, read_history};
 use crate::protocol::{Command, RunState, WorkerEvent, WorkerLink};
 use crate::train::checkpoint::CHECKPOINT_EXTENSION;
 
-/// A recorded run, played back.
+/// Starts a live worker that continues the run from the given checkpoint (the caller knows the data, the
+/// run folder and the window's waker).
+pub type StartLive = Box<dyn FnOnce(PathBuf) -> std::io::Result<Box<dyn WorkerLink>>>;
+
+/// A recorded run, played back; Play (or Step) continues it live from its newest checkpoint when it has one.
 pub struct Replay {
     pending: VecDeque<WorkerEvent>,
     /// What to tell a user who asks it to train.
     continue_hint: String,
+    /// The newest checkpoint in the run folder.
+    checkpoint: Option<PathBuf>,
+    /// How to start training from it, until it is used.
+    start_live: Option<StartLive>,
+    /// The live worker once training continues: every command and event goes through it from then on.
+    live: Option<Box<dyn WorkerLink>>,
 }
 
 /// What a replay holds, for the message the window shows.
@@ -69,7 +79,18 @@ impl Replay {
         };
         let torn = history.torn.map(|(offset, what)| format!("{what} at byte {offset}"));
         let summary = ReplaySummary { snapshots, last_step, checkpoint, torn };
-        Ok((Replay { pending, continue_hint }, summary))
+        let replay =
+            Replay { pending, continue_hint, checkpoint: summary.checkpoint.clone(), start_live: None, live: None };
+        Ok((replay, summary))
+    }
+
+    /// Lets Play or Step continue the run live from its newest checkpoint, through `start`.
+    pub fn continue_with(mut self, start: StartLive) -> Replay {
+        if let Some(checkpoint) = &self.checkpoint {
+            self.continue_hint = format!("press Play to continue training from {}", checkpoint.display());
+            self.start_live = Some(start);
+        }
+        self
     }
 }
 
@@ -89,11 +110,27 @@ fn newest_checkpoint(folder: &Path) -> Option<PathBuf> {
 
 impl WorkerLink for Replay {
     fn send(&mut self, command: Command) {
+        if let Some(live) = self.live.as_mut() {
+            return live.send(command);
+        }
+        if matches!(command, Command::Resume | Command::Step(_))
+            && let (Some(checkpoint), Some(start)) = (self.checkpoint.clone(), self.start_live.take())
+        {
+            match start(checkpoint.clone()) {
+                Ok(live) => {
+                    let text = format!("continuing the recorded run from {}", checkpoint.display());
+                    self.pending.push_back(WorkerEvent::Notice(text));
+                    self.live = Some(live);
+                    return;
+                }
+                Err(error) => self.continue_hint = format!("training could not start: {error}"),
+            }
+        }
         let reason = format!("this is a recorded run, nothing trains here: {}", self.continue_hint);
         self.pending.push_back(WorkerEvent::Rejected { command, reason });
     }
 
     fn try_recv(&mut self) -> Option<WorkerEvent> {
-        self.pending.pop_front()
+        self.pending.pop_front().or_else(|| self.live.as_mut()?.try_recv())
     }
 }

@@ -2,14 +2,19 @@
 //! over its snapshots; nothing trains.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::app::{Launched, Restored, WindowOptions};
+use crate::cli::data::embedded;
 use crate::cli::failure::Failure;
-use crate::protocol::Pace;
+use crate::cli::window::new_run_dir;
+use crate::config::TrainConfig;
+use crate::protocol::{Waker, WorkerLink};
 use crate::replay::Replay;
+use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
 
 /// Options of `convscope open`.
 #[derive(Debug, Args)]
@@ -23,6 +28,9 @@ pub struct OpenArgs {
     /// Seconds before --screenshot is taken.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub screenshot_after: f64,
+    /// Where a continued run keeps its folder [default: the user's data folder, as for the window].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// Opens the window on the recorded run.
@@ -45,14 +53,30 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
         summary.last_step
     );
     match &summary.checkpoint {
-        Some(path) => notice.push_str(&format!("; continue training with `convscope --resume {}`", path.display())),
+        Some(path) => notice.push_str(&format!("; Play continues training from {}", path.display())),
         None => notice.push_str("; the folder has no checkpoint to continue training from"),
     }
     if let Some(torn) = &summary.torn {
         notice.push_str(&format!("; the record ends early ({torn}), everything before it is here"));
     }
-    let launch = Box::new(move |restored: Restored, _waker| -> anyhow::Result<Launched> {
-        Ok(Launched { worker: Box::new(replay), config: restored.config, pace: Pace::Full, notice: Some(notice) })
+    let runs_dir = args.runs_dir.clone();
+    let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
+        // Play continues the run from its newest checkpoint, on the embedded digits (a run on other data says
+        // what differs, and `convscope --data … --resume …` continues it).
+        let start = Box::new(move |checkpoint: PathBuf| -> std::io::Result<Box<dyn WorkerLink>> {
+            let data = Arc::new(embedded().map_err(|f| std::io::Error::other(f.error.to_string()))?);
+            let options = WorkerOptions {
+                waker,
+                priority: ComputePriority::Background,
+                run_dir: new_run_dir(runs_dir),
+                autosave: Some(AUTOSAVE_INTERVAL),
+                resume: Some(checkpoint),
+                ..WorkerOptions::default()
+            };
+            Ok(Box::new(WorkerHandle::spawn(TrainConfig::default(), data, options)?))
+        });
+        let worker = Box::new(replay.continue_with(start));
+        Ok(Launched { worker, config: restored.config, pace: restored.pace, notice: Some(notice) })
     });
     let options = WindowOptions { wgpu: false, screenshot, quit_after: None, fresh: true, preset: None };
     crate::app::run_window(options, launch).map_err(Failure::internal)

@@ -103,7 +103,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         // A checkpoint that cannot be read fails here, before a window opens.
         crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
     }
-    let run_dir = args.runs_dir.clone().or_else(default_runs_dir).map(|dir| dir.join(run_folder_name()));
+    let run_dir = new_run_dir(args.runs_dir.clone());
     let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
     let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
         let Restored { config: restored, pace } = restored;
@@ -131,11 +131,9 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             priority: ComputePriority::Background,
             run_dir: run_dir.clone(),
             autosave: Some(AUTOSAVE_INTERVAL),
+            resume: resume.clone(),
         };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
-        if let Some(path) = resume.clone() {
-            worker.send(Command::OpenCheckpoint(path));
-        }
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
@@ -161,4 +159,9 @@ fn default_runs_dir() -> Option<PathBuf> {
 /// A new run's folder name: its local start time, e.g. `2026-11-29_14-03-27`.
 fn run_folder_name() -> String {
     chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string()
+}
+
+/// A new run folder under `--runs-dir` or the default, for a run started now (`None`: nowhere to keep runs).
+pub fn new_run_dir(runs_dir: Option<PathBuf>) -> Option<PathBuf> {
+    runs_dir.or_else(default_runs_dir).map(|dir| dir.join(run_folder_name()))
 }

@@ -758,4 +758,25 @@ fn a_recorded_run_replays_in_the_window_with_its_timeline_and_says_how_to_contin
     harness.get_by_label("Play").click();
     harness.run_steps(3);
     harness.get_by_label_contains("convscope --resume");
+
+    // With a way to train, Play continues the run live from its newest checkpoint: step 61 on.
+    let (replay, _) = convscope::replay::Replay::open(&run).unwrap();
+    let start =
+        Box::new(|checkpoint: std::path::PathBuf| -> std::io::Result<Box<dyn convscope::protocol::WorkerLink>> {
+            let options = convscope::train::WorkerOptions {
+                threads: Some(1),
+                resume: Some(checkpoint),
+                ..convscope::train::WorkerOptions::default()
+            };
+            Ok(Box::new(convscope::train::WorkerHandle::spawn(TrainConfig::default(), mnist(), options)?))
+        });
+    let app = ConvscopeApp::new(State::default(), Box::new(replay.continue_with(start)));
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
+    harness.run_steps(3);
+    harness.get_by_label("Play").click();
+    run_until(&mut harness, |app| app.view.rows.last().is_some_and(|r| r.step > 65));
+    let first = harness.state().view.rows.first().map(|r| r.step);
+    assert_eq!(first, Some(61), "the live run goes on from the checkpoint's step");
 }

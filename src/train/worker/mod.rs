@@ -50,6 +50,8 @@ pub struct WorkerOptions {
     pub run_dir: Option<PathBuf>,
     /// Checkpoint a running net into the run folder this often, and when the worker stops (`None`: never).
     pub autosave: Option<Duration>,
+    /// Start from this checkpoint instead of building a net from the configuration.
+    pub resume: Option<PathBuf>,
     /// Called whenever events were sent.
     pub waker: Waker,
 }
@@ -64,6 +66,7 @@ impl Default for WorkerOptions {
             pace: Pace::Full,
             run_dir: None,
             autosave: None,
+            resume: None,
             waker: Arc::new(|| {}),
         }
     }
@@ -199,6 +202,8 @@ struct Worker {
     saving: Saving,
     /// The run's history file (with a run folder); behind a cell because every send records.
     recorder: RefCell<Option<Recorder>>,
+    /// The checkpoint to start from, until the start.
+    resume: Option<PathBuf>,
 }
 
 impl Worker {
@@ -231,13 +236,19 @@ impl Worker {
             saving: Saving::new(options.run_dir.clone(), options.autosave),
             // Snapshots thinned as the run grows, so an hour costs little more disk than ten minutes.
             recorder: RefCell::new(options.run_dir.as_ref().map(|dir| Recorder::new(dir.join(HISTORY_FILE), true))),
+            resume: options.resume.clone(),
         }
     }
 
     /// The thread's body: build, then step while active and wait for commands while idle.
     fn run(mut self, config: TrainConfig, start_paused: bool, inbox: &Receiver<Inbox>) {
-        if let Err(error) = self.build(config, self.data.clone()) {
-            self.send(WorkerEvent::Failed { step: 0, message: error.to_string() });
+        let built = match self.resume.take() {
+            // Straight from the checkpoint: no fresh net is built first (and none trains if it cannot be used).
+            Some(path) => self.open_checkpoint(&path).map_err(|e| e.to_string()),
+            None => self.build(config, self.data.clone()).map_err(|e| e.to_string()),
+        };
+        if let Err(message) = built {
+            self.send(WorkerEvent::Failed { step: 0, message });
         }
         self.set_running(!start_paused);
         'work: loop {
