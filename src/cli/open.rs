@@ -63,6 +63,7 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
     let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
         // Play continues the run from its newest checkpoint, on the embedded digits (a run on other data says
         // what differs, and `convscope --data … --resume …` continues it).
+        let pace = restored.pace;
         let start = Box::new(move |checkpoint: PathBuf| -> std::io::Result<Box<dyn WorkerLink>> {
             let data = Arc::new(embedded().map_err(|f| std::io::Error::other(f.error.to_string()))?);
             let options = WorkerOptions {
@@ -71,6 +72,8 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
                 run_dir: new_run_dir(runs_dir),
                 autosave: Some(AUTOSAVE_INTERVAL),
                 resume: Some(checkpoint),
+                // The pace the toolbar shows.
+                pace,
                 ..WorkerOptions::default()
             };
             Ok(Box::new(WorkerHandle::spawn(TrainConfig::default(), data, options)?))
