@@ -47,6 +47,8 @@ pub struct Launched {
     pub pace: Pace,
     /// E.g. that the saved settings did not fit and the defaults were used.
     pub notice: Option<String>,
+    /// The runs folder and how to open a recorded run from it (`None`: no Runs menu).
+    pub runs: Option<crate::app::window::Runs>,
 }
 
 /// Starts the worker from what was restored; the waker asks the window for a frame.
@@ -84,6 +86,9 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
                 state.diagnosis.preset = preset;
             }
             let mut app = ConvscopeApp::new(state, launched.worker);
+            if let Some(runs) = launched.runs {
+                app.keep_runs(runs);
+            }
             if let Some(text) = launched.notice {
                 app.view.message(Severity::Warning, text);
             }

@@ -20,4 +20,4 @@ pub use launch::{DATA_REPAINT_INTERVAL, Launched, Launcher, Restored, WindowOpti
 pub use link::FakeWorker;
 pub use outbox::Outbox;
 pub use timers::FrameStats;
-pub use window::{ConvscopeApp, State};
+pub use window::{ConvscopeApp, RunOpener, Runs, State};

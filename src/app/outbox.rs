@@ -11,6 +11,7 @@ pub struct Outbox {
     commands: Vec<Command>,
     export: bool,
     show: Option<Show>,
+    open_run: Option<std::path::PathBuf>,
 }
 
 /// Which snapshot the panels show.
@@ -46,6 +47,16 @@ impl Outbox {
     /// Takes everything asked for: the commands in order, and whether to export.
     pub fn take(&mut self) -> (Vec<Command>, bool) {
         (std::mem::take(&mut self.commands), std::mem::take(&mut self.export))
+    }
+
+    /// Replays the recorded run in this folder instead of the current one.
+    pub fn open_run(&mut self, run: std::path::PathBuf) {
+        self.open_run = Some(run);
+    }
+
+    /// Takes the run asked to be opened, if any.
+    pub fn take_open_run(&mut self) -> Option<std::path::PathBuf> {
+        self.open_run.take()
     }
 
     /// Takes the snapshot asked to be shown, if any.

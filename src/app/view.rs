@@ -130,6 +130,8 @@ pub struct TrainingView {
     pub last_saved: Option<(u64, std::path::PathBuf)>,
     /// The recorded snapshots, and the one shown instead of the live one.
     pub timeline: Timeline,
+    /// The folder of recorded runs the Run panel lists (`None`: no list).
+    pub runs_dir: Option<std::path::PathBuf>,
 }
 
 /// What the window shows between a restore and the next step.
@@ -176,6 +178,7 @@ impl TrainingView {
             restored: None,
             last_saved: None,
             timeline: Timeline::default(),
+            runs_dir: None,
         }
     }
 

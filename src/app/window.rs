@@ -67,6 +67,17 @@ pub struct State {
     pub histograms: HistogramPanel,
 }
 
+/// Opens a recorded run: the link that replays it (and can continue it), and what to tell the user.
+pub type RunOpener = Box<dyn FnMut(&std::path::Path) -> anyhow::Result<(Box<dyn WorkerLink>, String)>>;
+
+/// Where the window's runs are kept, and how to open one (the Run panel lists them, newest first).
+pub struct Runs {
+    /// The folder holding one folder per run.
+    pub dir: PathBuf,
+    /// Opens one of them.
+    pub open: RunOpener,
+}
+
 /// The convscope window.
 pub struct ConvscopeApp {
     /// Persisted settings and panels.
@@ -77,6 +88,8 @@ pub struct ConvscopeApp {
     status: StatusBar,
     outbox: Outbox,
     timers: Timers,
+    /// Opens recorded runs from the runs folder.
+    runs: Option<Runs>,
 }
 
 impl ConvscopeApp {
@@ -89,6 +102,27 @@ impl ConvscopeApp {
             status: StatusBar::default(),
             outbox: Outbox::default(),
             timers: Timers::default(),
+            runs: None,
+        }
+    }
+
+    /// Lists the runs in `runs.dir` in the Run panel and opens the one chosen through `runs.open`.
+    pub fn keep_runs(&mut self, runs: Runs) {
+        self.view.runs_dir = Some(runs.dir.clone());
+        self.runs = Some(runs);
+    }
+
+    /// Replaces the worker with a replay of the run at `path`; the one training now stops (saving as it closes).
+    fn open_run(&mut self, path: &std::path::Path) {
+        let Some(runs) = self.runs.as_mut() else { return };
+        match (runs.open)(path) {
+            Ok((link, notice)) => {
+                self.worker = link;
+                self.view.message(Severity::Info, notice);
+            }
+            Err(error) => {
+                self.view.message(Severity::Warning, format!("cannot open the run {}: {error:#}", path.display()))
+            }
         }
     }
 
@@ -190,6 +224,9 @@ impl ConvscopeApp {
     fn send_outbox(&mut self) {
         if let Some(show) = self.outbox.take_show() {
             self.show(show);
+        }
+        if let Some(path) = self.outbox.take_open_run() {
+            self.open_run(&path);
         }
         let (commands, export) = self.outbox.take();
         for command in commands {

@@ -9,6 +9,7 @@ mod command;
 mod data;
 mod failure;
 mod open;
+mod runs;
 mod timelapse;
 mod train;
 mod window;

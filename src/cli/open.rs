@@ -2,19 +2,15 @@
 //! over its snapshots; nothing trains.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::app::{Launched, Restored, WindowOptions};
-use crate::cli::data::embedded;
 use crate::cli::failure::Failure;
-use crate::cli::window::new_run_dir;
-use crate::config::TrainConfig;
-use crate::protocol::{Waker, WorkerLink};
+use crate::cli::runs::{live_starter, replay_notice};
+use crate::protocol::Waker;
 use crate::replay::Replay;
-use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
 
 /// Options of `convscope open`.
 #[derive(Debug, Args)]
@@ -46,40 +42,11 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
         }
         None => None,
     };
-    let mut notice = format!(
-        "replaying {}: {} recorded snapshots up to step {} — drag the timeline to move every panel",
-        args.run.display(),
-        summary.snapshots,
-        summary.last_step
-    );
-    match &summary.checkpoint {
-        Some(path) => notice.push_str(&format!("; Play continues training from {}", path.display())),
-        None => notice.push_str("; the folder has no checkpoint to continue training from"),
-    }
-    if let Some(torn) = &summary.torn {
-        notice.push_str(&format!("; the record ends early ({torn}), everything before it is here"));
-    }
+    let notice = replay_notice(&args.run, &summary);
     let runs_dir = args.runs_dir.clone();
     let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
-        // Play continues the run from its newest checkpoint, on the embedded digits (a run on other data says
-        // what differs, and `convscope --data … --resume …` continues it).
-        let pace = restored.pace;
-        let start = Box::new(move |checkpoint: PathBuf| -> std::io::Result<Box<dyn WorkerLink>> {
-            let data = Arc::new(embedded().map_err(|f| std::io::Error::other(f.error.to_string()))?);
-            let options = WorkerOptions {
-                waker,
-                priority: ComputePriority::Background,
-                run_dir: new_run_dir(runs_dir),
-                autosave: Some(AUTOSAVE_INTERVAL),
-                resume: Some(checkpoint),
-                // The pace the toolbar shows.
-                pace,
-                ..WorkerOptions::default()
-            };
-            Ok(Box::new(WorkerHandle::spawn(TrainConfig::default(), data, options)?))
-        });
-        let worker = Box::new(replay.continue_with(start));
-        Ok(Launched { worker, config: restored.config, pace: restored.pace, notice: Some(notice) })
+        let worker = Box::new(replay.continue_with(live_starter(waker, runs_dir, restored.pace)));
+        Ok(Launched { worker, config: restored.config, pace: restored.pace, notice: Some(notice), runs: None })
     });
     let options = WindowOptions { wgpu: false, screenshot, quit_after: None, fresh: true, preset: None };
     crate::app::run_window(options, launch).map_err(Failure::internal)

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::app::{Launched, Restored, WindowOptions};
+use crate::app::{Launched, Restored, RunOpener, Runs, WindowOptions};
 use crate::cli::data::{DataFlags, embedded};
 use crate::cli::failure::Failure;
+use crate::cli::runs::{default_runs_dir, live_starter, new_run_dir, replay_notice};
 use crate::cli::train::{preset, resolve_config};
 use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::protocol::{Command, Pace, Waker};
+use crate::replay::Replay;
 use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
 
 /// Options of the window.
@@ -103,11 +105,13 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         // A checkpoint that cannot be read fails here, before a window opens.
         crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
     }
-    let run_dir = new_run_dir(args.runs_dir.clone());
+    let runs_root = args.runs_dir.clone().or_else(default_runs_dir);
+    let run_dir = new_run_dir(runs_root.clone());
     let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
     let launch = Box::new(move |restored: Restored, waker: Waker| -> anyhow::Result<Launched> {
         let Restored { config: restored, pace } = restored;
         let pace = pace_flag.unwrap_or(pace);
+        let waker_for_runs = waker.clone();
         let mut notice = None;
         // The saved settings with every flag given on top; a preset replaces them but keeps the saved seed.
         let mut config = resolve_config(&flags, restored.clone()).map_err(|f| f.error)?;
@@ -134,12 +138,22 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             resume: resume.clone(),
         };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
+        let runs = runs_root.clone().map(|dir| {
+            let (waker, runs_dir, pace) = (waker_for_runs.clone(), runs_root.clone(), pace);
+            let open: RunOpener = Box::new(move |run: &std::path::Path| {
+                let (replay, summary) = Replay::open(run)?;
+                let notice = replay_notice(run, &summary);
+                let link = replay.continue_with(live_starter(waker.clone(), runs_dir.clone(), pace));
+                Ok((Box::new(link) as Box<dyn crate::protocol::WorkerLink>, notice))
+            });
+            Runs { dir, open }
+        });
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
             worker.send(load);
         }
-        Ok(Launched { worker: Box::new(worker), config, pace, notice })
+        Ok(Launched { worker: Box::new(worker), config, pace, notice, runs })
     });
     let options = WindowOptions {
         wgpu: matches!(args.renderer, RendererArg::Wgpu),
@@ -149,19 +163,4 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         preset: preset_name,
     };
     crate::app::run_window(options, launch).map_err(Failure::internal)
-}
-
-/// The folder runs are kept in when `--runs-dir` is not given: `runs` in the user's data folder.
-fn default_runs_dir() -> Option<PathBuf> {
-    eframe::storage_dir("convscope").map(|dir| dir.join("runs"))
-}
-
-/// A new run's folder name: its local start time, e.g. `2026-11-29_14-03-27`.
-fn run_folder_name() -> String {
-    chrono::Local::now().format("%Y-%m-%d_%H-%M-%S").to_string()
-}
-
-/// A new run folder under `--runs-dir` or the default, for a run started now (`None`: nowhere to keep runs).
-pub fn new_run_dir(runs_dir: Option<PathBuf>) -> Option<PathBuf> {
-    runs_dir.or_else(default_runs_dir).map(|dir| dir.join(run_folder_name()))
 }

@@ -780,3 +780,45 @@ fn a_recorded_run_replays_in_the_window_with_its_timeline_and_says_how_to_contin
     let first = harness.state().view.rows.first().map(|r| r.step);
     assert_eq!(first, Some(61), "the live run goes on from the checkpoint's step");
 }
+
+#[test]
+fn the_run_panel_lists_recorded_runs_newest_first_and_opens_one() {
+    let runs = scratch_dir("ui-runs");
+    for name in ["2026-01-01_10-00-00", "2026-02-01_10-00-00"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_convscope"))
+            .args(["train", "--steps", "20", "--snapshot-every", "10", "--out"])
+            .arg(runs.join(name))
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+    let listed = convscope::app::panels::run::recorded_runs(&runs);
+    let names: Vec<String> =
+        listed.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        names,
+        ["2026-02-01_10-00-00", "2026-01-01_10-00-00"],
+        "newest first, folders without a history left out"
+    );
+
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.set_size(egui::vec2(1280.0, 2400.0));
+    let open: convscope::app::RunOpener = Box::new(|run: &std::path::Path| {
+        let (replay, summary) = convscope::replay::Replay::open(run)?;
+        Ok((
+            Box::new(replay) as Box<dyn convscope::protocol::WorkerLink>,
+            format!("replaying {} snapshots", summary.snapshots),
+        ))
+    });
+    harness.state_mut().keep_runs(convscope::app::Runs { dir: runs.clone(), open });
+    harness.run_steps(2);
+    harness.get_by_label("Open run…").click();
+    harness.run_steps(2);
+    harness.get_by_label_contains("2026-01-01_10-00-00 ·").click();
+    run_until(&mut harness, |app| app.view.rows.len() == 20 && app.view.timeline.points.len() == 2);
+    harness.get_by_label_contains("replaying 2 snapshots");
+    assert_eq!(harness.state().view.snapshot.as_ref().map(|s| s.step), Some(20));
+}

@@ -1,7 +1,7 @@
 //! The run panel: save a checkpoint of the run (Ctrl+S) into its run folder, or open one (Ctrl+O) to continue
 //! exactly where it stopped; says where the newest checkpoint is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
@@ -10,6 +10,7 @@ use crate::app::outbox::Outbox;
 use crate::app::panels::browse::{Browse, Pick};
 use crate::app::panels::{Panel, header};
 use crate::app::view::TrainingView;
+use crate::history::HISTORY_FILE;
 use crate::protocol::Command;
 
 const HELP: &str = "A checkpoint holds everything the run needs to go on exactly: the weights, the optimiser's \
@@ -73,9 +74,47 @@ impl Panel for RunPanel {
             }
         });
         self.browse.note_ui(ui);
+        if let Some(dir) = &view.runs_dir {
+            runs_menu(ui, dir, out);
+        }
         if let Some((step, path)) = &view.last_saved {
             let text = RichText::new(format!("last saved: step {step}, {}", path.display())).small();
             ui.add(egui::Label::new(text).wrap());
         }
     }
+}
+
+/// The recorded runs in `dir`, newest first (folder names are their start times), with their history's size.
+pub fn recorded_runs(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut runs: Vec<(PathBuf, u64)> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter_map(|run| std::fs::metadata(run.join(HISTORY_FILE)).ok().map(|m| (run, m.len())))
+        .collect();
+    runs.sort_by(|a, b| b.0.cmp(&a.0));
+    runs
+}
+
+/// "Open run…": the runs folder's recorded runs, newest first; choosing one replays it.
+fn runs_menu(ui: &mut egui::Ui, dir: &Path, out: &mut Outbox) {
+    let response = ui.menu_button("Open run…", |ui| {
+        let runs = recorded_runs(dir);
+        if runs.is_empty() {
+            ui.label(format!("no recorded runs in {} yet", dir.display()));
+        }
+        for (run, bytes) in runs.into_iter().take(30) {
+            let name = run.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let label = format!("{name} · {:.1} MB", bytes as f64 / 1e6);
+            if ui.button(label).on_hover_text(run.display().to_string()).clicked() {
+                out.open_run(run);
+                ui.close();
+            }
+        }
+    });
+    response.response.on_hover_text(format!(
+        "Replay a recorded run from {} (newest first): every panel from its record, the timeline over its \
+         snapshots; Play continues it from its newest checkpoint. The run training now stops (and is saved).",
+        dir.display()
+    ));
 }
