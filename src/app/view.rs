@@ -132,6 +132,8 @@ pub struct TrainingView {
     pub timeline: Timeline,
     /// The folder of recorded runs the Run panel lists (`None`: no list).
     pub runs_dir: Option<std::path::PathBuf>,
+    /// The folder the run training now records into, which the list leaves out.
+    pub current_run: Option<std::path::PathBuf>,
 }
 
 /// What the window shows between a restore and the next step.
@@ -179,6 +181,7 @@ impl TrainingView {
             last_saved: None,
             timeline: Timeline::default(),
             runs_dir: None,
+            current_run: None,
         }
     }
 
@@ -345,6 +348,11 @@ impl TrainingView {
         self.timeline.shown = Some(index);
         self.snapshot = Some(snapshot);
         self.snapshot_generation += 1;
+    }
+
+    /// The newest live snapshot, even while the timeline shows an old one.
+    pub fn live_snapshot(&self) -> Option<&Snapshot> {
+        if self.timeline.shown.is_some() { self.timeline.parked.as_deref() } else { self.snapshot.as_deref() }
     }
 
     /// Back to the live snapshot.

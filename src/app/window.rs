@@ -76,6 +76,8 @@ pub struct Runs {
     pub dir: PathBuf,
     /// Opens one of them.
     pub open: RunOpener,
+    /// The folder the run training now records into (left out of the list).
+    pub current: Option<PathBuf>,
 }
 
 /// The convscope window.
@@ -109,6 +111,7 @@ impl ConvscopeApp {
     /// Lists the runs in `runs.dir` in the Run panel and opens the one chosen through `runs.open`.
     pub fn keep_runs(&mut self, runs: Runs) {
         self.view.runs_dir = Some(runs.dir.clone());
+        self.view.current_run.clone_from(&runs.current);
         self.runs = Some(runs);
     }
 
@@ -118,6 +121,8 @@ impl ConvscopeApp {
         match (runs.open)(path) {
             Ok((link, notice)) => {
                 self.worker = link;
+                // The run that was training is a recorded run now (a continued replay records elsewhere).
+                self.view.current_run = None;
                 self.view.message(Severity::Info, notice);
             }
             Err(error) => {

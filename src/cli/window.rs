@@ -146,7 +146,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
                 let link = replay.continue_with(live_starter(waker.clone(), runs_dir.clone(), pace));
                 Ok((Box::new(link) as Box<dyn crate::protocol::WorkerLink>, notice))
             });
-            Runs { dir, open }
+            Runs { dir, open, current: run_dir.clone() }
         });
         if let Some(request) = request {
             let load =

@@ -703,6 +703,7 @@ fn the_timeline_moves_every_panel_to_a_recorded_step_and_live_returns() {
     assert_eq!(shown.step, 20);
     assert!(shown.layers[0].weights.data.iter().all(|&w| w == 0.2), "the recorded weights, read back");
     harness.get_by_label_contains("showing step 20");
+    assert_eq!(harness.state().view.live_snapshot().map(|s| s.step), Some(30), "the status line reads the live one");
     harness.get_by_label("‹").click();
     harness.run_steps(2);
     assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 10);
@@ -813,10 +814,13 @@ fn the_run_panel_lists_recorded_runs_newest_first_and_opens_one() {
             format!("replaying {} snapshots", summary.snapshots),
         ))
     });
-    harness.state_mut().keep_runs(convscope::app::Runs { dir: runs.clone(), open });
+    // The newer one is the run training now: the list leaves it out.
+    let current = Some(runs.join("2026-02-01_10-00-00"));
+    harness.state_mut().keep_runs(convscope::app::Runs { dir: runs.clone(), open, current });
     harness.run_steps(2);
     harness.get_by_label("Open run…").click();
     harness.run_steps(2);
+    assert!(harness.query_by_label_contains("2026-02-01_10-00-00").is_none(), "the run training now is not listed");
     harness.get_by_label_contains("2026-01-01_10-00-00 ·").click();
     run_until(&mut harness, |app| app.view.rows.len() == 20 && app.view.timeline.points.len() == 2);
     harness.get_by_label_contains("replaying 2 snapshots");

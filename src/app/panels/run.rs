@@ -75,7 +75,7 @@ impl Panel for RunPanel {
         });
         self.browse.note_ui(ui);
         if let Some(dir) = &view.runs_dir {
-            runs_menu(ui, dir, out);
+            runs_menu(ui, dir, view.current_run.as_deref(), out);
         }
         if let Some((step, path)) = &view.last_saved {
             let text = RichText::new(format!("last saved: step {step}, {}", path.display())).small();
@@ -96,10 +96,13 @@ pub fn recorded_runs(dir: &Path) -> Vec<(PathBuf, u64)> {
     runs
 }
 
-/// "Open run…": the runs folder's recorded runs, newest first; choosing one replays it.
-fn runs_menu(ui: &mut egui::Ui, dir: &Path, out: &mut Outbox) {
+/// "Open run…": the runs folder's recorded runs, newest first (the one training now left out); choosing one
+/// replays it.
+fn runs_menu(ui: &mut egui::Ui, dir: &Path, current: Option<&Path>, out: &mut Outbox) {
     let response = ui.menu_button("Open run…", |ui| {
-        let runs = recorded_runs(dir);
+        // The run training now is not a recorded run yet.
+        let runs: Vec<(PathBuf, u64)> =
+            recorded_runs(dir).into_iter().filter(|(run, _)| Some(run.as_path()) != current).collect();
         if runs.is_empty() {
             ui.label(format!("no recorded runs in {} yet", dir.display()));
         }

@@ -108,7 +108,8 @@ impl Panel for StatusBar {
                 Some(age) => format!("snapshot {:.1} s old", age),
                 None => "no snapshot yet".into(),
             });
-            if let Some(snapshot) = view.snapshot.as_ref().filter(|s| s.gap_secs > 0.0) {
+            // What watching costs the live run, also while the timeline shows an old snapshot.
+            if let Some(snapshot) = view.live_snapshot().filter(|s| s.gap_secs > 0.0) {
                 let (cost_ms, gap_ms) = (snapshot.cost_secs * 1000.0, snapshot.gap_secs * 1000.0);
                 ui.label(format!("{cost_ms:.1} ms every {gap_ms:.0} ms ({:.1} %)", 100.0 * cost_ms / gap_ms))
                     .on_hover_text(format!(
