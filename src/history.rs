@@ -59,6 +59,11 @@ pub enum HistoryError {
     Encode(String),
 }
 
+/// The history file `run` names: the file itself, or the run folder's [`HISTORY_FILE`].
+pub fn history_path(run: &Path) -> PathBuf {
+    if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() }
+}
+
 /// Appends events to a history file; every record reaches the operating system before `append` returns, so a
 /// killed process loses at most the record being written.
 pub struct HistoryWriter {

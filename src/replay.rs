@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crate::history::{HISTORY_FILE, HistoryError, read_history};
+use crate::history::{HistoryError, history_path, read_history};
 use crate::protocol::{Command, RunState, WorkerEvent, WorkerLink};
 use crate::train::checkpoint::CHECKPOINT_EXTENSION;
 
@@ -43,7 +43,7 @@ pub struct ReplaySummary {
 impl Replay {
     /// Reads the run at `run` (a run folder or its history file).
     pub fn open(run: &Path) -> Result<(Replay, ReplaySummary), HistoryError> {
-        let history_path = if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() };
+        let history_path = history_path(run);
         let history = read_history(&history_path)?;
         let folder = history_path.parent().map(Path::to_path_buf).unwrap_or_default();
         let checkpoint = newest_checkpoint(&folder);

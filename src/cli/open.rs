@@ -2,13 +2,13 @@
 //! over its snapshots; nothing trains.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
 use crate::app::{Launched, Restored, WindowOptions};
 use crate::cli::failure::Failure;
 use crate::cli::runs::{live_starter, replay_notice};
+use crate::cli::window::seconds;
 use crate::protocol::Waker;
 use crate::replay::Replay;
 
@@ -34,12 +34,7 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
     // A record that cannot be read fails here, before a window opens.
     let (replay, summary) = Replay::open(&args.run).map_err(Failure::bad_input)?;
     let screenshot = match &args.screenshot {
-        Some(path) => {
-            let after = Duration::try_from_secs_f64(args.screenshot_after).map_err(|_| {
-                Failure::bad_input(anyhow::anyhow!("--screenshot-after must be a non-negative number of seconds"))
-            })?;
-            Some((path.clone(), after))
-        }
+        Some(path) => Some((path.clone(), seconds(args.screenshot_after, "--screenshot-after")?)),
         None => None,
     };
     let notice = replay_notice(&args.run, &summary);

@@ -1,13 +1,13 @@
 //! `convscope timelapse RUN`: a recorded run's filters and weight gradients as an animated GIF.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
 use clap::Args;
 
 use crate::cli::failure::Failure;
-use crate::history::{HISTORY_FILE, read_history};
+use crate::history::{history_path, read_history};
 use crate::protocol::WorkerEvent;
 use crate::snapshot::Snapshot;
 use crate::timelapse::{first_conv_layer, timelapse_gif};
@@ -30,11 +30,6 @@ pub struct TimelapseArgs {
     /// The GIF to write.
     #[arg(long, value_name = "FILE", default_value = "timelapse.gif")]
     pub out: PathBuf,
-}
-
-/// The history file `run` names: the file itself, or `history.bin` in the folder.
-fn history_path(run: &Path) -> PathBuf {
-    if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() }
 }
 
 /// Writes the timelapse and prints what it wrote.

@@ -312,18 +312,22 @@ impl History {
         }
         self.rows.push(row);
         if let Some(snapshot) = snapshot {
-            let rows = WorkerEvent::Metrics(std::mem::take(&mut self.rows));
-            self.record(&rows, Some(bar));
+            self.flush_rows(bar);
             self.record(&WorkerEvent::Snapshot(Box::new(snapshot.clone())), Some(bar));
         }
     }
 
     fn finish(&mut self, hints: Vec<Hint>, bar: &indicatif::ProgressBar) {
+        self.flush_rows(bar);
+        self.record(&WorkerEvent::Hints(hints), Some(bar));
+    }
+
+    /// Records the rows since the last record, if any.
+    fn flush_rows(&mut self, bar: &indicatif::ProgressBar) {
         if !self.rows.is_empty() {
             let rows = WorkerEvent::Metrics(std::mem::take(&mut self.rows));
             self.record(&rows, Some(bar));
         }
-        self.record(&WorkerEvent::Hints(hints), Some(bar));
     }
 
     /// Records `event`; the first failure is told on stderr and recording stops (training goes on).

@@ -77,7 +77,8 @@ pub enum RendererArg {
     Wgpu,
 }
 
-fn seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
+/// `secs` as a duration, or a bad-input failure naming `flag`.
+pub(crate) fn seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| Failure::bad_input(anyhow::anyhow!("{flag} {secs} must be a non-negative number of seconds")))
 }

@@ -313,21 +313,23 @@ impl Worker {
 
     /// Sends `event` to the window, recording it into the run's history first.
     fn send(&self, event: WorkerEvent) {
-        let recorded = self.recorder.borrow_mut().as_mut().map(|r| (r.record(&event), r.path().to_path_buf()));
-        let step = if let WorkerEvent::Snapshot(s) = &event { Some(s.step) } else { None };
+        let follow_up = self.recorder.borrow_mut().as_mut().and_then(|recorder| match recorder.record(&event) {
+            // The timeline learns where a snapshot went; other records need no word.
+            Recorded::At(offset) => match &event {
+                WorkerEvent::Snapshot(s) => {
+                    Some(WorkerEvent::Recorded { step: s.step, history: recorder.path().to_path_buf(), offset })
+                }
+                _ => None,
+            },
+            Recorded::Failed(error) => {
+                Some(WorkerEvent::Warning { step: self.step_count(), message: error.to_string() })
+            }
+            Recorded::Skipped => None,
+        });
         // A receiver that is gone means the UI closed; the Stop that follows ends this thread.
         self.events.send(event).ok();
-        match recorded {
-            Some((Recorded::At(offset), history)) => {
-                if let Some(step) = step {
-                    self.events.send(WorkerEvent::Recorded { step, history, offset }).ok();
-                }
-            }
-            Some((Recorded::Failed(error), _)) => {
-                let message = error.to_string();
-                self.events.send(WorkerEvent::Warning { step: self.step_count(), message }).ok();
-            }
-            _ => {}
+        if let Some(follow_up) = follow_up {
+            self.events.send(follow_up).ok();
         }
     }
 
