@@ -107,11 +107,6 @@ impl HistoryWriter {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-
-    /// Where it writes.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// A history read back: every complete record, and what was dropped at the end, if anything.
@@ -239,11 +234,6 @@ impl Recorder {
     /// The history file it writes.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Bytes written so far.
-    pub fn bytes(&self) -> u64 {
-        self.writer.as_ref().map_or(0, HistoryWriter::bytes)
     }
 }
 

@@ -101,16 +101,6 @@ impl Checkpoint {
         &self.header.config
     }
 
-    /// The data it was trained on.
-    pub fn data_shape(&self) -> &DataShape {
-        &self.header.data
-    }
-
-    /// Where it was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn mismatch(&self, differs: String) -> CheckpointError {
         CheckpointError::Mismatch { path: self.path.clone(), differs }
     }
