@@ -117,11 +117,14 @@ impl GridStyle {
         GridStyle { weight_scale: layer.weights.max_abs(), grad_scale, rgb: true, channel: None }
     }
 
-    /// The colour scale a filter grid of `weights` is drawn on at ±`scale` (RGB tiles for three channels
-    /// shown together, as `render::filters_image` draws them).
+    /// The colour scale a filter grid of `weights` is drawn on at ±`scale`: the one `render::filters_image`
+    /// uses for it.
     fn colour_scale(self, weights: &FloatArray, scale: f32) -> ColourScale {
-        let colour = self.rgb && self.channel.is_none() && weights.shape.get(1) == Some(&3);
-        if colour { ColourScale::RgbChannels(scale) } else { ColourScale::Diverging(scale) }
+        if render::draws_rgb(weights, self.rgb) {
+            ColourScale::RgbChannels(scale)
+        } else {
+            ColourScale::Diverging(scale)
+        }
     }
 }
 

@@ -87,6 +87,11 @@ pub fn rgb_filter_grid(weights: &FloatArray, scale: f32, upscale: u32) -> Result
     Ok(canvas.image)
 }
 
+/// Whether [`filters_image`] draws `weights` as RGB tiles (asked for, and three input channels).
+pub fn draws_rgb(weights: &FloatArray, rgb: bool) -> bool {
+    rgb && weights.shape.get(1) == Some(&3)
+}
+
 /// Filters as the window shows them: RGB tiles for colour filters when `rgb` is set, else channel `channel`
 /// (or all side by side) on the diverging map.
 pub fn filters_image(
@@ -96,7 +101,7 @@ pub fn filters_image(
     rgb: bool,
     channel: Option<usize>,
 ) -> Result<RgbImage, RenderError> {
-    if rgb && weights.shape.get(1) == Some(&3) {
+    if draws_rgb(weights, rgb) {
         rgb_filter_grid(weights, scale, upscale)
     } else {
         filter_grid(weights, scale, upscale, channel)

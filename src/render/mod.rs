@@ -5,5 +5,5 @@ pub mod colormap;
 pub mod grid;
 pub mod legend;
 
-pub use grid::{RenderError, filter_grid, filters_image, map_grid, rgb_filter_grid};
+pub use grid::{RenderError, draws_rgb, filter_grid, filters_image, map_grid, rgb_filter_grid};
 pub use legend::{ColourScale, TEXT_LINE, annotate, draw_text};

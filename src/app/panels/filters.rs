@@ -126,7 +126,7 @@ impl Panel for FiltersPanel {
             self.scales = (layer.weights.max_abs().max(f32::MIN_POSITIVE), grad_scale.max(f32::MIN_POSITIVE));
         }
         let channel = Some(self.channel);
-        let rgb = self.rgb && layer.weights.shape.get(1) == Some(&3);
+        let rgb = crate::render::draws_rgb(&layer.weights, self.rgb);
         let draw = move |weights: &crate::snapshot::FloatArray, scale: f32| {
             if rgb { textures::rgb_filter_grid(weights, scale) } else { textures::filter_grid(weights, scale, channel) }
         };
