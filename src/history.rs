@@ -122,7 +122,7 @@ pub struct History {
 
 /// Reads the history at `path`, keeping every complete record before a torn or damaged one.
 pub fn read_history(path: &Path) -> Result<History, HistoryError> {
-    let bytes = fs::read(path).map_err(|source| HistoryError::Read { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_regular(path).map_err(|source| HistoryError::Read { path: path.to_path_buf(), source })?;
     parse_history(path, &bytes)
 }
 
@@ -252,7 +252,7 @@ pub enum Recorded {
 pub fn read_record(path: &Path, offset: u64) -> Result<WorkerEvent, HistoryError> {
     use std::io::{Read, Seek, SeekFrom};
     let error = |source| HistoryError::Read { path: path.to_path_buf(), source };
-    let mut file = File::open(path).map_err(error)?;
+    let mut file = crate::files::open_regular(path).map_err(error)?;
     file.seek(SeekFrom::Start(offset)).map_err(error)?;
     let mut head = [0u8; 8];
     file.read_exact(&mut head).map_err(error)?;

@@ -4,7 +4,7 @@
 //! settings), [`snapshot`] (what the worker sends) and [`protocol`] (the messages) are plain data; [`data`]
 //! loads and batches; [`model`] is the burn module; [`train`] runs it through one [`train::Driver`] on a
 //! worker thread; [`diagnose`] turns statistics into sentences; [`render`] draws pictures and [`export`]
-//! writes them; [`history`] records a run's events to replay it and [`timelapse`] turns them into a GIF and [`replay`] plays them back in the window; [`cli`] is the command line; [`app`] is the egui window, which talks to the worker only
+//! writes them (through [`files`], which reads regular files only and writes whole files and rows); [`history`] records a run's events to replay it and [`timelapse`] turns them into a GIF and [`replay`] plays them back in the window; [`cli`] is the command line; [`app`] is the egui window, which talks to the worker only
 //! through [`protocol::Command`] and [`protocol::WorkerEvent`].
 
 pub mod app;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod diagnose;
 pub mod export;
+pub mod files;
 pub mod history;
 pub mod kernels;
 pub mod model;

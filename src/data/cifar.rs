@@ -269,7 +269,8 @@ fn class_set(dir: &Path, kind: CifarKind, classes_flag: Option<usize>) -> Result
         }
         (_, Some(names)) => Ok((names.len(), names)),
         (Some(classes), None) => {
-            check_class_count(classes, &file)?;
+            // No names file: the folder is what the message names, not a file that is not there.
+            check_class_count(classes, &dir.display().to_string())?;
             Ok((classes, kind.default_class_names(classes)))
         }
         (None, None) => Ok((kind.default_classes(), kind.default_class_names(kind.default_classes()))),
@@ -284,7 +285,7 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>, DataError> {
     if len > MAX_NAMES_FILE {
         return Err(bad(format!("{len} bytes is far too long for a list of at most {MAX_CLASSES} names")));
     }
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_regular(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|error| bad(format!("not UTF-8 text ({error})")))?;
     let names: Vec<String> = text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_owned).collect();
     if names.is_empty() {
@@ -322,13 +323,18 @@ fn read_dataset(
 }
 
 fn file_len(path: &Path) -> Result<u64, DataError> {
-    std::fs::metadata(path).map(|meta| meta.len()).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    let io_error = |source| DataError::Io { path: path.to_path_buf(), source };
+    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    match crate::files::special_kind(&metadata) {
+        Some(_) => crate::files::open_regular(path).map(|_| 0).map_err(io_error),
+        None => Ok(metadata.len()),
+    }
 }
 
 /// Opens a file and checks that its length is a whole, non-zero number of records.
 fn open_records(path: &Path, kind: CifarKind) -> Result<(File, usize), DataError> {
     let io_error = |source: io::Error| DataError::Io { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(io_error)?;
+    let file = crate::files::open_regular(path).map_err(io_error)?;
     let len = file.metadata().map_err(io_error)?.len();
     let records = record_count(len, kind, &path.display().to_string())?;
     Ok((file, records))

@@ -25,7 +25,7 @@ pub(crate) struct Probe {
 
 fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, SkipReason> {
     let unreadable = |error: io::Error| SkipReason::Unreadable(error.to_string());
-    let file = File::open(path).map_err(unreadable)?;
+    let file = crate::files::open_regular(path).map_err(unreadable)?;
     // No extension hint: the content alone decides, so a text file named .png is "not an image".
     let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(unreadable)?;
     if reader.format().is_none() {

@@ -2,7 +2,7 @@
 //! and an image folder apart by their file names and contents, and loads whichever it finds.
 
 use std::fmt;
-use std::fs::File;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -123,6 +123,14 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Result<Loaded, DataError
             (split, DataFormat::ImageFolder)
         }
     };
+    if split.train.classes() < 2 {
+        let name = split.train.class_names().first().cloned().unwrap_or_default();
+        let fix = match format {
+            DataFormat::ImageFolder => "add a sub-folder of images for each other class",
+            _ => "its labels must take at least two values (check --classes)",
+        };
+        return Err(DataError::OneClass { path: path.to_path_buf(), name, fix });
+    }
     if format != DataFormat::ImageFolder && (options.image_size.is_some() || options.channels.is_some()) {
         let shape = split.train.shape();
         report.notes.push(format!(
@@ -144,7 +152,16 @@ pub fn detect_format(path: &Path) -> Result<DataFormat, DataError> {
 
 fn plan(path: &Path) -> Result<Plan, DataError> {
     let metadata = std::fs::metadata(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
-    if metadata.is_dir() { plan_dir(path) } else { plan_file(path, metadata.len()) }
+    if metadata.is_dir() {
+        return plan_dir(path);
+    }
+    if let Some(kind) = crate::files::special_kind(&metadata) {
+        return Err(DataError::UnknownFormat {
+            path: path.to_path_buf(),
+            found: format!("it is {kind}, not a file or folder, so it is not read"),
+        });
+    }
+    plan_file(path, metadata.len())
 }
 
 fn plan_dir(dir: &Path) -> Result<Plan, DataError> {
@@ -192,7 +209,7 @@ fn plan_file(path: &Path, len: u64) -> Result<Plan, DataError> {
 
 fn read_start(path: &Path, buf: &mut [u8]) -> Result<usize, DataError> {
     let io_error = |source| DataError::Io { path: path.to_path_buf(), source };
-    let mut file = File::open(path).map_err(io_error)?;
+    let mut file = crate::files::open_regular(path).map_err(io_error)?;
     let mut filled = 0;
     while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
         match file.read(rest) {
@@ -346,6 +363,17 @@ mod tests {
         assert!(error.to_string().contains("5 bytes in no known format"), "{error}");
         let error = load_path(&dir.path().join("missing"), &LoadOptions::default()).expect_err("no such path");
         assert!(matches!(error, DataError::Io { .. }), "{error:?}");
+        // Devices and FIFOs are named for what they are, and never opened (a FIFO would block the load).
+        #[cfg(unix)]
+        {
+            let error = load_path(Path::new("/dev/zero"), &LoadOptions::default()).expect_err("a device");
+            assert!(error.to_string().contains("it is a character device, not a file or folder"), "{error}");
+            let fifo = dir.path().join("data.bin");
+            assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+            let error = load_path(&fifo, &LoadOptions::default()).expect_err("a FIFO");
+            assert!(error.to_string().contains("FIFO (named pipe)"), "{error}");
+            std::fs::remove_file(fifo).expect("remove");
+        }
 
         let inner = dir.path().join("cifar-10-batches-bin");
         std::fs::create_dir(&inner).expect("mkdir");

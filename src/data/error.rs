@@ -157,6 +157,18 @@ pub enum DataError {
     #[error("{}: holds no data set itself, but its sub-folder {} looks like {format}: pass that folder instead", dir.display(), inner.display())]
     NestedDataSet { dir: PathBuf, inner: PathBuf, format: String },
 
+    #[error(
+        "{}: stopped listing after {limit} files and folders, far more than an image data set here holds — pass the folder that holds the class folders",
+        dir.display()
+    )]
+    TooManyEntries { dir: PathBuf, limit: usize },
+
+    #[error(
+        "{}: holds a single class ({name}), but a classifier needs at least two — {fix}",
+        path.display()
+    )]
+    OneClass { path: PathBuf, name: String, fix: &'static str },
+
     #[error("{option} {value} is out of range: use {allowed}")]
     BadOption { option: &'static str, value: usize, allowed: &'static str },
 

@@ -143,10 +143,14 @@ fn decide_classes(
             *count += 1;
         }
     }
+    // A folder the walk already reported (unreadable, say) is not reported a second time as empty.
+    let reported: std::collections::HashSet<std::path::PathBuf> =
+        report.skipped.iter().filter(|skipped| skipped.is_folder).map(|skipped| skipped.path.clone()).collect();
     let mut class_of = vec![None; listing.class_folders.len()];
     let mut class_names = Vec::new();
     for (index, folder) in listing.class_folders.iter().enumerate() {
         match (kept.get(index).copied().unwrap_or(0), tried.get(index).copied().unwrap_or(0)) {
+            (0, 0) if reported.contains(&folder.path) => {}
             (0, 0) => report.skip(&folder.path, SkipReason::EmptyClassFolder, true),
             (0, _) => report.skip(&folder.path, SkipReason::NoUsableImages, true),
             _ => {

@@ -3,7 +3,6 @@
 //! Every size in an IDX header is untrusted until it has been checked against the real amount of
 //! data, so a corrupt or hostile header can never make the parser allocate more than the file holds.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -37,7 +36,7 @@ pub struct IdxArray {
 pub fn read_idx_file(path: &Path) -> Result<IdxArray, DataError> {
     let file_name = path.display().to_string();
     let io_error = |source: io::Error| DataError::Io { path: path.to_path_buf(), source };
-    let mut file = File::open(path).map_err(io_error)?;
+    let mut file = crate::files::open_regular(path).map_err(io_error)?;
     let file_len = file.metadata().map_err(io_error)?.len();
     if file_len == 0 {
         return Err(DataError::Empty { file: file_name });

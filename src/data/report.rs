@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 
 /// How many skipped entries the summary line names before "and N more".
 pub(crate) const LISTED_SKIPS: usize = 3;
-/// Class folders are searched this deep, which also stops symbolic-link loops.
+/// Class folders are searched this deep.
 pub(crate) const MAX_DEPTH: usize = 16;
+/// A folder walk reads at most this many entries: far more than any image data set here holds, and a bound
+/// on time and memory when the wrong folder (say `/`) is given.
+pub(crate) const MAX_ENTRIES: usize = 1_000_000;
 /// Decoder messages are cut to this many characters in the summary line.
 const MAX_REASON_CHARS: usize = 80;
 
@@ -32,8 +35,12 @@ pub enum SkipReason {
     OutsideClassFolder,
     /// A test class folder whose class has no training images.
     NoTrainingClass,
-    /// Nested deeper than the search goes (possibly a link loop).
+    /// Nested deeper than the search goes.
     TooDeep,
+    /// A FIFO, device or socket: never opened, since reading one could block or never end.
+    NotRegular(&'static str),
+    /// A file or folder already listed under another path (a link to it, or a link back up the tree).
+    SeenBefore(PathBuf),
 }
 
 impl fmt::Display for SkipReason {
@@ -49,6 +56,8 @@ impl fmt::Display for SkipReason {
             Self::OutsideClassFolder => write!(f, "not inside a class folder"),
             Self::NoTrainingClass => write!(f, "test class with no training images"),
             Self::TooDeep => write!(f, "nested more than {MAX_DEPTH} folders deep"),
+            Self::NotRegular(kind) => write!(f, "{kind}, not a regular file"),
+            Self::SeenBefore(first) => write!(f, "the same as {}, reached again through a link", first.display()),
         }
     }
 }

@@ -8,8 +8,6 @@
 //! record · optimiser length · optimiser record · CRC-32 of everything before it (u32 LE).
 
 use std::collections::VecDeque;
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{ImageShape, LayerSettings};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::DataSplit;
+use crate::files;
 use crate::data::batch::{BatchSampler, RngState, SamplerState};
 use crate::train::error::{CheckpointError, TrainError};
 use crate::train::trainer::{Trainer, build_optimizer};
@@ -150,7 +149,7 @@ impl Trainer {
     /// Writes the checkpoint to `path` atomically: a crash or a full disk leaves the previous file there intact.
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
         let bytes = self.checkpoint_bytes()?;
-        write_atomically(path, &bytes).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
+        files::write_atomically(path, &bytes).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
         Ok(())
     }
 
@@ -235,7 +234,7 @@ fn same_live_settings(a: &TrainConfig, b: &TrainConfig) -> bool {
 
 /// Reads and checks the checkpoint at `path`: signature, format, lengths, checksum, header.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
+    let bytes = files::read_regular(path).map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
     parse_checkpoint(path, &bytes)
 }
 
@@ -301,27 +300,4 @@ impl<'a> Reader<'a> {
         let len = u64::from_le_bytes(self.array(what)?);
         self.take(usize::try_from(len).unwrap_or(usize::MAX), what)
     }
-}
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it, and renames it over `path`.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
-    let temporary = dir.join(format!(".{name}.partial-{}", std::process::id()));
-    let written = (|| {
-        let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temporary, path)?;
-        // The rename itself is durable once the folder is synced (best effort: not every system allows it).
-        if let Ok(folder) = fs::File::open(dir) {
-            folder.sync_all().ok();
-        }
-        Ok(())
-    })();
-    if written.is_err() {
-        fs::remove_file(&temporary).ok();
-    }
-    written
 }

@@ -248,3 +248,84 @@ fn probe_image_is_composited_converted_and_resized() -> Result<(), DataError> {
     assert!(matches!(error, DataError::BadOption { .. }), "{error:?}");
     Ok(())
 }
+
+#[cfg(unix)]
+#[test]
+fn links_fifos_and_loops_are_walked_once_and_never_block() -> Result<(), DataError> {
+    use std::os::unix::fs::symlink;
+    let dir = ScratchDir::new("folder-hostile");
+    let train = make_dir(&dir.path().join("train"));
+    let test = make_dir(&dir.path().join("test"));
+    for (class, colour) in [("a", RED), ("b", BLUE)] {
+        let folder = make_dir(&train.join(class));
+        for inset in 1..4 {
+            save(square(12, colour, inset), &folder.join(format!("{inset}.png")), ImageFormat::Png);
+        }
+        save(disc(12, colour), &make_dir(&test.join(class)).join("t.png"), ImageFormat::Png);
+    }
+    let a = train.join("a");
+    // Three links back to the folder itself once made 3^16 paths; one into a sibling class, one to the test part
+    // (test leakage), a link to one image, and a FIFO named like an image, which blocks any reader for ever.
+    for name in ["l1", "l2", "l3"] {
+        symlink(".", a.join(name)).expect("link");
+    }
+    symlink("../b", a.join("to-b")).expect("link");
+    symlink("../../test", a.join("to-test")).expect("link");
+    symlink("1.png", a.join("again.png")).expect("link");
+    let made = std::process::Command::new("mkfifo").arg(a.join("x.png")).status().expect("mkfifo");
+    assert!(made.success());
+    symlink("../train/b", test.join("c")).expect("link");
+
+    let (split, report) = load_image_folder(dir.path(), &LoadOptions::default())?;
+    assert_eq!((split.train.len(), split.test.len()), (6, 2), "{report:?}");
+    let images = all_images(&split);
+    for (index, image) in images.iter().enumerate() {
+        assert!(!images[..index].contains(image), "image {index} is listed twice");
+    }
+    let reason = |name: &str| {
+        let skipped = report.skipped.iter().find(|skipped| skipped.path.ends_with(name));
+        skipped.map(|skipped| skipped.reason.to_string()).unwrap_or_else(|| panic!("{name} not reported: {report:?}"))
+    };
+    assert_eq!(reason("x.png"), "a FIFO (named pipe), not a regular file");
+    assert_eq!(reason("l1"), "the same as train/a, reached again through a link");
+    assert_eq!(reason("to-b"), "the same as train/b, reached again through a link");
+    assert_eq!(reason("again.png"), "the same as train/a/1.png, reached again through a link");
+    assert!(reason("test/c").starts_with("the same as train/b"));
+    Ok(())
+}
+
+#[test]
+fn one_class_is_not_a_classifier() {
+    let dir = ScratchDir::new("folder-one-class");
+    let only = make_dir(&dir.path().join("cats"));
+    for inset in 1..5 {
+        save(square(10, GREEN, inset), &only.join(format!("{inset}.png")), ImageFormat::Png);
+    }
+    let error = crate::data::load_path(dir.path(), &LoadOptions::default()).expect_err("one class");
+    let message = error.to_string();
+    assert!(message.contains("a single class (cats)") && message.contains("add a sub-folder"), "{message}");
+}
+
+#[cfg(unix)]
+#[test]
+fn an_unreadable_class_folder_is_reported_once() -> Result<(), DataError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ScratchDir::new("folder-unreadable");
+    for (class, colour) in [("a", RED), ("b", BLUE)] {
+        let folder = make_dir(&dir.path().join(class));
+        for inset in 1..4 {
+            save(square(12, colour, inset), &folder.join(format!("{inset}.png")), ImageFormat::Png);
+        }
+    }
+    let locked = make_dir(&dir.path().join("locked"));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let readable_anyway = std::fs::read_dir(&locked).is_ok();
+    let (_, report) = load_image_folder(dir.path(), &LoadOptions::default())?;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mentions: Vec<_> = report.skipped.iter().filter(|skipped| skipped.path == locked).collect();
+    assert_eq!(mentions.len(), 1, "{report:?}");
+    // As root (CI) the folder stays readable and is reported empty; elsewhere it is reported unreadable.
+    let expected = if readable_anyway { "empty class folder" } else { "cannot read" };
+    assert!(mentions[0].reason.to_string().starts_with(expected), "{:?}", mentions[0]);
+    Ok(())
+}
