@@ -412,8 +412,11 @@ pub struct TrainFlags {
 }
 
 fn parse_init(text: &str) -> Result<Init, String> {
-    Init::parse(text)
-        .ok_or_else(|| format!("unknown init `{text}`; expected he, xavier, uniform or normal:SIGMA (e.g. normal:0.1)"))
+    Init::parse(text).ok_or_else(|| {
+        format!(
+            "unknown init `{text}`; expected he, xavier, uniform or normal:SIGMA with 0 < SIGMA ≤ 100 (e.g. normal:0.1)"
+        )
+    })
 }
 
 impl TrainFlags {

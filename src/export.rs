@@ -3,11 +3,11 @@
 //! names the path. Drawing the pictures is `render`'s job.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use image::{ImageEncoder, RgbImage};
 
+use crate::files;
 use crate::render::{self, ColourScale};
 use crate::snapshot::{FloatArray, LayerSnapshot, LayerStats, MetricRow, Snapshot};
 
@@ -264,9 +264,10 @@ pub fn metrics_csv_line(row: &MetricRow) -> String {
     line
 }
 
-/// Writes `bytes` to `path`, naming the path on failure.
+/// Writes `bytes` to `path` whole (through a temporary file and a rename: a full disk never leaves half a
+/// file), naming the path on failure.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    fs::write(path, bytes).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
+    files::write_atomically(path, bytes).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
 }
 
 /// Creates `dir` (and its parents) for exports.
@@ -274,33 +275,34 @@ pub fn create_dir(dir: &Path) -> Result<(), ExportError> {
     fs::create_dir_all(dir).map_err(|source| ExportError::Write { path: dir.to_path_buf(), source })
 }
 
-/// A metrics CSV written as training goes, so a crash or a divergence never loses the rows so far.
+/// A metrics CSV written as training goes, in whole rows: a crash or a divergence loses at most the rows of
+/// the last moments (a stop on a signal flushes them), and a full disk never leaves a torn row.
 pub struct MetricsCsv {
-    path: PathBuf,
-    file: std::io::BufWriter<fs::File>,
+    rows: files::RowFile,
 }
 
 impl MetricsCsv {
     /// Creates the file and writes the header.
     pub fn create(path: &Path, layers: &[String]) -> Result<MetricsCsv, ExportError> {
-        let file = fs::File::create(path).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })?;
-        let mut csv = MetricsCsv { path: path.to_path_buf(), file: std::io::BufWriter::new(file) };
-        csv.write(metrics_csv_header(layers).as_bytes())?;
-        Ok(csv)
+        let write_error = |source| ExportError::Write { path: path.to_path_buf(), source };
+        let mut rows = files::RowFile::create(path).map_err(write_error)?;
+        rows.push(&metrics_csv_header(layers)).map_err(write_error)?;
+        Ok(MetricsCsv { rows })
     }
 
     /// Appends one row.
     pub fn append(&mut self, row: &MetricRow) -> Result<(), ExportError> {
-        self.write(metrics_csv_line(row).as_bytes())
+        let line = metrics_csv_line(row);
+        self.rows.push(&line).map_err(|source| self.write_error(source))
     }
 
-    /// Flushes buffered rows to disk.
+    /// Writes the buffered rows to disk.
     pub fn flush(&mut self) -> Result<(), ExportError> {
-        self.file.flush().map_err(|source| ExportError::Write { path: self.path.clone(), source })
+        self.rows.flush().map_err(|source| self.write_error(source))
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
-        self.file.write_all(bytes).map_err(|source| ExportError::Write { path: self.path.clone(), source })
+    fn write_error(&self, source: std::io::Error) -> ExportError {
+        ExportError::Write { path: self.rows.path().to_path_buf(), source }
     }
 }
 

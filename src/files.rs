@@ -34,10 +34,7 @@ pub fn special_kind(metadata: &Metadata) -> Option<&'static str> {
 /// Which file or folder on disk a path leads to, whatever links lead there: two paths with the same id are one
 /// file, which is how a walk sees each folder and file once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileId(
-    #[cfg(unix)] (u64, u64),
-    #[cfg(not(unix))] PathBuf,
-);
+pub struct FileId(#[cfg(unix)] (u64, u64), #[cfg(not(unix))] PathBuf);
 
 impl FileId {
     /// The id of `path`, whose (link-followed) metadata is `metadata`.

@@ -122,7 +122,8 @@ pub struct History {
 
 /// Reads the history at `path`, keeping every complete record before a torn or damaged one.
 pub fn read_history(path: &Path) -> Result<History, HistoryError> {
-    let bytes = crate::files::read_regular(path).map_err(|source| HistoryError::Read { path: path.to_path_buf(), source })?;
+    let bytes =
+        crate::files::read_regular(path).map_err(|source| HistoryError::Read { path: path.to_path_buf(), source })?;
     parse_history(path, &bytes)
 }
 

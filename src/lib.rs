@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod arch;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod data;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use eframe::egui;
 
+use crate::app::stored;
 use crate::app::view::Severity;
 use crate::app::window::{ConvscopeApp, State};
 use crate::config::TrainConfig;
@@ -65,8 +66,10 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
         ..Default::default()
     };
     let WindowOptions { screenshot, quit_after, fresh, preset, .. } = options;
+    // Checked before eframe reads it: a damaged value would otherwise fail the start-up every time.
+    let settings_notices = stored::settings_path().map(|path| stored::check_settings(&path, fresh)).unwrap_or_default();
     eframe::run_native(
-        "convscope",
+        stored::APP_ID,
         native,
         Box::new(move |cc| {
             let mut state: State = if fresh {
@@ -89,7 +92,7 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
             if let Some(runs) = launched.runs {
                 app.keep_runs(runs);
             }
-            if let Some(text) = launched.notice {
+            for text in settings_notices.into_iter().chain(launched.notice) {
                 app.view.message(Severity::Warning, text);
             }
             if let Some((path, after)) = screenshot {

@@ -10,6 +10,7 @@ pub mod link;
 pub mod outbox;
 pub mod panels;
 pub mod series;
+pub mod stored;
 pub mod textures;
 pub mod timeline;
 pub mod timers;

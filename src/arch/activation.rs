@@ -224,7 +224,7 @@ impl Init {
         }
     }
 
-    /// Parses `he`, `xavier`, `uniform` or `normal:SIGMA`.
+    /// Parses `he`, `xavier`, `uniform` or `normal:SIGMA` (0 < SIGMA ≤ [`MAX_INIT_STD`]).
     pub fn parse(text: &str) -> Option<Init> {
         let lower = text.to_ascii_lowercase();
         match lower.as_str() {
@@ -233,11 +233,15 @@ impl Init {
             "uniform" => Some(Init::Uniform),
             _ => {
                 let sigma = lower.strip_prefix("normal:")?.parse::<f64>().ok()?;
-                (sigma.is_finite() && sigma > 0.0).then_some(Init::Normal { std: sigma })
+                (sigma > 0.0 && sigma <= MAX_INIT_STD).then_some(Init::Normal { std: sigma })
             }
         }
     }
 }
+
+/// The widest normal init accepted: already far past any useful net (the weights' products overflow f32 a few
+/// layers in), so a typo such as `1e308` is refused instead of silently building a dead net.
+pub const MAX_INIT_STD: f64 = 100.0;
 
 impl fmt::Display for Init {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

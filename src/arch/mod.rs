@@ -23,6 +23,6 @@ mod tests;
 pub use activation::{Activation, ELU_ALPHA, ImageShape, Init, LEAKY_RELU_SLOPE, LayerSettings, OutputKind};
 pub use plan::{LayerDefaults, LayerPlan, NetPlan, Shape};
 pub use spec::{
-    ArchSpec, DEFAULT_ARCH, LayerKind, LayerSpec, MAX_LAYER_VALUES, MAX_LAYER_WEIGHTS, NAMED_ARCHS, SpecError,
-    resolve_arch,
+    ArchSpec, DEFAULT_ARCH, LayerKind, LayerSpec, MAX_LAYER_VALUES, MAX_LAYER_WEIGHTS, MAX_LAYERS, NAMED_ARCHS,
+    SpecError, resolve_arch,
 };

@@ -20,7 +20,7 @@ impl ArchSpec {
         let mut counts = LayerCounts::default();
         for (index, layer) in self.layers.iter().enumerate() {
             let at = |message: String| {
-                let written = &text[layer.span.clone()];
+                let written: String = text[layer.span.clone()].chars().take(60).collect();
                 SpecError::new(text, layer.span.clone(), format!("layer {} `{written}`: {message}", index + 1))
             };
             let (name, out_shape) = counts.infer(layer.kind, shape).map_err(at)?;
@@ -42,6 +42,15 @@ impl ArchSpec {
                 format!(
                     "{} per-layer activations were given (the first unused is `{extra}`) but the spec has only {weighted} hidden layers with weights",
                     defaults.layer_activations.len(),
+                ),
+            ));
+        }
+        if shape.len().checked_mul(classes).is_none_or(|n| n > MAX_LAYER_WEIGHTS) {
+            return Err(SpecError::new(
+                text,
+                0..text.len(),
+                format!(
+                    "the output layer would connect {shape} values to {classes} classes, too many weights (at most {MAX_LAYER_WEIGHTS}) — pool more before it"
                 ),
             ));
         }

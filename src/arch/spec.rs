@@ -33,6 +33,8 @@ pub const NAMED_ARCHS: &[(&str, &str, &str)] = &[
 pub const MAX_LAYER_VALUES: usize = 1 << 24;
 /// Largest number of weights in one layer, for the same reason.
 pub const MAX_LAYER_WEIGHTS: usize = 1 << 26;
+/// Most layers a spec may list (the reference nets have three to seven).
+pub const MAX_LAYERS: usize = 64;
 
 /// The default architecture.
 pub const DEFAULT_ARCH: &str = "ref-mnist";
@@ -102,12 +104,25 @@ pub struct SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "architecture spec: {}", self.message)?;
-        writeln!(f, "  {}", self.text)?;
+        // A long spec is shown around the error only, so the caret line stays on one screen line.
+        let chars: Vec<char> = self.text.chars().collect();
         let start = self.text.get(..self.span.start).map_or(0, |s| s.chars().count());
         let width = self.text.get(self.span.clone()).map_or(1, |s| s.chars().count()).max(1);
-        write!(f, "  {}{}", " ".repeat(start), "^".repeat(width))
+        let from = start.saturating_sub(SHOWN_BEFORE);
+        let to = (start + width.min(SHOWN_CHARS - SHOWN_BEFORE)).max(from + SHOWN_CHARS).min(chars.len());
+        let before = if from > 0 { "…" } else { "" };
+        let after = if to < chars.len() { "…" } else { "" };
+        let shown: String = chars.get(from..to).unwrap_or_default().iter().collect();
+        writeln!(f, "  {before}{shown}{after}")?;
+        let caret = width.min(to.saturating_sub(start)).max(1);
+        write!(f, "  {}{}", " ".repeat(start - from + before.chars().count()), "^".repeat(caret))
     }
 }
+
+/// A spec error shows at most this many characters of the spec…
+const SHOWN_CHARS: usize = 100;
+/// …of which this many come before the error.
+const SHOWN_BEFORE: usize = 40;
 
 impl SpecError {
     pub(crate) fn new(text: &str, span: Range<usize>, message: impl Into<String>) -> Self {
@@ -230,6 +245,12 @@ impl ArchSpec {
             let kind = layer_kind(text, *keyword, &mut args)?;
             let mut layer = LayerSpec { kind, activation: None, bias: None, batch_norm: None, init: None, span };
             layer_options(text, &mut layer, args)?;
+            if layers.len() == MAX_LAYERS {
+                let message = format!(
+                    "more than {MAX_LAYERS} layers: far more than this tool can show or train at a useful speed"
+                );
+                return Err(SpecError::new(text, layer.span, message));
+            }
             layers.push(layer);
         }
         Ok(ArchSpec { text: text.to_string(), layers })
@@ -320,7 +341,7 @@ fn layer_options<'a>(
                         text,
                         word.range(),
                         format!(
-                            "unknown init `{value}`: expected he, xavier, uniform or normal:SIGMA (e.g. normal:0.1)"
+                            "unknown init `{value}`: expected he, xavier, uniform or normal:SIGMA with 0 < SIGMA ≤ 100 (e.g. normal:0.1)"
                         ),
                     )
                 })?);

@@ -108,3 +108,24 @@ fn activation_math_matches_known_values() {
         assert_eq!(Activation::parse(act.name()), Some(act));
     }
 }
+
+#[test]
+fn long_specs_are_shown_around_the_error_and_layer_counts_bounded() {
+    // A 100 KB spec with a typo at its end: the message shows a window of it, not all of it.
+    let text = format!("conv 4 3x3{} sigmoidd", " relu".repeat(20_000));
+    let error = ArchSpec::parse(&text).unwrap_err().to_string();
+    assert!(error.len() < 600, "{} bytes: {}", error.len(), &error[..600.min(error.len())]);
+    let lines: Vec<&str> = error.lines().collect();
+    assert!(lines[1].starts_with("  …") && lines[1].ends_with("sigmoidd"), "{error}");
+    let caret = lines[2].find('^').unwrap();
+    let under: String = lines[1].chars().skip(caret).take(8).collect();
+    assert_eq!(under, "sigmoidd", "{error}");
+
+    let deep = "dense 4, ".repeat(MAX_LAYERS + 1);
+    let error = ArchSpec::parse(deep.trim_end_matches(", ")).unwrap_err();
+    assert!(error.message.starts_with(&format!("more than {MAX_LAYERS} layers")), "{error}");
+    assert!(ArchSpec::parse("dense 4, ".repeat(MAX_LAYERS).trim_end_matches(", ")).is_ok());
+    // A short spec is shown whole, caret under the bad word.
+    let error = ArchSpec::parse("conv 8 5x5, pol 2").unwrap_err().to_string();
+    assert!(error.ends_with("  conv 8 5x5, pol 2\n              ^^^"), "{error}");
+}

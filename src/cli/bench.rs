@@ -69,6 +69,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     if args.steps == 0 {
         return Err(Failure::bad_input(anyhow::anyhow!("--steps must be at least 1")));
     }
+    train::check_threads(args.threads).map_err(Failure::bad_input)?;
     let data = Arc::new(embedded()?);
     let archs: Vec<&str> = std::iter::once(args.arch.as_str())
         .chain(args.also.iter().map(|a| a.trim()).filter(|a| !a.is_empty()))

@@ -11,18 +11,18 @@ use crate::protocol::DataRequest;
 /// Where the data comes from.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DataFlags {
-    /// Your data: a folder of IDX files (MNIST, Fashion-MNIST, EMNIST), CIFAR-10/100 binary batches, or an image
+    /// Your data (--image-size, --channels and --classes describe it, so they need it): a folder of IDX files (MNIST, Fashion-MNIST, EMNIST), CIFAR-10/100 binary batches, or an image
     /// folder with one sub-folder per class. Default: the embedded MNIST subset.
     #[arg(long, value_name = "PATH")]
     pub data: Option<PathBuf>,
     /// Image folders: resize every image to N×N (default: the most common size, at most 64).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "data")]
     pub image_size: Option<usize>,
     /// Image folders: 1 for grey, 3 for RGB (default: 3 when any image is in colour).
-    #[arg(long, value_name = "C")]
+    #[arg(long, value_name = "C", requires = "data")]
     pub channels: Option<usize>,
     /// Number of classes, for label files without a standard name whose labels are not 0..K−1.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", requires = "data")]
     pub classes: Option<usize>,
 }
 

@@ -3,7 +3,7 @@
 /// A failed command: what to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
-    /// 1 internal, 2 bad input, 3 diverged.
+    /// 1 internal, 2 bad input, 3 diverged, 4 output fault; 130 / 143 stopped by SIGINT / SIGTERM.
     pub code: u8,
     /// The error with its context chain.
     pub error: anyhow::Error,
@@ -23,6 +23,11 @@ impl Failure {
     /// Training diverged (exit 3).
     pub fn diverged(message: String) -> Failure {
         Failure { code: 3, error: anyhow::anyhow!(message) }
+    }
+
+    /// The output could not be written during the run: a full disk, a read-only or vanished folder (exit 4).
+    pub fn output(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: 4, error: error.into() }
     }
 
     /// The message for the terminal: the context chain joined with `: `, leaving out a cause whose text the

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::cli::data::DataFlags;
 use crate::cli::failure::Failure;
+use crate::cli::interrupt::{Interrupt, Signal};
 use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::data::DataSplit;
 use crate::diagnose::{Hint, presets};
@@ -60,6 +61,10 @@ pub struct TrainArgs {
     /// the default of 50 keeps recording near 1 % of training time (10 costs 5–10 % on two cores).
     #[arg(long, value_name = "K", default_value_t = 50)]
     pub snapshot_every: u64,
+    /// The most memory the run may take, e.g. 8G or 512M: a net or data set estimated to need more is refused
+    /// before it is built [default: half of the memory available at the start].
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub max_memory: Option<u64>,
     /// Continue the run in this checkpoint for --steps more steps, bit-identically to a run that never stopped
     /// (same backend and threads). Live settings given as flags (--lr, --activation, --batch-norm, …) change it
     /// from there; the architecture and the data must be the checkpoint's.
@@ -111,8 +116,8 @@ struct TrainSummary {
     /// The last step's number (a resumed run's continue the checkpoint's).
     last_step: u64,
     epochs: f64,
-    /// Mean loss over the last (up to) 50 steps.
-    train_loss: f32,
+    /// Mean loss over the last (up to) 50 steps (null when no step ran).
+    train_loss: Option<f32>,
     train_accuracy: f32,
     /// Over the whole test split, after the last step.
     test_accuracy: f32,
@@ -124,6 +129,9 @@ struct TrainSummary {
     grad_norms: Vec<LayerNorm>,
     /// What the diagnosis rules make of the last steps (rule id, layer, sentence).
     hints: Vec<Hint>,
+    /// The signal that stopped the run before its last step (SIGINT or SIGTERM), if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stopped_by: Option<&'static str>,
 }
 
 /// One layer's entry in the summary's `grad_norms`.
@@ -153,10 +161,13 @@ fn start_and_config(args: &TrainArgs) -> Result<(Start, TrainConfig), Failure> {
 
 /// Trains as `args` say and prints the summary.
 pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
+    train::check_threads(args.threads).map_err(Failure::bad_input)?;
+    crate::budget::set_max_memory(args.max_memory);
     let (start, config) = start_and_config(args)?;
     let data = args.data.load(config.seed)?;
     // Check the spec before any work, so a bad one fails fast with the caret pointing at it.
     let plan = config.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+    train::check_memory(&plan, &config).map_err(Failure::bad_input)?;
     let layer_names: Vec<String> = plan.weighted().map(|l| l.name.clone()).collect();
     let steps = match (args.steps, args.epochs) {
         (Some(steps), _) => steps,
@@ -168,8 +179,8 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         }
         (None, None) => preset(&args.flags)?.map_or(DEFAULT_TRAIN_STEPS, |p| p.steps),
     };
-    export::create_dir(&args.out).map_err(Failure::bad_input)?;
-    let mut csv = MetricsCsv::create(&args.out.join("metrics.csv"), &layer_names).map_err(Failure::bad_input)?;
+    export::create_dir(&args.out).map_err(Failure::output)?;
+    let mut csv = MetricsCsv::create(&args.out.join("metrics.csv"), &layer_names).map_err(Failure::output)?;
     let record = RunRecord {
         config: &config,
         data: data.train.source(),
@@ -179,25 +190,43 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         resumed_from: args.resume.as_ref().map(|p| p.display().to_string()),
     };
     let json = serde_json::to_vec_pretty(&record).map_err(Failure::internal)?;
-    export::write_file(&args.out.join("config.json"), &json).map_err(Failure::bad_input)?;
+    export::write_file(&args.out.join("config.json"), &json).map_err(Failure::output)?;
 
     let data = Arc::new(data);
+    let interrupt = Interrupt::install();
     let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
-        train_loop(start, config, data, args, steps, &mut csv)
+        train_loop(start, config, data, args, steps, &mut csv, &interrupt)
     })
     .context("could not start the compute threads")
     .map_err(Failure::internal)?;
-    csv.flush().map_err(Failure::bad_input)?;
-    let (summary, last_snapshot) = outcome?;
+    csv.flush().map_err(Failure::output)?;
+    let Trained { summary, last_snapshot, stopped_by } = outcome?;
     if let Some(first) = last_snapshot.as_ref().and_then(|s| s.layers.first()) {
-        export::write_layer_grids(first, GridStyle::fitted(first), &args.out, None).map_err(Failure::bad_input)?;
+        export::write_layer_grids(first, GridStyle::fitted(first), &args.out, None).map_err(Failure::output)?;
     }
     for hint in &summary.hints {
         eprintln!("hint ({}): {}", hint.rule.id(), hint.sentence);
     }
     let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
     println!("{line}");
-    Ok(())
+    match stopped_by {
+        Some(signal) => Err(Failure {
+            code: signal.exit_code(),
+            error: anyhow::anyhow!(
+                "stopped by {} after {} of {steps} steps; metrics.csv, the images and the summary above hold the steps done",
+                signal.name(),
+                summary.steps
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What a run produced: its summary, the last snapshot (for the images), and the signal that stopped it early.
+struct Trained {
+    summary: TrainSummary,
+    last_snapshot: Option<Box<Snapshot>>,
+    stopped_by: Option<Signal>,
 }
 
 fn progress_bar(steps: u64) -> indicatif::ProgressBar {
@@ -217,7 +246,8 @@ fn train_loop(
     args: &TrainArgs,
     steps: u64,
     csv: &mut MetricsCsv,
-) -> Result<(TrainSummary, Option<Box<Snapshot>>), Failure> {
+    interrupt: &Interrupt,
+) -> Result<Trained, Failure> {
     let batch = config.batch_size as u64;
     let evaluation = Evaluation::EveryTestEvery;
     let mut driver = match start {
@@ -234,8 +264,13 @@ fn train_loop(
     let mut history = History::start(args, &driver);
     let started = Instant::now();
     let bar = progress_bar(steps);
-    let (mut last_snapshot, mut train_accuracy) = (None, f32::NAN);
+    let (mut last_snapshot, mut train_accuracy, mut done, mut stopped_by) = (None, f32::NAN, 0, None);
     for step in first + 1..=last {
+        if let Some(signal) = interrupt.requested() {
+            bar.suspend(|| eprintln!("convscope: {}: stopping after step {}", signal.name(), step - 1));
+            stopped_by = Some(signal);
+            break;
+        }
         let capture = step == last || (args.snapshot_every > 0 && step.is_multiple_of(args.snapshot_every));
         let (row, snapshot, warnings) = match driver.step(capture).map_err(Failure::internal)? {
             Driven::Updated { row, snapshot, warnings } => (row, snapshot, warnings),
@@ -247,13 +282,16 @@ fn train_loop(
         for warning in warnings {
             bar.suspend(|| eprintln!("convscope: step {step}: {warning}"));
         }
-        csv.append(&row).map_err(Failure::bad_input)?;
+        done = step - first;
+        csv.append(&row)
+            .with_context(|| format!("the run stopped at step {step}; metrics.csv holds the rows written before"))
+            .map_err(Failure::output)?;
         history.step(row.clone(), snapshot.as_deref(), &bar);
         if let Some(every) = args.save_every
             && (step.is_multiple_of(every) || step == last)
         {
             let path = args.out.join(train::checkpoint_file_name(step));
-            driver.trainer().save_checkpoint(&path).map_err(Failure::bad_input)?;
+            driver.trainer().save_checkpoint(&path).map_err(Failure::output)?;
         }
         if step % 10 == 0 || step == last {
             let rate = ((step - first) * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -268,16 +306,36 @@ fn train_loop(
     }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    if stopped_by.is_some() && done > 0 {
+        // Stopped early: the test accuracy and the images are of the last step done, not of an older one.
+        driver.evaluate().map_err(Failure::internal)?;
+        last_snapshot = Some(Box::new(driver.trainer().refresh_snapshot().map_err(Failure::internal)?));
+    }
     history.finish(driver.hints(), &bar);
+    let summary = summarize(&mut driver, (first, done), train_accuracy, seconds, args, stopped_by);
+    Ok(Trained { summary, last_snapshot, stopped_by })
+}
+
+/// The summary of a run that took `done` steps after step `first`.
+fn summarize(
+    driver: &mut Driver,
+    (first, done): (u64, u64),
+    train_accuracy: f32,
+    seconds: f64,
+    args: &TrainArgs,
+    stopped_by: Option<Signal>,
+) -> TrainSummary {
+    let batch = driver.trainer().config().batch_size as u64;
     let train_len = driver.trainer().data().train.len().max(1) as f64;
-    let summary = TrainSummary {
-        steps,
-        last_step: last,
-        epochs: (steps * batch) as f64 / train_len,
-        train_loss: driver.recent_loss(),
+    TrainSummary {
+        steps: done,
+        last_step: first + done,
+        epochs: (done * batch) as f64 / train_len,
+        // No step, no loss (rather than the 0 of an empty mean).
+        train_loss: (done > 0).then(|| driver.recent_loss()),
         train_accuracy,
         test_accuracy: driver.trainer().test_accuracy(),
-        images_per_sec: (steps * batch) as f64 / seconds.max(1e-9),
+        images_per_sec: (done * batch) as f64 / seconds.max(1e-9),
         seconds,
         threads: rayon::current_num_threads(),
         out: args.out.display().to_string(),
@@ -287,8 +345,8 @@ fn train_loop(
             .map(|(layer, grad_norm)| LayerNorm { layer, grad_norm })
             .collect(),
         hints: driver.hints(),
-    };
-    Ok((summary, last_snapshot))
+        stopped_by: stopped_by.map(Signal::name),
+    }
 }
 
 /// `convscope train`'s history: the net, then rows and a snapshot every `--snapshot-every` steps, then the hints.

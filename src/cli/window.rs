@@ -46,6 +46,10 @@ pub struct WindowArgs {
     /// The training flags, as for `convscope train`: each one given overrides the saved settings.
     #[command(flatten)]
     pub flags: TrainFlags,
+    /// The most memory a run may take, e.g. 8G: a net or data set estimated to need more is refused [default:
+    /// half of the memory available at the start].
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub max_memory: Option<u64>,
     /// Continue the run in this checkpoint (its net, weights and step) instead of starting a new one.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
@@ -96,6 +100,10 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     // Bad flags fail here, before a window opens: the values, and a spec that does not fit the digits the
     // window starts on (unless other data is coming).
     let preset_name = preset(&args.flags)?.map(|p| p.name.to_owned());
+    // A backend this build lacks is refused as `train` refuses it, not opened as an empty window.
+    crate::train::autodiff_device(args.backend).map_err(Failure::bad_input)?;
+    crate::train::check_threads(args.threads).map_err(Failure::bad_input)?;
+    crate::budget::set_max_memory(args.max_memory);
     let checked = resolve_config(&args.flags, TrainConfig::default())?;
     let data = Arc::new(embedded()?);
     if args.data.data.is_none() {
@@ -119,10 +127,13 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         if flags.preset.is_some() && flags.seed.is_none() {
             config.seed = restored.seed;
         }
-        // Saved settings that no longer fit (or damaged ones) fall back to the defaults.
-        if config.validate().is_err() || config.plan(data.train.shape(), data.train.classes()).is_err() {
+        // Damaged saved settings, or ones that no longer fit the data, fall back to the defaults, saying which.
+        if let Err(error) = config.validate() {
+            notice = Some(format!("the saved settings were damaged ({error}); started from the defaults"));
+            config = TrainConfig::default();
+        } else if let Err(error) = config.plan(data.train.shape(), data.train.classes()) {
             notice = Some(format!(
-                "the saved settings (spec `{}`) did not fit the data; started from the defaults",
+                "the saved settings (spec `{}`) did not fit the data ({error}); started from the defaults",
                 config.arch
             ));
             config = TrainConfig::default();

@@ -492,16 +492,25 @@ mod tests {
     }
 
     #[test]
-    fn large_shift_empties_the_image() -> Result<(), DataError> {
+    fn a_shift_beyond_the_image_is_capped_at_its_side() -> Result<(), DataError> {
         let shape = ImageShape { channels: 1, height: 2, width: 3 };
         let dataset = Dataset::new(vec![9; 6], vec![0], shape, 1, vec!["x".into()], "toy".into())?;
         let shift = Shift { max_pixels: usize::MAX };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let (mut images, mut labels) = (Vec::new(), Vec::new());
-        for _ in 0..20 {
+        let (mut emptied, mut kept_some) = (0, 0);
+        for _ in 0..40 {
             fill_batch(&dataset, &[0], &Normalization::none(), Some((&shift, &mut rng)), &mut images, &mut labels)?;
             assert_eq!(images.len(), 6);
+            // Every pixel is the image's own value or the vacated background, never anything else.
+            assert!(images.iter().all(|&v| v == 0.0 || v == 9.0 / 255.0), "{images:?}");
+            let left = images.iter().filter(|&&v| v > 0.0).count();
+            emptied += usize::from(left == 0);
+            kept_some += usize::from(left > 0);
         }
+        // The offset is drawn up to the image's side (not to usize::MAX): some draws move it out entirely,
+        // some keep part of it.
+        assert!(emptied > 0 && kept_some > 0, "{emptied} emptied, {kept_some} kept part");
         Ok(())
     }
 }

@@ -285,7 +285,8 @@ pub fn read_class_names(path: &Path) -> Result<Vec<String>, DataError> {
     if len > MAX_NAMES_FILE {
         return Err(bad(format!("{len} bytes is far too long for a list of at most {MAX_CLASSES} names")));
     }
-    let bytes = crate::files::read_regular(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
+    let bytes =
+        crate::files::read_regular(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let text = String::from_utf8(bytes).map_err(|error| bad(format!("not UTF-8 text ({error})")))?;
     let names: Vec<String> = text.lines().map(str::trim).filter(|line| !line.is_empty()).map(str::to_owned).collect();
     if names.is_empty() {

@@ -169,6 +169,12 @@ pub enum DataError {
     )]
     OneClass { path: PathBuf, name: String, fix: &'static str },
 
+    #[error(
+        "{}: {detail} — use a smaller --image-size, or raise the budget with --max-memory if this machine has more free",
+        dir.display()
+    )]
+    TooLargeForMemory { dir: PathBuf, detail: String },
+
     #[error("{option} {value} is out of range: use {allowed}")]
     BadOption { option: &'static str, value: usize, allowed: &'static str },
 

@@ -103,6 +103,16 @@ fn decode_all(
         .len()
         .checked_mul(pixels)
         .ok_or_else(|| DataError::BadShape { source_name: dir.display().to_string(), shape })?;
+    if let Some(budget) = crate::budget::memory_budget().filter(|budget| total as u64 > budget.bytes) {
+        let detail = format!(
+            "{} images of {shape} take {}, more than the {} allowed ({})",
+            usable.len(),
+            crate::budget::bytes(total as u64),
+            crate::budget::bytes(budget.bytes),
+            budget.source
+        );
+        return Err(DataError::TooLargeForMemory { dir: dir.to_path_buf(), detail });
+    }
     let mut images = vec![0u8; total];
     let results: Vec<Result<(), SkipReason>> = images
         .par_chunks_mut(pixels)

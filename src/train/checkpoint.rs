@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{ImageShape, LayerSettings};
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::DataSplit;
-use crate::files;
 use crate::data::batch::{BatchSampler, RngState, SamplerState};
+use crate::files;
 use crate::train::error::{CheckpointError, TrainError};
 use crate::train::trainer::{Trainer, build_optimizer};
 
@@ -149,7 +149,8 @@ impl Trainer {
     /// Writes the checkpoint to `path` atomically: a crash or a full disk leaves the previous file there intact.
     pub fn save_checkpoint(&self, path: &Path) -> Result<(), TrainError> {
         let bytes = self.checkpoint_bytes()?;
-        files::write_atomically(path, &bytes).map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
+        files::write_atomically(path, &bytes)
+            .map_err(|source| CheckpointError::Write { path: path.to_path_buf(), source })?;
         Ok(())
     }
 
@@ -234,7 +235,8 @@ fn same_live_settings(a: &TrainConfig, b: &TrainConfig) -> bool {
 
 /// Reads and checks the checkpoint at `path`: signature, format, lengths, checksum, header.
 pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = files::read_regular(path).map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
+    let bytes =
+        files::read_regular(path).map_err(|source| CheckpointError::Read { path: path.to_path_buf(), source })?;
     parse_checkpoint(path, &bytes)
 }
 

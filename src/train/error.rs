@@ -29,6 +29,21 @@ pub enum TrainError {
     /// The backend is not compiled into this binary.
     #[error("the {0} backend is not compiled in: rebuild with `--features {0}`")]
     BackendMissing(&'static str),
+    /// More compute threads than make sense on this machine.
+    #[error(
+        "--threads {threads} is out of range: this machine has {cores} core(s), so use 1 to {most} (or leave it out for one per core)"
+    )]
+    Threads {
+        /// What was asked for.
+        threads: usize,
+        /// The machine's cores.
+        cores: usize,
+        /// The most allowed.
+        most: usize,
+    },
+    /// The net would need more memory than the budget allows.
+    #[error("{0}")]
+    TooMuchMemory(Box<crate::train::memory::MemoryRefusal>),
     /// The backend is compiled in but its device could not be set up (e.g. no GPU).
     #[error(
         "the {backend} backend could not start: {detail} — is there a GPU with a Vulkan, Metal or DX12 driver? Use --backend flex to train on the CPU"

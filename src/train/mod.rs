@@ -11,6 +11,7 @@ mod device;
 pub mod driver;
 pub mod error;
 mod loader;
+pub mod memory;
 pub mod stats;
 pub mod step;
 mod tensors;
@@ -19,10 +20,12 @@ pub mod trainer;
 mod worker;
 
 pub use checkpoint::{Checkpoint, checkpoint_file_name, read_checkpoint};
+pub use device::autodiff_device;
 pub use driver::{Driven, Driver, Evaluation};
 pub use error::{CheckpointError, TrainError};
+pub use memory::{MemoryEstimate, check_memory};
 pub use step::StepOutcome;
-pub use threads::{ComputePriority, with_compute_threads};
+pub use threads::{ComputePriority, check_threads, with_compute_threads};
 pub use trainer::Trainer;
 pub use worker::{
     AUTOSAVE_INTERVAL, AUTOSAVES_KEPT, METRICS_FLUSH_INTERVAL, PROBE_THUMBNAILS, WorkerHandle, WorkerOptions,

@@ -20,6 +20,8 @@ pub const EXPLOSION_FACTOR: f32 = 10.0;
 /// …for this many consecutive steps: then training is treated as diverged, like a NaN. (A ReLU net at a huge
 /// rate sits at losses of hundreds without ever producing NaN; one noisy batch must not stop a healthy run.)
 pub const EXPLOSION_STEPS: u32 = 3;
+/// A normal init wider than this is blamed for a divergence before the learning rate is.
+const INIT_STD_SUSPECT: f64 = 1.0;
 
 /// The result of one step.
 #[derive(Debug)]
@@ -260,10 +262,27 @@ impl Trainer {
                 "the loss exploded to {loss:.4e}, over {EXPLOSION_FACTOR}× its starting {reference:.3} for {EXPLOSION_STEPS} steps"
             ),
         };
-        format!(
-            "training diverged at step {step}: {what}; the update was skipped — the learning rate {} is probably too high, try {}",
-            self.config.lr,
-            self.config.lr / 10.0
-        )
+        format!("training diverged at step {step}: {what}; the update was skipped — {}", self.divergence_cause())
+    }
+
+    /// The setting most likely to blame for a divergence, and what to try: a weight decay so strong that one
+    /// step more than cancels the weights, initial weights far too large, or else the learning rate.
+    fn divergence_cause(&self) -> String {
+        let (lr, decay) = (self.config.lr, self.config.weight_decay);
+        if lr * decay >= 1.0 {
+            return format!(
+                "the weight decay {decay:?} is far too strong (with the learning rate {lr:?}, each step more than cancels the weights): try 5e-4"
+            );
+        }
+        let widest_init = self.model.settings().into_iter().filter_map(|settings| match settings.init {
+            crate::arch::Init::Normal { std } => Some(std),
+            _ => None,
+        });
+        if let Some(std) = widest_init.max_by(f64::total_cmp).filter(|&std| std > INIT_STD_SUSPECT) {
+            return format!(
+                "the initial weights (init normal:{std:?}) are far too large: use --init he or xavier, or a standard deviation near 0.01"
+            );
+        }
+        format!("the learning rate {lr:?} is probably too high, try {:?}", lr / 10.0)
     }
 }

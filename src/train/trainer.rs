@@ -105,6 +105,8 @@ impl Trainer {
     pub fn new(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind) -> Result<Trainer, TrainError> {
         config.validate()?;
         let plan = config.plan(data.train.shape(), data.train.classes())?;
+        // Before any tensor exists: a net that would not fit is refused, not built until the machine swaps.
+        crate::train::memory::check_memory(&plan, &config)?;
         let device = autodiff_device(backend)?;
         let model = Cnn::new(&plan, config.seed, &device);
         let normalization =
@@ -255,6 +257,9 @@ impl Trainer {
         let mut config = self.config.clone();
         let mut layers = self.model.settings();
         setting.apply(&mut config, &mut layers)?;
+        if (config.batch_size, config.optimizer) != (self.config.batch_size, self.config.optimizer) {
+            crate::train::memory::check_memory(&self.plan, &config)?;
+        }
         let before = std::mem::replace(&mut self.config, config);
         for (layer, settings) in self.model.layers.iter_mut().zip(layers) {
             layer.settings = settings;

@@ -2,30 +2,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::support::{asset_dir, scratch_dir};
-
-fn convscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run convscope")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn last_json_line(output: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().expect("a JSON line on stdout");
-    serde_json::from_str(line).expect("the last stdout line is JSON")
-}
+use crate::support::{asset_dir, convscope, last_json_line, scratch_dir, stderr};
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -391,6 +372,10 @@ fn a_backend_that_is_not_compiled_in_is_a_clear_error() {
     let output = convscope(&["train", "--backend", "wgpu", "--steps", "5", "--out", out.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--features wgpu"), "{}", stderr(&output));
+    // The window refuses it the same way, before any window opens (so no display is needed here).
+    let output = convscope(&["--backend", "wgpu", "--fresh"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the wgpu backend is not compiled in"), "{}", stderr(&output));
 }
 
 /// The step and loss columns of a metrics.csv, from step `from` on.

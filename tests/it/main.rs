@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod cli;
+mod faults;
 mod hints;
 mod kernels;
 mod layering;

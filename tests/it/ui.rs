@@ -300,7 +300,7 @@ fn software_renderer() -> Option<egui_kittest::wgpu::WgpuTestRenderer> {
     match render_state {
         Ok(state) => Some(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(state)),
         Err(_) => {
-            println!("skipped: no GPU or software (lavapipe / llvmpipe) adapter for wgpu on this machine");
+            crate::support::cannot_run("there is no GPU or software (lavapipe / llvmpipe) adapter for wgpu");
             None
         }
     }

@@ -173,8 +173,13 @@ fn rows_are_never_dropped_while_nobody_reads_and_the_worker_never_waits() {
         ..WorkerOptions::default()
     };
     let worker = WorkerHandle::spawn(config(|c| c.batch_size = 8), mnist(), options).unwrap();
-    // Read nothing for a while: the worker keeps training regardless.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Read nothing while the worker keeps training: each periodic wake follows a step, so 30 wakes mean at least
+    // two dozen steps were taken while nobody read, however fast or slow this machine is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while wakes.load(Ordering::Relaxed) < 30 {
+        assert!(std::time::Instant::now() < deadline, "the worker stopped waking the UI");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     worker.send(Command::Pause);
     let mut rows = Vec::new();
     let mut snapshots = 0;

@@ -1,0 +1,167 @@
+//! Faults and hostile input, each run as a user would meet it: signals during `train`, a full disk, an output
+//! folder that cannot be made, absurd thread counts and nets that would not fit in memory, a one-class folder,
+//! and flags that only mean something with `--data`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{convscope, last_json_line, scratch_dir, stderr};
+
+/// Starts a long `train` into `out` and waits until it has written rows (the run is really under way).
+fn long_run(out: &std::path::Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["train", "--steps", "1000000", "--snapshot-every", "0", "--out"])
+        .arg(out)
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(out.join("metrics.csv")).map_or(0, |m| m.len()) < 16 << 10 {
+        assert!(Instant::now() < deadline, "the run wrote no rows");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn signal(child: &Child, name: &str) {
+    let sent = Command::new("kill").args(["-s", name, &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_train_after_the_step_with_every_row_the_images_and_the_summary() {
+    for (name, code) in [("INT", 130), ("TERM", 143)] {
+        let out = scratch_dir(&format!("faults-sig{name}"));
+        let child = long_run(&out);
+        signal(&child, name);
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
+        assert!(stderr(&output).contains(&format!("stopped by SIG{name} after")), "{}", stderr(&output));
+        let summary = last_json_line(&output);
+        assert_eq!(summary["stopped_by"], format!("SIG{name}"));
+        let steps = summary["steps"].as_u64().unwrap();
+        assert!(steps > 0 && steps < 1_000_000, "{summary}");
+        assert!(summary["test_accuracy"].as_f64().unwrap() > 0.0, "{summary}");
+        // Every step done has its row, the last one whole: nothing was left in a buffer.
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        assert!(csv.ends_with('\n'));
+        let last: u64 = csv.lines().last().unwrap().split(',').next().unwrap().parse().unwrap();
+        assert_eq!((csv.lines().count() as u64 - 1, last), (steps, steps));
+        for image in ["conv1_filters.png", "conv1_gradients.png"] {
+            assert!(image::open(out.join(image)).is_ok(), "{image} is a whole PNG");
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_an_output_fault_with_no_torn_row_and_no_half_image() {
+    // /dev/full takes the file but fails every write with "no space left on device".
+    let out = scratch_dir("faults-full");
+    std::os::unix::fs::symlink("/dev/full", out.join("metrics.csv")).unwrap();
+    let output = convscope(&["train", "--steps", "300", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("metrics.csv") && message.contains("No space left on device"), "{message}");
+    assert!(message.contains("the run stopped at step"), "{message}");
+    // Nothing half-written is left: no image, no temporary file.
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let expected = ["metrics.csv", "config.json", "history.bin"];
+    assert!(left.iter().all(|name| expected.iter().any(|e| name == *e)), "{left:?}");
+
+    // The images go through a temporary file and a rename: a full disk there leaves the old image whole.
+    let out = scratch_dir("faults-full-image");
+    let output = convscope(&["train", "--steps", "5", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let before = std::fs::read(out.join("conv1_filters.png")).unwrap();
+    assert!(convscope::files::write_atomically(&out.join("nowhere/conv1_filters.png"), b"x").is_err());
+    assert_eq!(std::fs::read(out.join("conv1_filters.png")).unwrap(), before);
+}
+
+#[test]
+fn an_output_folder_that_cannot_be_made_is_exit_4_naming_it() {
+    // A file where the folder should be: no user, root included, can create a folder inside it.
+    let dir = scratch_dir("faults-readonly");
+    let blocker = dir.join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = blocker.join("out");
+    let output = convscope(&["train", "--steps", "3", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains(out.to_str().unwrap()), "{}", stderr(&output));
+}
+
+#[test]
+fn thread_counts_and_nets_beyond_the_machine_are_refused_before_any_work() {
+    let out = scratch_dir("faults-limits");
+    let started = Instant::now();
+    let output = convscope(&["train", "--threads", "2000", "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--threads 2000 is out of range"), "{}", stderr(&output));
+    // 21,000 filters passed the per-example cap, then took over 10 GB at the first step; its output layer alone
+    // has 165 million weights.
+    let output =
+        convscope(&["train", "--arch", "conv 21000 3x3 pad 1", "--steps", "1", "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the output layer would connect"), "{}", stderr(&output));
+    // Pooled, it plans, and is refused by its memory estimate (about 2 TB in batches of 4096).
+    let huge = ["train", "--arch", "conv 21000 3x3 pad 1, pool 2", "--batch-size", "4096", "--steps", "1"];
+    let output = convscope(&huge);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(message.contains("this net needs about") && message.contains("allowed (half of the"), "{message}");
+    // --max-memory sets the budget: the reference net in batches of 4096 needs more than 64 MiB.
+    let output = convscope(&["train", "--batch-size", "4096", "--max-memory", "100M", "--steps", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("use a batch size of"), "{}", stderr(&output));
+    assert!(started.elapsed() < Duration::from_secs(60), "refused at once, not after trying");
+    // The same budget bounds what a data folder may decode into.
+    let folder = scratch_dir("faults-big-images");
+    for class in ["a", "b"] {
+        std::fs::create_dir(folder.join(class)).unwrap();
+        for index in 0..3 {
+            image::GrayImage::from_pixel(8, 8, image::Luma([index * 40]))
+                .save(folder.join(class).join(format!("{index}.png")))
+                .unwrap();
+        }
+    }
+    let big =
+        ["train", "--data", folder.to_str().unwrap(), "--image-size", "1024", "--max-memory", "4M", "--steps", "1"];
+    let output = convscope(&big);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("6 images of 1×1024×1024 take 6.0 MiB, more than the 4.0 MiB allowed"),
+        "{}",
+        stderr(&output)
+    );
+    let output = convscope(&["train", "--arch", &"dense 4, ".repeat(70), "--steps", "1"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("more than 64 layers"), "{}", stderr(&output));
+}
+
+#[test]
+fn data_flags_without_data_and_bad_numbers_get_clear_messages() {
+    let output = convscope(&["train", "--image-size", "64", "--steps", "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--data <PATH>"), "{}", stderr(&output));
+    let output = convscope(&["train", "--init", "normal:1e308", "--steps", "1"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("0 < SIGMA ≤ 100"), "{}", stderr(&output));
+    // A divergence is blamed on what caused it, and numbers print short.
+    let output = convscope(&["train", "--weight-decay", "1e308", "--steps", "20"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the weight decay 1e308 is far too strong"), "{}", stderr(&output));
+    let output = convscope(&["train", "--init", "normal:50", "--steps", "20"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("initial weights (init normal:50.0) are far too large"), "{}", stderr(&output));
+    let output = convscope(&["train", "--lr", "1e308", "--steps", "20"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("the learning rate 1e308 is probably too high, try 1e307"), "{}", stderr(&output));
+    // No step, no loss.
+    let out = scratch_dir("faults-zero");
+    let output = convscope(&["train", "--steps", "0", "--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(last_json_line(&output)["train_loss"].is_null());
+}
