@@ -203,6 +203,9 @@ mod tests {
         for preset in PRESETS {
             let config = preset.config();
             assert!(config.validate().is_ok(), "{}", preset.name);
+            // Its spec plans on the embedded digits, the data every preset starts on.
+            let digits = crate::arch::ImageShape { channels: 1, height: 28, width: 28 };
+            assert!(config.plan(digits, 10).is_ok(), "{}: {:?}", preset.name, config.plan(digits, 10).err());
             assert_ne!(config, TrainConfig::default(), "{} changes something", preset.name);
             // The other arm is a valid configuration too, and its switch really changes the preset's.
             let hidden = crate::arch::LayerSettings {

@@ -88,3 +88,43 @@ fn a_tiny_rate_is_flagged_by_the_update_ratio() {
     assert_eq!(rules(&hints), [Rule::UpdateRatio], "{hints:#?}");
     assert!(hints[0].sentence.contains("raise the learning rate"), "{}", hints[0].sentence);
 }
+
+/// Mean loss and train accuracy over the last 20 rows.
+fn late(rows: &[MetricRow]) -> (f32, f32) {
+    let tail = &rows[rows.len() - 20..];
+    let mean = |f: fn(&MetricRow) -> f32| tail.iter().map(f).sum::<f32>() / tail.len() as f32;
+    (mean(|r| r.loss), mean(|r| r.train_accuracy))
+}
+
+#[test]
+fn the_sigmoid_vs_relu_preset_stalls_near_ln_10_and_its_relu_arm_learns() {
+    // Without per-step statistics (this test is about the loss), 200 steps of each arm.
+    let train = |config: TrainConfig| -> Vec<MetricRow> {
+        let mut trainer = Trainer::new(TrainConfig { test_every: 0, ..config }, mnist(), BackendKind::Flex).unwrap();
+        trainer.set_stats_every(1_000_000);
+        (0..200)
+            .map(|_| match trainer.step(false).unwrap() {
+                StepOutcome::Updated { row, .. } => row,
+                StepOutcome::Diverged { message, .. } => panic!("diverged: {message}"),
+            })
+            .collect()
+    };
+    let sigmoid = preset("sigmoid-vs-relu");
+    let (loss, _) = late(&train(sigmoid.clone()));
+    assert!(loss > 2.0, "sigmoid sits near ln 10 = 2.30: {loss}");
+    let (loss, accuracy) = late(&train(TrainConfig { activation: convscope::arch::Activation::Relu, ..sigmoid }));
+    assert!(loss < 1.5 && accuracy > 0.5, "ReLU learns: loss {loss}, accuracy {accuracy}");
+}
+
+#[test]
+fn the_output_layer_preset_trains_sigmoid_outputs_with_bce_but_slower_than_softmax() {
+    let sigmoid = preset("output-layer");
+    assert_eq!(sigmoid.output, convscope::arch::OutputKind::Sigmoid);
+    let (bce, _) = diagnose(sigmoid.clone(), 150);
+    let (softmax, _) = diagnose(TrainConfig { output: convscope::arch::OutputKind::Softmax, ..sigmoid }, 150);
+    // The binary cross-entropy path learns (its loss is on its own scale: compare accuracies).
+    assert!(bce[bce.len() - 20..].iter().all(|r| r.loss.is_finite() && r.loss < bce[0].loss), "the BCE loss falls");
+    let at = |rows: &[MetricRow], step: usize| rows[step - 1].train_accuracy;
+    assert!(at(&bce, 150) > 0.6, "sigmoid outputs learn: {}", at(&bce, 150));
+    assert!(at(&softmax, 50) > at(&bce, 50), "softmax is ahead early: {} vs {}", at(&softmax, 50), at(&bce, 50));
+}

@@ -158,7 +158,80 @@ fn bad_commands_are_rejected_and_change_nothing() {
         assert!(!reason.is_empty());
     }
     worker.send(Command::Step(1));
+    let after = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 1));
     assert_eq!(wait_for(&worker, &mut rows, paused_at), 1, "the net still trains after rejected commands");
+    // Nothing changed: the step is bit for bit the step of a worker that never saw the bad commands.
+    let clean = paused_worker(|_| {});
+    let mut clean_rows = Vec::new();
+    wait_for(&clean, &mut clean_rows, snapshot);
+    clean.send(Command::Step(1));
+    let expected = wait_for(&clean, &mut clean_rows, |e| snapshot(e).filter(|s| s.step == 1));
+    assert_eq!(after.layers[0].weights.data, expected.layers[0].weights.data);
+    assert_eq!(after.layers.len(), expected.layers.len());
+    for (layer, clean_layer) in after.layers.iter().zip(&expected.layers) {
+        assert_eq!(layer.settings, clean_layer.settings, "{}", layer.name);
+    }
+    assert_eq!(rows.last().unwrap().loss, clean_rows.last().unwrap().loss);
+    assert_eq!(rows.last().unwrap().lr, clean_rows.last().unwrap().lr);
+}
+
+#[test]
+fn momentum_weight_decay_and_optimizer_changes_follow_their_update_rules_from_the_next_step() {
+    let worker = paused_worker(|c| {
+        c.optimizer = OptimizerKind::Momentum;
+        c.momentum = 0.9;
+        c.lr = 0.01;
+    });
+    let mut rows = Vec::new();
+    let w0 = wait_for(&worker, &mut rows, snapshot).layers[0].weights.data.clone();
+    let mut step = |setting: Option<Setting>, n: u64| -> (Vec<f32>, Vec<f32>) {
+        if let Some(setting) = setting {
+            worker.send(Command::Change(setting));
+        }
+        worker.send(Command::Step(1));
+        let taken = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == n));
+        wait_for(&worker, &mut rows, paused_at);
+        let layer = &taken.layers[0];
+        (layer.weights.data.clone(), layer.weight_grads.as_ref().unwrap().data.clone())
+    };
+    let close = |got: f32, want: f32, what: &str| assert!((got - want).abs() < 1e-5, "{what}: {got} vs {want}");
+    let lr = 0.01;
+    // Momentum 0.9, no dampening: v1 = g1.
+    let (w1, g1) = step(None, 1);
+    // Momentum 0.5 from step 2, keeping the velocity: v2 = 0.5·v1 + g2.
+    let (w2, g2) = step(Some(Setting::Momentum(0.5)), 2);
+    // Weight decay 0.1 from step 3 adds 0.1·w to the gradient: v3 = 0.5·v2 + g3 + 0.1·w2.
+    let (w3, g3) = step(Some(Setting::WeightDecay(0.1)), 3);
+    // Adam from step 4, fresh state: its first step moves each weight by lr·g'/(|g'| + 1e-5), g' = g4 + 0.1·w3.
+    let (w4, g4) = step(Some(Setting::Optimizer(OptimizerKind::Adam)), 4);
+    for i in 0..w0.len() {
+        let v1 = g1[i];
+        close(w1[i], w0[i] - lr * v1, "momentum step");
+        let v2 = 0.5 * v1 + g2[i];
+        close(w2[i], w1[i] - lr * v2, "new momentum, same velocity");
+        let v3 = 0.5 * v2 + g3[i] + 0.1 * w2[i];
+        close(w3[i], w2[i] - lr * v3, "weight decay");
+        let decayed = g4[i] + 0.1 * w3[i];
+        close(w4[i], w3[i] - lr * decayed / (decayed.abs() + 1e-5), "Adam's first step");
+    }
+}
+
+#[test]
+fn the_worker_evaluates_the_test_split_after_test_every_steps_within_its_time_budget() {
+    let worker = paused_worker(|c| c.test_every = 5);
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(12));
+    wait_for(&worker, &mut rows, |e| paused_at(e).filter(|&step| step == 12));
+    let tested: Vec<(u64, u64)> = rows.iter().map(|r| (r.step, r.test_step)).collect();
+    // Each row carries the step of the last evaluation: none before step 5, the first at step 5 (the budget
+    // is empty until an evaluation has been timed), later ones only when the time spent allows.
+    assert!(tested[..4].iter().all(|&(_, tested)| tested == 0), "{tested:?}");
+    assert_eq!(tested[4], (5, 5));
+    assert!(tested.windows(2).all(|w| w[0].1 <= w[1].1 && w[1].1 <= w[1].0), "{tested:?}");
+    assert!(tested.iter().all(|&(_, at)| at == 0 || at >= 5), "{tested:?}");
+    let accuracy = rows[4].test_accuracy;
+    assert!(accuracy > 0.1 && accuracy <= 1.0, "the whole test split was scored: {accuracy}");
 }
 
 #[test]
