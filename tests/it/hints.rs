@@ -10,10 +10,16 @@ use crate::support::mnist;
 
 /// Trains `steps` steps and returns the statistics rows and what the rules make of them.
 fn diagnose(config: TrainConfig, steps: usize) -> (Vec<MetricRow>, Vec<Hint>) {
+    diagnose_every(config, steps, 1)
+}
+
+/// The same with statistics only on every `every`-th step, with a snapshot, as the window takes them (its
+/// statistics come with its snapshots, a few a second, not with every step).
+fn diagnose_every(config: TrainConfig, steps: usize, every: usize) -> (Vec<MetricRow>, Vec<Hint>) {
     let mut trainer = Trainer::new(TrainConfig { test_every: 0, ..config }, mnist(), BackendKind::Flex).unwrap();
-    trainer.set_stats_every(1);
-    let rows: Vec<MetricRow> = (0..steps)
-        .map(|_| match trainer.step(false).unwrap() {
+    trainer.set_stats_every(if every == 1 { 1 } else { 0 });
+    let rows: Vec<MetricRow> = (1..=steps)
+        .map(|step| match trainer.step(every > 1 && step % every == 0).unwrap() {
             StepOutcome::Updated { row, .. } => row,
             StepOutcome::Diverged { message, .. } => panic!("diverged: {message}"),
         })
@@ -127,4 +133,15 @@ fn the_output_layer_preset_trains_sigmoid_outputs_with_bce_but_slower_than_softm
     let at = |rows: &[MetricRow], step: usize| rows[step - 1].train_accuracy;
     assert!(at(&bce, 150) > 0.6, "sigmoid outputs learn: {}", at(&bce, 150));
     assert!(at(&softmax, 50) > at(&bce, 50), "softmax is ahead early: {} vs {}", at(&softmax, 50), at(&bce, 50));
+}
+
+#[test]
+fn the_rules_fire_at_the_windows_cadence_of_statistics_too() {
+    // In the window, statistics come with snapshots: here one step in twelve.
+    let (_, hints) = diagnose_every(preset("dead-relu"), 150, 12);
+    assert!(rules(&hints).contains(&Rule::DeadRelu), "{hints:#?}");
+    let (_, hints) = diagnose_every(preset("saturation"), 100, 12);
+    assert!(rules(&hints).contains(&Rule::Saturation), "{hints:#?}");
+    let (_, hints) = diagnose_every(TrainConfig::default(), 300, 12);
+    assert!(hints.is_empty(), "a healthy run stays quiet: {hints:#?}");
 }
