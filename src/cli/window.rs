@@ -148,6 +148,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             run_dir: run_dir.clone(),
             autosave: Some(AUTOSAVE_INTERVAL),
             resume: resume.clone(),
+            panic_at_step: None,
         };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
         let runs = runs_root.clone().map(|dir| {

@@ -147,6 +147,9 @@ impl Trainer {
         let weights_before: Vec<Tensor<1>> =
             if want_stats { self.model.layers.iter().filter_map(|l| l.flat_weight()).collect() } else { Vec::new() };
         let grads = GradientsParams::from_grads(grads, &self.model);
+        if self.panic_at.take_if(|at| *at == step).is_some() {
+            panic!("a fault injected at step {step} (a test of the recovery path)");
+        }
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
         self.model = self.optimizer.step(self.config.lr, self.model.clone(), grads);
         self.step = step;

@@ -71,6 +71,8 @@ pub struct Trainer {
     pub(crate) units: UnitTracker,
     /// The user's own probe image (C×H×W bytes in the data's shape) and its name, instead of a test image.
     pub(crate) own_probe: Option<(Vec<u8>, String)>,
+    /// A fault test's injected panic: the step with this number panics once, after its backward pass.
+    pub(crate) panic_at: Option<u64>,
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
@@ -134,6 +136,7 @@ impl Trainer {
             exploding_steps: 0,
             healthy: None,
             stats_every: 0,
+            panic_at: None,
             units: UnitTracker::default(),
             own_probe: None,
             data,
@@ -193,6 +196,13 @@ impl Trainer {
     /// them (≈ 25 % of a ref-mnist step on the CPU).
     pub fn set_stats_every(&mut self, every: u64) {
         self.stats_every = every;
+    }
+
+    /// For fault tests: the step numbered `step` panics once, between its backward pass and the update, as a
+    /// failure inside burn would (the recovery path is then exercised end to end).
+    #[doc(hidden)]
+    pub fn inject_panic_at(&mut self, step: u64) {
+        self.panic_at = Some(step);
     }
 
     /// The step whose weights the test accuracy was measured with.

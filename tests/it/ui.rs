@@ -826,3 +826,24 @@ fn the_run_panel_lists_recorded_runs_newest_first_and_opens_one() {
     harness.get_by_label_contains("replaying 2 snapshots");
     assert_eq!(harness.state().view.snapshot.as_ref().map(|s| s.step), Some(20));
 }
+
+#[test]
+fn a_failed_step_is_shown_and_training_can_go_on_from_the_window() {
+    let fake = FakeWorker::default();
+    let mut events = real_events();
+    events.push(WorkerEvent::Failed {
+        step: 31,
+        message: "the step panicked: a fault injected at step 31; the weights are as before the step; training paused"
+            .into(),
+    });
+    events.push(WorkerEvent::State { state: RunState::Paused, step: 30 });
+    let mut harness = harness_with(&fake, events);
+    // The window is still up, says what failed, and offers Play and Step as usual.
+    assert!(harness.query_by_label_contains("a fault injected at step 31").is_some());
+    harness.get_by_label("Step").click();
+    harness.run_steps(2);
+    harness.get_by_label("Play").click();
+    harness.run_steps(2);
+    let sent = fake.sent();
+    assert!(sent.contains(&Command::Step(1)) && sent.contains(&Command::Resume), "{sent:?}");
+}

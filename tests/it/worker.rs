@@ -536,3 +536,37 @@ fn the_worker_checkpoints_into_its_run_folder_and_opens_a_checkpoint_where_it_st
         .collect();
     assert_eq!(recorded[..15], (1..=15).collect::<Vec<_>>()[..], "the first pass, every row");
 }
+
+#[test]
+fn a_panic_inside_a_step_is_reported_and_training_goes_on_from_the_step_before() {
+    let options =
+        WorkerOptions { start_paused: true, threads: Some(1), panic_at_step: Some(3), ..WorkerOptions::default() };
+    let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).expect("spawn worker");
+    let mut rows = Vec::new();
+    wait_for(&worker, &mut rows, snapshot);
+    worker.send(Command::Step(2));
+    let second = wait_for(&worker, &mut rows, |e| snapshot(e).filter(|s| s.step == 2));
+    worker.send(Command::Step(5));
+    // Failed (not a crash of the worker, nor of the window that reads it), then paused.
+    let deadline = Instant::now() + TIMEOUT;
+    let (failed_step, message) = loop {
+        assert!(Instant::now() < deadline, "no failure reported");
+        match worker.recv_timeout(Duration::from_millis(200)) {
+            Some(WorkerEvent::Failed { step, message }) => break (step, message),
+            Some(WorkerEvent::Metrics(batch)) => rows.extend(batch),
+            _ => {}
+        }
+    };
+    assert_eq!(failed_step, 3);
+    assert!(message.contains("a fault injected at step 3") && message.contains("training paused"), "{message}");
+    assert_eq!(wait_for(&worker, &mut rows, paused_at), 2, "the net is as it was after step 2");
+    // Nothing else is lost: the rows so far are all there, and training resumes from step 2's weights.
+    worker.send(Command::SetProbe(1));
+    let now = wait_for(&worker, &mut rows, snapshot);
+    assert_eq!(now.step, 2);
+    assert_eq!(now.layers[0].weights.data, second.layers[0].weights.data);
+    worker.send(Command::Step(3));
+    assert_eq!(wait_for(&worker, &mut rows, |e| paused_at(e).filter(|&s| s == 5)), 5);
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5]);
+}

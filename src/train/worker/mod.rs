@@ -54,6 +54,9 @@ pub struct WorkerOptions {
     pub resume: Option<PathBuf>,
     /// Called whenever events were sent.
     pub waker: Waker,
+    /// For fault tests: the first net's step with this number panics once (see [`Trainer::inject_panic_at`]).
+    #[doc(hidden)]
+    pub panic_at_step: Option<u64>,
 }
 
 impl Default for WorkerOptions {
@@ -68,6 +71,7 @@ impl Default for WorkerOptions {
             autosave: None,
             resume: None,
             waker: Arc::new(|| {}),
+            panic_at_step: None,
         }
     }
 }
@@ -204,6 +208,8 @@ struct Worker {
     recorder: RefCell<Option<Recorder>>,
     /// The checkpoint to start from, until the start.
     resume: Option<PathBuf>,
+    /// A fault test's panic, for the first net built.
+    panic_at_step: Option<u64>,
 }
 
 impl Worker {
@@ -237,6 +243,7 @@ impl Worker {
             // Snapshots thinned as the run grows, so an hour costs little more disk than ten minutes.
             recorder: RefCell::new(options.run_dir.as_ref().map(|dir| Recorder::new(dir.join(HISTORY_FILE), true))),
             resume: options.resume.clone(),
+            panic_at_step: options.panic_at_step,
         }
     }
 
@@ -385,7 +392,10 @@ impl Worker {
     }
 
     /// Makes `driver` (on `data`) the running net and announces it.
-    fn install(&mut self, driver: Driver, data: Arc<DataSplit>) {
+    fn install(&mut self, mut driver: Driver, data: Arc<DataSplit>) {
+        if let Some(step) = self.panic_at_step.take() {
+            driver.trainer_mut().inject_panic_at(step);
+        }
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
         self.saving.restart(driver.trainer().step_count());
         self.data = data;
