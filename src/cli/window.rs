@@ -87,6 +87,25 @@ pub(crate) fn seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
         .map_err(|_| Failure::bad_input(anyhow::anyhow!("{flag} {secs} must be a non-negative number of seconds")))
 }
 
+/// Bad flags fail before a window opens: the values, a backend this build lacks (refused as `train` refuses
+/// it, not opened as an empty window), a spec that does not fit the digits the window starts on (unless other
+/// data is coming), and a checkpoint that cannot be read. Returns the embedded digits.
+fn check_before_opening(args: &WindowArgs) -> Result<Arc<crate::data::DataSplit>, Failure> {
+    crate::train::autodiff_device(args.backend).map_err(Failure::bad_input)?;
+    crate::train::check_threads(args.threads).map_err(Failure::bad_input)?;
+    crate::budget::set_max_memory(args.max_memory);
+    let checked = resolve_config(&args.flags, TrainConfig::default())?;
+    let data = Arc::new(embedded()?);
+    if args.data.data.is_none() {
+        let plan = checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
+        crate::train::check_memory(&plan, &checked).map_err(Failure::bad_input)?;
+    }
+    if let Some(path) = &args.resume {
+        crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
+    }
+    Ok(data)
+}
+
 /// Opens the window with `args`, training the embedded MNIST subset (then `--data`, once loaded).
 pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     let screenshot = match &args.screenshot {
@@ -97,23 +116,9 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
         None => None,
     };
-    // Bad flags fail here, before a window opens: the values, and a spec that does not fit the digits the
-    // window starts on (unless other data is coming).
     let preset_name = preset(&args.flags)?.map(|p| p.name.to_owned());
-    // A backend this build lacks is refused as `train` refuses it, not opened as an empty window.
-    crate::train::autodiff_device(args.backend).map_err(Failure::bad_input)?;
-    crate::train::check_threads(args.threads).map_err(Failure::bad_input)?;
-    crate::budget::set_max_memory(args.max_memory);
-    let checked = resolve_config(&args.flags, TrainConfig::default())?;
-    let data = Arc::new(embedded()?);
-    if args.data.data.is_none() {
-        checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
-    }
+    let data = check_before_opening(args)?;
     let (flags, request, resume) = (args.flags.clone(), args.data.request(), args.resume.clone());
-    if let Some(path) = &resume {
-        // A checkpoint that cannot be read fails here, before a window opens.
-        crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
-    }
     let runs_root = args.runs_dir.clone().or_else(default_runs_dir);
     let run_dir = new_run_dir(runs_root.clone());
     let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
