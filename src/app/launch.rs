@@ -26,8 +26,13 @@ pub struct WindowOptions {
     pub quit_after: Option<(Duration, Option<PathBuf>)>,
     /// Start from the default settings instead of the persisted ones.
     pub fresh: bool,
+    /// Also move the settings file aside before eframe reads it (`--fresh`: egui's state and the window size
+    /// start from the defaults too; a replay only leaves the saved training settings unused).
+    pub set_settings_aside: bool,
     /// The experiment the run starts with, to select in the Diagnosis menu.
     pub preset: Option<String>,
+    /// Append a line of frame statistics to this file every minute.
+    pub frame_log: Option<PathBuf>,
 }
 
 /// What the window restored from its last session, for the launcher to start from.
@@ -65,9 +70,10 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
         renderer: if options.wgpu { eframe::Renderer::Wgpu } else { eframe::Renderer::Glow },
         ..Default::default()
     };
-    let WindowOptions { screenshot, quit_after, fresh, preset, .. } = options;
+    let WindowOptions { screenshot, quit_after, fresh, set_settings_aside, preset, frame_log, .. } = options;
     // Checked before eframe reads it: a damaged value would otherwise fail the start-up every time.
-    let settings_notices = stored::settings_path().map(|path| stored::check_settings(&path, fresh)).unwrap_or_default();
+    let settings_notices =
+        stored::settings_path().map(|path| stored::check_settings(&path, set_settings_aside)).unwrap_or_default();
     eframe::run_native(
         stored::APP_ID,
         native,
@@ -100,6 +106,9 @@ pub fn run_window(options: WindowOptions, launch: Launcher) -> anyhow::Result<()
             }
             if let Some((after, stats)) = quit_after {
                 app.quit_after(after, stats);
+            }
+            if let Some(path) = frame_log {
+                app.log_frames(path, Duration::from_secs(60));
             }
             Ok(Box::new(app))
         }),

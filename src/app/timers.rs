@@ -1,5 +1,5 @@
-//! The window's timed actions: `--screenshot` after a delay, `--quit-after` with `--frame-stats`, and the
-//! frame statistics they write.
+//! The window's timed actions: `--screenshot` after a delay, `--quit-after` with `--frame-stats`, the
+//! frame statistics they write, and `--frame-log`'s line every minute for soak runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,12 +43,47 @@ pub struct Timers {
     pub quit_at: Option<Instant>,
     /// Where to write the frame statistics on closing.
     pub frame_stats: Option<PathBuf>,
+    /// Where and how often to append a line of frame statistics (`--frame-log`, for soak runs).
+    pub frame_log: Option<FrameLog>,
+}
+
+/// `--frame-log`: a JSON line of the frames since the last line, every `every`.
+pub struct FrameLog {
+    /// The file the lines are appended to.
+    pub path: PathBuf,
+    /// Time between lines.
+    pub every: Duration,
+    /// When the next line is due.
+    pub next_at: Instant,
+    /// The first frame the next line covers.
+    pub from_frame: usize,
 }
 
 impl Timers {
     /// Whether the window closes this frame (so the frame statistics are due).
     pub fn quit_due(&self) -> bool {
         self.quit_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// The first frame of the frame log's next line, when that line is due.
+    pub fn frame_log_due(&self) -> Option<usize> {
+        self.frame_log.as_ref().filter(|log| Instant::now() >= log.next_at).map(|log| log.from_frame)
+    }
+
+    /// Appends `stats` to the frame log; the next line starts at frame `next_from`.
+    pub fn log_frames(&mut self, stats: FrameStats, next_from: usize) {
+        let Some(log) = self.frame_log.as_mut() else { return };
+        log.next_at += log.every;
+        log.from_frame = next_from;
+        let appended = serde_json::to_string(&stats).map_err(std::io::Error::other).and_then(|line| {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log.path)?;
+            file.write_all(format!("{line}\n").as_bytes())
+        });
+        if let Err(error) = appended {
+            eprintln!("convscope: could not append to {}: {error}", log.path.display());
+            self.frame_log = None;
+        }
     }
 
     /// Takes the screenshot or closes the window when due; `stats` are written on closing.

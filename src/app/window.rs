@@ -28,7 +28,7 @@ use crate::app::panels::status::StatusBar;
 use crate::app::panels::status::percentile;
 use crate::app::panels::timeline::{TimelinePanel, step_through};
 use crate::app::panels::toolbar::ToolbarPanel;
-use crate::app::timers::{FrameStats, Timers};
+use crate::app::timers::{FrameLog, FrameStats, Timers};
 use crate::app::view::{Severity, TrainingView};
 use crate::config::TrainConfig;
 use crate::protocol::{Command, RunState, WorkerLink};
@@ -140,6 +140,11 @@ impl ConvscopeApp {
     pub fn quit_after(&mut self, after: Duration, stats: Option<PathBuf>) {
         self.timers.quit_at = Some(Instant::now() + after);
         self.timers.frame_stats = stats;
+    }
+
+    /// Appends a line of frame statistics (of the frames since the last line) to `path` every `every`.
+    pub fn log_frames(&mut self, path: PathBuf, every: Duration) {
+        self.timers.frame_log = Some(FrameLog { path, every, next_at: Instant::now() + every, from_frame: 0 });
     }
 
     /// Records one frame's CPU time for the status line and `--frame-stats`.
@@ -322,14 +327,24 @@ impl ConvscopeApp {
         }
         let stats = self.timers.quit_due().then(|| self.frame_stats());
         self.timers.tick(&ctx, stats);
+        if let Some(from) = self.timers.frame_log_due() {
+            let stats = self.frame_stats_from(from);
+            self.timers.log_frames(stats, self.status.all_frames_ms.len());
+        }
     }
+
     /// Frame-time percentiles and the training throughput seen so far.
     pub fn frame_stats(&self) -> FrameStats {
-        let frames = &self.status.all_frames_ms;
         // Skip the first frames: font atlas and texture uploads are start-up cost, not steady state.
-        let steady: Vec<f32> = frames.iter().skip(frames.len().min(30)).copied().collect();
+        self.frame_stats_from(30)
+    }
+
+    /// The same over the frames from the `first`-th on.
+    fn frame_stats_from(&self, first: usize) -> FrameStats {
+        let frames = &self.status.all_frames_ms;
+        let steady: Vec<f32> = frames.iter().skip(frames.len().min(first)).copied().collect();
         let thread = &self.status.thread_cpu_ms;
-        let thread_steady: Vec<f32> = thread.iter().skip(thread.len().min(30)).copied().collect();
+        let thread_steady: Vec<f32> = thread.iter().skip(thread.len().min(first)).copied().collect();
         let (steps, seconds, with_eval) = match (&self.view.first_row, self.view.rows.last()) {
             (Some(first), Some(last)) => {
                 (last.step - first.step, last.step_secs - first.step_secs, last.elapsed_secs - first.elapsed_secs)

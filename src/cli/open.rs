@@ -43,6 +43,14 @@ pub fn run_open(args: &OpenArgs) -> Result<(), Failure> {
         let worker = Box::new(replay.continue_with(live_starter(waker, runs_dir, restored.pace)));
         Ok(Launched { worker, config: restored.config, pace: restored.pace, notice: Some(notice), runs: None })
     });
-    let options = WindowOptions { wgpu: false, screenshot, quit_after: None, fresh: true, preset: None };
+    let options = WindowOptions {
+        wgpu: false,
+        screenshot,
+        quit_after: None,
+        fresh: true,
+        set_settings_aside: false,
+        preset: None,
+        frame_log: None,
+    };
     crate::app::run_window(options, launch).map_err(Failure::internal)
 }

@@ -70,6 +70,10 @@ pub struct WindowArgs {
     /// With --quit-after: write the UI frame times and the training throughput as JSON here.
     #[arg(long, value_name = "PATH", requires = "quit_after")]
     pub frame_stats: Option<PathBuf>,
+    /// Append the frame times of each minute (and the throughput so far) to this file as a JSON line: for
+    /// long soak runs (scripts/soak.sh).
+    #[arg(long, value_name = "PATH")]
+    pub frame_log: Option<PathBuf>,
 }
 
 /// `--renderer` values.
@@ -178,7 +182,9 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         screenshot,
         quit_after,
         fresh: args.fresh,
+        set_settings_aside: args.fresh,
         preset: preset_name,
+        frame_log: args.frame_log.clone(),
     };
     crate::app::run_window(options, launch).map_err(Failure::internal)
 }
