@@ -26,6 +26,10 @@ pub(crate) struct Probe {
 fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, SkipReason> {
     let unreadable = |error: io::Error| SkipReason::Unreadable(error.to_string());
     let file = crate::files::open_regular(path).map_err(unreadable)?;
+    // Nothing to decode; and the pseudo-files of /proc say 0 bytes but some never stop (or never start) giving.
+    if file.metadata().map_err(unreadable)?.len() == 0 {
+        return Err(SkipReason::Corrupt("the file is empty".into()));
+    }
     // No extension hint: the content alone decides, so a text file named .png is "not an image".
     let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(unreadable)?;
     if reader.format().is_none() {

@@ -272,6 +272,7 @@ fn links_fifos_and_loops_are_walked_once_and_never_block() -> Result<(), DataErr
     symlink("../b", a.join("to-b")).expect("link");
     symlink("../../test", a.join("to-test")).expect("link");
     symlink("1.png", a.join("again.png")).expect("link");
+    std::fs::write(a.join("zero.png"), b"").expect("write");
     let made = std::process::Command::new("mkfifo").arg(a.join("x.png")).status().expect("mkfifo");
     assert!(made.success());
     symlink("../train/b", test.join("c")).expect("link");
@@ -287,6 +288,7 @@ fn links_fifos_and_loops_are_walked_once_and_never_block() -> Result<(), DataErr
         skipped.map(|skipped| skipped.reason.to_string()).unwrap_or_else(|| panic!("{name} not reported: {report:?}"))
     };
     assert_eq!(reason("x.png"), "a FIFO (named pipe), not a regular file");
+    assert_eq!(reason("zero.png"), "corrupt: the file is empty");
     assert_eq!(reason("l1"), "the same as train/a, reached again through a link");
     assert_eq!(reason("to-b"), "the same as train/b, reached again through a link");
     assert_eq!(reason("again.png"), "the same as train/a/1.png, reached again through a link");
