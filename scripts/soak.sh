@@ -36,8 +36,9 @@ while kill -0 "$pid" 2>/dev/null; do
     sleep 60
     minute=$((minute + 1))
     rss_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
-    line="$(sed -n "${minute}p" "$out/frames.jsonl" 2>/dev/null || true)"
-    frames="$(echo "$line" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read() or "{}"); print(d.get("frames",""), d.get("cpu_ms_p95",""), d.get("thread_cpu_ms_p95",""), d.get("steps",""), sep=",")')"
+    # The window's own line for the minute just ended (or the latest one, if it is a moment late).
+    line="$(tail -n 1 "$out/frames.jsonl" 2>/dev/null || true)"
+    frames="$(echo "$line" | python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip() or "{}"); print(d.get("frames",""), d.get("cpu_ms_p95",""), d.get("thread_cpu_ms_p95",""), d.get("steps",""), sep=",")')"
     echo "$minute,$((rss_kib / 1024)),$frames" | tee -a "$out/soak.csv"
 done
 wait "$launcher"
