@@ -110,6 +110,24 @@ fn check_before_opening(args: &WindowArgs) -> Result<Arc<crate::data::DataSplit>
     Ok(data)
 }
 
+/// The restored settings if they are whole and fit `data`; else the defaults, with a notice saying which it was.
+fn usable_or_default(config: TrainConfig, data: &crate::data::DataSplit) -> (TrainConfig, Option<String>) {
+    if let Err(error) = config.validate() {
+        let notice = format!("the saved settings were damaged ({error}); started from the defaults");
+        return (TrainConfig::default(), Some(notice));
+    }
+    match config.plan(data.train.shape(), data.train.classes()) {
+        Ok(_) => (config, None),
+        Err(error) => {
+            let notice = format!(
+                "the saved settings (spec `{}`) did not fit the data ({error}); started from the defaults",
+                config.arch
+            );
+            (TrainConfig::default(), Some(notice))
+        }
+    }
+}
+
 /// Opens the window with `args`, training the embedded MNIST subset (then `--data`, once loaded).
 pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     let screenshot = match &args.screenshot {
@@ -130,23 +148,12 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         let Restored { config: restored, pace } = restored;
         let pace = pace_flag.unwrap_or(pace);
         let waker_for_runs = waker.clone();
-        let mut notice = None;
         // The saved settings with every flag given on top; a preset replaces them but keeps the saved seed.
         let mut config = resolve_config(&flags, restored.clone()).map_err(|f| f.error)?;
         if flags.preset.is_some() && flags.seed.is_none() {
             config.seed = restored.seed;
         }
-        // Damaged saved settings, or ones that no longer fit the data, fall back to the defaults, saying which.
-        if let Err(error) = config.validate() {
-            notice = Some(format!("the saved settings were damaged ({error}); started from the defaults"));
-            config = TrainConfig::default();
-        } else if let Err(error) = config.plan(data.train.shape(), data.train.classes()) {
-            notice = Some(format!(
-                "the saved settings (spec `{}`) did not fit the data ({error}); started from the defaults",
-                config.arch
-            ));
-            config = TrainConfig::default();
-        }
+        let (config, notice) = usable_or_default(config, &data);
         let options = WorkerOptions {
             threads,
             waker,
@@ -187,4 +194,22 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         frame_log: args.frame_log.clone(),
     };
     crate::app::run_window(options, launch).map_err(Failure::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_saved_settings_are_named_for_what_they_are() {
+        let Ok(data) = embedded() else { panic!("the embedded digits load") };
+        let (config, notice) = usable_or_default(TrainConfig { lr: f64::NAN, ..TrainConfig::default() }, &data);
+        assert_eq!(config, TrainConfig::default());
+        let notice = notice.unwrap_or_default();
+        assert!(notice.contains("damaged (learning rate NaN must be a positive number"), "{notice}");
+        let wide = TrainConfig { arch: "conv 8 5x5, pool 2, pool 2, pool 2, pool 2, pool 2".into(), ..config };
+        let notice = usable_or_default(wide, &data).1.unwrap_or_default();
+        assert!(notice.contains("did not fit the data"), "{notice}");
+        assert_eq!(usable_or_default(TrainConfig::default(), &data).1, None);
+    }
 }

@@ -484,6 +484,11 @@ mod tests {
 
         let again = load_cifar_dir(dir.path(), None, None, 3)?;
         assert_eq!(again.test.images(), split.test.images());
+        // A bad class count names the folder, not a names file that is not there.
+        let error = load_cifar_dir(dir.path(), None, Some(300), 3).expect_err("300 classes");
+        let message = error.to_string();
+        assert!(message.starts_with(&dir.path().display().to_string()), "{message}");
+        assert!(!message.contains("batches.meta.txt"), "{message}");
         Ok(())
     }
 

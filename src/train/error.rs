@@ -43,7 +43,7 @@ pub enum TrainError {
     },
     /// The net would need more memory than the budget allows.
     #[error("{0}")]
-    TooMuchMemory(Box<crate::train::memory::MemoryRefusal>),
+    TooMuchMemory(Box<MemoryRefusal>),
     /// The backend is compiled in but its device could not be set up (e.g. no GPU).
     #[error(
         "the {backend} backend could not start: {detail} — is there a GPU with a Vulkan, Metal or DX12 driver? Use --backend flex to train on the CPU"
@@ -233,4 +233,31 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+/// A net refused for its memory: the estimate, where it goes, the budget, and what would fit.
+#[derive(Debug)]
+pub struct MemoryRefusal {
+    /// Estimated peak bytes.
+    pub estimate: u64,
+    /// Where the bytes go.
+    pub breakdown: String,
+    /// The budget it exceeds.
+    pub budget: crate::budget::Budget,
+    /// What to change.
+    pub fix: String,
+}
+
+impl std::fmt::Display for MemoryRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this net needs about {} to train ({}), more than the {} allowed ({}) — {}",
+            crate::budget::bytes(self.estimate),
+            self.breakdown,
+            crate::budget::bytes(self.budget.bytes),
+            self.budget.source,
+            self.fix
+        )
+    }
 }

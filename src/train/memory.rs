@@ -5,7 +5,7 @@
 use crate::arch::{LayerKind, NetPlan, Shape};
 use crate::budget::{self, Budget};
 use crate::config::{OptimizerKind, TrainConfig};
-use crate::train::error::TrainError;
+use crate::train::error::{MemoryRefusal, TrainError};
 
 /// Images per batch when the test split is evaluated (the trainer's `EVAL_BATCH`).
 const EVAL_BATCH: u64 = 100;
@@ -115,33 +115,6 @@ fn too_much(estimate: &MemoryEstimate, batch: usize, budget: Budget) -> TrainErr
         "use fewer filters or units, pool earlier, or smaller images (--image-size) (or raise the budget with --max-memory if this machine has more free)".to_owned()
     };
     TrainError::TooMuchMemory(Box::new(MemoryRefusal { estimate: estimate.total(), breakdown, budget, fix }))
-}
-
-/// A net refused for its memory: the estimate, where it goes, the budget, and what would fit.
-#[derive(Debug)]
-pub struct MemoryRefusal {
-    /// Estimated peak bytes.
-    pub estimate: u64,
-    /// Where the bytes go.
-    pub breakdown: String,
-    /// The budget it exceeds.
-    pub budget: Budget,
-    /// What to change.
-    pub fix: String,
-}
-
-impl std::fmt::Display for MemoryRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "this net needs about {} to train ({}), more than the {} allowed ({}) — {}",
-            budget::bytes(self.estimate),
-            self.breakdown,
-            budget::bytes(self.budget.bytes),
-            self.budget.source,
-            self.fix
-        )
-    }
 }
 
 #[cfg(test)]
