@@ -1,5 +1,5 @@
-//! How much memory one run may take: by default half of what the machine has available when the run starts,
-//! or what `--max-memory` says. Loaders and the trainer check their estimates against it before allocating,
+//! How much memory one run may take: by default half of what the machine (or its container) has available when
+//! the run starts, or what `--max-memory` says. Loaders and the trainer check their estimates against it before allocating,
 //! so a typo in a spec or an image size is refused with a message instead of swapping the machine to a halt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ pub fn set_max_memory(bytes: Option<u64>) {
 /// This process's budget, or `None` where the available memory cannot be read (then nothing is refused).
 pub fn memory_budget() -> Option<Budget> {
     match MAX_MEMORY.load(Ordering::Relaxed) {
-        0 => available_memory().map(|available| Budget {
+        0 => available_at_start().map(|available| Budget {
             bytes: available / 2,
             source: format!("half of the {} available", bytes(available)),
         }),
@@ -32,12 +32,29 @@ pub fn memory_budget() -> Option<Budget> {
     }
 }
 
-/// The memory the system could give this process now (Linux: `MemAvailable` in /proc/meminfo).
+/// The memory available when the process first asked: read once, so the budget does not shrink under the
+/// run's own net (a rebuild of a net that fits would otherwise be refused for the memory the old one holds).
+fn available_at_start() -> Option<u64> {
+    static AVAILABLE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(available_memory)
+}
+
+/// The memory the system could give this process now: `MemAvailable` in /proc/meminfo, or less when a cgroup
+/// (a container) limits the process to less.
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|line| line.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    let available = kib.checked_mul(1024)?;
+    Some(cgroup_room().map_or(available, |room| room.min(available)))
+}
+
+/// What the cgroup v2 limit leaves (`memory.max` − `memory.current`), where there is a limit.
+fn cgroup_room() -> Option<u64> {
+    let read = |name: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{name}")).ok();
+    let max: u64 = read("memory.max")?.trim().parse().ok()?;
+    let current: u64 = read("memory.current")?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
 }
 
 /// Parses a size such as `8G`, `512M`, `1.5GiB` or `2000000000` (bytes; K, M, G, T are powers of 1024).

@@ -57,8 +57,9 @@ fn not_regular(kind: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, format!("it is {kind}, not a regular file, so it is not read"))
 }
 
-/// Opens `path` for reading if it is a regular file (links followed). The type is checked before `open`, so a
-/// FIFO never blocks the caller, and again on the open handle, in case the path was swapped in between.
+/// Opens `path` for reading if it is a regular file (links followed). The type is checked before `open`, and
+/// the open itself does not wait (`O_NONBLOCK`, which regular files ignore), so a FIFO swapped in between
+/// cannot block it either; the handle's type is checked again.
 pub fn open_regular(path: &Path) -> io::Result<File> {
     let metadata = fs::metadata(path)?;
     if metadata.is_dir() {
@@ -67,17 +68,28 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     if let Some(kind) = special_kind(&metadata) {
         return Err(not_regular(kind));
     }
-    let file = File::open(path)?;
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
     if let Some(kind) = special_kind(&file.metadata()?) {
         return Err(not_regular(kind));
     }
     Ok(file)
 }
 
-/// Reads a whole regular file (see [`open_regular`]).
+/// Reads a whole regular file (see [`open_regular`]); a file too large for memory is an error, not an abort.
 pub fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = open_regular(path)?;
-    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| usize::try_from(m.len()).unwrap_or(0)));
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len).map_err(|_| {
+        io::Error::new(io::ErrorKind::OutOfMemory, format!("{len} bytes is more than this machine can hold"))
+    })?;
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
@@ -90,7 +102,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let temporary = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let written = (|| {
-        let mut file = File::create(&temporary)?;
+        // create_new: never write through a link someone planted at the temporary's predictable name.
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -214,12 +227,15 @@ mod tests {
         drop(rows);
         assert_eq!(fs::read_to_string(&path).unwrap(), "a,b\n1,2\n");
 
-        // An atomic write that fails leaves no file and no temporary behind.
-        let image = dir.join("gone").join("x.png");
-        assert!(write_atomically(&image, b"png").is_err());
-        write_atomically(&dir.join("x.png"), b"png").unwrap();
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 3, "{names:?}");
+        // An atomic write whose rename fails (a folder where the file should go) leaves no temporary behind.
+        let blocked = dir.join("x.png");
+        fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomically(&blocked, b"png").is_err());
+        write_atomically(&dir.join("y.png"), b"png").unwrap();
+        assert_eq!(fs::read(dir.join("y.png")).unwrap(), b"png");
+        let mut names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["fine.csv", "metrics.csv", "x.png", "y.png"], "no temporary file is left");
         fs::remove_dir_all(dir).ok();
     }
 }

@@ -14,6 +14,8 @@ pub const APP_ID: &str = "convscope";
 const ZOOM_RANGE: std::ops::RangeInclusive<f32> = 0.25..=4.0;
 /// Window sizes and positions beyond this many points are not a real screen's.
 const MAX_GEOMETRY: f64 = 100_000.0;
+/// A settings file larger than this is not one this program wrote (egui's memory is a few hundred KiB at most).
+const MAX_SETTINGS_BYTES: u64 = 16 << 20;
 /// egui runs at most this many layout passes a frame; more only slows every frame.
 const MAX_PASSES: usize = 4;
 
@@ -30,11 +32,14 @@ pub fn check_settings(path: &Path, fresh: bool) -> Vec<String> {
         return Vec::new();
     }
     if fresh {
-        let kept = path.with_extension("ron.before-fresh");
+        let kept = unused_name(path, "ron.before-fresh");
         return match std::fs::rename(path, &kept) {
             Ok(()) => vec![format!("started fresh; the previous settings are kept in {}", kept.display())],
             Err(error) => vec![format!("could not move the saved settings aside ({error}); they were not used")],
         };
+    }
+    if std::fs::metadata(path).is_ok_and(|metadata| metadata.len() > MAX_SETTINGS_BYTES) {
+        return set_aside(path, "it is far larger than any settings file this program writes");
     }
     let text = match crate::files::read_regular(path).map(String::from_utf8) {
         Ok(Ok(text)) => text,
@@ -64,7 +69,7 @@ pub fn check_settings(path: &Path, fresh: bool) -> Vec<String> {
     if changes.is_empty() {
         return changes;
     }
-    let kept = path.with_extension("ron.bad");
+    let kept = unused_name(path, "ron.bad");
     let saved = std::fs::copy(path, &kept)
         .map_err(|error| error.to_string())
         .and_then(|_| ron::to_string(&entries).map_err(|error| error.to_string()))
@@ -76,9 +81,19 @@ pub fn check_settings(path: &Path, fresh: bool) -> Vec<String> {
     changes.into_iter().map(|change| format!("saved settings: {change}{tail}")).collect()
 }
 
+/// `path` with `extension`, or with `extension.2`, `.3`… when that is taken: a kept copy is never overwritten.
+fn unused_name(path: &Path, extension: &str) -> PathBuf {
+    let first = path.with_extension(extension);
+    (2..1000)
+        .map(|n| path.with_extension(format!("{extension}.{n}")))
+        .find(|candidate| !candidate.exists())
+        .filter(|_| first.exists())
+        .unwrap_or(first)
+}
+
 /// Moves an unreadable settings file aside, so the window starts from the defaults.
 fn set_aside(path: &Path, why: &str) -> Vec<String> {
-    let kept = path.with_extension("ron.bad");
+    let kept = unused_name(path, "ron.bad");
     match std::fs::rename(path, &kept) {
         Ok(()) => vec![format!("the saved settings were not used: {why}; the file is kept as {}", kept.display())],
         Err(error) => vec![format!("the saved settings were not used: {why} (moving it aside failed: {error})")],
@@ -189,5 +204,9 @@ mod tests {
         assert!(changes[0].starts_with("started fresh"), "{changes:?}");
         assert!(!path.exists() && path.with_extension("ron.before-fresh").exists());
         assert!(check_settings(&path, false).is_empty(), "no file, nothing to say");
+        // A second --fresh keeps the first kept copy.
+        write(&path, 2.0, "()");
+        check_settings(&path, true);
+        assert!(path.with_extension("ron.before-fresh").exists() && path.with_extension("ron.before-fresh.2").exists());
     }
 }

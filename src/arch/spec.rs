@@ -112,7 +112,9 @@ impl fmt::Display for SpecError {
         let to = (start + width.min(SHOWN_CHARS - SHOWN_BEFORE)).max(from + SHOWN_CHARS).min(chars.len());
         let before = if from > 0 { "…" } else { "" };
         let after = if to < chars.len() { "…" } else { "" };
-        let shown: String = chars.get(from..to).unwrap_or_default().iter().collect();
+        // Newlines and tabs become spaces, so the caret line below lines up with the text.
+        let shown: String =
+            chars.get(from..to).unwrap_or_default().iter().map(|&c| if c.is_control() { ' ' } else { c }).collect();
         writeln!(f, "  {before}{shown}{after}")?;
         let caret = width.min(to.saturating_sub(start)).max(1);
         write!(f, "  {}{}", " ".repeat(start - from + before.chars().count()), "^".repeat(caret))

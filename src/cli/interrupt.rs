@@ -15,43 +15,42 @@ pub struct Interrupt {
     signal: Arc<AtomicUsize>,
     /// Set [`FORCE_AFTER`] after the first signal: from then on a signal exits at once.
     armed: Arc<AtomicBool>,
-    /// Whether the run has seen the request (so the arming starts once).
-    seen: AtomicBool,
 }
 
 impl Interrupt {
     /// Installs the handlers. Where signals cannot be handled, the run simply cannot be stopped gracefully.
     pub fn install() -> Interrupt {
-        let interrupt = Interrupt {
-            signal: Arc::new(AtomicUsize::new(0)),
-            armed: Arc::new(AtomicBool::new(false)),
-            seen: AtomicBool::new(false),
-        };
+        let interrupt = Interrupt { signal: Arc::new(AtomicUsize::new(0)), armed: Arc::new(AtomicBool::new(false)) };
         #[cfg(unix)]
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // The shell's convention: 128 + the signal number.
-            let code = 128 + signal;
-            signal_hook::flag::register_conditional_shutdown(signal, code, interrupt.armed.clone()).ok();
-            signal_hook::flag::register_usize(signal, interrupt.signal.clone(), signal as usize).ok();
+        {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            for signal in [SIGINT, SIGTERM] {
+                // The shell's convention: 128 + the signal number.
+                let code = 128 + signal;
+                signal_hook::flag::register_conditional_shutdown(signal, code, interrupt.armed.clone()).ok();
+                signal_hook::flag::register_usize(signal, interrupt.signal.clone(), signal as usize).ok();
+            }
+            // The forced exit is armed a second after the first signal itself, whatever the run is doing then
+            // (a long step, the final evaluation), not when the loop next looks.
+            if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+                let armed = interrupt.armed.clone();
+                let arming = std::thread::Builder::new().name("convscope-signals".into()).spawn(move || {
+                    if signals.forever().next().is_some() {
+                        std::thread::sleep(FORCE_AFTER);
+                        armed.store(true, Ordering::Relaxed);
+                    }
+                });
+                if arming.is_err() {
+                    interrupt.armed.store(true, Ordering::Relaxed);
+                }
+            }
         }
         interrupt
     }
 
-    /// The signal that asked the run to stop, once one has. The first time it is seen, a named thread arms
-    /// the immediate exit [`FORCE_AFTER`] later.
+    /// The signal that asked the run to stop, once one has.
     pub fn requested(&self) -> Option<Signal> {
-        let signal = Signal::from_number(self.signal.load(Ordering::Relaxed))?;
-        if !self.seen.swap(true, Ordering::Relaxed) {
-            let armed = self.armed.clone();
-            let arming = std::thread::Builder::new().name("convscope-interrupt".into()).spawn(move || {
-                std::thread::sleep(FORCE_AFTER);
-                armed.store(true, Ordering::Relaxed);
-            });
-            if arming.is_err() {
-                self.armed.store(true, Ordering::Relaxed);
-            }
-        }
-        Some(signal)
+        Signal::from_number(self.signal.load(Ordering::Relaxed))
     }
 }
 

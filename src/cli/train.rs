@@ -310,6 +310,12 @@ fn train_loop(
         // Stopped early: the test accuracy and the images are of the last step done, not of an older one.
         driver.evaluate().map_err(Failure::internal)?;
         last_snapshot = Some(Box::new(driver.trainer().refresh_snapshot().map_err(Failure::internal)?));
+        // With --save-every, the run can be resumed from where it stopped, not from the last multiple.
+        let step = first + done;
+        if args.save_every.is_some_and(|every| !step.is_multiple_of(every)) {
+            let path = args.out.join(train::checkpoint_file_name(step));
+            driver.trainer().save_checkpoint(&path).map_err(Failure::output)?;
+        }
     }
     history.finish(driver.hints(), &bar);
     let summary = summarize(&mut driver, (first, done), train_accuracy, seconds, args, stopped_by);

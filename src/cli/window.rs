@@ -116,7 +116,8 @@ fn usable_or_default(config: TrainConfig, data: &crate::data::DataSplit) -> (Tra
         let notice = format!("the saved settings were damaged ({error}); started from the defaults");
         return (TrainConfig::default(), Some(notice));
     }
-    match config.plan(data.train.shape(), data.train.classes()) {
+    let planned = config.plan(data.train.shape(), data.train.classes()).map_err(crate::train::TrainError::from);
+    match planned.and_then(|plan| crate::train::check_memory(&plan, &config)) {
         Ok(_) => (config, None),
         Err(error) => {
             let notice = format!(

@@ -100,13 +100,21 @@ fn check_memory_within(
 }
 
 fn too_much(estimate: &MemoryEstimate, batch: usize, budget: Budget) -> TrainError {
+    let training_batch = estimate.per_example.saturating_mul(batch as u64);
+    let which = if estimate.activations > training_batch {
+        format!("the test evaluation's batch of {EVAL_BATCH}")
+    } else {
+        format!("one batch of {batch}")
+    };
     let breakdown = format!(
-        "{} for one batch of {batch}, {} for the weights, gradients and optimiser state",
+        "{} for {which}, {} for the weights, gradients and optimiser state",
         budget::bytes(estimate.activations),
         budget::bytes(estimate.parameters)
     );
+    // A smaller batch helps only while the evaluation's batch fits, since that one does not shrink.
+    let evaluation = estimate.activations.saturating_sub(training_batch);
     let room = budget.bytes.saturating_sub(BASE + estimate.parameters);
-    let fitting_batch = room.checked_div(estimate.per_example).unwrap_or(0);
+    let fitting_batch = if evaluation > room { 0 } else { room.checked_div(estimate.per_example).unwrap_or(0) };
     let fix = if fitting_batch >= 1 && (fitting_batch as usize) < batch {
         format!(
             "use a batch size of {fitting_batch} or less, or fewer filters or units, or pool earlier (or raise the budget with --max-memory if this machine has more free)"

@@ -20,8 +20,17 @@ pub const EXPLOSION_FACTOR: f32 = 10.0;
 /// …for this many consecutive steps: then training is treated as diverged, like a NaN. (A ReLU net at a huge
 /// rate sits at losses of hundreds without ever producing NaN; one noisy batch must not stop a healthy run.)
 pub const EXPLOSION_STEPS: u32 = 3;
-/// A normal init wider than this is blamed for a divergence before the learning rate is.
+/// A normal init wider than this is blamed for a divergence before the learning rate is…
 const INIT_STD_SUSPECT: f64 = 1.0;
+/// …when the divergence comes within this many steps of the start.
+const INIT_BLAME_STEPS: u64 = 20;
+
+/// A setting's value for a message: five significant digits at most, so 0.7 / 10 reads 0.07 and 1e308 stays
+/// 1e308 (Rust's `Display` would print 309 digits).
+fn short(value: f64) -> String {
+    let rounded: f64 = format!("{value:.4e}").parse().unwrap_or(value);
+    format!("{rounded:?}")
+}
 
 /// The result of one step.
 #[derive(Debug)]
@@ -272,20 +281,30 @@ impl Trainer {
     /// step more than cancels the weights, initial weights far too large, or else the learning rate.
     fn divergence_cause(&self) -> String {
         let (lr, decay) = (self.config.lr, self.config.weight_decay);
-        if lr * decay >= 1.0 {
+        // Plain and momentum SGD subtract lr·decay·w each step: at 1 or more that flips the weights' sign.
+        let sgd = self.config.optimizer != crate::config::OptimizerKind::Adam;
+        if sgd && lr * decay >= 1.0 {
             return format!(
-                "the weight decay {decay:?} is far too strong (with the learning rate {lr:?}, each step more than cancels the weights): try 5e-4"
+                "the weight decay {} is far too strong (with the learning rate {}, each step more than cancels the weights): try 5e-4",
+                short(decay),
+                short(lr)
             );
         }
-        let widest_init = self.model.settings().into_iter().filter_map(|settings| match settings.init {
-            crate::arch::Init::Normal { std } => Some(std),
-            _ => None,
-        });
-        if let Some(std) = widest_init.max_by(f64::total_cmp).filter(|&std| std > INIT_STD_SUSPECT) {
+        // A too-wide init shows in the first steps, and only where no batch-norm rescales it.
+        let widest_init =
+            self.model.settings().into_iter().filter(|settings| !settings.batch_norm).filter_map(|settings| {
+                match settings.init {
+                    crate::arch::Init::Normal { std } => Some(std),
+                    _ => None,
+                }
+            });
+        let early = self.step < INIT_BLAME_STEPS;
+        if let Some(std) = widest_init.max_by(f64::total_cmp).filter(|&std| early && std > INIT_STD_SUSPECT) {
             return format!(
-                "the initial weights (init normal:{std:?}) are far too large: use --init he or xavier, or a standard deviation near 0.01"
+                "the initial weights (init normal:{}) are far too large: use --init he or xavier, or a standard deviation near 0.01",
+                short(std)
             );
         }
-        format!("the learning rate {lr:?} is probably too high, try {:?}", lr / 10.0)
+        format!("the learning rate {} is probably too high, try {}", short(lr), short(lr / 10.0))
     }
 }

@@ -7,27 +7,55 @@ use std::time::{Duration, Instant};
 
 use crate::support::{convscope, last_json_line, scratch_dir, stderr};
 
-/// Starts a long `train` into `out` and waits until it has written rows (the run is really under way).
-fn long_run(out: &std::path::Path) -> Child {
+/// A child process that is killed if the test fails before it ends (a stray million-step run would hold the
+/// cores for the rest of the suite).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Starts a long `train` into `out` (its output into files there, so no pipe can fill and stall it) and waits
+/// until it has written rows (the run is really under way).
+fn long_run(out: &std::path::Path) -> Running {
+    let file = |name: &str| Stdio::from(std::fs::File::create(out.join(name)).unwrap());
     let child = Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(["train", "--steps", "1000000", "--snapshot-every", "0", "--out"])
+        .args(["train", "--steps", "1000000", "--snapshot-every", "0", "--save-every", "1000000", "--out"])
         .arg(out)
         .env("RAYON_NUM_THREADS", "2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(file("stdout.txt"))
+        .stderr(file("stderr.txt"))
         .spawn()
         .unwrap();
+    let running = Running(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(out.join("metrics.csv")).map_or(0, |m| m.len()) < 16 << 10 {
         assert!(Instant::now() < deadline, "the run wrote no rows");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    running
 }
 
-fn signal(child: &Child, name: &str) {
-    let sent = Command::new("kill").args(["-s", name, &child.id().to_string()]).status().unwrap();
+fn signal(running: &Running, name: &str) {
+    let sent = Command::new("kill").args(["-s", name, &running.0.id().to_string()]).status().unwrap();
     assert!(sent.success());
+}
+
+/// Waits (at most a minute) for the run to end; its exit code, standard output and standard error.
+fn finish(mut running: Running, out: &std::path::Path) -> (Option<i32>, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap();
+    (status.code(), read("stdout.txt"), read("stderr.txt"))
 }
 
 #[cfg(unix)]
@@ -35,14 +63,16 @@ fn signal(child: &Child, name: &str) {
 fn a_signal_stops_train_after_the_step_with_every_row_the_images_and_the_summary() {
     for (name, code) in [("INT", 130), ("TERM", 143)] {
         let out = scratch_dir(&format!("faults-sig{name}"));
-        let child = long_run(&out);
-        signal(&child, name);
-        let output = child.wait_with_output().unwrap();
-        assert_eq!(output.status.code(), Some(code), "{}", stderr(&output));
-        assert!(stderr(&output).contains(&format!("stopped by SIG{name} after")), "{}", stderr(&output));
-        let summary = last_json_line(&output);
+        let running = long_run(&out);
+        signal(&running, name);
+        let (status, stdout, stderr) = finish(running, &out);
+        assert_eq!(status, Some(code), "{stderr}");
+        assert!(stderr.contains(&format!("stopped by SIG{name} after")), "{stderr}");
+        let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(summary["stopped_by"], format!("SIG{name}"));
         let steps = summary["steps"].as_u64().unwrap();
+        // With --save-every, a checkpoint of the step it stopped at, to resume from.
+        assert!(out.join(convscope::train::checkpoint_file_name(steps)).exists(), "no checkpoint at step {steps}");
         assert!(steps > 0 && steps < 1_000_000, "{summary}");
         assert!(summary["test_accuracy"].as_f64().unwrap() > 0.0, "{summary}");
         // Every step done has its row, the last one whole: nothing was left in a buffer.
@@ -72,13 +102,15 @@ fn a_full_disk_is_an_output_fault_with_no_torn_row_and_no_half_image() {
     let expected = ["metrics.csv", "config.json", "history.bin"];
     assert!(left.iter().all(|name| expected.iter().any(|e| name == *e)), "{left:?}");
 
-    // The images go through a temporary file and a rename: a full disk there leaves the old image whole.
+    // Images go through a temporary file and a rename. A rename that fails (here: a folder where the file
+    // should go) leaves what was there and no temporary file.
     let out = scratch_dir("faults-full-image");
-    let output = convscope(&["train", "--steps", "5", "--out", out.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let before = std::fs::read(out.join("conv1_filters.png")).unwrap();
-    assert!(convscope::files::write_atomically(&out.join("nowhere/conv1_filters.png"), b"x").is_err());
-    assert_eq!(std::fs::read(out.join("conv1_filters.png")).unwrap(), before);
+    let blocked = out.join("conv1_filters.png");
+    std::fs::create_dir_all(blocked.join("inside")).unwrap();
+    assert!(convscope::files::write_atomically(&blocked, b"png").is_err());
+    assert!(blocked.join("inside").is_dir());
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["conv1_filters.png"], "no temporary file is left");
 }
 
 #[test]
@@ -93,6 +125,8 @@ fn an_output_folder_that_cannot_be_made_is_exit_4_naming_it() {
     assert!(stderr(&output).contains(out.to_str().unwrap()), "{}", stderr(&output));
 }
 
+// The default budget comes from /proc/meminfo.
+#[cfg(target_os = "linux")]
 #[test]
 fn thread_counts_and_nets_beyond_the_machine_are_refused_before_any_work() {
     let out = scratch_dir("faults-limits");

@@ -30,6 +30,8 @@ fn window_opens_trains_and_closes_under_xvfb() {
         .arg(&stats)
         .env("XDG_RUNTIME_DIR", &runtime)
         .env("HOME", &dir)
+        // The settings file must be the scratch one, whatever the caller's environment says.
+        .env_remove("XDG_DATA_HOME")
         .output()
         .expect("run xvfb-run");
     let stderr = String::from_utf8_lossy(&output.stderr);
