@@ -199,3 +199,34 @@ fn data_flags_without_data_and_bad_numbers_get_clear_messages() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(last_json_line(&output)["train_loss"].is_null());
 }
+
+#[cfg(unix)]
+#[test]
+fn a_second_signal_a_second_later_ends_train_at_once_even_inside_a_long_step() {
+    // Steps of a few seconds each: the first signal asks for a stop after the step, the second ends it now.
+    let out = scratch_dir("faults-second-signal");
+    let file = |name: &str| Stdio::from(std::fs::File::create(out.join(name)).unwrap());
+    let child = Command::new(env!("CARGO_BIN_EXE_convscope"))
+        .args(["train", "--arch", "conv 128 3x3 pad 1, conv 128 3x3 pad 1", "--batch-size", "256", "--steps", "50"])
+        .args(["--snapshot-every", "0", "--out"])
+        .arg(&out)
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(file("stdout.txt"))
+        .stderr(file("stderr.txt"))
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.join("config.json").exists() {
+        assert!(Instant::now() < deadline, "the run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&running, "INT");
+    std::thread::sleep(Duration::from_millis(1300));
+    signal(&running, "INT");
+    let second = Instant::now();
+    let (status, stdout, _) = finish(running, &out);
+    assert_eq!(status, Some(130));
+    assert!(second.elapsed() < Duration::from_secs(2), "ended {:?} after the second signal", second.elapsed());
+    assert!(stdout.is_empty(), "ended at once, before any summary: {stdout}");
+}
