@@ -18,12 +18,14 @@ impl Drop for Running {
     }
 }
 
-/// Starts a long `train` into `out` (its output into files there, so no pipe can fill and stall it) and waits
-/// until it has written rows (the run is really under way).
-fn long_run(out: &std::path::Path) -> Running {
+/// Starts `train` with `args` into `out` (its output into files there, so no pipe can fill and stall it) and
+/// waits, at most a minute, until `started` holds.
+fn spawn_train(out: &std::path::Path, args: &[&str], started: impl Fn() -> bool) -> Running {
     let file = |name: &str| Stdio::from(std::fs::File::create(out.join(name)).unwrap());
     let child = Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(["train", "--steps", "1000000", "--snapshot-every", "0", "--save-every", "1000000", "--out"])
+        .arg("train")
+        .args(args)
+        .args(["--snapshot-every", "0", "--out"])
         .arg(out)
         .env("RAYON_NUM_THREADS", "2")
         .stdout(file("stdout.txt"))
@@ -32,11 +34,17 @@ fn long_run(out: &std::path::Path) -> Running {
         .unwrap();
     let running = Running(child);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(out.join("metrics.csv")).map_or(0, |m| m.len()) < 16 << 10 {
-        assert!(Instant::now() < deadline, "the run wrote no rows");
+    while !started() {
+        assert!(Instant::now() < deadline, "the run did not get under way");
         std::thread::sleep(Duration::from_millis(20));
     }
     running
+}
+
+/// A long `train` into `out`, once it has written rows (the run is really under way).
+fn long_run(out: &std::path::Path) -> Running {
+    let rows_written = || std::fs::metadata(out.join("metrics.csv")).map_or(0, |m| m.len()) >= 16 << 10;
+    spawn_train(out, &["--steps", "1000000", "--save-every", "1000000"], rows_written)
 }
 
 fn signal(running: &Running, name: &str) {
@@ -205,22 +213,8 @@ fn data_flags_without_data_and_bad_numbers_get_clear_messages() {
 fn a_second_signal_a_second_later_ends_train_at_once_even_inside_a_long_step() {
     // Steps of a few seconds each: the first signal asks for a stop after the step, the second ends it now.
     let out = scratch_dir("faults-second-signal");
-    let file = |name: &str| Stdio::from(std::fs::File::create(out.join(name)).unwrap());
-    let child = Command::new(env!("CARGO_BIN_EXE_convscope"))
-        .args(["train", "--arch", "conv 128 3x3 pad 1, conv 128 3x3 pad 1", "--batch-size", "256", "--steps", "50"])
-        .args(["--snapshot-every", "0", "--out"])
-        .arg(&out)
-        .env("RAYON_NUM_THREADS", "2")
-        .stdout(file("stdout.txt"))
-        .stderr(file("stderr.txt"))
-        .spawn()
-        .unwrap();
-    let running = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !out.join("config.json").exists() {
-        assert!(Instant::now() < deadline, "the run did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let heavy = ["--arch", "conv 128 3x3 pad 1, conv 128 3x3 pad 1", "--batch-size", "256", "--steps", "50"];
+    let running = spawn_train(&out, &heavy, || out.join("config.json").exists());
     signal(&running, "INT");
     std::thread::sleep(Duration::from_millis(1300));
     signal(&running, "INT");
