@@ -324,12 +324,8 @@ fn read_dataset(
 }
 
 fn file_len(path: &Path) -> Result<u64, DataError> {
-    let io_error = |source| DataError::Io { path: path.to_path_buf(), source };
-    let metadata = std::fs::metadata(path).map_err(io_error)?;
-    match crate::files::special_kind(&metadata) {
-        Some(_) => crate::files::open_regular(path).map(|_| 0).map_err(io_error),
-        None => Ok(metadata.len()),
-    }
+    // A FIFO or device reports a small length here; the read after it (`files::read_regular`) refuses it.
+    std::fs::metadata(path).map(|meta| meta.len()).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
 }
 
 /// Opens a file and checks that its length is a whole, non-zero number of records.
