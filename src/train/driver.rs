@@ -117,6 +117,24 @@ impl Driver {
         }
     }
 
+    /// Arm B of an A/B comparison: an exact copy of this driver (trainer, evaluation schedule, recent rows,
+    /// what was reported) with `changes` applied from its next step on. With no changes, the two go on bit for
+    /// bit alike on the same batches; a change that is refused leaves no fork behind.
+    pub fn fork(&self, changes: &[Setting]) -> Result<Driver, TrainError> {
+        let mut fork = Driver {
+            trainer: catch_panic("forking the net", || self.trainer.fork())?,
+            evaluation: self.evaluation,
+            final_step: self.final_step,
+            last_eval: self.last_eval,
+            recent: self.recent.clone(),
+            reported: self.reported.clone(),
+        };
+        for change in changes {
+            fork.change(change)?;
+        }
+        Ok(fork)
+    }
+
     /// The trainer.
     pub fn trainer(&self) -> &Trainer {
         &self.trainer

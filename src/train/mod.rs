@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod device;
 pub mod driver;
 pub mod error;
+mod fork;
 mod loader;
 pub mod memory;
 pub mod stats;

@@ -14,12 +14,12 @@ use crate::train::activity::LayerActivity;
 use crate::train::error::{TrainError, readback};
 
 /// Which units of each layer produced any output lately: the memory behind the dead-unit count.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct UnitTracker {
     layers: Vec<UnitHistory>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct UnitHistory {
     /// The activation the history was recorded under; a switch starts it afresh.
     activation: Option<Activation>,

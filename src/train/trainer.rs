@@ -76,6 +76,7 @@ pub struct Trainer {
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
+#[derive(Clone)]
 pub(crate) struct HealthyState {
     pub(crate) step: u64,
     pub(crate) model: Cnn,

@@ -7,6 +7,7 @@
 mod checkpoint;
 mod cli;
 mod faults;
+mod fork;
 mod hints;
 mod kernels;
 mod layering;
