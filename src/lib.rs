@@ -11,6 +11,7 @@ pub mod app;
 pub mod arch;
 pub mod budget;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod diagnose;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::cli::bench::{BenchArgs, run_bench};
+use crate::cli::compare::{CompareArgs, run_compare};
 use crate::cli::failure::Failure;
 use crate::cli::open::{OpenArgs, run_open};
 use crate::cli::timelapse::{TimelapseArgs, run_timelapse};
@@ -26,6 +27,9 @@ pub struct Cli {
 pub enum CliCommand {
     /// Train without a window, write filter images, metrics.csv and config.json, print a JSON summary.
     Train(Box<TrainArgs>),
+    /// Train arm A against arm B over several seeds (a pair shares its seed), print mean ± spread and the paired
+    /// difference as JSON, write compare.csv and compare.png.
+    Compare(Box<CompareArgs>),
     /// Time the app's own training step on ref-mnist with the default settings.
     Bench(BenchArgs),
     /// Turn a recorded run's filters and weight gradients into an animated GIF, one frame per snapshot.
@@ -38,6 +42,7 @@ pub enum CliCommand {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Some(CliCommand::Train(args)) => run_train(&args),
+        Some(CliCommand::Compare(args)) => run_compare(&args),
         Some(CliCommand::Bench(args)) => run_bench(&args),
         Some(CliCommand::Timelapse(args)) => run_timelapse(&args),
         Some(CliCommand::Open(args)) => run_open(&args),

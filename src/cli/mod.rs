@@ -7,6 +7,7 @@
 
 mod bench;
 mod command;
+mod compare;
 mod data;
 mod failure;
 mod interrupt;
@@ -18,6 +19,7 @@ mod window;
 
 pub use bench::BenchArgs;
 pub use command::{Cli, CliCommand, run};
+pub use compare::CompareArgs;
 pub use data::DataFlags;
 pub use failure::Failure;
 pub use open::OpenArgs;

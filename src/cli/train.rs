@@ -22,7 +22,7 @@ use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::{self, Checkpoint, Driven, Driver, Evaluation};
 
 /// Steps `convscope train` takes without --steps, --epochs or a preset.
-const DEFAULT_TRAIN_STEPS: u64 = 600;
+pub(crate) const DEFAULT_TRAIN_STEPS: u64 = 600;
 
 /// Options of `convscope train`.
 #[derive(Debug, Args)]
@@ -229,7 +229,7 @@ struct Trained {
     stopped_by: Option<Signal>,
 }
 
-fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(steps: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(steps);
     let style =
         indicatif::ProgressStyle::with_template("{bar:30} step {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")

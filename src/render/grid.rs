@@ -18,6 +18,14 @@ pub enum RenderError {
         /// What was wrong.
         detail: String,
     },
+    /// The chart library failed to draw.
+    #[error("cannot draw the chart {what}: {detail}")]
+    Chart {
+        /// Which chart.
+        what: String,
+        /// The library's message.
+        detail: String,
+    },
 }
 
 /// Draws conv weights `[filters, in_channels, k, k]` (or their gradients) as a grid of tiles on the

@@ -2,6 +2,7 @@
 //! separate from writing files (`export`) and from showing textures (`app`): both take these images.
 
 pub mod colormap;
+pub mod curves;
 pub mod grid;
 pub mod legend;
 

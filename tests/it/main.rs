@@ -6,6 +6,7 @@
 
 mod checkpoint;
 mod cli;
+mod compare;
 mod faults;
 mod fork;
 mod hints;
