@@ -8,7 +8,7 @@ use image::RgbImage;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::render::RenderError;
+use crate::render::{RenderError, draw_text_styled, text_width};
 
 /// The font family name the charts register Ubuntu Light under.
 const FONT: &str = "sans-serif";
@@ -43,23 +43,62 @@ fn chart_error(what: &str) -> impl Fn(String) -> RenderError + '_ {
     move |detail| RenderError::Chart { what: what.to_owned(), detail }
 }
 
-/// Draws `charts` side by side under `caption`, `width` × `height` pixels.
+/// Height of the header: the caption, and under it one legend entry per curve.
+const HEADER: u32 = 62;
+const TEXT_COLOUR: [u8; 3] = [30, 30, 30];
+/// Room for each chart's title above its plot.
+const CHART_TITLE: u32 = 22;
+
+/// Draws `charts` side by side under `caption` and one legend for all of them (the charts' curves share their
+/// labels), `width` × `height` pixels.
 pub fn draw_charts(charts: &[Chart], caption: &str, (width, height): (u32, u32)) -> Result<RgbImage, RenderError> {
     register_font();
+    let fail = chart_error(caption);
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        let fail = chart_error(caption);
-        root.fill(&WHITE).map_err(|e| fail(e.to_string()))?;
-        let root = root.titled(caption, (FONT, 18)).map_err(|e| fail(e.to_string()))?;
-        let areas = root.split_evenly((1, charts.len().max(1)));
+        let (_, body) = root.split_vertically(HEADER.min(height));
+        let areas = body.split_evenly((1, charts.len().max(1)));
         for (chart, area) in charts.iter().zip(&areas) {
             draw_chart(chart, area).map_err(chart_error(&chart.title))?;
         }
         root.present().map_err(|e| fail(e.to_string()))?;
     }
-    RgbImage::from_raw(width, height, pixels)
-        .ok_or_else(|| RenderError::Chart { what: caption.to_owned(), detail: "wrong buffer size".into() })
+    let mut image = RgbImage::from_raw(width, height, pixels).ok_or_else(|| fail("wrong buffer size".into()))?;
+    // The header's text is drawn here rather than by plotters, whose text drops each glyph's side bearing.
+    draw_text_styled(&mut image, (12.0, 8.0), caption, 17.0, TEXT_COLOUR);
+    let chart_width = width as f32 / charts.len().max(1) as f32;
+    for (i, chart) in charts.iter().enumerate() {
+        let centre = chart_width * (i as f32 + 0.5);
+        let title_width = text_width(&chart.title, 15.0);
+        draw_text_styled(
+            &mut image,
+            (centre - title_width / 2.0, HEADER as f32 + 6.0),
+            &chart.title,
+            15.0,
+            TEXT_COLOUR,
+        );
+    }
+    let mut x = 12.0;
+    for curve in charts.first().map(|c| c.curves.as_slice()).unwrap_or_default() {
+        draw_sample(&mut image, (x as u32, 41), curve);
+        x += 36.0 + draw_text_styled(&mut image, (x + 30.0, 33.0), &curve.label, 14.0, TEXT_COLOUR) + 24.0;
+    }
+    Ok(image)
+}
+
+/// A 24-pixel sample of `curve`'s line (solid or dashed) for the legend, centred on `y`.
+fn draw_sample(image: &mut RgbImage, (x, y): (u32, u32), curve: &Curve) {
+    for dx in 0..24 {
+        if curve.dashed && dx % 8 >= 5 {
+            continue;
+        }
+        for dy in 0..3 {
+            if let Some(pixel) = image.get_pixel_mut_checked(x + dx, y + dy - 1) {
+                pixel.0 = curve.colour;
+            }
+        }
+    }
 }
 
 /// The x and y ranges that hold every curve's band (y padded by 5 %, never empty).
@@ -83,8 +122,8 @@ fn ranges(chart: &Chart) -> (std::ops::Range<u64>, std::ops::Range<f32>) {
 fn draw_chart<DB: DrawingBackend>(chart: &Chart, area: &DrawingArea<DB, plotters::coord::Shift>) -> Result<(), String> {
     let (x_range, y_range) = ranges(chart);
     let mut context = ChartBuilder::on(area)
-        .caption(&chart.title, (FONT, 16))
         .margin(12)
+        .margin_top(CHART_TITLE + 6)
         .x_label_area_size(36)
         .y_label_area_size(56)
         .build_cartesian_2d(x_range, y_range)
@@ -111,23 +150,15 @@ fn draw_chart<DB: DrawingBackend>(chart: &Chart, area: &DrawingArea<DB, plotters
         let [r, g, b] = curve.colour;
         let style = RGBColor(r, g, b).stroke_width(2);
         let means = curve.points.iter().map(|&(step, mean, _, _)| (step, mean));
-        let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 20, y)], style);
         if curve.dashed {
             let series = DashedLineSeries::new(means, 8, 5, style);
-            context.draw_series(series).map_err(|e| e.to_string())?.label(&curve.label).legend(legend);
+            context.draw_series(series).map_err(|e| e.to_string())?;
         } else {
             let series = LineSeries::new(means, style);
-            context.draw_series(series).map_err(|e| e.to_string())?.label(&curve.label).legend(legend);
+            context.draw_series(series).map_err(|e| e.to_string())?;
         }
     }
-    context
-        .configure_series_labels()
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| e.to_string())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -74,7 +74,7 @@ pub fn annotate(grid: &RgbImage, caption: &str, scale: ColourScale) -> RgbImage 
     let Ok(font) = FontRef::try_from_slice(epaint_default_fonts::HACK_REGULAR) else {
         return canvas; // the font is compiled in; without it the picture still has its bar
     };
-    let mut pen = Pen { canvas: &mut canvas, font: &font };
+    let mut pen = Pen { canvas: &mut canvas, font: &font, px: TEXT_PX, colour: TEXT };
     pen.text(MARGIN as f32, legend_top as f32, caption);
     let bar_top = legend_top + line;
     let bar_width = width - 2 * MARGIN;
@@ -97,8 +97,23 @@ pub fn annotate(grid: &RgbImage, caption: &str, scale: ColourScale) -> RgbImage 
 /// cannot be read).
 pub fn draw_text(image: &mut RgbImage, x: f32, top: f32, text: &str) {
     if let Ok(font) = FontRef::try_from_slice(epaint_default_fonts::HACK_REGULAR) {
-        Pen { canvas: image, font: &font }.text(x, top, text);
+        Pen { canvas: image, font: &font, px: TEXT_PX, colour: TEXT }.text(x, top, text);
     }
+}
+
+/// The width of `text` drawn `px` pixels high by [`draw_text_styled`].
+pub fn text_width(text: &str, px: f32) -> f32 {
+    let Ok(font) = FontRef::try_from_slice(epaint_default_fonts::HACK_REGULAR) else { return 0.0 };
+    let scaled = font.as_scaled(PxScale::from(px));
+    text.chars().map(|c| scaled.h_advance(scaled.glyph_id(c))).sum()
+}
+
+/// Draws `text` `px` pixels high in `colour` with its top-left corner at (`x`, `top`); returns its width.
+pub fn draw_text_styled(image: &mut RgbImage, (x, top): (f32, f32), text: &str, px: f32, colour: [u8; 3]) -> f32 {
+    let Ok(font) = FontRef::try_from_slice(epaint_default_fonts::HACK_REGULAR) else { return 0.0 };
+    let mut pen = Pen { canvas: image, font: &font, px, colour };
+    pen.text(x, top, text);
+    pen.width(text)
 }
 
 /// Height of a line of text drawn by [`draw_text`], in pixels.
@@ -108,23 +123,27 @@ pub const TEXT_LINE: u32 = TEXT_PX as u32 + 4;
 struct Pen<'a> {
     canvas: &'a mut RgbImage,
     font: &'a FontRef<'a>,
+    /// Text height in pixels.
+    px: f32,
+    colour: [u8; 3],
 }
 
 impl Pen<'_> {
     /// Width of `text` in pixels.
     fn width(&self, text: &str) -> f32 {
-        let scaled = self.font.as_scaled(PxScale::from(TEXT_PX));
+        let scaled = self.font.as_scaled(PxScale::from(self.px));
         text.chars().map(|c| scaled.h_advance(scaled.glyph_id(c))).sum()
     }
 
     /// Draws `text` with its top-left corner at `(x, top)`, blended over what is there.
     fn text(&mut self, x: f32, top: f32, text: &str) {
-        let scaled = self.font.as_scaled(PxScale::from(TEXT_PX));
+        let scaled = self.font.as_scaled(PxScale::from(self.px));
+        let colour = self.colour;
         let baseline = top + scaled.ascent();
         let mut caret = x;
         for c in text.chars() {
             let id = scaled.glyph_id(c);
-            let glyph = id.with_scale_and_position(TEXT_PX, point(caret, baseline));
+            let glyph = id.with_scale_and_position(self.px, point(caret, baseline));
             caret += scaled.h_advance(id);
             let Some(outline) = self.font.outline_glyph(glyph) else { continue };
             let bounds = outline.px_bounds();
@@ -136,7 +155,8 @@ impl Pen<'_> {
                         (f32::from(under) + (f32::from(over) - f32::from(under)) * coverage.clamp(0.0, 1.0)).round()
                             as u8
                     };
-                    pixel.0 = [blend(pixel.0[0], TEXT[0]), blend(pixel.0[1], TEXT[1]), blend(pixel.0[2], TEXT[2])];
+                    pixel.0 =
+                        [blend(pixel.0[0], colour[0]), blend(pixel.0[1], colour[1]), blend(pixel.0[2], colour[2])];
                 }
             });
         }

@@ -7,4 +7,4 @@ pub mod grid;
 pub mod legend;
 
 pub use grid::{RenderError, draws_rgb, filter_grid, filters_image, map_grid, rgb_filter_grid};
-pub use legend::{ColourScale, TEXT_LINE, annotate, draw_text};
+pub use legend::{ColourScale, TEXT_LINE, annotate, draw_text, draw_text_styled, text_width};
