@@ -4,26 +4,7 @@
 
 use serde::Serialize;
 
-/// One arm of an A/B comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arm {
-    A,
-    B,
-}
-
-impl Arm {
-    /// Both arms, A first.
-    pub const BOTH: [Arm; 2] = [Arm::A, Arm::B];
-
-    /// "A" or "B".
-    pub fn name(self) -> &'static str {
-        match self {
-            Arm::A => "A",
-            Arm::B => "B",
-        }
-    }
-}
+pub use crate::protocol::Arm;
 
 /// What one arm did with one seed.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -58,8 +58,38 @@ pub enum Command {
     /// Continue the run in this checkpoint file on the current data (its net replaces the running one, exactly
     /// where it stopped); refused, saying what differs, when it does not fit the data.
     OpenCheckpoint(PathBuf),
+    /// Start an A/B comparison: arm B becomes an exact copy of the running net (weights, optimiser state, batch
+    /// order, generators, step) with these changes, and from then on both arms train in lockstep on the same
+    /// batches. A fork while arm B exists replaces it. Answered with [`WorkerEvent::ArmB`]`(Started)`.
+    Fork(Vec<Setting>),
+    /// Change a live setting of arm B from its next step on (refused when there is no arm B).
+    ChangeB(Setting),
+    /// End an A/B comparison: closing B drops it; closing A makes B the run (its history goes on).
+    CloseArm(Arm),
     /// End the worker thread.
     Stop,
+}
+
+/// One arm of an A/B comparison: A is the run as it was, B its fork.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arm {
+    #[default]
+    A,
+    B,
+}
+
+impl Arm {
+    /// Both arms, A first.
+    pub const BOTH: [Arm; 2] = [Arm::A, Arm::B];
+
+    /// "A" or "B".
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::A => "A",
+            Arm::B => "B",
+        }
+    }
 }
 
 impl Command {
@@ -81,6 +111,13 @@ impl Command {
             Command::SaveCheckpoint(Some(path)) => format!("save {}", path.display()),
             Command::SaveCheckpoint(None) => "save a checkpoint".into(),
             Command::OpenCheckpoint(path) => format!("open {}", path.display()),
+            Command::Fork(changes) if changes.is_empty() => "fork an unchanged arm B".into(),
+            Command::Fork(changes) => {
+                let changes: Vec<String> = changes.iter().map(|s| s.label(layer_names)).collect();
+                format!("fork arm B: {}", changes.join(", "))
+            }
+            Command::ChangeB(setting) => format!("B: {}", setting.label(layer_names)),
+            Command::CloseArm(arm) => format!("close arm {}", arm.name()),
             Command::Stop => "stop".into(),
         }
     }
@@ -281,6 +318,11 @@ pub enum WorkerEvent {
         /// What is going on, while it lasts.
         message: Option<String>,
     },
+    /// What happened in arm B of an A/B comparison, as the same events arm A sends: `Started` at the fork (the
+    /// step it was taken at is the run's step), then its rows, snapshots, hints, divergence or failure.
+    ArmB(Box<WorkerEvent>),
+    /// An arm was closed; after A closes, B's events come as the run's own.
+    ArmClosed(Arm),
     /// The worker thread ended.
     Stopped {
         /// Steps taken in all.

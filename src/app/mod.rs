@@ -3,6 +3,7 @@
 //! through [`protocol`](crate::protocol) messages behind a [`WorkerLink`](crate::protocol::WorkerLink), and
 //! never imports burn, the data layer or the trainer. This file only names the parts.
 
+mod arms;
 pub mod banner;
 pub mod exporting;
 pub mod launch;

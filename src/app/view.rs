@@ -74,7 +74,7 @@ pub struct TrainingView {
     /// The same, with only the changes the worker confirmed: what a refused change falls back to.
     pub confirmed: TrainConfig,
     /// The settings of the layers with weights as the worker confirmed them.
-    confirmed_layers: Vec<LayerSettings>,
+    pub(crate) confirmed_layers: Vec<LayerSettings>,
     /// Changes sent and not yet answered.
     unanswered: usize,
     /// Input image shape.
@@ -134,6 +134,10 @@ pub struct TrainingView {
     pub runs_dir: Option<std::path::PathBuf>,
     /// The folder the run training now records into, which the list leaves out.
     pub current_run: Option<std::path::PathBuf>,
+    /// Arm B of an A/B comparison (its own view, fed with the worker's `ArmB` events), while one runs.
+    pub arm_b: Option<Box<TrainingView>>,
+    /// The step arm B was forked at.
+    pub fork_step: Option<u64>,
 }
 
 /// What the window shows between a restore and the next step.
@@ -182,6 +186,8 @@ impl TrainingView {
             timeline: Timeline::default(),
             runs_dir: None,
             current_run: None,
+            arm_b: None,
+            fork_step: None,
         }
     }
 
@@ -235,25 +241,7 @@ impl TrainingView {
     pub fn apply(&mut self, event: WorkerEvent) {
         match event {
             WorkerEvent::Started(info) => self.started(*info),
-            WorkerEvent::Metrics(rows) => {
-                if let Some(last) = rows.last() {
-                    self.step = self.step.max(last.step);
-                    if self.restored.is_some_and(|r| last.step >= r.next_step) {
-                        self.restored = None;
-                    }
-                }
-                for row in &rows {
-                    self.series.push(row);
-                }
-                if self.first_row.is_none() {
-                    self.first_row = rows.first().cloned();
-                }
-                self.rows.extend(rows);
-                // Drop the oldest rows in chunks, so this is rare and cheap.
-                if self.rows.len() > KEPT_ROWS + KEPT_ROWS / 8 {
-                    self.rows.drain(..self.rows.len() - KEPT_ROWS);
-                }
-            }
+            WorkerEvent::Metrics(rows) => self.take_rows(rows),
             WorkerEvent::Snapshot(snapshot) => {
                 self.step = self.step.max(snapshot.step);
                 // The worker's settings are the truth; changes still on their way stay shown.
@@ -286,8 +274,21 @@ impl TrainingView {
                 self.message(Severity::Warning, format!("step {step}: {message}"))
             }
             WorkerEvent::State { state, step } => {
+                if let Some(b) = self.arm_b.as_mut() {
+                    b.run_state = state;
+                }
                 self.run_state = state;
                 self.step = self.step.max(step);
+            }
+            WorkerEvent::ArmB(event) => self.arm_b_event(*event),
+            WorkerEvent::ArmClosed(arm) => self.arm_closed(arm),
+            event @ (WorkerEvent::Applied { command: Command::ChangeB(_), .. }
+            | WorkerEvent::Rejected { command: Command::ChangeB(_), .. }) => {
+                if !self.answered_arm_b(&event)
+                    && let WorkerEvent::Rejected { command, reason } = event
+                {
+                    self.message(Severity::Warning, format!("{}: {reason}", command.describe(&self.weighted_names())));
+                }
             }
             WorkerEvent::Applied { command, effective_step } => self.applied(&command, effective_step),
             WorkerEvent::Rejected { command, reason } => {
@@ -310,6 +311,27 @@ impl TrainingView {
             WorkerEvent::Failed { message, .. } => self.message(Severity::Error, message),
             WorkerEvent::Warmup { message } => self.warmup = message,
             WorkerEvent::Stopped { .. } => self.stopped = true,
+        }
+    }
+
+    /// Logged steps: into the plots' series and the window of kept rows.
+    fn take_rows(&mut self, rows: Vec<MetricRow>) {
+        if let Some(last) = rows.last() {
+            self.step = self.step.max(last.step);
+            if self.restored.is_some_and(|r| last.step >= r.next_step) {
+                self.restored = None;
+            }
+        }
+        for row in &rows {
+            self.series.push(row);
+        }
+        if self.first_row.is_none() {
+            self.first_row = rows.first().cloned();
+        }
+        self.rows.extend(rows);
+        // Drop the oldest rows in chunks, so this is rare and cheap.
+        if self.rows.len() > KEPT_ROWS + KEPT_ROWS / 8 {
+            self.rows.drain(..self.rows.len() - KEPT_ROWS);
         }
     }
 
@@ -395,6 +417,7 @@ impl TrainingView {
             }
             Command::SetProbe(index) => self.config.probe_index = *index,
             Command::Reset(_) | Command::LoadData { .. } => self.reset_pending = true,
+            Command::ChangeB(_) => self.request_arm_b(command),
             _ => {}
         }
     }

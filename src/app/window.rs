@@ -13,6 +13,7 @@ use crate::app::exporting::export_images;
 use crate::app::outbox::{Outbox, Show};
 use crate::app::panels::Panel;
 use crate::app::panels::activations::ActivationsPanel;
+use crate::app::panels::compare::ComparePanel;
 use crate::app::panels::curves::CurvesPanel;
 use crate::app::panels::data::DataPanel;
 use crate::app::panels::diagnosis::DiagnosisPanel;
@@ -31,7 +32,7 @@ use crate::app::panels::toolbar::ToolbarPanel;
 use crate::app::timers::{FrameLog, FrameStats, Timers};
 use crate::app::view::{Severity, TrainingView};
 use crate::config::TrainConfig;
-use crate::protocol::{Command, RunState, WorkerLink};
+use crate::protocol::{Arm, Command, RunState, WorkerLink};
 
 /// What persists between launches: the configuration and every panel's options (never the paused state).
 #[derive(Default, Serialize, Deserialize)]
@@ -92,6 +93,8 @@ pub struct ConvscopeApp {
     timers: Timers,
     /// Opens recorded runs from the runs folder.
     runs: Option<Runs>,
+    /// The A/B strip, and which arm edits go to.
+    compare: ComparePanel,
 }
 
 impl ConvscopeApp {
@@ -105,6 +108,7 @@ impl ConvscopeApp {
             outbox: Outbox::default(),
             timers: Timers::default(),
             runs: None,
+            compare: ComparePanel::default(),
         }
     }
 
@@ -239,7 +243,13 @@ impl ConvscopeApp {
             self.open_run(&path);
         }
         let (commands, export) = self.outbox.take();
+        let to_b = self.compare.editing(&self.view) == Arm::B;
         for command in commands {
+            // While the settings edit arm B, every live change is B's.
+            let command = match command {
+                Command::Change(setting) if to_b => Command::ChangeB(setting),
+                other => other,
+            };
             self.view.request(&command);
             self.worker.send(command);
         }
@@ -265,10 +275,17 @@ impl ConvscopeApp {
         self.shortcuts(&ctx);
         self.dropped_files(&ctx);
         let (state, view, out) = (&mut self.state, &self.view, &mut self.outbox);
+        // The panels that edit settings show the arm they edit.
+        let edited = match (self.compare.editing(view), view.arm_b.as_deref()) {
+            (Arm::B, Some(b)) => b,
+            _ => view,
+        };
+        let compare = &mut self.compare;
         let dismissed = egui::Panel::top("toolbar")
             .show(ui, |ui| {
-                state.toolbar.ui(ui, view, out);
+                state.toolbar.ui(ui, edited, out);
                 TimelinePanel.ui(ui, view, out);
+                compare.ui(ui, view, out);
                 banner::show(ui, view, out)
             })
             .inner;
@@ -282,15 +299,15 @@ impl ConvscopeApp {
             egui::ScrollArea::vertical().id_salt("left-scroll").show(ui, |ui| {
                 // Content wraps to the column rather than widening it (a side panel grows to fit its content).
                 ui.set_max_width(ui.available_width());
-                let left: [&mut dyn Panel; 6] = [
-                    &mut state.layers,
-                    &mut state.diagnosis,
-                    &mut state.data,
-                    &mut state.settings,
-                    &mut state.run,
-                    &mut state.export,
+                let left: [(&mut dyn Panel, &TrainingView); 6] = [
+                    (&mut state.layers, edited),
+                    (&mut state.diagnosis, view),
+                    (&mut state.data, view),
+                    (&mut state.settings, edited),
+                    (&mut state.run, view),
+                    (&mut state.export, view),
                 ];
-                for (index, panel) in left.into_iter().enumerate() {
+                for (index, (panel, view)) in left.into_iter().enumerate() {
                     if index > 0 {
                         ui.separator();
                     }

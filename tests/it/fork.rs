@@ -94,3 +94,194 @@ fn a_refused_change_leaves_no_fork() {
     let error = a.fork(&[Setting::Bias { layer: layers + 3, enabled: true }]).err().expect("no such layer");
     assert!(error.to_string().contains("layer"), "{error}");
 }
+
+mod worker {
+    //! The same through the worker's channel, as the window drives it.
+
+    use std::time::{Duration, Instant};
+
+    use convscope::config::Setting;
+    use convscope::protocol::{Arm, Command, RunState, WorkerEvent};
+    use convscope::snapshot::MetricRow;
+    use convscope::train::{WorkerHandle, WorkerOptions};
+
+    use crate::support::{config, mnist};
+
+    /// Both arms' rows as they arrive.
+    #[derive(Default)]
+    struct Rows {
+        a: Vec<MetricRow>,
+        b: Vec<MetricRow>,
+    }
+
+    /// Waits for the first event `pick` accepts, collecting both arms' rows on the way.
+    fn wait_for<T>(worker: &WorkerHandle, rows: &mut Rows, mut pick: impl FnMut(&WorkerEvent) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Some(event) = worker.recv_timeout(Duration::from_millis(200)) else { continue };
+            match &event {
+                WorkerEvent::Metrics(batch) => rows.a.extend(batch.iter().cloned()),
+                WorkerEvent::ArmB(inner) => match inner.as_ref() {
+                    WorkerEvent::Metrics(batch) => rows.b.extend(batch.iter().cloned()),
+                    WorkerEvent::Failed { message, .. } => panic!("arm B failed: {message}"),
+                    _ => {}
+                },
+                WorkerEvent::Failed { message, .. } => panic!("worker failed: {message}"),
+                _ => {}
+            }
+            if let Some(found) = pick(&event) {
+                return found;
+            }
+        }
+        panic!("timed out waiting for an event");
+    }
+
+    fn step_and_wait(worker: &WorkerHandle, rows: &mut Rows, steps: u32, until: u64) {
+        assert!(worker.send(Command::Step(steps)));
+        wait_for(worker, rows, |e| match e {
+            WorkerEvent::State { state: RunState::Paused, step } if *step == until => Some(()),
+            _ => None,
+        });
+    }
+
+    fn answer(worker: &WorkerHandle, rows: &mut Rows, command: Command) -> Result<u64, String> {
+        assert!(worker.send(command.clone()));
+        wait_for(worker, rows, |e| match e {
+            WorkerEvent::Applied { command: c, effective_step } if *c == command => Some(Ok(*effective_step)),
+            WorkerEvent::Rejected { command: c, reason } if *c == command => Some(Err(reason.clone())),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_forked_arm_steps_in_lockstep_on_the_same_batches_and_closing_a_hands_the_run_to_b() {
+        let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
+        let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();
+        let mut rows = Rows::default();
+        let slower = Setting::LearningRate(0.001);
+        let refused = answer(&worker, &mut rows, Command::ChangeB(slower)).unwrap_err();
+        assert!(refused.contains("no arm B"), "{refused}");
+        step_and_wait(&worker, &mut rows, 10, 10);
+
+        assert_eq!(answer(&worker, &mut rows, Command::Fork(Vec::new())), Ok(11));
+        step_and_wait(&worker, &mut rows, 20, 30);
+        // The flush before the pause event carries B's rows too: they are all here.
+        let after_fork: Vec<(u64, f32)> = rows.a.iter().filter(|r| r.step > 10).map(|r| (r.step, r.loss)).collect();
+        let b: Vec<(u64, f32)> = rows.b.iter().map(|r| (r.step, r.loss)).collect();
+        assert_eq!(b.first().map(|r| r.0), Some(11), "B's rows start after the fork");
+        assert_eq!(b, after_fork, "an unchanged fork is bit-identical to A, step for step");
+
+        assert_eq!(answer(&worker, &mut rows, Command::ChangeB(slower)), Ok(31));
+        step_and_wait(&worker, &mut rows, 3, 33);
+        let at = |rows: &[MetricRow], step: u64| rows.iter().find(|r| r.step == step).map(|r| (r.loss, r.lr)).unwrap();
+        assert_eq!(at(&rows.b, 31).0, at(&rows.a, 31).0, "same weights and batch: the same loss at the change");
+        assert_ne!(at(&rows.b, 32).0, at(&rows.a, 32).0, "the smaller step shows from the next loss on");
+        assert_eq!(at(&rows.b, 32).1, 0.001);
+
+        assert_eq!(answer(&worker, &mut rows, Command::CloseArm(Arm::A)), Ok(34));
+        step_and_wait(&worker, &mut rows, 1, 34);
+        assert_eq!(at(&rows.a, 34).1, 0.001, "after A closes, the run is B's");
+        assert!(answer(&worker, &mut rows, Command::CloseArm(Arm::B)).is_err(), "no arm B is left");
+    }
+}
+
+mod window {
+    //! The window's A/B: the Fork button, the strip with what B changed and the verdict, edits routed to the
+    //! arm being edited, and closing an arm — driven through egui_kittest with a fake worker fed real events.
+
+    use convscope::app::{ConvscopeApp, FakeWorker, State};
+    use convscope::arch::Activation;
+    use convscope::config::{BackendKind, Setting, TrainConfig};
+    use convscope::protocol::{Arm, Command, RunState, WorkerEvent};
+    use convscope::train::{Driven, Driver, Evaluation, PROBE_THUMBNAILS};
+    use eframe::egui;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+
+    use crate::support::mnist;
+
+    fn rows(driver: &mut Driver, steps: usize) -> Vec<convscope::snapshot::MetricRow> {
+        (0..steps)
+            .filter_map(|_| match driver.step(false).unwrap() {
+                Driven::Updated { row, .. } => Some(row),
+                Driven::Diverged { .. } => None,
+            })
+            .collect()
+    }
+
+    /// A's events for 20 steps, then (as the worker sends them) a fork to sigmoid and 20 more steps of each.
+    fn forked_events() -> (Vec<WorkerEvent>, Vec<WorkerEvent>) {
+        let config = TrainConfig { test_every: 0, ..TrainConfig::default() };
+        let mut a = Driver::new(config, mnist(), BackendKind::Flex, Evaluation::Never).unwrap();
+        let before = rows(&mut a, 20);
+        let started = vec![
+            WorkerEvent::Started(Box::new(a.trainer().run_info(PROBE_THUMBNAILS))),
+            WorkerEvent::Metrics(before),
+            WorkerEvent::Snapshot(Box::new(a.trainer().refresh_snapshot().unwrap())),
+            WorkerEvent::State { state: RunState::Paused, step: 20 },
+        ];
+        let hidden = a.trainer().model().layers.len() - 1;
+        let to_sigmoid: Vec<Setting> =
+            (0..hidden).map(|layer| Setting::Activation { layer, activation: Activation::Sigmoid }).collect();
+        let mut b = a.fork(&to_sigmoid).unwrap();
+        let b_started = WorkerEvent::Started(Box::new(b.trainer().run_info(PROBE_THUMBNAILS)));
+        let (rows_a, rows_b) = (rows(&mut a, 20), rows(&mut b, 20));
+        let arm_b = |event| WorkerEvent::ArmB(Box::new(event));
+        let forked = vec![
+            arm_b(b_started),
+            WorkerEvent::Applied { command: Command::Fork(to_sigmoid), effective_step: 21 },
+            WorkerEvent::Metrics(rows_a),
+            arm_b(WorkerEvent::Metrics(rows_b)),
+            WorkerEvent::Snapshot(Box::new(a.trainer().refresh_snapshot().unwrap())),
+            arm_b(WorkerEvent::Snapshot(Box::new(b.trainer().refresh_snapshot().unwrap()))),
+            WorkerEvent::State { state: RunState::Paused, step: 40 },
+        ];
+        (started, forked)
+    }
+
+    #[test]
+    fn fork_shows_both_arms_routes_edits_to_the_chosen_arm_and_closes() {
+        let (started, forked) = forked_events();
+        let fake = FakeWorker::default();
+        for event in started {
+            fake.push(event);
+        }
+        let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()));
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(1280.0, 800.0))
+            .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
+        harness.run_steps(3);
+        assert!(harness.query_by_label_contains("same batches since").is_none(), "no strip before a fork");
+        harness.get_by_label("Fork A/B").click();
+        harness.run_steps(2);
+        assert_eq!(fake.sent(), [Command::Fork(Vec::new())]);
+
+        for event in forked {
+            fake.push(event);
+        }
+        harness.run_steps(3);
+        harness.get_by_label_contains("forked at step 20");
+        harness.get_by_label_contains("conv1: relu -> sigmoid");
+        harness.get_by_label_contains("after 40 steps");
+        let verdict = harness.state().view.verdict().unwrap();
+        assert!(verdict.contains("its loss") && verdict.contains("its conv1 gradient"), "{verdict}");
+
+        // Edits go to A until arm B is chosen; then the learning rate shown and changed is B's.
+        harness.get_by_label("arm B").click();
+        harness.run_steps(2);
+        harness.get_by_label("×2").click();
+        harness.run_steps(2);
+        let sent = fake.sent();
+        assert_eq!(sent.last(), Some(&Command::ChangeB(Setting::LearningRate(0.02))), "{sent:?}");
+        let view = &harness.state().view;
+        assert_eq!(view.arm_b.as_ref().unwrap().config.lr, 0.02, "B shows its new rate at once");
+        assert_eq!(view.config.lr, 0.01, "A keeps its own");
+        harness.get_by_label("Close B").click();
+        harness.run_steps(2);
+        assert_eq!(fake.sent().last(), Some(&Command::CloseArm(Arm::B)));
+        fake.push(WorkerEvent::ArmClosed(Arm::B));
+        harness.run_steps(2);
+        assert!(harness.state().view.arm_b.is_none());
+        assert!(harness.query_by_label_contains("same batches since").is_none(), "the strip goes with arm B");
+    }
+}

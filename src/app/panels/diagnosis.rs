@@ -109,6 +109,14 @@ impl DiagnosisPanel {
                 out.change(setting);
             }
         }
+        let fork = format!("Fork A/B: B gets {}", preset.other_arm.describe());
+        let fork = ui.add_enabled(weighted > 0 && !view.reset_pending, egui::Button::new(fork)).on_hover_text(
+            "Copy the running net into arm B with the other arm's change: both arms train on from here on the same \
+             batches, side by side, so the difference is the change alone",
+        );
+        if fork.clicked() {
+            out.send(Command::Fork(preset.other_arm.settings(weighted)));
+        }
         if self.confirm {
             ui.horizontal(|ui| {
                 ui.label(RichText::new("Reset to this experiment?").color(Color32::from_rgb(220, 160, 60)));

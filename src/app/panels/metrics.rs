@@ -39,11 +39,19 @@ pub struct MetricsPanel {
     help: bool,
     #[serde(skip)]
     smoothed: SmoothedLoss,
+    /// Arm B's smoothed loss, while an A/B comparison runs.
+    #[serde(skip)]
+    smoothed_b: SmoothedLoss,
 }
 
 impl Default for MetricsPanel {
     fn default() -> Self {
-        MetricsPanel { smoothing: 0.95, help: false, smoothed: SmoothedLoss::default() }
+        MetricsPanel {
+            smoothing: 0.95,
+            help: false,
+            smoothed: SmoothedLoss::default(),
+            smoothed_b: SmoothedLoss::default(),
+        }
     }
 }
 
@@ -126,6 +134,11 @@ impl Panel for MetricsPanel {
         let height = ((ui.available_height() - 40.0) / 2.0).clamp(90.0, 220.0);
         let link = egui::Id::unique("convscope-time-x-axis");
         let smooth = self.smoothed.update(&view.rows, self.smoothing, view.run_generation);
+        // Arm B, drawn dashed in A's colours (A solid): its series start at the fork.
+        let b = view.arm_b.as_deref();
+        let smooth_b =
+            b.map(|b| window.clip(newest, &self.smoothed_b.update(&b.rows, self.smoothing, b.run_generation)));
+        let (name_a, name_b) = if b.is_some() { (" (A)", " (B)") } else { ("", "") };
         let plot = |name: &str| {
             steady(Plot::new(name).id(egui::Id::unique(("convscope-plot", name))), reset)
                 .width(width)
@@ -135,12 +148,17 @@ impl Panel for MetricsPanel {
         ui.horizontal(|ui| {
             let raw = window.clip(newest, &view.series.loss.points());
             let smooth = window.clip(newest, &smooth);
-            let extent = y_extent(&[&raw, &smooth]);
+            let extent = y_extent(&[&raw, &smooth, smooth_b.as_deref().unwrap_or_default()]);
             plot("loss").legend(Legend::default().position(Corner::RightTop)).show(ui, |plot| {
                 let faint = Color32::from_rgba_unmultiplied(70, 130, 220, 90);
-                plot.line(Line::new("loss", PlotPoints::from(raw)).color(faint));
-                let line = Line::new("smoothed", PlotPoints::from(smooth)).color(Color32::from_rgb(70, 130, 220));
+                plot.line(Line::new(format!("loss{name_a}"), PlotPoints::from(raw)).color(faint));
+                let blue = Color32::from_rgb(70, 130, 220);
+                let line = Line::new(format!("smoothed{name_a}"), PlotPoints::from(smooth)).color(blue);
                 plot.line(line.width(2.0));
+                if let Some(smooth_b) = smooth_b {
+                    let line = Line::new(format!("smoothed{name_b}"), PlotPoints::from(smooth_b)).color(blue);
+                    plot.line(line.width(2.0).style(egui_plot::LineStyle::dashed_dense()));
+                }
                 markers(plot, &view.markers, start, extent);
                 cursor(plot, view);
             });
@@ -148,31 +166,51 @@ impl Panel for MetricsPanel {
             let test = window.clip(newest, &view.series.test_accuracy.points());
             let accuracy = plot("accuracy").legend(Legend::default().position(Corner::RightBottom));
             accuracy.include_y(0.0).include_y(1.0).show(ui, |plot| {
-                plot.line(Line::new("train", PlotPoints::from(train)).color(Color32::from_rgb(70, 130, 220)));
-                let test = Line::new("test", PlotPoints::from(test)).color(Color32::from_rgb(235, 140, 40));
+                let (blue, orange) = (Color32::from_rgb(70, 130, 220), Color32::from_rgb(235, 140, 40));
+                plot.line(Line::new(format!("train{name_a}"), PlotPoints::from(train)).color(blue));
+                let test = Line::new(format!("test{name_a}"), PlotPoints::from(test)).color(orange);
                 plot.line(test.width(2.0));
+                if let Some(b) = b {
+                    let dashed = egui_plot::LineStyle::dashed_dense();
+                    let train = window.clip(newest, &b.series.train_accuracy.points());
+                    let test = window.clip(newest, &b.series.test_accuracy.points());
+                    plot.line(Line::new(format!("train{name_b}"), PlotPoints::from(train)).color(blue).style(dashed));
+                    let test = Line::new(format!("test{name_b}"), PlotPoints::from(test)).color(orange);
+                    plot.line(test.width(2.0).style(dashed));
+                }
                 // The loss plot beside it names the changes; here the lines are enough.
                 markers(plot, &view.markers, start, None);
                 cursor(plot, view);
             });
         });
-        let log_lr = window.clip(newest, &view.series.log_lr.points());
-        let (low, high) = y_extent(&[&log_lr]).unwrap_or((-3.0, 0.0));
-        ui.horizontal(|ui| {
-            plot("learning-rate")
-                .legend(Legend::default().position(Corner::LeftTop))
-                .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
-                .y_axis_label("lr (log)")
-                .y_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
-                .include_y(low - 0.5)
-                .include_y(high + 0.5)
-                .show(ui, |plot| {
-                    plot.line(Line::new("lr", PlotPoints::from(log_lr)).color(Color32::from_rgb(150, 100, 200)));
-                    markers(plot, &view.markers, start, None);
-                    cursor(plot, view);
-                });
-        });
+        lr_plot(ui, plot("learning-rate"), view, (window, newest, start));
     }
+}
+
+/// The learning rate on a log scale (arm B's dashed), with the change markers.
+fn lr_plot(ui: &mut egui::Ui, plot: Plot<'_>, view: &TrainingView, (window, newest, start): (TimeWindow, u64, f64)) {
+    let log_lr = window.clip(newest, &view.series.log_lr.points());
+    let log_lr_b = view.arm_b.as_deref().map(|b| window.clip(newest, &b.series.log_lr.points()));
+    let (low, high) = y_extent(&[&log_lr, log_lr_b.as_deref().unwrap_or_default()]).unwrap_or((-3.0, 0.0));
+    let purple = Color32::from_rgb(150, 100, 200);
+    ui.horizontal(|ui| {
+        plot.legend(Legend::default().position(Corner::LeftTop))
+            .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
+            .y_axis_label("lr (log)")
+            .y_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
+            .include_y(low - 0.5)
+            .include_y(high + 0.5)
+            .show(ui, |plot| {
+                let name = if log_lr_b.is_some() { "lr (A)" } else { "lr" };
+                plot.line(Line::new(name, PlotPoints::from(log_lr)).color(purple));
+                if let Some(log_lr_b) = log_lr_b {
+                    let dashed = egui_plot::LineStyle::dashed_dense();
+                    plot.line(Line::new("lr (B)", PlotPoints::from(log_lr_b)).color(purple).style(dashed));
+                }
+                markers(plot, &view.markers, start, None);
+                cursor(plot, view);
+            });
+    });
 }
 
 /// The menu of how much of the run the plots over time show.

@@ -4,6 +4,7 @@
 
 pub mod activations;
 pub mod browse;
+pub mod compare;
 pub mod curves;
 pub mod data;
 pub mod diagnosis;

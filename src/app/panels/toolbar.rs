@@ -106,6 +106,14 @@ impl ToolbarPanel {
         if ui.button("Reset…").on_hover_text("Build the net again from its seed and spec (R); asks first").clicked() {
             self.confirm_reset = true;
         }
+        let fork = ui.add_enabled(!view.layers.is_empty() && view.arm_b.is_none(), egui::Button::new("Fork A/B"));
+        let fork = fork.on_hover_text(
+            "Copy the run as it stands into arm B (weights, optimiser state, batch order, step): change B's settings, \
+             and both arms train on from here on the same batches, so any difference comes from what you changed",
+        );
+        if fork.clicked() {
+            out.send(Command::Fork(Vec::new()));
+        }
     }
 
     fn learning_rate(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {

@@ -19,62 +19,23 @@ use crate::train::cadence::SnapshotCadence;
 use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::{TrainError, catch_panic};
 use crate::train::loader::LoadResult;
-use crate::train::threads::{ComputePriority, with_compute_threads};
+use crate::train::threads::with_compute_threads;
 
+mod arms;
 mod checkpoints;
 mod loads;
+mod options;
 
+use arms::ArmB;
 use checkpoints::Saving;
 pub use checkpoints::{AUTOSAVE_INTERVAL, AUTOSAVES_KEPT};
 use loads::PendingLoad;
+pub use options::WorkerOptions;
 
 /// How often batched metric rows are sent while training runs.
 pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Test images sent with every new net for the probe picker.
 pub const PROBE_THUMBNAILS: usize = 24;
-
-/// Options for [`WorkerHandle::spawn`].
-pub struct WorkerOptions {
-    /// Backend to compute on.
-    pub backend: BackendKind,
-    /// Compute threads (`None`: rayon's default).
-    pub threads: Option<usize>,
-    /// Scheduling of the compute threads.
-    pub priority: ComputePriority,
-    /// Wait for [`Command::Resume`] or [`Command::Step`] before the first step.
-    pub start_paused: bool,
-    /// How fast to train while running (the window starts at a watchable pace).
-    pub pace: Pace,
-    /// The run folder: where checkpoints go unless a file is named, and where the run's history is recorded
-    /// (`None`: no history, and only named checkpoint files).
-    pub run_dir: Option<PathBuf>,
-    /// Checkpoint a running net into the run folder this often, and when the worker stops (`None`: never).
-    pub autosave: Option<Duration>,
-    /// Start from this checkpoint instead of building a net from the configuration.
-    pub resume: Option<PathBuf>,
-    /// Called whenever events were sent.
-    pub waker: Waker,
-    /// For fault tests: the first net's step with this number panics once (see [`Trainer::inject_panic_at`]).
-    #[doc(hidden)]
-    pub panic_at_step: Option<u64>,
-}
-
-impl Default for WorkerOptions {
-    fn default() -> Self {
-        WorkerOptions {
-            backend: BackendKind::default(),
-            threads: None,
-            priority: ComputePriority::Normal,
-            start_paused: false,
-            pace: Pace::Full,
-            run_dir: None,
-            autosave: None,
-            resume: None,
-            waker: Arc::new(|| {}),
-            panic_at_step: None,
-        }
-    }
-}
 
 /// What reaches the worker thread: the UI's commands and its own loader threads' results.
 enum Inbox {
@@ -176,12 +137,16 @@ enum Refused {
     WrongLoad,
     #[error("there is no run folder to save into: name a file")]
     NoRunFolder,
+    #[error("there is no arm B: fork the run first")]
+    NoArmB,
     #[error("could not create the run folder {}: {source}", path.display())]
     RunFolder { path: PathBuf, source: std::io::Error },
 }
 
 struct Worker {
     driver: Option<Driver>,
+    /// Arm B of an A/B comparison: a fork stepping in lockstep after `driver`.
+    arm_b: Option<ArmB>,
     data: Arc<DataSplit>,
     backend: BackendKind,
     running: bool,
@@ -222,6 +187,7 @@ impl Worker {
     ) -> Worker {
         Worker {
             driver: None,
+            arm_b: None,
             data,
             backend: options.backend,
             running: false,
@@ -363,6 +329,7 @@ impl Worker {
             }
             self.hints = (hints, false);
         }
+        self.flush_arm_b();
         self.last_flush = Instant::now();
         (self.waker)();
     }
@@ -396,6 +363,7 @@ impl Worker {
         if let Some(step) = self.panic_at_step.take() {
             driver.trainer_mut().inject_panic_at(step);
         }
+        self.drop_arm_b();
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
         self.saving.restart(driver.trainer().step_count());
         self.data = data;
@@ -481,6 +449,9 @@ impl Worker {
                 let path = path.clone();
                 self.open_checkpoint(&path)
             }
+            Command::Fork(changes) => self.fork(changes),
+            Command::ChangeB(setting) => self.change_arm_b(setting),
+            Command::CloseArm(arm) => self.close_arm(*arm),
             Command::Reset(config) => {
                 self.flush();
                 self.build((**config).clone(), self.data.clone()).map_err(Refused::from)
@@ -516,13 +487,18 @@ impl Worker {
             command,
             Command::Change(_) | Command::SetProbe(_) | Command::LoadProbeImage(_) | Command::RestoreHealthy { .. }
         );
+        let command_was = matches!(command, Command::ChangeB(_)).then(|| command.clone());
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
             Err(reason) => WorkerEvent::Rejected { command, reason: reason.to_string() },
         };
         self.send(event);
-        if applied && changes_the_picture && !self.running && self.steps_left == 0 {
+        let paused = !self.running && self.steps_left == 0;
+        if applied && changes_the_picture && paused {
             self.send_refresh();
+        }
+        if applied && paused && matches!(command_was, Some(Command::ChangeB(_))) {
+            self.refresh_arm_b();
         }
         (self.waker)();
     }
@@ -549,12 +525,17 @@ impl Worker {
                 }
                 self.rows.push(row);
                 self.hints.1 = true;
+                let snapshot_taken = snapshot.is_some();
                 if let Some(mut snapshot) = snapshot {
                     snapshot.cost_secs = self.snapshots.cost().as_secs_f32();
                     snapshot.gap_secs = self.snapshots.gap(interval).as_secs_f32();
                     self.snapshot_unread.store(true, Ordering::Release);
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));
+                }
+                // Arm B steps right after A, on the batch A just drew from the same sampler state.
+                self.step_arm_b(snapshot_taken);
+                if snapshot_taken {
                     (self.waker)();
                 }
                 if last_of_a_count && !self.running {

@@ -1,0 +1,128 @@
+//! Arm B of an A/B comparison on the worker: a fork of the running driver that steps right after it, so both
+//! arms see the same batches, and reports through [`WorkerEvent::ArmB`]. Closing A makes B the run.
+
+use crate::config::Setting;
+use crate::diagnose::Hint;
+use crate::protocol::{Arm, WorkerEvent};
+use crate::snapshot::MetricRow;
+use crate::train::driver::{Driven, Driver};
+use crate::train::error::{TrainError, catch_panic};
+
+use super::{PROBE_THUMBNAILS, Refused, Worker};
+
+/// The second arm: its driver, its rows since the last flush, and its hints.
+pub(super) struct ArmB {
+    driver: Driver,
+    rows: Vec<MetricRow>,
+    /// The hints last sent, and whether rows arrived since they were computed.
+    hints: (Vec<Hint>, bool),
+}
+
+fn arm_b(event: WorkerEvent) -> WorkerEvent {
+    WorkerEvent::ArmB(Box::new(event))
+}
+
+impl Worker {
+    /// Forks the running net into arm B with `changes` (replacing an arm B that exists) and announces it.
+    pub(super) fn fork(&mut self, changes: &[Setting]) -> Result<(), Refused> {
+        let driver = self.driver.as_ref().ok_or(TrainError::NoNet)?;
+        let fork = driver.fork(changes)?;
+        // A's rows up to the fork go out first: B's start after them.
+        self.flush();
+        self.send(arm_b(WorkerEvent::Started(Box::new(fork.trainer().run_info(PROBE_THUMBNAILS)))));
+        self.arm_b = Some(ArmB { driver: fork, rows: Vec::new(), hints: (Vec::new(), false) });
+        self.refresh_arm_b();
+        Ok(())
+    }
+
+    /// Changes a live setting of arm B.
+    pub(super) fn change_arm_b(&mut self, setting: &Setting) -> Result<(), Refused> {
+        let arm = self.arm_b.as_mut().ok_or(Refused::NoArmB)?;
+        arm.driver.change(setting)?;
+        arm.hints.1 = true;
+        Ok(())
+    }
+
+    /// Closes `arm`: B is dropped; closing A makes B's driver the run's.
+    pub(super) fn close_arm(&mut self, arm: Arm) -> Result<(), Refused> {
+        if self.arm_b.is_none() {
+            return Err(Refused::NoArmB);
+        }
+        // Both arms' rows go out before the close.
+        self.flush();
+        let Some(b) = self.arm_b.take() else { return Err(Refused::NoArmB) };
+        if arm == Arm::A {
+            self.driver = Some(b.driver);
+            self.hints = b.hints;
+        }
+        self.send(WorkerEvent::ArmClosed(arm));
+        Ok(())
+    }
+
+    /// Ends an A/B comparison because arm A's net was replaced (reset, new data, a checkpoint opened).
+    pub(super) fn drop_arm_b(&mut self) {
+        if self.arm_b.take().is_some() {
+            self.send(WorkerEvent::ArmClosed(Arm::B));
+        }
+    }
+
+    /// Runs arm B's step after A's (with a snapshot when A took one); pauses both when B diverges or fails.
+    pub(super) fn step_arm_b(&mut self, capture: bool) {
+        let Some(arm) = self.arm_b.as_mut() else { return };
+        let attempted = arm.driver.trainer().step_count() + 1;
+        match arm.driver.step(capture) {
+            Ok(Driven::Updated { row, snapshot, warnings }) => {
+                arm.rows.push(row);
+                arm.hints.1 = true;
+                let step = attempted;
+                for message in warnings {
+                    self.send(arm_b(WorkerEvent::Warning { step, message }));
+                }
+                if let Some(snapshot) = snapshot {
+                    self.flush_arm_b();
+                    self.send(arm_b(WorkerEvent::Snapshot(snapshot)));
+                }
+            }
+            Ok(Driven::Diverged { step, message }) => {
+                self.steps_left = 0;
+                self.flush();
+                self.send(arm_b(WorkerEvent::Diverged { step, message }));
+                self.set_running(false);
+            }
+            Err(error) => {
+                self.steps_left = 0;
+                self.flush();
+                let message = format!("{error}; arm B's weights are as before the step; training paused");
+                self.send(arm_b(WorkerEvent::Failed { step: attempted, message }));
+                self.set_running(false);
+            }
+        }
+    }
+
+    /// Sends arm B's batched rows and changed hints (part of every flush).
+    pub(super) fn flush_arm_b(&mut self) {
+        let Some(mut arm) = self.arm_b.take() else { return };
+        let rows = std::mem::take(&mut arm.rows);
+        if !rows.is_empty() {
+            self.send(arm_b(WorkerEvent::Metrics(rows)));
+        }
+        if arm.hints.1 {
+            let hints = arm.driver.hints();
+            if hints != arm.hints.0 {
+                self.send(arm_b(WorkerEvent::Hints(hints.clone())));
+            }
+            arm.hints = (hints, false);
+        }
+        self.arm_b = Some(arm);
+    }
+
+    /// Sends a snapshot of arm B as it is now (after the fork, or a change while paused).
+    pub(super) fn refresh_arm_b(&mut self) {
+        let Some(arm) = self.arm_b.as_ref() else { return };
+        let event = match catch_panic("taking a snapshot", || arm.driver.trainer().refresh_snapshot()) {
+            Ok(snapshot) => WorkerEvent::Snapshot(Box::new(snapshot)),
+            Err(error) => WorkerEvent::Failed { step: arm.driver.trainer().step_count(), message: error.to_string() },
+        };
+        self.send(arm_b(event));
+    }
+}
