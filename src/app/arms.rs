@@ -85,19 +85,31 @@ impl TrainingView {
     /// nothing differs or there is no arm B).
     pub fn arm_differences(&self) -> Vec<String> {
         let Some(b) = self.arm_b.as_deref() else { return Vec::new() };
-        let mut differences = Vec::new();
         let names = self.weighted_names();
+        // Per layer, what differs; the same change in several layers is said once for all of them.
+        let mut changes: Vec<(String, Vec<&str>)> = Vec::new();
         for ((name, a), b) in names.iter().zip(self.layer_settings()).zip(b.layer_settings()) {
-            if a.activation != b.activation {
-                differences.push(format!("{name}: {} -> {}", a.activation, b.activation));
-            }
-            if a.bias != b.bias {
-                differences.push(format!("{name}: bias {}", if b.bias { "on" } else { "off" }));
-            }
-            if a.batch_norm != b.batch_norm {
-                differences.push(format!("{name}: batch-norm {}", if b.batch_norm { "on" } else { "off" }));
+            let on_off = |on: bool| if on { "on" } else { "off" };
+            let layer_changes = [
+                (a.activation != b.activation).then(|| format!("{} -> {}", a.activation, b.activation)),
+                (a.bias != b.bias).then(|| format!("bias {}", on_off(b.bias))),
+                (a.batch_norm != b.batch_norm).then(|| format!("batch-norm {}", on_off(b.batch_norm))),
+            ];
+            for change in layer_changes.into_iter().flatten() {
+                match changes.iter_mut().find(|(c, _)| *c == change) {
+                    Some((_, layers)) => layers.push(name),
+                    None => changes.push((change, vec![name])),
+                }
             }
         }
+        let mut differences: Vec<String> = changes
+            .into_iter()
+            .map(|(change, layers)| match layers.as_slice() {
+                [one] => format!("{one}: {change}"),
+                [first, .., last] if layers.len() > 2 => format!("{} layers ({first}…{last}): {change}", layers.len()),
+                _ => format!("{}: {change}", layers.join(", ")),
+            })
+            .collect();
         let (ca, cb) = (&self.config, &b.config);
         let number = |name: &str, a: f64, b: f64| (a != b).then(|| format!("{name} {} -> {}", short(a), short(b)));
         differences.extend(number("lr", ca.lr, cb.lr));

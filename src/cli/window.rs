@@ -139,7 +139,8 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
         Some(secs) => Some((seconds(secs, "--quit-after")?, args.frame_stats.clone())),
         None => None,
     };
-    let preset_name = preset(&args.flags)?.map(|p| p.name.to_owned());
+    let chosen = preset(&args.flags)?;
+    let preset_name = chosen.map(|p| p.name.to_owned());
     let data = check_before_opening(args)?;
     let (flags, request, resume) = (args.flags.clone(), args.data.request(), args.resume.clone());
     let runs_root = args.runs_dir.clone().or_else(default_runs_dir);
@@ -178,6 +179,13 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             });
             Runs { dir, open, current: run_dir.clone() }
         });
+        // An experiment opens as an A/B run from one seed: arm B, its other arm, forked before the first step.
+        // (With --data or --resume the net is replaced after the start, which would end the comparison.)
+        if let (Some(preset), None, None) = (chosen, &request, &resume)
+            && let Ok(plan) = config.plan(data.train.shape(), data.train.classes())
+        {
+            worker.send(Command::Fork(preset.other_arm.settings(plan.weighted().count())));
+        }
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };

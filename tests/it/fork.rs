@@ -261,7 +261,7 @@ mod window {
         }
         harness.run_steps(3);
         harness.get_by_label_contains("forked at step 20");
-        harness.get_by_label_contains("conv1: relu -> sigmoid");
+        harness.get_by_label_contains("B: conv1, conv2: relu -> sigmoid");
         harness.get_by_label_contains("after 40 steps");
         let verdict = harness.state().view.verdict().unwrap();
         assert!(verdict.contains("its loss") && verdict.contains("its conv1 gradient"), "{verdict}");

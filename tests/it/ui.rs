@@ -75,8 +75,13 @@ fn a_dead_relu_run_is_diagnosed_and_an_experiment_loads_on_confirmation() {
     harness.get_by_label("Load now").click();
     harness.run_steps(2);
     let sent = fake.sent();
-    let [Command::Reset(config)] = sent.as_slice() else { panic!("expected one reset, got {sent:?}") };
+    let [Command::Reset(config), Command::Fork(arm_b)] = sent.as_slice() else {
+        panic!("expected a reset and a fork, got {sent:?}")
+    };
     assert_eq!((config.arch.as_str(), config.activation), ("deep6", Activation::Sigmoid));
+    // The experiment opens as an A/B run: arm B switches deep6's six hidden layers to ReLU.
+    assert_eq!(arm_b.len(), 6);
+    assert!(arm_b.iter().all(|s| matches!(s, Setting::Activation { activation: Activation::Relu, .. })), "{arm_b:?}");
     // Once the worker announces the experiment's net, the spec editor follows it.
     fake.push(run_events((**config).clone(), 1, 0).remove(0));
     harness.run_steps(2);

@@ -60,5 +60,31 @@ impl Panel for ComparePanel {
             None => String::new(),
         };
         ui.label(RichText::new(format!("{verdict}{state}")).strong());
+        ui.horizontal_wrapped(|ui| {
+            for (arm, arm_view) in [(Arm::A, view), (Arm::B, b)] {
+                let colour = ARM_COLOURS[usize::from(arm == Arm::B)];
+                let said = arm_line(arm_view);
+                ui.label(RichText::new(format!("{}: {said}", arm.name())).small().color(colour));
+            }
+        });
     }
+}
+
+/// What one arm's probe prediction and hints say, in one short line.
+fn arm_line(view: &TrainingView) -> String {
+    let probe = view.snapshot.as_ref().map(|s| &s.probe).and_then(|probe| {
+        let (class, p) = probe.probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+        let name = view.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
+        Some(format!("probe: {name} ({:.0} %)", 100.0 * p))
+    });
+    let hints: Vec<String> = view
+        .hints
+        .iter()
+        .map(|h| match &h.layer {
+            Some(layer) => format!("{} ({layer})", h.rule.id()),
+            None => h.rule.id().to_owned(),
+        })
+        .collect();
+    let hints = if hints.is_empty() { "no hints".to_owned() } else { format!("hints: {}", hints.join(", ")) };
+    probe.into_iter().chain([hints]).collect::<Vec<_>>().join(" · ")
 }

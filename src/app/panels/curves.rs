@@ -101,75 +101,81 @@ impl Panel for CurvesPanel {
 const MIN_CURVE_WIDTH: f32 = 170.0;
 
 impl CurvesPanel {
-    /// One row of curve plots.
+    /// One row of curve plots; while an A/B comparison runs, arm B's curve (dashed) and inputs (orange) too.
     fn row_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, row: &[&LayerInfo], width: f32) {
-        {
-            for info in row.iter().copied() {
-                let Some(settings) = info.settings else { continue };
-                let histogram = view
-                    .snapshot
-                    .as_ref()
-                    .and_then(|s| s.layers.iter().find(|l| l.name == info.name))
-                    .map(|l| &l.pre_activation_histogram);
-                let (low, high) = x_range(histogram);
-                let curves = sample_curves(&info.name, settings.activation, low, high);
-                ui.vertical(|ui| {
-                    ui.label(RichText::new(format!("{} · {}", info.name, settings.activation)).small().strong());
-                    let peak = curves.f.iter().map(|p| p[1].abs()).fold(1.0_f64, f64::max);
-                    let bars: Vec<Bar> = histogram
-                        .map(|h| {
-                            let most = f64::from(h.counts.iter().copied().max().unwrap_or(1).max(1));
-                            let width = f64::from(h.bin_width()).max(1e-9);
-                            h.counts
-                                .iter()
-                                .enumerate()
-                                .map(|(i, &c)| {
-                                    Bar::new(
-                                        f64::from(h.min) + (i as f64 + 0.5) * width,
-                                        0.9 * peak * f64::from(c) / most,
-                                    )
-                                    .width(width)
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    Plot::new(("curve", info.name.as_str()))
-                        .width(width)
-                        .height(150.0)
-                        .legend(Legend::default())
-                        .allow_drag(false)
-                        .allow_zoom(false)
-                        .allow_scroll(false)
-                        .include_y(-0.1)
-                        .include_y(1.1)
-                        .custom_x_axes(nice_x_axis())
-                        .x_grid_spacer(nice_x_spacer(width))
-                        .show(ui, |plot| {
-                            plot.bar_chart(
-                                BarChart::new("inputs", bars)
-                                    .color(Color32::from_rgba_unmultiplied(150, 150, 150, 110)),
-                            );
-                            plot.line(
-                                Line::new("f", PlotPoints::from(curves.f.clone()))
-                                    .color(Color32::from_rgb(70, 130, 220))
-                                    .width(2.0),
-                            );
-                            plot.line(
-                                Line::new("f'", PlotPoints::from(curves.df.clone()))
-                                    .color(Color32::from_rgb(235, 140, 40))
-                                    .width(2.0),
-                            );
-                        });
-                    if let Some(h) = histogram.filter(|h| h.non_finite > 0) {
-                        ui.label(
-                            RichText::new(format!("{} non-finite inputs", h.non_finite))
-                                .small()
-                                .color(Color32::from_rgb(220, 80, 80)),
-                        );
-                    }
-                });
-                self.last_curves.push(curves);
-            }
+        for info in row.iter().copied() {
+            let Some(settings) = info.settings else { continue };
+            let histogram = layer_histogram(view, &info.name);
+            let arm_b = view.arm_b.as_deref().and_then(|b| {
+                let settings = b.layers.iter().find(|l| l.name == info.name)?.settings?;
+                Some((settings.activation, layer_histogram(b, &info.name)))
+            });
+            let (low, high) = x_range(histogram);
+            let (low, high) = arm_b.map_or((low, high), |(_, h)| {
+                let (b_low, b_high) = x_range(h);
+                (low.min(b_low), high.max(b_high))
+            });
+            let curves = sample_curves(&info.name, settings.activation, low, high);
+            let curves_b = arm_b.map(|(activation, _)| sample_curves(&info.name, activation, low, high));
+            ui.vertical(|ui| {
+                let title = match arm_b.filter(|(activation, _)| *activation != settings.activation) {
+                    Some((activation, _)) => format!("{} · {} | B {activation}", info.name, settings.activation),
+                    None => format!("{} · {}", info.name, settings.activation),
+                };
+                ui.label(RichText::new(title).small().strong());
+                let peak = curves.f.iter().map(|p| p[1].abs()).fold(1.0_f64, f64::max);
+                let grey = Color32::from_rgba_unmultiplied(150, 150, 150, 110);
+                let orange = Color32::from_rgba_unmultiplied(240, 150, 60, 90);
+                Plot::new(("curve", info.name.as_str()))
+                    .width(width)
+                    .height(150.0)
+                    .legend(Legend::default())
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .include_y(-0.1)
+                    .include_y(1.1)
+                    .custom_x_axes(nice_x_axis())
+                    .x_grid_spacer(nice_x_spacer(width))
+                    .show(ui, |plot| {
+                        let name = if arm_b.is_some() { "inputs (A)" } else { "inputs" };
+                        plot.bar_chart(BarChart::new(name, bars(histogram, peak)).color(grey));
+                        if let Some((_, histogram_b)) = arm_b {
+                            plot.bar_chart(BarChart::new("inputs (B)", bars(histogram_b, peak)).color(orange));
+                        }
+                        let (blue, amber) = (Color32::from_rgb(70, 130, 220), Color32::from_rgb(235, 140, 40));
+                        plot.line(Line::new("f", PlotPoints::from(curves.f.clone())).color(blue).width(2.0));
+                        plot.line(Line::new("f'", PlotPoints::from(curves.df.clone())).color(amber).width(2.0));
+                        if let Some(b) = &curves_b {
+                            let dashed = egui_plot::LineStyle::dashed_dense();
+                            plot.line(Line::new("f (B)", PlotPoints::from(b.f.clone())).color(blue).style(dashed));
+                        }
+                    });
+                if let Some(h) = histogram.filter(|h| h.non_finite > 0) {
+                    let text = format!("{} non-finite inputs", h.non_finite);
+                    ui.label(RichText::new(text).small().color(Color32::from_rgb(220, 80, 80)));
+                }
+            });
+            self.last_curves.push(curves);
         }
     }
+}
+
+/// The pre-activation histogram of the layer called `name` in `view`'s snapshot.
+fn layer_histogram<'a>(view: &'a TrainingView, name: &str) -> Option<&'a Histogram> {
+    view.snapshot.as_ref()?.layers.iter().find(|l| l.name == name).map(|l| &l.pre_activation_histogram)
+}
+
+/// A histogram as bars scaled so its tallest reaches 90 % of `peak` (the curve's height).
+fn bars(histogram: Option<&Histogram>, peak: f64) -> Vec<Bar> {
+    let Some(h) = histogram else { return Vec::new() };
+    let most = f64::from(h.counts.iter().copied().max().unwrap_or(1).max(1));
+    let width = f64::from(h.bin_width()).max(1e-9);
+    h.counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            Bar::new(f64::from(h.min) + (i as f64 + 0.5) * width, 0.9 * peak * f64::from(c) / most).width(width)
+        })
+        .collect()
 }

@@ -128,7 +128,12 @@ impl DiagnosisPanel {
                     config.snapshot_interval_ms = current.snapshot_interval_ms;
                     config.test_every = current.test_every;
                     config.probe_index = current.probe_index;
+                    // An experiment opens as an A/B run from one seed: arm B, its other arm, forked at step 0.
+                    let weighted = config.plan(view.input, view.class_names.len()).map(|p| p.weighted().count());
                     out.send(Command::Reset(Box::new(config)));
+                    if let Ok(weighted) = weighted {
+                        out.send(Command::Fork(preset.other_arm.settings(weighted)));
+                    }
                     self.confirm = false;
                 }
                 if ui.button("Cancel").clicked() {

@@ -5,11 +5,12 @@ use eframe::egui::{self, RichText};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
+use crate::app::panels::compare::ARM_COLOURS;
 use crate::app::panels::{Panel, header, legend, short};
 use crate::app::textures::{self, TextureSlot};
 use crate::app::view::TrainingView;
 use crate::render::colormap;
-use crate::snapshot::LayerSnapshot;
+use crate::snapshot::{FloatArray, LayerSnapshot};
 
 const HELP: &str = "Left: the layer's filters (its weights), one tile per filter; for deeper layers, the slice \
 seen by one input channel. Right: the weight gradient ∂loss/∂w of the last step, averaged over the batch, in the \
@@ -39,6 +40,9 @@ pub struct FiltersPanel {
     weights_texture: TextureSlot,
     #[serde(skip)]
     grads_texture: TextureSlot,
+    /// Arm B's filters and B − A, while an A/B comparison runs.
+    #[serde(skip)]
+    arm_b_textures: (TextureSlot, TextureSlot),
 }
 
 impl Default for FiltersPanel {
@@ -52,6 +56,7 @@ impl Default for FiltersPanel {
             help: false,
             weights_texture: TextureSlot::default(),
             grads_texture: TextureSlot::default(),
+            arm_b_textures: (TextureSlot::default(), TextureSlot::default()),
         }
     }
 }
@@ -180,6 +185,64 @@ impl Panel for FiltersPanel {
                         ui.label("No gradient yet: take a step.");
                     }
                 }
+            });
+        });
+        self.arm_b_row(ui, view, layer, half);
+    }
+}
+
+impl FiltersPanel {
+    /// While an A/B comparison runs: arm B's filters on A's scale, and B − A on its own signed scale.
+    fn arm_b_row(&mut self, ui: &mut egui::Ui, view: &TrainingView, a: &LayerSnapshot, half: f32) {
+        let Some(b_view) = view.arm_b.as_deref() else { return };
+        let Some(b) = b_view.snapshot.as_ref().and_then(|s| s.layers.get(self.layer)) else { return };
+        let Some(delta) = FloatArray::new(
+            b.weights.shape.clone(),
+            b.weights.data.iter().zip(&a.weights.data).map(|(b, a)| b - a).collect(),
+        )
+        .filter(|_| b.weights.shape == a.weights.shape) else {
+            return;
+        };
+        let (channel, rgb, weight_scale) =
+            (Some(self.channel), crate::render::draws_rgb(&a.weights, self.rgb), self.scales.0);
+        let delta_scale = delta.max_abs();
+        let draw = move |weights: &FloatArray, scale: f32| {
+            if rgb { textures::rgb_filter_grid(weights, scale) } else { textures::filter_grid(weights, scale, channel) }
+        };
+        let key = textures::key(&[
+            view.snapshot_generation,
+            b_view.snapshot_generation,
+            self.layer as u64,
+            self.channel as u64,
+            u64::from(rgb),
+            weight_scale.to_bits().into(),
+        ]);
+        let (b_slot, delta_slot) = &mut self.arm_b_textures;
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.label(RichText::new(format!("arm B: {} filters", b.name)).strong().color(ARM_COLOURS[1]));
+                if let Some(texture) = b_slot.get(ui.ctx(), "arm-b-filters", key, || draw(&b.weights, weight_scale)) {
+                    let size = fit(texture.size_vec2(), half, 200.0);
+                    ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("arm B filter grid"));
+                }
+                ui.label(RichText::new("on arm A's scale").small());
+            });
+            ui.vertical(|ui| {
+                ui.label(RichText::new("B − A (ΔW)").strong()).on_hover_text(
+                    "How far arm B's weights have moved away from arm A's since the fork, on one signed scale: white where the arms agree",
+                );
+                if delta_scale == 0.0 {
+                    ui.label(RichText::new("identical: the arms have not diverged").small().italics());
+                    return;
+                }
+                let delta_scale = delta_scale.max(f32::MIN_POSITIVE);
+                if let Some(texture) = delta_slot.get(ui.ctx(), "arm-delta", key, || draw(&delta, delta_scale)) {
+                    let size = fit(texture.size_vec2(), half, 200.0);
+                    ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text("B minus A grid"));
+                }
+                legend(ui, &short(-delta_scale), &short(delta_scale), (half - 125.0).max(24.0), |t| {
+                    legend_colour(t, rgb)
+                });
             });
         });
     }

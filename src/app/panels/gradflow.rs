@@ -76,12 +76,14 @@ impl Panel for GradientFlowPanel {
         let window = time_window(ui.ctx());
         let newest = rows.last().map_or(0, |r| r.step);
         let start = window.start(newest);
-        let lines: Vec<Vec<[f64; 2]>> = (0..names.len())
-            .map(|layer| {
-                view.series.log_grad_norms.get(layer).map(|s| window.clip(newest, &s.points())).unwrap_or_default()
-            })
-            .collect();
-        let extent = y_extent(&lines.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let clipped = |series: &[Decimator]| -> Vec<Vec<[f64; 2]>> {
+            (0..names.len())
+                .map(|layer| series.get(layer).map(|s| window.clip(newest, &s.points())).unwrap_or_default())
+                .collect()
+        };
+        let lines = clipped(&view.series.log_grad_norms);
+        let arm_b_lines = view.arm_b.as_deref().map_or_else(Vec::new, |b| clipped(&b.series.log_grad_norms));
+        let extent = y_extent(&lines.iter().chain(&arm_b_lines).map(Vec::as_slice).collect::<Vec<_>>());
         // A gradient of exactly zero has no logarithm: mark it on the floor of the plot instead of leaving a gap.
         let floor = extent.map_or(-8.0, |(low, _)| low.floor() - 1.0);
         let zeros: Vec<Vec<[f64; 2]>> = (0..names.len())
@@ -134,10 +136,21 @@ impl Panel for GradientFlowPanel {
                         plot.points(marks.color(colour).shape(egui_plot::MarkerShape::Down).radius(3.0));
                     }
                 }
+                arm_b(plot, arm_b_lines, &names);
                 markers(plot, &view.markers, start, extent);
                 cursor(plot, view);
             });
         self.heatmap_ui(ui, view, &names, width);
+    }
+}
+
+/// Arm B's norms, dashed in the same layer colours, from the fork on.
+fn arm_b(plot: &mut egui_plot::PlotUi<'_>, lines: Vec<Vec<[f64; 2]>>, names: &[String]) {
+    for (layer, points) in lines.into_iter().enumerate() {
+        let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
+        let name = format!("{} (B)", names.get(layer).map_or("", String::as_str));
+        let line = Line::new(name, PlotPoints::from(points)).color(colour);
+        plot.line(line.style(egui_plot::LineStyle::dashed_dense()));
     }
 }
 

@@ -18,6 +18,13 @@ pub(super) struct ArmB {
     hints: (Vec<Hint>, bool),
 }
 
+impl ArmB {
+    /// Arm B's trainer, for what both arms share (the probe).
+    pub(super) fn trainer_mut(&mut self) -> &mut crate::train::Trainer {
+        self.driver.trainer_mut()
+    }
+}
+
 fn arm_b(event: WorkerEvent) -> WorkerEvent {
     WorkerEvent::ArmB(Box::new(event))
 }

@@ -62,7 +62,15 @@ impl Worker {
                 Err(error) => Err(error.into()),
             },
             (_, LoadResult::Probe { name, pixels }) => match (pixels, self.driver.as_mut()) {
-                (Ok(pixels), Some(driver)) => driver.trainer_mut().set_probe_image(pixels, name).map_err(Refused::from),
+                (Ok(pixels), Some(driver)) => {
+                    let own = driver.trainer_mut().set_probe_image(pixels.clone(), name.clone());
+                    // Both arms look at the same probe.
+                    match self.arm_b.as_mut() {
+                        Some(arm) => own.and_then(|()| arm.trainer_mut().set_probe_image(pixels, name)),
+                        None => own,
+                    }
+                    .map_err(Refused::from)
+                }
                 (Ok(_), None) => Err(TrainError::NoNet.into()),
                 (Err(error), _) => Err(error.into()),
             },

@@ -468,7 +468,14 @@ impl Worker {
         };
         match command {
             Command::Change(setting) => driver.change(setting),
-            Command::SetProbe(index) => driver.trainer_mut().set_probe(*index),
+            Command::SetProbe(index) => {
+                driver.trainer_mut().set_probe(*index)?;
+                // Both arms look at the same probe, so their maps and predictions compare.
+                if let Some(arm) = self.arm_b.as_mut() {
+                    arm.trainer_mut().set_probe(*index)?;
+                }
+                Ok(())
+            }
             Command::RestoreHealthy { halve_lr } => {
                 driver.restore(*halve_lr)?;
                 // The hints of the thrown-away steps no longer hold: the next flush sends fresh ones.
@@ -487,7 +494,8 @@ impl Worker {
             command,
             Command::Change(_) | Command::SetProbe(_) | Command::LoadProbeImage(_) | Command::RestoreHealthy { .. }
         );
-        let command_was = matches!(command, Command::ChangeB(_)).then(|| command.clone());
+        let command_was = matches!(command, Command::ChangeB(_) | Command::SetProbe(_) | Command::LoadProbeImage(_))
+            .then(|| command.clone());
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
             Err(reason) => WorkerEvent::Rejected { command, reason: reason.to_string() },
@@ -497,7 +505,7 @@ impl Worker {
         if applied && changes_the_picture && paused {
             self.send_refresh();
         }
-        if applied && paused && matches!(command_was, Some(Command::ChangeB(_))) {
+        if applied && paused && command_was.is_some() {
             self.refresh_arm_b();
         }
         (self.waker)();
