@@ -57,6 +57,11 @@ struct BenchSummary {
     images_per_sec_with_stats: f64,
     /// How much slower statistics on every step make training, in percent.
     stats_overhead_pct: f64,
+    /// Two arms of an A/B comparison stepping in turn (arm B a fork of A, as in the window), snapshots of both
+    /// at the window's cadence: images per second of both arms together.
+    images_per_sec_two_arms: f64,
+    /// That against one arm with snapshots (1.0: a second arm costs nothing beyond its own steps).
+    two_arms_ratio: f64,
     /// Process CPU seconds over the timed steps.
     cpu_s: f64,
     final_loss: f32,
@@ -97,6 +102,27 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
 const BENCH_ROUNDS: u64 = 3;
 const BENCH_WARMUP_STEPS: u64 = 20;
 
+/// Runs `count` steps of each arm in turn, as the window's worker does (B right after A, a snapshot of both
+/// when A's is due); returns the time taken.
+fn timed_two_arms(arms: (&mut Driver, &mut Driver), count: u64, final_loss: &mut f32) -> Result<Duration, Failure> {
+    let (a, b) = arms;
+    let interval = Duration::from_millis(a.trainer().config().snapshot_interval_ms);
+    let mut cadence = SnapshotCadence::default();
+    let started = Instant::now();
+    for _ in 0..count {
+        let capture = cadence.due(interval);
+        let step_started = Instant::now();
+        for driver in [&mut *a, &mut *b] {
+            match driver.step(capture).map_err(Failure::internal)? {
+                Driven::Updated { row, .. } => *final_loss = row.loss,
+                Driven::Diverged { message, .. } => return Err(Failure::diverged(message)),
+            }
+        }
+        cadence.step_done(step_started.elapsed(), capture);
+    }
+    Ok(started.elapsed())
+}
+
 /// Runs `count` steps, with snapshots at the window's cadence when `snapshots`; returns the time taken.
 fn timed_steps(driver: &mut Driver, count: u64, snapshots: bool, final_loss: &mut f32) -> Result<Duration, Failure> {
     let interval = Duration::from_millis(driver.trainer().config().snapshot_interval_ms);
@@ -123,8 +149,10 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     let mut driver = Driver::new(config, data, backend, Evaluation::Never).map_err(Failure::bad_input)?;
     let mut final_loss = f32::NAN;
     timed_steps(&mut driver, BENCH_WARMUP_STEPS, true, &mut final_loss)?;
+    let mut arm_b = driver.fork(&[]).map_err(Failure::internal)?;
     let cpu_started = cpu_time::ProcessTime::now();
     let (mut plain, mut with_snapshots, mut with_stats) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut two_arms = Duration::ZERO;
     let per_round = steps.div_ceil(BENCH_ROUNDS);
     for _ in 0..BENCH_ROUNDS {
         plain += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
@@ -132,6 +160,7 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         driver.trainer_mut().set_stats_every(1);
         with_stats += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
         driver.trainer_mut().set_stats_every(0);
+        two_arms += timed_two_arms((&mut driver, &mut arm_b), per_round, &mut final_loss)?;
     }
     let cpu_s = cpu_started.elapsed().as_secs_f64();
     let mut evals = Vec::new();
@@ -144,6 +173,8 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
     let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
     let rate = |took: Duration| images / took.as_secs_f64().max(1e-9);
     let (images_per_sec, with_snapshots, with_stats) = (rate(plain), rate(with_snapshots), rate(with_stats));
+    // Both arms' images count: each took per_round steps.
+    let two_arms = 2.0 * rate(two_arms);
     Ok(BenchSummary {
         arch,
         backend: backend.name(),
@@ -156,6 +187,8 @@ fn bench(config: TrainConfig, data: Arc<DataSplit>, backend: BackendKind, steps:
         snapshot_overhead_pct: 100.0 * (images_per_sec / with_snapshots - 1.0),
         images_per_sec_with_stats: with_stats,
         stats_overhead_pct: 100.0 * (images_per_sec / with_stats - 1.0),
+        images_per_sec_two_arms: two_arms,
+        two_arms_ratio: two_arms / with_snapshots,
         cpu_s,
         final_loss,
         test_eval_ms: evals.get(1).copied().unwrap_or(f64::NAN),

@@ -285,3 +285,32 @@ mod window {
         assert!(harness.query_by_label_contains("same batches since").is_none(), "the strip goes with arm B");
     }
 }
+
+#[test]
+fn every_preset_opens_as_an_a_b_run_with_its_other_arm_in_b() {
+    use convscope::diagnose::presets::{PRESETS, Switch};
+    for preset in PRESETS {
+        let config = TrainConfig { test_every: 0, ..preset.config() };
+        let mut a = driver(config);
+        let weighted = a.trainer().model().layers.len();
+        let mut b = a.fork(&preset.other_arm.settings(weighted)).unwrap();
+        let (la, lb) = (losses(&mut a, 3), losses(&mut b, 3));
+        let (ca, cb) = (a.trainer().config(), b.trainer().config());
+        let hidden_b = &b.trainer().model().layers[0].settings;
+        let knob_in_b = match preset.other_arm {
+            Switch::Activation(activation) => hidden_b.activation == activation && ca.activation != activation,
+            Switch::BatchNorm => hidden_b.batch_norm && !a.trainer().model().layers[0].settings.batch_norm,
+            Switch::LearningRate(lr) => cb.lr == lr && ca.lr != lr,
+            Switch::Bias => hidden_b.bias && !a.trainer().model().layers[0].settings.bias,
+            Switch::Output(kind) => cb.output == kind && ca.output != kind,
+        };
+        assert!(knob_in_b, "{}: arm B has the other arm's change", preset.name);
+        // The rate changes only the update, and a bias switched on starts at zero: the first loss is shared.
+        // Every other knob changes the forward pass at once.
+        match preset.other_arm {
+            Switch::LearningRate(_) | Switch::Bias => assert_eq!(lb[0], la[0], "{}", preset.name),
+            _ => assert_ne!(lb[0], la[0], "{}: B differs from its first step", preset.name),
+        }
+        assert_ne!(lb[2], la[2], "{}", preset.name);
+    }
+}

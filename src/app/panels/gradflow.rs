@@ -144,11 +144,12 @@ impl Panel for GradientFlowPanel {
     }
 }
 
-/// Arm B's norms, dashed in the same layer colours, from the fork on.
+/// Arm B's norms, dashed in the same layer colours, from the fork on. Each shares its layer's legend entry
+/// (one click hides a layer in both arms, and the legend stays as long as with one arm).
 fn arm_b(plot: &mut egui_plot::PlotUi<'_>, lines: Vec<Vec<[f64; 2]>>, names: &[String]) {
     for (layer, points) in lines.into_iter().enumerate() {
         let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
-        let name = format!("{} (B)", names.get(layer).map_or("", String::as_str));
+        let name = names.get(layer).cloned().unwrap_or_default();
         let line = Line::new(name, PlotPoints::from(points)).color(colour);
         plot.line(line.style(egui_plot::LineStyle::dashed_dense()));
     }
