@@ -91,7 +91,10 @@ impl Panel for StatusBar {
         ui.horizontal(|ui| {
             // What the learner watches (the pace, when there is one) and, on hover, what a step costs.
             let label = match self.watched_rate(view) {
-                Some(rate) => format!("{rate:.0} steps/s · {:.0} images/s", rate * view.config.batch_size as f64),
+                Some(rate) => {
+                    let each = if view.arm_b.is_some() { " in each of 2 arms" } else { "" };
+                    format!("{rate:.0} steps/s · {:.0} images/s{each}", rate * view.config.batch_size as f64)
+                }
                 None => "— steps/s".to_owned(),
             };
             let compute = Self::steps_per_sec(view).map_or_else(String::new, |rate| {
