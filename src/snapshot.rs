@@ -341,3 +341,126 @@ mod tests {
         assert_eq!(a.max_abs(), 4.0);
     }
 }
+
+/// Wrongly classified test images kept per cell of the confusion matrix, to show on a click.
+pub const CONFUSION_EXAMPLES_PER_CELL: usize = 8;
+/// …and at most this many in all (a 100-class data set has 9,900 off-diagonal cells).
+pub const CONFUSION_EXAMPLES: usize = 320;
+
+/// The test split's confusion matrix after an evaluation: how often each true class was predicted as each
+/// class, and a few of the wrongly classified images per cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    /// The step the evaluation followed.
+    pub step: u64,
+    /// Classes: the matrix is `classes × classes`.
+    pub classes: usize,
+    /// Row-major counts: `counts[true_class * classes + predicted]`. An image whose logits were not finite is
+    /// counted in no cell (`unscored` counts them).
+    pub counts: Vec<u32>,
+    /// Test images whose logits were not finite.
+    pub unscored: u32,
+    /// Up to [`CONFUSION_EXAMPLES_PER_CELL`] wrongly classified images per cell, in test-set order.
+    pub examples: Vec<ConfusionExample>,
+}
+
+/// One wrongly classified test image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfusionExample {
+    /// Its index in the test split (what `Command::SetProbe` takes).
+    pub test_index: usize,
+    pub true_class: usize,
+    pub predicted: usize,
+    /// C×H×W bytes in the data's shape.
+    pub pixels: Vec<u8>,
+}
+
+impl Confusion {
+    /// An empty matrix for `classes` classes after step `step`.
+    pub fn new(step: u64, classes: usize) -> Confusion {
+        Confusion { step, classes, counts: vec![0; classes * classes], unscored: 0, examples: Vec::new() }
+    }
+
+    /// Counts one image: `predicted` is `None` when its logits were not finite. Returns whether the image
+    /// should be kept as an example (wrong, and its cell and the whole still have room).
+    pub fn count(&mut self, true_class: usize, predicted: Option<usize>) -> bool {
+        let Some(predicted) = predicted.filter(|&p| p < self.classes && true_class < self.classes) else {
+            self.unscored += 1;
+            return false;
+        };
+        self.counts[true_class * self.classes + predicted] += 1;
+        predicted != true_class
+            && self.examples.len() < CONFUSION_EXAMPLES
+            && self.examples_of(true_class, predicted).count() < CONFUSION_EXAMPLES_PER_CELL
+    }
+
+    /// The count of images of class `true_class` predicted as `predicted`.
+    pub fn at(&self, true_class: usize, predicted: usize) -> u32 {
+        if true_class < self.classes && predicted < self.classes {
+            self.counts[true_class * self.classes + predicted]
+        } else {
+            0
+        }
+    }
+
+    /// Images of class `true_class`, counted in every column.
+    pub fn row_total(&self, true_class: usize) -> u32 {
+        (0..self.classes).map(|p| self.at(true_class, p)).sum()
+    }
+
+    /// The kept examples of one cell.
+    pub fn examples_of(&self, true_class: usize, predicted: usize) -> impl Iterator<Item = &ConfusionExample> {
+        self.examples.iter().filter(move |e| e.true_class == true_class && e.predicted == predicted)
+    }
+
+    /// The matrix as CSV: a header (`true\predicted` then the class names), then one row per true class.
+    pub fn csv(&self, class_names: &[String]) -> String {
+        let name =
+            |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string()).replace([',', '"', '\n'], " ");
+        let mut text = String::from("true\\predicted");
+        for predicted in 0..self.classes {
+            text += &format!(",{}", name(predicted));
+        }
+        text.push('\n');
+        for true_class in 0..self.classes {
+            text += &name(true_class);
+            for predicted in 0..self.classes {
+                text += &format!(",{}", self.at(true_class, predicted));
+            }
+            text.push('\n');
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod confusion_tests {
+    use super::*;
+
+    #[test]
+    fn counts_fill_rows_and_examples_stay_within_their_limits() {
+        let mut confusion = Confusion::new(7, 3);
+        assert!(!confusion.count(0, Some(0)), "a right answer is no example");
+        assert!(confusion.count(0, Some(2)), "a mistake is");
+        assert!(!confusion.count(1, None), "non-finite outputs are counted apart");
+        assert!(!confusion.count(5, Some(1)), "a label outside the classes is no cell");
+        assert_eq!((confusion.at(0, 0), confusion.at(0, 2), confusion.unscored), (1, 1, 2));
+        assert_eq!(confusion.row_total(0), 2);
+        for _ in 0..CONFUSION_EXAMPLES_PER_CELL {
+            confusion.examples.push(ConfusionExample {
+                test_index: 0,
+                true_class: 2,
+                predicted: 1,
+                pixels: Vec::new(),
+            });
+        }
+        assert!(!confusion.count(2, Some(1)), "a full cell keeps no more");
+        assert!(confusion.count(1, Some(2)), "another cell still does");
+        let names = ["zero".to_owned(), "one, two".to_owned(), "two".to_owned()];
+        let csv = confusion.csv(&names);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "true\\predicted,zero,one  two,two");
+        assert_eq!(lines[1], "zero,1,0,1");
+        assert_eq!(lines[3], "two,0,1,0");
+    }
+}

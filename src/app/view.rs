@@ -134,6 +134,8 @@ pub struct TrainingView {
     pub runs_dir: Option<std::path::PathBuf>,
     /// The folder the run training now records into, which the list leaves out.
     pub current_run: Option<std::path::PathBuf>,
+    /// The test split's confusion matrix at the last evaluation.
+    pub confusion: Option<Box<crate::snapshot::Confusion>>,
     /// Arm B of an A/B comparison (its own view, fed with the worker's `ArmB` events), while one runs.
     pub arm_b: Option<Box<TrainingView>>,
     /// The step arm B was forked at.
@@ -186,6 +188,7 @@ impl TrainingView {
             timeline: Timeline::default(),
             runs_dir: None,
             current_run: None,
+            confusion: None,
             arm_b: None,
             fork_step: None,
         }
@@ -280,6 +283,7 @@ impl TrainingView {
                 self.run_state = state;
                 self.step = self.step.max(step);
             }
+            WorkerEvent::Confusion(confusion) => self.confusion = Some(confusion),
             WorkerEvent::ArmB(event) => self.arm_b_event(*event),
             WorkerEvent::ArmClosed(arm) => self.arm_closed(arm),
             event @ (WorkerEvent::Applied { command: Command::ChangeB(_), .. }
@@ -355,6 +359,7 @@ impl TrainingView {
         self.markers.clear();
         self.hints.clear();
         self.snapshot = None;
+        self.confusion = None;
         self.step = 0;
         self.diverged = None;
         self.restored = None;

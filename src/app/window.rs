@@ -14,6 +14,7 @@ use crate::app::outbox::{Outbox, Show};
 use crate::app::panels::Panel;
 use crate::app::panels::activations::ActivationsPanel;
 use crate::app::panels::compare::ComparePanel;
+use crate::app::panels::confusion::ConfusionPanel;
 use crate::app::panels::curves::CurvesPanel;
 use crate::app::panels::data::DataPanel;
 use crate::app::panels::diagnosis::DiagnosisPanel;
@@ -66,6 +67,8 @@ pub struct State {
     pub data: DataPanel,
     /// Weight and gradient magnitudes over time.
     pub histograms: HistogramPanel,
+    /// The test split's confusion matrix.
+    pub confusion: ConfusionPanel,
 }
 
 /// Opens a recorded run: the link that replays it (and can continue it), and what to tell the user.
@@ -321,12 +324,13 @@ impl ConvscopeApp {
         });
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("centre-scroll").show(ui, |ui| {
-                let centre: [&mut dyn Panel; 5] = [
+                let centre: [&mut dyn Panel; 6] = [
                     &mut state.filters,
                     &mut state.curves,
                     &mut state.gradient_flow,
                     &mut state.histograms,
                     &mut state.metrics,
+                    &mut state.confusion,
                 ];
                 for (index, panel) in centre.into_iter().enumerate() {
                     if index > 0 {

@@ -1,5 +1,5 @@
 //! `convscope train`: trains headless through the same [`Driver`] as the window, writes `metrics.csv`,
-//! `config.json` and the first layer's images into `--out`, and prints a JSON summary as the last line.
+//! `config.json`, `confusion.csv` and the first layer's images into `--out`, and prints a JSON summary as the last line.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -200,9 +200,12 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     .context("could not start the compute threads")
     .map_err(Failure::internal)?;
     csv.flush().map_err(Failure::output)?;
-    let Trained { summary, last_snapshot, stopped_by } = outcome?;
+    let Trained { summary, last_snapshot, stopped_by, confusion } = outcome?;
     if let Some(first) = last_snapshot.as_ref().and_then(|s| s.layers.first()) {
         export::write_layer_grids(first, GridStyle::fitted(first), &args.out, None).map_err(Failure::output)?;
+    }
+    if let Some(csv) = confusion {
+        export::write_file(&args.out.join("confusion.csv"), csv.as_bytes()).map_err(Failure::output)?;
     }
     for hint in &summary.hints {
         eprintln!("hint ({}): {}", hint.rule.id(), hint.sentence);
@@ -222,11 +225,13 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     }
 }
 
-/// What a run produced: its summary, the last snapshot (for the images), and the signal that stopped it early.
+/// What a run produced: its summary, the last snapshot (for the images), the signal that stopped it early, and
+/// the test split's confusion matrix at the last evaluation as CSV.
 struct Trained {
     summary: TrainSummary,
     last_snapshot: Option<Box<Snapshot>>,
     stopped_by: Option<Signal>,
+    confusion: Option<String>,
 }
 
 pub(crate) fn progress_bar(steps: u64) -> indicatif::ProgressBar {
@@ -319,7 +324,9 @@ fn train_loop(
     }
     history.finish(driver.hints(), &bar);
     let summary = summarize(&mut driver, (first, done), train_accuracy, seconds, args, stopped_by);
-    Ok(Trained { summary, last_snapshot, stopped_by })
+    let trainer = driver.trainer();
+    let confusion = trainer.confusion().map(|c| c.csv(trainer.data().test.class_names()));
+    Ok(Trained { summary, last_snapshot, stopped_by, confusion })
 }
 
 /// The summary of a run that took `done` steps after step `first`.

@@ -46,6 +46,7 @@ impl Trainer {
             own_probe: self.own_probe.clone(),
             // A fault test's injected panic belongs to the arm it was injected into.
             panic_at: None,
+            confusion: self.confusion.clone(),
         })
     }
 }

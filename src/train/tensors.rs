@@ -50,20 +50,24 @@ pub(crate) fn make_batch(
     Ok((images, targets, labels))
 }
 
+/// The predicted class of each row of `logits` (`[batch, classes]`, row-major): its largest value, or `None`
+/// for a row with a non-finite value.
+pub(crate) fn predictions(logits: &[f32], classes: usize) -> impl Iterator<Item = Option<usize>> + '_ {
+    logits.chunks(classes.max(1)).map(|row| {
+        row.iter().all(|v| v.is_finite()).then(|| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .0
+        })
+    })
+}
+
 /// How many rows of `logits` (`[batch, classes]`, row-major) have their largest value at the label; a row
 /// with a non-finite value counts as wrong.
 pub(crate) fn count_correct(logits: &[f32], labels: &[i64], classes: usize) -> usize {
-    logits
-        .chunks(classes.max(1))
+    predictions(logits, classes)
         .zip(labels)
-        .filter(|(row, _)| row.iter().all(|v| v.is_finite()))
-        .filter(|(row, label)| {
-            let predicted = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
-                .0;
-            predicted as i64 == **label
-        })
+        .filter(|(predicted, label)| predicted.map(|p| p as i64) == Some(**label))
         .count()
 }

@@ -21,11 +21,11 @@ use crate::data::DataSplit;
 use crate::data::batch::{BatchSampler, Normalization};
 use crate::model::Cnn;
 use crate::protocol::{RunInfo, Thumbnail};
-use crate::snapshot::{FloatArray, LayerInfo};
+use crate::snapshot::{Confusion, ConfusionExample, FloatArray, LayerInfo};
 use crate::train::device::autodiff_device;
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::UnitTracker;
-use crate::train::tensors::{count_correct, make_batch, weight_array};
+use crate::train::tensors::{make_batch, predictions, weight_array};
 
 /// How often (in steps) a healthy state — weights and optimiser state — is kept for "restore".
 pub const HEALTHY_EVERY: u64 = 25;
@@ -73,6 +73,8 @@ pub struct Trainer {
     pub(crate) own_probe: Option<(Vec<u8>, String)>,
     /// A fault test's injected panic: the step with this number panics once, after its backward pass.
     pub(crate) panic_at: Option<u64>,
+    /// The test split's confusion matrix at the last evaluation.
+    pub(crate) confusion: Option<Confusion>,
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
@@ -138,6 +140,7 @@ impl Trainer {
             healthy: None,
             stats_every: 0,
             panic_at: None,
+            confusion: None,
             units: UnitTracker::default(),
             own_probe: None,
             data,
@@ -342,23 +345,40 @@ impl Trainer {
         Ok(healthy.step)
     }
 
-    /// Accuracy over the whole test split with the current weights (batch-norm in inference mode).
+    /// Accuracy over the whole test split with the current weights (batch-norm in inference mode); the
+    /// confusion matrix of the same pass is kept for [`Trainer::confusion`].
     pub fn evaluate(&mut self) -> Result<f32, TrainError> {
         let started = Instant::now();
         let model = self.model.valid();
         let test = &self.data.test;
-        let mut correct = 0;
+        let mut confusion = Confusion::new(self.step, self.plan.classes);
         let all: Vec<usize> = (0..test.len()).collect();
         for chunk in all.chunks(EVAL_BATCH) {
             let (images, _, labels) =
                 make_batch(test, chunk, &self.normalization, None, self.plan.classes, &self.device)?;
             let logits = readback("the test logits", model.forward(images.inner()).into_data())?;
-            correct += count_correct(&logits, &labels, self.plan.classes);
+            for ((&index, &label), predicted) in chunk.iter().zip(&labels).zip(predictions(&logits, self.plan.classes))
+            {
+                let true_class = usize::try_from(label).unwrap_or(usize::MAX);
+                if confusion.count(true_class, predicted)
+                    && let (Some(predicted), Some(pixels)) = (predicted, test.image(index))
+                {
+                    let pixels = pixels.to_vec();
+                    confusion.examples.push(ConfusionExample { test_index: index, true_class, predicted, pixels });
+                }
+            }
         }
+        let correct: u32 = (0..confusion.classes).map(|c| confusion.at(c, c)).sum();
         self.test_accuracy = if test.is_empty() { f32::NAN } else { correct as f32 / test.len() as f32 };
         self.test_step = self.step;
+        self.confusion = Some(confusion);
         self.elapsed_secs += started.elapsed().as_secs_f64();
         Ok(self.test_accuracy)
+    }
+
+    /// The confusion matrix of the last evaluation, if there was one since the net was built.
+    pub fn confusion(&self) -> Option<&Confusion> {
+        self.confusion.as_ref()
     }
 
     /// The loss on the given training-set indices with the current weights, without any update (batch-norm,

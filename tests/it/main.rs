@@ -7,6 +7,7 @@
 mod checkpoint;
 mod cli;
 mod compare;
+mod confusion;
 mod faults;
 mod fork;
 mod hints;

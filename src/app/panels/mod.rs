@@ -5,6 +5,7 @@
 pub mod activations;
 pub mod browse;
 pub mod compare;
+pub mod confusion;
 pub mod curves;
 pub mod data;
 pub mod diagnosis;

@@ -79,11 +79,17 @@ impl Worker {
         let attempted = arm.driver.trainer().step_count() + 1;
         match arm.driver.step(capture) {
             Ok(Driven::Updated { row, snapshot, warnings }) => {
+                let confusion =
+                    (row.test_step == row.step).then(|| arm.driver.trainer().confusion().cloned()).flatten();
                 arm.rows.push(row);
                 arm.hints.1 = true;
                 let step = attempted;
                 for message in warnings {
                     self.send(arm_b(WorkerEvent::Warning { step, message }));
+                }
+                if let Some(confusion) = confusion {
+                    self.flush_arm_b();
+                    self.send(arm_b(WorkerEvent::Confusion(Box::new(confusion))));
                 }
                 if let Some(snapshot) = snapshot {
                     self.flush_arm_b();

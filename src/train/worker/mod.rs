@@ -370,7 +370,15 @@ impl Worker {
         self.driver = Some(driver);
         self.hints = (Vec::new(), false);
         self.snapshots.restart();
+        self.send_confusion();
         self.send_refresh();
+    }
+
+    /// Sends the confusion matrix of the last evaluation (rows first, so the matrix never runs ahead of them).
+    fn send_confusion(&mut self) {
+        let Some(confusion) = self.driver.as_ref().and_then(|d| d.trainer().confusion()).cloned() else { return };
+        self.flush();
+        self.send(WorkerEvent::Confusion(Box::new(confusion)));
     }
 
     /// Announces that GPU kernels are being compiled (`true`) or are ready (`false`).
@@ -531,8 +539,12 @@ impl Worker {
                 for message in warnings {
                     self.send(WorkerEvent::Warning { step: row.step, message });
                 }
+                let evaluated = row.test_step == row.step;
                 self.rows.push(row);
                 self.hints.1 = true;
+                if evaluated {
+                    self.send_confusion();
+                }
                 let snapshot_taken = snapshot.is_some();
                 if let Some(mut snapshot) = snapshot {
                     snapshot.cost_secs = self.snapshots.cost().as_secs_f32();
