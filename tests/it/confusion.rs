@@ -11,7 +11,7 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use crate::support::{config, convscope, last_json_line, mnist, scratch_dir, stderr};
+use crate::support::{config, convscope, last_json_line, mnist, scratch_dir, stderr, window_on};
 
 fn trained(steps: usize) -> Trainer {
     let mut trainer = Trainer::new(config(|_| {}), mnist(), BackendKind::Flex).unwrap();
@@ -76,12 +76,8 @@ fn a_click_on_a_cell_shows_its_images_and_a_click_on_one_makes_it_the_probe() {
     fake.push(WorkerEvent::Started(Box::new(trainer.run_info(PROBE_THUMBNAILS))));
     fake.push(WorkerEvent::Confusion(Box::new(confusion.clone())));
     fake.push(WorkerEvent::State { state: RunState::Paused, step: 40 });
-    let app = ConvscopeApp::new(State { config: TrainConfig::default(), ..State::default() }, Box::new(fake.clone()));
     // Tall enough that the panel, last in the centre column, is on screen without scrolling.
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 1800.0))
-        .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
-    harness.run_steps(3);
+    let mut harness = window_on(&fake, egui::vec2(1280.0, 1800.0));
     harness.get_by_label_contains("test split after step 40");
     let rect = harness.get_by_label("confusion matrix").rect();
     // The grid starts 34 points in (the row labels) and 14 down (the column labels); cells are square.

@@ -198,7 +198,7 @@ mod window {
     use egui_kittest::Harness;
     use egui_kittest::kittest::Queryable;
 
-    use crate::support::mnist;
+    use crate::support::{mnist, window_on};
 
     fn rows(driver: &mut Driver, steps: usize) -> Vec<convscope::snapshot::MetricRow> {
         (0..steps)
@@ -246,11 +246,7 @@ mod window {
         for event in started {
             fake.push(event);
         }
-        let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()));
-        let mut harness = Harness::builder()
-            .with_size(egui::vec2(1280.0, 800.0))
-            .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
-        harness.run_steps(3);
+        let mut harness = window_on(&fake, egui::vec2(1280.0, 800.0));
         assert!(harness.query_by_label_contains("same batches since").is_none(), "no strip before a fork");
         harness.get_by_label("Fork A/B").click();
         harness.run_steps(2);

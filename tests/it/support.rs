@@ -1,5 +1,7 @@
 //! Shared helpers: the embedded data, configs, and scratch folders.
 
+use convscope::app::{ConvscopeApp, State};
+use egui_kittest::Harness;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
@@ -62,4 +64,12 @@ pub fn last_json_line(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().expect("a JSON line on stdout");
     serde_json::from_str(line).expect("the last stdout line is JSON")
+}
+
+/// The real window on `fake` (events queued on it arrive in the first frames), `size` points large.
+pub fn window_on(fake: &convscope::app::FakeWorker, size: eframe::egui::Vec2) -> Harness<'static, ConvscopeApp> {
+    let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()));
+    let mut harness = Harness::builder().with_size(size).build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
+    harness.run_steps(3);
+    harness
 }

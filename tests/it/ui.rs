@@ -12,7 +12,7 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
-use crate::support::{mnist, scratch_dir};
+use crate::support::{mnist, scratch_dir, window_on};
 
 /// Events of a real run: a started net, 30 steps of metrics and a snapshot, the worker running.
 fn real_events() -> Vec<WorkerEvent> {
@@ -48,12 +48,7 @@ fn harness_with(fake: &FakeWorker, events: Vec<WorkerEvent>) -> Harness<'static,
     for event in events {
         fake.push(event);
     }
-    let app = ConvscopeApp::new(State::default(), Box::new(fake.clone()));
-    let mut harness = Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .build_ui_state(|ui, app: &mut ConvscopeApp| app.draw(ui), app);
-    harness.run_steps(3);
-    harness
+    window_on(fake, egui::vec2(1280.0, 800.0))
 }
 
 #[test]
