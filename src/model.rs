@@ -78,6 +78,17 @@ pub struct Trace {
     pub pre: Vec<Tensor<4>>,
     /// After the activation, before pooling.
     pub post: Vec<Tensor<4>>,
+    /// With [`Cnn::forward_hooked`]: per layer, a zero leaf added to its post-activation, whose gradient after
+    /// a backward pass is ∂loss/∂activation (the sum leaves the graph to the input connected).
+    pub hooks: Vec<Hook>,
+    hooked: bool,
+}
+
+/// A zero leaf added to one layer's post-activation: conv layers `[batch, c, h, w]`, dense `[batch, units]`.
+#[derive(Debug, Clone)]
+pub enum Hook {
+    Map(Tensor<4>),
+    Flat(Tensor<2>),
 }
 
 /// Draws `count` weights for a layer with the given fans, reproducibly from `rng`.
@@ -174,6 +185,14 @@ impl Cnn {
         (logits, trace)
     }
 
+    /// Logits plus a trace whose [`Trace::hooks`] give each layer's activation gradient after a backward pass
+    /// (on an autodiff device).
+    pub fn forward_hooked(&self, images: Tensor<4>) -> (Tensor<2>, Trace) {
+        let mut trace = Trace { hooked: true, ..Trace::default() };
+        let logits = self.forward_impl(images, Some(&mut trace));
+        (logits, trace)
+    }
+
     fn forward_impl(&self, images: Tensor<4>, mut trace: Option<&mut Trace>) -> Tensor<2> {
         let mut map = pool_all(images, &self.input_pools);
         let mut flat: Option<Tensor<2>> = None;
@@ -187,8 +206,13 @@ impl Cnn {
                 let g = layer.geometry;
                 let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
-                let post = apply_activation(settings.activation, pre.clone());
+                let mut post = apply_activation(settings.activation, pre.clone());
                 if let Some(trace) = trace.as_deref_mut() {
+                    if trace.hooked {
+                        let leaf = Tensor::<4>::zeros(post.dims(), &post.device()).require_grad();
+                        post = post + leaf.clone();
+                        trace.hooks.push(Hook::Map(leaf));
+                    }
                     trace.pre.push(pre);
                     trace.post.push(post.clone());
                 }
@@ -205,8 +229,13 @@ impl Cnn {
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
                 let activation = if layer.output { Activation::Identity } else { settings.activation };
-                let post = apply_activation(activation, pre.clone());
+                let mut post = apply_activation(activation, pre.clone());
                 if let Some(trace) = trace.as_deref_mut() {
+                    if trace.hooked {
+                        let leaf = Tensor::<2>::zeros(post.dims(), &post.device()).require_grad();
+                        post = post + leaf.clone();
+                        trace.hooks.push(Hook::Flat(leaf));
+                    }
                     let [batch, units] = pre.dims();
                     trace.pre.push(pre.reshape([batch, units, 1, 1]));
                     trace.post.push(post.clone().reshape([batch, units, 1, 1]));

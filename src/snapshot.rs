@@ -258,6 +258,18 @@ pub struct ProbeSnapshot {
     pub post_activations: Vec<FloatArray>,
     /// Class probabilities (softmax, or per-class sigmoid for a sigmoid output).
     pub probabilities: Vec<f32>,
+    /// ∂loss/∂input, the loss taken against `attributed_class` with the net in inference mode, `[channels,
+    /// height, width]` like `input`: the saliency map is its magnitude, gradient × input its product with
+    /// `input`. (Last, and defaulted, so histories recorded before it still read.)
+    #[serde(default)]
+    pub input_grad: Option<FloatArray>,
+    /// Per layer with weights: ∂loss/∂post-activation, shaped like `post_activations`.
+    #[serde(default)]
+    pub activation_grads: Vec<FloatArray>,
+    /// The class the attribution's loss is taken against: the label, or the predicted class for the user's
+    /// own image.
+    #[serde(default)]
+    pub attributed_class: Option<usize>,
 }
 
 /// Everything the UI draws for one moment of training. Latest wins: an unread snapshot is replaced.

@@ -27,6 +27,11 @@ pub fn map_grid(maps: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {
     render::map_grid(maps, low, high, 1).ok().map(|image| to_color_image(&image))
 }
 
+/// Signed maps `[channels, h, w]` on the diverging colour map over ±`scale`.
+pub fn signed_map_grid(maps: &FloatArray, scale: f32) -> Option<ColorImage> {
+    render::signed_map_grid(maps, scale, 1).ok().map(|image| to_color_image(&image))
+}
+
 /// The probe's normalised input `[channels, h, w]`: an RGB picture for colour input (each channel stretched
 /// over `[low, high]`), else the grey map on the sequential colour map.
 pub fn probe_input(input: &FloatArray, low: f32, high: f32) -> Option<ColorImage> {

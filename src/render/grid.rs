@@ -153,6 +153,16 @@ impl TileCanvas {
 /// Tiles activation maps `[channels, h, w]` (or a dense layer's `[units]`, drawn as one row) on the
 /// sequential colour map over `[low, high]`, `upscale` pixels per value, with a one-pixel gap between maps.
 pub fn map_grid(maps: &FloatArray, low: f32, high: f32, upscale: u32) -> Result<RgbImage, RenderError> {
+    tile_maps(maps, upscale, |value| colormap::sequential(colormap::unit(value, low, high)))
+}
+
+/// The same layout on the diverging colour map, ±`scale` at the ends and white at zero: signed maps such as
+/// activation gradients ∂loss/∂a (red where raising the activation raises the loss).
+pub fn signed_map_grid(maps: &FloatArray, scale: f32, upscale: u32) -> Result<RgbImage, RenderError> {
+    tile_maps(maps, upscale, |value| colormap::diverging(value, scale))
+}
+
+fn tile_maps(maps: &FloatArray, upscale: u32, colour: impl Fn(f32) -> [u8; 3]) -> Result<RgbImage, RenderError> {
     let (channels, h, w) = match *maps.shape.as_slice() {
         [c, h, w] => (c, h, w),
         [n] => (1, 1, n),
@@ -168,7 +178,7 @@ pub fn map_grid(maps: &FloatArray, low: f32, high: f32, upscale: u32) -> Result<
         for y in 0..h {
             for x in 0..w {
                 let value = maps.data.get((channel * h + y) * w + x).copied().unwrap_or(f32::NAN);
-                canvas.paint(channel, x, y, colormap::sequential(colormap::unit(value, low, high)));
+                canvas.paint(channel, x, y, colour(value));
             }
         }
     }

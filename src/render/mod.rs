@@ -6,5 +6,5 @@ pub mod curves;
 pub mod grid;
 pub mod legend;
 
-pub use grid::{RenderError, draws_rgb, filter_grid, filters_image, map_grid, rgb_filter_grid};
+pub use grid::{RenderError, draws_rgb, filter_grid, filters_image, map_grid, rgb_filter_grid, signed_map_grid};
 pub use legend::{ColourScale, TEXT_LINE, annotate, draw_text, draw_text_styled, text_width};

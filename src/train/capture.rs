@@ -4,6 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::model::Hook;
 use crate::snapshot::{FloatArray, HISTOGRAM_BINS, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::{self, HostLayer};
@@ -100,28 +101,27 @@ impl Trainer {
             }
         };
         let model = self.model.valid();
-        let image = image.inner();
-        let input = readback("the probe image", image.clone().into_data())?;
-        let (logits, trace) = model.forward_traced(image);
+        let input = readback("the probe image", image.clone().inner().into_data())?;
+        let (logits, trace) = model.forward_traced(image.clone().inner());
         let probabilities = readback("the probabilities", model.probabilities(logits).into_data())?;
+        let dense_at = |layer: usize| self.model.layers.get(layer).is_some_and(|l| l.dense_weight.is_some());
         let mut pre_activations = Vec::with_capacity(trace.pre.len());
         let mut post_activations = Vec::with_capacity(trace.post.len());
         for (pre, post) in trace.pre.into_iter().zip(trace.post) {
             // [1, c, h, w] → [c, h, w]; dense layers come as [1, units, 1, 1] → [units].
             let [_, c, h, w] = pre.dims();
-            let shape = if h == 1
-                && w == 1
-                && self.model.layers.get(pre_activations.len()).is_some_and(|l| l.dense_weight.is_some())
-            {
-                vec![c]
-            } else {
-                vec![c, h, w]
-            };
+            let shape = if h == 1 && w == 1 && dense_at(pre_activations.len()) { vec![c] } else { vec![c, h, w] };
             pre_activations
                 .push(FloatArray::new(shape.clone(), readback("probe maps", pre.into_data())?).unwrap_or_default());
             post_activations
                 .push(FloatArray::new(shape, readback("probe maps", post.into_data())?).unwrap_or_default());
         }
+        let predicted = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        let attributed_class = label.or(predicted);
+        let (input_grad, activation_grads) = match attributed_class {
+            Some(class) => self.attribution(image, class, &post_activations)?,
+            None => (None, Vec::new()),
+        };
         let shape = test.shape();
         Ok(ProbeSnapshot {
             index,
@@ -131,6 +131,64 @@ impl Trainer {
             pre_activations,
             post_activations,
             probabilities,
+            input_grad,
+            activation_grads,
+            attributed_class,
         })
+    }
+
+    /// The loss of a normalised input `[channels, height, width]` against `class`, with the net in inference
+    /// mode: the function the probe's attribution differentiates (for finite-difference checks).
+    pub fn probe_loss(&self, input: &FloatArray, class: usize) -> Result<f32, TrainError> {
+        let shape = self.data.test.shape();
+        let data = TensorData::new(input.data.clone(), [1, shape.channels, shape.height, shape.width]);
+        let model = self.model.valid();
+        let image = Tensor::<4>::from_data(data, &self.device).inner();
+        let mut target = vec![0.0_f32; self.plan.classes];
+        if let Some(cell) = target.get_mut(class) {
+            *cell = 1.0;
+        }
+        let target = Tensor::<2>::from_data(TensorData::new(target, [1, self.plan.classes]), &self.device).inner();
+        let loss = model.loss(model.forward(image), target);
+        Ok(readback("the probe loss", loss.into_data())?.first().copied().unwrap_or(f32::NAN))
+    }
+
+    /// ∂loss/∂input and every layer's ∂loss/∂activation for one image `[1, c, h, w]` (on the training device),
+    /// the loss taken against `class`, from one backward pass through the net in inference mode (batch-norm on
+    /// its running statistics, as the probe's maps are). Shapes follow `maps`.
+    fn attribution(
+        &self,
+        image: Tensor<4>,
+        class: usize,
+        maps: &[FloatArray],
+    ) -> Result<(Option<FloatArray>, Vec<FloatArray>), TrainError> {
+        // Frozen: no parameter takes part, and batch-norm takes its inference path on the training device.
+        let model = self.model.clone().freeze();
+        let image = image.detach().require_grad();
+        let (logits, trace) = model.forward_hooked(image.clone());
+        let mut target = vec![0.0_f32; self.plan.classes];
+        if let Some(cell) = target.get_mut(class) {
+            *cell = 1.0;
+        }
+        let target = Tensor::<2>::from_data(TensorData::new(target, [1, self.plan.classes]), &self.device);
+        let grads = model.loss(logits, target).backward();
+        let input_shape = image.dims()[1..].to_vec();
+        let input_grad = match image.grad(&grads) {
+            Some(g) => FloatArray::new(input_shape, readback("the input gradient", g.into_data())?),
+            None => None,
+        };
+        let mut activation_grads = Vec::with_capacity(trace.hooks.len());
+        for (hook, map) in trace.hooks.iter().zip(maps) {
+            let grad = match hook {
+                Hook::Map(leaf) => leaf.grad(&grads).map(Tensor::into_data),
+                Hook::Flat(leaf) => leaf.grad(&grads).map(Tensor::into_data),
+            };
+            let values = match grad {
+                Some(data) => readback("an activation gradient", data)?,
+                None => vec![0.0; map.data.len()],
+            };
+            activation_grads.push(FloatArray::new(map.shape.clone(), values).unwrap_or_default());
+        }
+        Ok((input_grad, activation_grads))
     }
 }

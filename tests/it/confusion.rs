@@ -2,13 +2,12 @@
 //! accuracy, `train` writes it as `confusion.csv`, and in the window a click on a cell shows that mistake's
 //! images and a click on one makes it the probe.
 
-use convscope::app::{ConvscopeApp, FakeWorker, State};
-use convscope::config::{BackendKind, TrainConfig};
+use convscope::app::FakeWorker;
+use convscope::config::BackendKind;
 use convscope::protocol::{Command, RunState, WorkerEvent};
 use convscope::snapshot::{CONFUSION_EXAMPLES_PER_CELL, Confusion};
 use convscope::train::{PROBE_THUMBNAILS, Trainer};
 use eframe::egui;
-use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 use crate::support::{config, convscope, last_json_line, mnist, scratch_dir, stderr, window_on};

@@ -189,13 +189,12 @@ mod window {
     //! The window's A/B: the Fork button, the strip with what B changed and the verdict, edits routed to the
     //! arm being edited, and closing an arm — driven through egui_kittest with a fake worker fed real events.
 
-    use convscope::app::{ConvscopeApp, FakeWorker, State};
+    use convscope::app::FakeWorker;
     use convscope::arch::Activation;
     use convscope::config::{BackendKind, Setting, TrainConfig};
     use convscope::protocol::{Arm, Command, RunState, WorkerEvent};
     use convscope::train::{Driven, Driver, Evaluation, PROBE_THUMBNAILS};
     use eframe::egui;
-    use egui_kittest::Harness;
     use egui_kittest::kittest::Queryable;
 
     use crate::support::{mnist, window_on};

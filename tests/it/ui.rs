@@ -354,6 +354,9 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
         pre_activations: vec![],
         post_activations: vec![],
         probabilities: vec![1.0],
+        input_grad: None,
+        activation_grads: vec![],
+        attributed_class: None,
     };
     let snapshot = Snapshot {
         step: 7,

@@ -16,18 +16,39 @@ const HELP: &str = "One test image (the probe) pushed through the net with the c
 layer: one tile per channel (a dense layer is one row of units), bright = high. Pre-activation is the weighted sum \
 plus bias (after batch-norm when on); post-activation is after the nonlinearity. Under ReLU, dark post-activation \
 tiles are units at zero; under sigmoid, tiles stuck at one colour are saturated. The bars are the net's class \
-probabilities for the probe.";
+probabilities for the probe.
+
+Beside the probe, attribution for the class it is scored against (its label, or the prediction for your own \
+image): the saliency map |∂loss/∂input| (bright = pixels whose change would move the loss most) and gradient × \
+input (red: this pixel's value raises the loss, blue: lowers it). ∂loss/∂a shows each layer's activation \
+gradients on one signed scale per layer (red: raising that activation raises the loss) — what the backward pass \
+hands each layer, as ConvNetJS shows beside its activations. Taken with the snapshot, in inference mode.";
+
+/// Which maps the panel shows per layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MapKind {
+    /// After the nonlinearity.
+    #[default]
+    Post,
+    /// Before it.
+    Pre,
+    /// ∂loss/∂(post-activation).
+    Gradient,
+}
 
 /// The activations panel.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ActivationsPanel {
-    /// Show pre-activations instead of post-activations.
-    pub pre: bool,
+    /// Which maps to show per layer.
+    pub maps: MapKind,
     #[serde(skip)]
     help: bool,
     #[serde(skip)]
     input_texture: TextureSlot,
+    /// The saliency map and gradient × input.
+    #[serde(skip)]
+    attribution_textures: [TextureSlot; 2],
     #[serde(skip)]
     map_textures: Vec<TextureSlot>,
     #[serde(skip)]
@@ -54,18 +75,31 @@ impl Panel for ActivationsPanel {
             }
             ui.vertical(|ui| probabilities_ui(ui, probe, &view.class_names));
         });
+        self.attribution_ui(ui, view, probe);
         ui.horizontal(|ui| {
-            ui.selectable_value(&mut self.pre, false, "post-activation").on_hover_text("After the nonlinearity");
-            ui.selectable_value(&mut self.pre, true, "pre-activation")
+            ui.selectable_value(&mut self.maps, MapKind::Post, "post-activation")
+                .on_hover_text("After the nonlinearity");
+            ui.selectable_value(&mut self.maps, MapKind::Pre, "pre-activation")
                 .on_hover_text("The weighted sum (plus bias, after batch-norm when on), before the nonlinearity");
+            ui.selectable_value(&mut self.maps, MapKind::Gradient, "∂loss/∂a").on_hover_text(
+                "Activation gradients: how the loss changes with each activation (red: raising it raises the loss)",
+            );
         });
-        let maps: &[FloatArray] = if self.pre { &probe.pre_activations } else { &probe.post_activations };
+        let signed = self.maps == MapKind::Gradient;
+        let maps: &[FloatArray] = match self.maps {
+            MapKind::Post => &probe.post_activations,
+            MapKind::Pre => &probe.pre_activations,
+            MapKind::Gradient => &probe.activation_grads,
+        };
         self.map_textures.resize_with(maps.len(), TextureSlot::default);
         let width = ui.available_width().max(80.0);
         for ((index, map), slot) in maps.iter().enumerate().zip(&mut self.map_textures) {
             let name = snapshot.layers.get(index).map_or("", |l| l.name.as_str());
             let (low, high) = map.finite_range().unwrap_or((0.0, 1.0));
-            ui.label(RichText::new(format!("{name}  [{}, {}]", short(low), short(high))).small().monospace());
+            let scale = map.max_abs();
+            let range =
+                if signed { format!("±{}", short(scale)) } else { format!("[{}, {}]", short(low), short(high)) };
+            ui.label(RichText::new(format!("{name}  {range}")).small().monospace());
             if low == high {
                 // One colour would read as "medium activation": say what it is instead.
                 let what =
@@ -73,14 +107,71 @@ impl Panel for ActivationsPanel {
                 ui.label(RichText::new(what).small().italics());
                 continue;
             }
-            let key = textures::key(&[view.snapshot_generation, u64::from(self.pre)]);
-            if let Some(texture) = slot.get(ui.ctx(), name, key, || textures::map_grid(map, low, high)) {
+            let key = textures::key(&[view.snapshot_generation, self.maps as u64]);
+            let draw =
+                || if signed { textures::signed_map_grid(map, scale) } else { textures::map_grid(map, low, high) };
+            if let Some(texture) = slot.get(ui.ctx(), name, key, draw) {
                 let size = fit(texture.size_vec2(), width, if map.shape.len() == 1 { 24.0 } else { 150.0 });
                 ui.add(egui::Image::new(texture).fit_to_exact_size(size).alt_text(format!("{name} maps")));
             }
         }
-        legend(ui, "low", "high", 120.0, colormap::sequential);
+        if signed {
+            legend(ui, "−", "+", 120.0, |t| colormap::diverging(2.0 * t - 1.0, 1.0));
+        } else {
+            legend(ui, "low", "high", 120.0, colormap::sequential);
+        }
     }
+}
+
+impl ActivationsPanel {
+    /// The saliency map |∂loss/∂x| and gradient × input for the probe, and the class they are for.
+    fn attribution_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, probe: &ProbeSnapshot) {
+        let Some(grad) = probe.input_grad.as_ref() else { return };
+        let (saliency, times_input) = attribution_maps(grad, &probe.input);
+        let class = probe
+            .attributed_class
+            .map_or(String::from("?"), |c| view.class_names.get(c).cloned().unwrap_or(c.to_string()));
+        ui.label(RichText::new(format!("attribution for class {class}")).small());
+        ui.horizontal_top(|ui| {
+            let key = textures::key(&[view.snapshot_generation]);
+            let peak = saliency.max_abs().max(f32::MIN_POSITIVE);
+            let signed_peak = times_input.max_abs().max(f32::MIN_POSITIVE);
+            let [saliency_slot, times_slot] = &mut self.attribution_textures;
+            for (slot, map, name, draw_signed) in [
+                (saliency_slot, &saliency, "saliency |∂loss/∂x|", false),
+                (times_slot, &times_input, "gradient × input", true),
+            ] {
+                ui.vertical(|ui| {
+                    ui.label(RichText::new(name).small());
+                    let draw = || {
+                        if draw_signed {
+                            textures::signed_map_grid(map, signed_peak)
+                        } else {
+                            textures::map_grid(map, 0.0, peak)
+                        }
+                    };
+                    if let Some(texture) = slot.get(ui.ctx(), name, key, draw) {
+                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(84.0, 84.0)).alt_text(name));
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// The saliency map (the largest |∂loss/∂x| over the channels of each pixel) and gradient × input (summed over
+/// the channels), each one `[1, h, w]` map.
+pub fn attribution_maps(grad: &FloatArray, input: &FloatArray) -> (FloatArray, FloatArray) {
+    let (channels, h, w) = match *grad.shape.as_slice() {
+        [c, h, w] => (c, h, w),
+        _ => (1, 1, grad.data.len()),
+    };
+    let plane = h * w;
+    let at = |array: &FloatArray, c: usize, i: usize| array.data.get(c * plane + i).copied().unwrap_or(0.0);
+    let saliency = (0..plane).map(|i| (0..channels).map(|c| at(grad, c, i).abs()).fold(0.0, f32::max)).collect();
+    let times = (0..plane).map(|i| (0..channels).map(|c| at(grad, c, i) * at(input, c, i)).sum()).collect();
+    let shape = vec![1, h, w];
+    (FloatArray::new(shape.clone(), saliency).unwrap_or_default(), FloatArray::new(shape, times).unwrap_or_default())
 }
 
 impl ActivationsPanel {
