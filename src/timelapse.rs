@@ -1,6 +1,7 @@
 //! Timelapses: a recorded run's filters and weight gradients side by side, one frame per recorded snapshot,
 //! the step in the corner, encoded as a GIF with one fixed palette built from the colour maps — no per-frame
-//! quantisation, so colours never flicker from frame to frame. Pure: snapshots in, GIF bytes out.
+//! quantisation, so colours never flicker from frame to frame. Snapshots in, GIF bytes out (or a history file
+//! in, with [`timelapse_of_history`]).
 
 use std::collections::HashMap;
 
@@ -38,6 +39,49 @@ pub enum TimelapseError {
     /// The encoder failed.
     #[error("could not encode the GIF: {0}")]
     Encode(String),
+    /// The history could not be read.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
+    /// The history holds no conv layer's snapshot.
+    #[error("{0} holds no snapshot of a conv layer to show")]
+    NoConvLayer(std::path::PathBuf),
+}
+
+/// A timelapse made from a recorded history file.
+#[derive(Debug)]
+pub struct RecordedTimelapse {
+    /// The GIF's bytes.
+    pub gif: Vec<u8>,
+    /// The layer it shows.
+    pub layer: String,
+    /// Frames in it.
+    pub frames: usize,
+    /// What was dropped from a torn end of the history (a run still recording, or killed), if anything.
+    pub torn: Option<String>,
+}
+
+/// The timelapse of the history file at `path` (see [`timelapse_gif`]): `layer`, or the first conv layer. What
+/// `convscope timelapse` and the window's Timelapse button write; the history may still be growing.
+pub fn timelapse_of_history(
+    path: &std::path::Path,
+    layer: Option<&str>,
+    every: usize,
+    delay_cs: u16,
+) -> Result<RecordedTimelapse, TimelapseError> {
+    let history = crate::history::read_history(path)?;
+    let torn = history.torn.as_ref().map(|(offset, what)| format!("{what} at byte {offset}"));
+    let snapshots: Vec<&Snapshot> = history
+        .events
+        .iter()
+        .filter_map(|e| if let crate::protocol::WorkerEvent::Snapshot(s) = e { Some(s.as_ref()) } else { None })
+        .collect();
+    let layer = match layer {
+        Some(layer) => layer.to_owned(),
+        None => first_conv_layer(&snapshots).ok_or_else(|| TimelapseError::NoConvLayer(path.to_path_buf()))?,
+    };
+    let gif = timelapse_gif(&snapshots, &layer, every, delay_cs)?;
+    let frames = snapshots.len().div_ceil(every.max(1));
+    Ok(RecordedTimelapse { gif, layer, frames, torn })
 }
 
 /// The first conv layer's name in `snapshots` (what a timelapse shows by default).

@@ -10,6 +10,7 @@ use crate::protocol::Command;
 pub struct Outbox {
     commands: Vec<Command>,
     export: bool,
+    timelapse: bool,
     show: Option<Show>,
     open_run: Option<std::path::PathBuf>,
 }
@@ -37,6 +38,16 @@ impl Outbox {
     /// Exports the images at the end of the frame.
     pub fn export(&mut self) {
         self.export = true;
+    }
+
+    /// Writes a timelapse GIF of the run's recorded snapshots into the export folder (in the background).
+    pub fn timelapse(&mut self) {
+        self.timelapse = true;
+    }
+
+    /// Whether a timelapse was asked for (once).
+    pub fn take_timelapse(&mut self) -> bool {
+        std::mem::take(&mut self.timelapse)
     }
 
     /// Shows a recorded snapshot, or the live one again, from the next frame.

@@ -98,6 +98,8 @@ pub struct ConvscopeApp {
     runs: Option<Runs>,
     /// The A/B strip, and which arm edits go to.
     compare: ComparePanel,
+    /// A timelapse being written on its own thread: what it says when done.
+    timelapse: Option<std::sync::mpsc::Receiver<Result<String, String>>>,
 }
 
 impl ConvscopeApp {
@@ -112,6 +114,7 @@ impl ConvscopeApp {
             timers: Timers::default(),
             runs: None,
             compare: ComparePanel::default(),
+            timelapse: None,
         }
     }
 
@@ -237,13 +240,58 @@ impl ConvscopeApp {
         }
     }
 
+    /// Writes the timelapse of the recorded snapshots on a thread of its own (a long run's history takes a
+    /// second or more to read and encode); the window hears back through a channel and wakes for it.
+    fn start_timelapse(&mut self, ctx: &egui::Context) {
+        let Some(history) = self.view.timeline.history.clone() else { return };
+        let layer = self.state.filters.shown(&self.view).map(|l| l.name.clone());
+        let dir = PathBuf::from(self.state.export.export_dir.trim());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new().name("convscope-timelapse".into()).spawn(move || {
+            let written = crate::timelapse::timelapse_of_history(&history, layer.as_deref(), 1, 10)
+                .map_err(|e| e.to_string())
+                .and_then(|made| {
+                    let path = dir.join(format!("{}_timelapse.gif", made.layer));
+                    crate::export::create_dir(&dir)
+                        .and_then(|()| crate::export::write_file(&path, &made.gif))
+                        .map(|()| format!("wrote {} ({} frames of {})", path.display(), made.frames, made.layer))
+                        .map_err(|e| e.to_string())
+                });
+            sender.send(written).ok();
+            ctx.request_repaint();
+        });
+        match spawned {
+            Ok(_) => self.timelapse = Some(receiver),
+            Err(error) => self.view.message(Severity::Error, format!("could not start the timelapse: {error}")),
+        }
+    }
+
+    /// Tells what the timelapse thread did, once it is done.
+    fn poll_timelapse(&mut self) {
+        let Some(receiver) = &self.timelapse else { return };
+        let outcome = match receiver.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("the timelapse thread ended early".into()),
+        };
+        self.timelapse = None;
+        match outcome {
+            Ok(text) => self.view.message(Severity::Info, text),
+            Err(error) => self.view.message(Severity::Error, format!("timelapse failed: {error}; training carries on")),
+        }
+    }
+
     /// Applies what the panels asked for to the view (ahead of the worker) and sends it; exports if asked.
-    fn send_outbox(&mut self) {
+    fn send_outbox(&mut self, ctx: &egui::Context) {
         if let Some(show) = self.outbox.take_show() {
             self.show(show);
         }
         if let Some(path) = self.outbox.take_open_run() {
             self.open_run(&path);
+        }
+        if self.outbox.take_timelapse() {
+            self.start_timelapse(ctx);
         }
         let (commands, export) = self.outbox.take();
         let to_b = self.compare.editing(&self.view) == Arm::B;
@@ -272,6 +320,8 @@ impl ConvscopeApp {
     /// Draws the whole window into `ui` (also what the tests drive).
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         self.poll_worker();
+        self.poll_timelapse();
+        self.state.export.timelapse_busy = self.timelapse.is_some();
         self.view.expire_messages();
         self.state.histograms.observe(&self.view);
         let ctx = ui.ctx().clone();
@@ -341,7 +391,7 @@ impl ConvscopeApp {
             });
         });
         self.view.dismiss(dismissed);
-        self.send_outbox();
+        self.send_outbox(&ctx);
         if !self.view.layers.is_empty() {
             // What persists is the running net's configuration with every live change.
             self.state.config = self.view.live_config();

@@ -7,10 +7,8 @@ use anyhow::anyhow;
 use clap::Args;
 
 use crate::cli::failure::Failure;
-use crate::history::{history_path, read_history};
-use crate::protocol::WorkerEvent;
-use crate::snapshot::Snapshot;
-use crate::timelapse::{first_conv_layer, timelapse_gif};
+use crate::history::history_path;
+use crate::timelapse::{RecordedTimelapse, TimelapseError, timelapse_of_history};
 
 /// Options of `convscope timelapse`.
 #[derive(Debug, Args)]
@@ -38,28 +36,18 @@ pub fn run_timelapse(args: &TimelapseArgs) -> Result<(), Failure> {
         return Err(Failure::bad_input(anyhow!("--fps {} must be between 0.5 and 100", args.fps)));
     }
     let path = history_path(&args.run);
-    let history = read_history(&path).map_err(Failure::bad_input)?;
-    if let Some((offset, what)) = &history.torn {
-        eprintln!("convscope: {} ends in {what} at byte {offset}; the records before it are used", path.display());
-    }
-    let snapshots: Vec<&Snapshot> = history
-        .events
-        .iter()
-        .filter_map(|e| if let WorkerEvent::Snapshot(s) = e { Some(s.as_ref()) } else { None })
-        .collect();
-    let layer = match &args.layer {
-        Some(layer) => layer.clone(),
-        None => first_conv_layer(&snapshots).ok_or_else(|| {
-            Failure::bad_input(anyhow!("{} holds no snapshot of a conv layer to show", path.display()))
-        })?,
-    };
     let started = Instant::now();
     let delay = (100.0 / args.fps).round().clamp(1.0, 65_535.0) as u16;
     let every = usize::try_from(args.every).unwrap_or(usize::MAX);
-    let gif = timelapse_gif(&snapshots, &layer, every, delay)
-        .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", path.display())))?;
+    let made = timelapse_of_history(&path, args.layer.as_deref(), every, delay).map_err(|e| match e {
+        TimelapseError::History(_) | TimelapseError::NoConvLayer(_) => Failure::bad_input(e),
+        other => Failure::bad_input(anyhow!("{}: {other}", path.display())),
+    })?;
+    if let Some(torn) = &made.torn {
+        eprintln!("convscope: {} ends in {torn}; the records before it are used", path.display());
+    }
+    let RecordedTimelapse { gif, layer, frames, .. } = made;
     crate::export::write_file(&args.out, &gif).map_err(Failure::bad_input)?;
-    let frames = snapshots.len().div_ceil(every.max(1));
     println!(
         "{{\"out\":{},\"frames_available\":{frames},\"layer\":{},\"bytes\":{},\"encode_secs\":{:.3}}}",
         serde_json::to_string(&args.out.display().to_string()).map_err(Failure::internal)?,

@@ -850,3 +850,47 @@ fn a_failed_step_is_shown_and_training_can_go_on_from_the_window() {
     let sent = fake.sent();
     assert!(sent.contains(&Command::Step(1)) && sent.contains(&Command::Resume), "{sent:?}");
 }
+
+#[test]
+fn the_timelapse_button_writes_a_gif_of_the_recorded_snapshots_without_stopping_the_window() {
+    let run = scratch_dir("ui-timelapse");
+    let output = crate::support::convscope(&[
+        "train",
+        "--steps",
+        "30",
+        "--snapshot-every",
+        "10",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", crate::support::stderr(&output));
+    let fake = FakeWorker::default();
+    for event in real_events() {
+        fake.push(event);
+    }
+    // Tall enough that the Export panel, last in the left column, is on screen.
+    let mut harness = window_on(&fake, egui::vec2(1280.0, 1800.0));
+    let history = run.join("history.bin");
+    for step in [10, 20] {
+        fake.push(WorkerEvent::Recorded { step, history: history.clone(), offset: 0 });
+    }
+    let export = run.join("export");
+    harness.state_mut().state.export.export_dir = export.display().to_string();
+    harness.run_steps(2);
+    harness.get_by_label("Timelapse GIF").click();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !harness.state().view.messages.iter().any(|m| m.text.contains("timelapse")) {
+        assert!(std::time::Instant::now() < deadline, "the timelapse never finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        harness.run_steps(1);
+    }
+    let message = &harness.state().view.messages.last().unwrap().text;
+    assert!(message.contains("wrote") && message.contains("conv1_timelapse.gif"), "{message}");
+    let mut decoder =
+        gif::DecodeOptions::new().read_info(std::fs::File::open(export.join("conv1_timelapse.gif")).unwrap()).unwrap();
+    let mut frames = 0;
+    while decoder.read_next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    assert_eq!(frames, 3, "one frame per recorded snapshot");
+}

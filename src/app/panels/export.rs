@@ -13,7 +13,9 @@ use crate::app::view::TrainingView;
 const HELP: &str = "Export writes PNG files into the folder: each conv layer's filter grid and weight-gradient \
 grid, each filter on its own, and the probe's activation maps of every layer. Each picture carries a caption \
 (layer, what, step, activation) and its colour scale; small ones are enlarged to at least 320 pixels across. \
-Names follow one scheme, e.g. conv1_filters_step000300_relu.png, the same as `convscope train` writes.";
+Names follow one scheme, e.g. conv1_filters_step000300_relu.png, the same as `convscope train` writes. \
+Timelapse GIF writes the layer shown in the filters panel over every snapshot recorded so far, filters beside \
+their gradients with the step in the corner, as conv1_timelapse.gif.";
 
 /// The export panel.
 #[derive(Serialize, Deserialize)]
@@ -25,6 +27,9 @@ pub struct ExportPanel {
     browse: Browse,
     #[serde(skip)]
     help: bool,
+    /// A timelapse is being written (set by the window each frame).
+    #[serde(skip)]
+    pub timelapse_busy: bool,
 }
 
 impl Default for ExportPanel {
@@ -32,12 +37,17 @@ impl Default for ExportPanel {
         let dir = std::env::current_dir()
             .map(|d| d.join("convscope-export"))
             .unwrap_or_else(|_| PathBuf::from("convscope-export"));
-        ExportPanel { export_dir: dir.display().to_string(), browse: Browse::default(), help: false }
+        ExportPanel {
+            export_dir: dir.display().to_string(),
+            browse: Browse::default(),
+            help: false,
+            timelapse_busy: false,
+        }
     }
 }
 
 impl Panel for ExportPanel {
-    fn ui(&mut self, ui: &mut egui::Ui, _view: &TrainingView, out: &mut Outbox) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Export", &mut self.help, HELP);
         if let Some((path, _)) = self.browse.picked() {
             self.export_dir = path.display().to_string();
@@ -57,6 +67,15 @@ impl Panel for ExportPanel {
         self.browse.note_ui(ui);
         if ui.button("Export images").on_hover_text("Save the filter grid, the gradient grid, the activation maps and each filter as PNG, named by layer, step and activation").clicked() {
             out.export();
+        }
+        let recorded = view.timeline.history.is_some() && view.timeline.points.len() >= 2;
+        let label = if self.timelapse_busy { "Writing the timelapse…" } else { "Timelapse GIF" };
+        let button = ui.add_enabled(recorded && !self.timelapse_busy, egui::Button::new(label)).on_hover_text(
+            "Write the shown conv layer's filters and weight gradients over the recorded snapshots as an animated \
+             GIF into the export folder (training goes on meanwhile); the same as `convscope timelapse RUN_DIR`",
+        );
+        if button.clicked() {
+            out.timelapse();
         }
     }
 }
