@@ -76,7 +76,8 @@ impl Panel for ActivationsPanel {
             ui.vertical(|ui| probabilities_ui(ui, probe, &view.class_names));
         });
         self.attribution_ui(ui, view, probe);
-        ui.horizontal(|ui| {
+        // Wraps in a narrow column rather than widening it.
+        ui.horizontal_wrapped(|ui| {
             ui.selectable_value(&mut self.maps, MapKind::Post, "post-activation")
                 .on_hover_text("After the nonlinearity");
             ui.selectable_value(&mut self.maps, MapKind::Pre, "pre-activation")
