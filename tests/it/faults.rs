@@ -224,3 +224,41 @@ fn a_second_signal_a_second_later_ends_train_at_once_even_inside_a_long_step() {
     assert!(second.elapsed() < Duration::from_secs(2), "ended {:?} after the second signal", second.elapsed());
     assert!(stdout.is_empty(), "ended at once, before any summary: {stdout}");
 }
+
+/// A write that fails part-way through a row (the file-size limit reached, as a quota would) leaves
+/// `metrics.csv` cut back to its last whole row, and the run ends as an output fault. `/dev/full` cannot show
+/// this: nothing is ever written there, so there is nothing to cut back.
+#[test]
+#[allow(unsafe_code)]
+fn a_row_cut_by_the_file_size_limit_is_taken_back_and_the_run_exits_4() {
+    use std::os::unix::process::CommandExt;
+    let dir = scratch_dir("fault-fsize");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convscope"));
+    command
+        .args(["train", "--steps", "600", "--snapshot-every", "0", "--out", dir.to_str().unwrap()])
+        .env("RAYON_NUM_THREADS", "2");
+    // SAFETY: between fork and exec only async-signal-safe calls are made (signal, setrlimit), touching no
+    // memory of the parent. An ignored SIGXFSZ stays ignored across exec, so a write past the limit fails with
+    // EFBIG instead of killing the process.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit { rlim_cur: 40_000, rlim_max: 40_000 };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+    let output = command.output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{message}");
+    assert!(message.contains("metrics.csv"), "{message}");
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(text.len() <= 40_000 && text.ends_with('\n'), "{} bytes, ending {:?}", text.len(), text.chars().last());
+    let mut lines = text.lines();
+    let columns = lines.next().unwrap().split(',').count();
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 10 && rows.len() < 600, "{} rows", rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.split(',').count(), columns, "row {} is whole", i + 1);
+        assert!(row.starts_with(&format!("{},", i + 1)), "rows 1… in order: {row}");
+    }
+}

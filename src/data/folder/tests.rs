@@ -331,3 +331,34 @@ fn an_unreadable_class_folder_is_reported_once() -> Result<(), DataError> {
     assert!(mentions[0].reason.to_string().starts_with(expected), "{:?}", mentions[0]);
     Ok(())
 }
+
+#[test]
+fn files_deleted_between_listing_and_decoding_are_skipped_and_an_emptied_class_is_dropped() -> Result<(), DataError> {
+    let scratch = ScratchDir::new("vanishing");
+    let root = scratch.path();
+    for (class, colour) in [("red", RED), ("green", GREEN), ("blue", BLUE)] {
+        let dir = make_dir(&root.join(class));
+        for i in 0..4 {
+            save(square(12, colour, i), &dir.join(format!("{i}.png")), ImageFormat::Png);
+        }
+    }
+    // The loader's passes one by one, with the folder changing under it between the header pass and decoding.
+    let mut report = crate::data::report::LoadReport::new(root);
+    let listing = crate::data::listing::list_classes(root, &mut report)?;
+    let (usable, shape) = choose_shape(&listing, None, None, &mut report);
+    assert_eq!(usable.len(), 12);
+    std::fs::remove_dir_all(root.join("blue")).expect("delete a class folder");
+    std::fs::remove_file(root.join("red").join("0.png")).expect("delete one image");
+    let (_, decoded) = decode_all(root, &usable, shape, &mut report)?;
+    assert_eq!(decoded.iter().filter(|ok| !**ok).count(), 5, "the five vanished files failed to decode");
+    let vanished: Vec<_> = report.skipped.iter().filter(|s| matches!(s.reason, SkipReason::Unreadable(_))).collect();
+    assert_eq!(vanished.len(), 5, "{:?}", report.skipped);
+    let options = LoadOptions { classes: None, seed: 1, image_size: None, channels: None };
+    let (class_of, names) = decide_classes(root, &listing, &usable, &decoded, &options, &mut report)?;
+    assert_eq!(names, ["green", "red"], "the emptied class is dropped, the others stay");
+    assert_eq!(class_of.iter().filter(|c| c.is_some()).count(), 2);
+    // And the whole load of what is left works, with nothing of the deleted class in it.
+    let (split, _) = load_image_folder(root, &options)?;
+    assert_eq!(split.train.len() + split.test.len(), 7);
+    Ok(())
+}
