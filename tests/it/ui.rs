@@ -894,3 +894,21 @@ fn the_timelapse_button_writes_a_gif_of_the_recorded_snapshots_without_stopping_
     }
     assert_eq!(frames, 3, "one frame per recorded snapshot");
 }
+
+#[test]
+fn scrubbing_back_moves_the_layer_health_meters_to_the_shown_step() {
+    let fake = FakeWorker::default();
+    let config = TrainConfig { test_every: 0, ..convscope::diagnose::presets::find("dead-relu").unwrap().config() };
+    let mut events = run_events(config, 120, 1);
+    let snapshot =
+        events.iter().find_map(|e| if let WorkerEvent::Snapshot(s) = e { Some(s.clone()) } else { None }).unwrap();
+    let mut harness = harness_with(&fake, std::mem::take(&mut events));
+    harness.get_by_label("dead 100 %");
+    // The timeline shows a snapshot from the first step: the meters read the statistics up to it.
+    let view = &mut harness.state_mut().view;
+    view.timeline.recorded(1, std::path::PathBuf::from("history.bin"), 0);
+    view.show_recorded(0, snapshot);
+    harness.run_steps(2);
+    assert!(harness.query_by_label("dead 100 %").is_none(), "the live share is not what step 1 had");
+    assert!(harness.query_all_by_label_contains("dead ").count() >= 2, "each ReLU layer still has its meter");
+}

@@ -48,6 +48,11 @@ impl LayersPanel {
         let TrainingView { layers, snapshot, config, rows, restored, .. } = view;
         // After a restore the newest statistics describe the thrown-away weights: none until the next step.
         let kept = if restored.is_some() { &[][..] } else { rows.as_slice() };
+        // While the timeline shows an old snapshot, the meters and trends end at its step too.
+        let kept = match view.timeline.shown_step() {
+            Some(step) => &kept[..kept.partition_point(|r| r.step <= step)],
+            None => kept,
+        };
         let mut history: Vec<&[LayerStats]> =
             kept.iter().rev().filter(|r| !r.stats.is_empty()).take(TREND_ROWS).map(|r| r.stats.as_slice()).collect();
         history.reverse();
