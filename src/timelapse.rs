@@ -50,8 +50,8 @@ pub enum TimelapseError {
 /// A timelapse made from a recorded history file.
 #[derive(Debug)]
 pub struct RecordedTimelapse {
-    /// The GIF's bytes.
-    pub gif: Vec<u8>,
+    /// The file's bytes (GIF or APNG).
+    pub bytes: Vec<u8>,
     /// The layer it shows.
     pub layer: String,
     /// Frames in it.
@@ -65,8 +65,8 @@ pub struct RecordedTimelapse {
 pub fn timelapse_of_history(
     path: &std::path::Path,
     layer: Option<&str>,
-    every: usize,
-    delay_cs: u16,
+    (every, delay_cs): (usize, u16),
+    animation: Animation,
 ) -> Result<RecordedTimelapse, TimelapseError> {
     let history = crate::history::read_history(path)?;
     let torn = history.torn.as_ref().map(|(offset, what)| format!("{what} at byte {offset}"));
@@ -79,14 +79,34 @@ pub fn timelapse_of_history(
         Some(layer) => layer.to_owned(),
         None => first_conv_layer(&snapshots).ok_or_else(|| TimelapseError::NoConvLayer(path.to_path_buf()))?,
     };
-    let gif = timelapse_gif(&snapshots, &layer, every, delay_cs)?;
+    let bytes = timelapse(&snapshots, &layer, every, delay_cs, animation)?;
     let frames = snapshots.len().div_ceil(every.max(1));
-    Ok(RecordedTimelapse { gif, layer, frames, torn })
+    Ok(RecordedTimelapse { bytes, layer, frames, torn })
 }
 
 /// The first conv layer's name in `snapshots` (what a timelapse shows by default).
 pub fn first_conv_layer(snapshots: &[&Snapshot]) -> Option<String> {
     snapshots.iter().flat_map(|s| &s.layers).find(|l| l.weights.shape.len() == 4).map(|l| l.name.clone())
+}
+
+/// The container a timelapse is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Animation {
+    /// GIF: plays everywhere.
+    Gif,
+    /// Animated PNG: the same indexed frames, lossless compression that is often smaller.
+    Apng,
+}
+
+impl Animation {
+    /// APNG for a `.png` or `.apng` file name, else GIF.
+    pub fn for_path(path: &std::path::Path) -> Animation {
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("png" | "apng") => Animation::Apng,
+            _ => Animation::Gif,
+        }
+    }
 }
 
 /// A GIF of `layer`'s filters | weight gradients over `snapshots` (every `every`-th), `delay_cs` hundredths of a
@@ -97,6 +117,17 @@ pub fn timelapse_gif(
     layer: &str,
     every: usize,
     delay_cs: u16,
+) -> Result<Vec<u8>, TimelapseError> {
+    timelapse(snapshots, layer, every, delay_cs, Animation::Gif)
+}
+
+/// The same frames as [`timelapse_gif`], in `animation`'s container.
+pub fn timelapse(
+    snapshots: &[&Snapshot],
+    layer: &str,
+    every: usize,
+    delay_cs: u16,
+    animation: Animation,
 ) -> Result<Vec<u8>, TimelapseError> {
     let frames: Vec<(u64, &FloatArray, Option<&FloatArray>)> = snapshots
         .iter()
@@ -121,32 +152,98 @@ pub fn timelapse_gif(
     }
     // One shape for every frame: the first frame's (a reset to another net ends the timelapse there).
     let shape = frames[0].1.shape.clone();
+    let frames: Vec<_> = frames.into_iter().take_while(|f| f.1.shape == shape).collect();
     let weight_scale = frames.iter().map(|f| f.1.max_abs()).fold(0.0_f32, f32::max).max(f32::MIN_POSITIVE);
+    // The PNG writer writes into a buffer it borrows (its `finish` drops what it owns); declared first, so it
+    // outlives the encoder.
+    let mut apng = Vec::new();
+    let mut apng_buffer = Some(&mut apng);
     let mut palette = Palette::new();
-    let mut encoded: Option<(gif::Encoder<Vec<u8>>, u16, u16)> = None;
-    for (step, weights, grads) in frames.into_iter().take_while(|f| f.1.shape == shape) {
+    let mut encoder = None;
+    let count = frames.len();
+    for (step, weights, grads) in frames {
         let image = frame(layer, step, weights, grads, weight_scale)?;
         let (width, height) = (image.width(), image.height());
-        let (w, h) = match (u16::try_from(width), u16::try_from(height)) {
-            (Ok(w), Ok(h)) => (w, h),
-            _ => return Err(TimelapseError::TooLarge(width, height)),
-        };
-        let (encoder, ..) = match &mut encoded {
-            Some(state) => state,
+        if u16::try_from(width).is_err() || u16::try_from(height).is_err() {
+            return Err(TimelapseError::TooLarge(width, height));
+        }
+        let encoder = match &mut encoder {
+            Some(encoder) => encoder,
             None => {
-                let mut encoder = gif::Encoder::new(Vec::new(), w, h, &palette.bytes())
-                    .map_err(|e| TimelapseError::Encode(e.to_string()))?;
-                encoder.set_repeat(gif::Repeat::Infinite).map_err(|e| TimelapseError::Encode(e.to_string()))?;
-                encoded.insert((encoder, w, h))
+                let buffer = apng_buffer.take().ok_or(TimelapseError::Empty)?;
+                encoder.insert(FrameEncoder::new(
+                    animation,
+                    (width, height),
+                    count,
+                    delay_cs,
+                    &palette.bytes(),
+                    buffer,
+                )?)
             }
         };
         let indices: Vec<u8> = image.pixels().map(|p| palette.index(p.0)).collect();
-        let mut gif_frame = gif::Frame::from_indexed_pixels(w, h, indices, None);
-        gif_frame.delay = delay_cs;
-        encoder.write_frame(&gif_frame).map_err(|e| TimelapseError::Encode(e.to_string()))?;
+        encoder.frame(indices, delay_cs)?;
     }
-    let (encoder, ..) = encoded.ok_or(TimelapseError::Empty)?;
-    encoder.into_inner().map_err(|e| TimelapseError::Encode(e.to_string()))
+    let finished = encoder.ok_or(TimelapseError::Empty)?.finish()?;
+    Ok(finished.unwrap_or(apng))
+}
+
+/// A GIF or APNG being written, frame by frame, with one fixed palette.
+enum FrameEncoder<'a> {
+    Gif(gif::Encoder<Vec<u8>>, (u16, u16)),
+    Apng(png::Writer<&'a mut Vec<u8>>),
+}
+
+fn encode_error(error: impl std::fmt::Display) -> TimelapseError {
+    TimelapseError::Encode(error.to_string())
+}
+
+impl<'a> FrameEncoder<'a> {
+    fn new(
+        animation: Animation,
+        (width, height): (u32, u32),
+        frames: usize,
+        delay_cs: u16,
+        palette: &[u8],
+        apng: &'a mut Vec<u8>,
+    ) -> Result<FrameEncoder<'a>, TimelapseError> {
+        match animation {
+            Animation::Gif => {
+                let size = (u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX));
+                let mut encoder = gif::Encoder::new(Vec::new(), size.0, size.1, palette).map_err(encode_error)?;
+                encoder.set_repeat(gif::Repeat::Infinite).map_err(encode_error)?;
+                Ok(FrameEncoder::Gif(encoder, size))
+            }
+            Animation::Apng => {
+                let mut encoder = png::Encoder::new(apng, width, height);
+                encoder.set_color(png::ColorType::Indexed);
+                encoder.set_depth(png::BitDepth::Eight);
+                encoder.set_palette(palette.to_vec());
+                encoder.set_animated(u32::try_from(frames).unwrap_or(u32::MAX), 0).map_err(encode_error)?;
+                encoder.set_frame_delay(delay_cs, 100).map_err(encode_error)?;
+                Ok(FrameEncoder::Apng(encoder.write_header().map_err(encode_error)?))
+            }
+        }
+    }
+
+    fn frame(&mut self, indices: Vec<u8>, delay_cs: u16) -> Result<(), TimelapseError> {
+        match self {
+            FrameEncoder::Gif(encoder, (w, h)) => {
+                let mut frame = gif::Frame::from_indexed_pixels(*w, *h, indices, None);
+                frame.delay = delay_cs;
+                encoder.write_frame(&frame).map_err(encode_error)
+            }
+            FrameEncoder::Apng(writer) => writer.write_image_data(&indices).map_err(encode_error),
+        }
+    }
+
+    /// The GIF's bytes, or `None` for an APNG (written into the buffer it was given).
+    fn finish(self) -> Result<Option<Vec<u8>>, TimelapseError> {
+        match self {
+            FrameEncoder::Gif(encoder, _) => encoder.into_inner().map(Some).map_err(encode_error),
+            FrameEncoder::Apng(writer) => writer.finish().map(|()| None).map_err(encode_error),
+        }
+    }
 }
 
 /// One frame: filters | gradients, a caption line with the step and the scales.

@@ -249,12 +249,13 @@ impl ConvscopeApp {
         let (sender, receiver) = std::sync::mpsc::channel();
         let ctx = ctx.clone();
         let spawned = std::thread::Builder::new().name("convscope-timelapse".into()).spawn(move || {
-            let written = crate::timelapse::timelapse_of_history(&history, layer.as_deref(), 1, 10)
+            let gif = crate::timelapse::Animation::Gif;
+            let written = crate::timelapse::timelapse_of_history(&history, layer.as_deref(), (1, 10), gif)
                 .map_err(|e| e.to_string())
                 .and_then(|made| {
                     let path = dir.join(format!("{}_timelapse.gif", made.layer));
                     crate::export::create_dir(&dir)
-                        .and_then(|()| crate::export::write_file(&path, &made.gif))
+                        .and_then(|()| crate::export::write_file(&path, &made.bytes))
                         .map(|()| format!("wrote {} ({} frames of {})", path.display(), made.frames, made.layer))
                         .map_err(|e| e.to_string())
                 });

@@ -1,4 +1,4 @@
-//! `convscope timelapse RUN`: a recorded run's filters and weight gradients as an animated GIF.
+//! `convscope timelapse RUN`: a recorded run's filters and weight gradients as an animated GIF (or APNG).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::failure::Failure;
 use crate::history::history_path;
-use crate::timelapse::{RecordedTimelapse, TimelapseError, timelapse_of_history};
+use crate::timelapse::{Animation, RecordedTimelapse, TimelapseError, timelapse_of_history};
 
 /// Options of `convscope timelapse`.
 #[derive(Debug, Args)]
@@ -25,7 +25,7 @@ pub struct TimelapseArgs {
     /// Frames per second.
     #[arg(long, value_name = "FPS", default_value_t = 10.0)]
     pub fps: f64,
-    /// The GIF to write.
+    /// The file to write: a GIF, or an animated PNG when the name ends in .png or .apng.
     #[arg(long, value_name = "FILE", default_value = "timelapse.gif")]
     pub out: PathBuf,
 }
@@ -39,20 +39,21 @@ pub fn run_timelapse(args: &TimelapseArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let delay = (100.0 / args.fps).round().clamp(1.0, 65_535.0) as u16;
     let every = usize::try_from(args.every).unwrap_or(usize::MAX);
-    let made = timelapse_of_history(&path, args.layer.as_deref(), every, delay).map_err(|e| match e {
+    let animation = Animation::for_path(&args.out);
+    let made = timelapse_of_history(&path, args.layer.as_deref(), (every, delay), animation).map_err(|e| match e {
         TimelapseError::History(_) | TimelapseError::NoConvLayer(_) => Failure::bad_input(e),
         other => Failure::bad_input(anyhow!("{}: {other}", path.display())),
     })?;
     if let Some(torn) = &made.torn {
         eprintln!("convscope: {} ends in {torn}; the records before it are used", path.display());
     }
-    let RecordedTimelapse { gif, layer, frames, .. } = made;
-    crate::export::write_file(&args.out, &gif).map_err(Failure::bad_input)?;
+    let RecordedTimelapse { bytes, layer, frames, .. } = made;
+    crate::export::write_file(&args.out, &bytes).map_err(Failure::bad_input)?;
     println!(
         "{{\"out\":{},\"frames_available\":{frames},\"layer\":{},\"bytes\":{},\"encode_secs\":{:.3}}}",
         serde_json::to_string(&args.out.display().to_string()).map_err(Failure::internal)?,
         serde_json::to_string(&layer).map_err(Failure::internal)?,
-        gif.len(),
+        bytes.len(),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -487,6 +487,20 @@ fn a_recorded_run_becomes_a_timelapse_gif_and_a_bad_record_is_refused() {
         frames += 1;
     }
     assert_eq!(frames, 6, "one frame per recorded snapshot");
+    // An APNG when the name says so: the same six frames, in a PNG that still shows its first frame anywhere.
+    let apng = out.join("conv1.png");
+    let output = convscope(&["timelapse", out.to_str().unwrap(), "--out", apng.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut reader =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&apng).unwrap())).read_info().unwrap();
+    assert_eq!(reader.info().animation_control().map(|a| a.num_frames), Some(6));
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let mut apng_frames = 0;
+    while reader.next_frame(&mut buffer).is_ok() {
+        apng_frames += 1;
+    }
+    assert_eq!(apng_frames, 6);
+    assert_eq!(image::open(&apng).unwrap().width(), image::open(&gif).unwrap().width(), "the same frames");
     // A history cut in the middle of a record still makes a timelapse of the records before it.
     let bytes = std::fs::read(out.join("history.bin")).unwrap();
     let cut = out.join("cut.bin");
