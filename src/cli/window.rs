@@ -179,17 +179,17 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             });
             Runs { dir, open, current: run_dir.clone() }
         });
-        // An experiment opens as an A/B run from one seed: arm B, its other arm, forked before the first step.
-        // (With --data or --resume the net is replaced after the start, which would end the comparison.)
-        if let (Some(preset), None, None) = (chosen, &request, &resume)
-            && let Ok(plan) = config.plan(data.train.shape(), data.train.classes())
-        {
-            worker.send(Command::Fork(preset.other_arm.settings(plan.weighted().count())));
-        }
         if let Some(request) = request {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
             worker.send(load);
+        }
+        // An experiment opens as an A/B run from one seed: arm B, its other arm, forked before the first step
+        // (after --data's load, on the net built for it; a resumed run is not forked).
+        if let (Some(preset), None) = (chosen, &resume)
+            && let Ok(plan) = config.plan(data.train.shape(), data.train.classes())
+        {
+            worker.send(Command::Fork(preset.other_arm.settings(plan.weighted().count())));
         }
         Ok(Launched { worker: Box::new(worker), config, pace, notice, runs })
     });

@@ -154,6 +154,33 @@ mod worker {
     }
 
     #[test]
+    fn a_fork_asked_for_while_data_loads_is_made_on_the_net_built_for_that_data() {
+        let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
+        let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();
+        let folder = crate::worker::colour_folder("fork-after-load", 12);
+        let request = convscope::protocol::DataRequest::path(folder);
+        // As the window's launcher sends them for `--preset … --data …`: the load, then the fork.
+        assert!(worker.send(Command::LoadData { request, config: Box::new(config(|_| {})) }));
+        assert!(worker.send(Command::Fork(Vec::new())));
+        let mut rows = Rows::default();
+        let (mut a_input, mut b_input) = (None, None);
+        wait_for(&worker, &mut rows, |e| {
+            match e {
+                WorkerEvent::Started(info) if info.input.channels == 3 => a_input = Some(info.input),
+                WorkerEvent::ArmB(inner) => {
+                    if let WorkerEvent::Started(info) = inner.as_ref() {
+                        b_input = Some(info.input);
+                    }
+                }
+                _ => {}
+            }
+            b_input.map(|_| ())
+        });
+        assert_eq!(b_input.map(|s| s.channels), Some(3), "arm B was forked from the net on the colour data");
+        assert_eq!(a_input, b_input);
+    }
+
+    #[test]
     fn a_forked_arm_steps_in_lockstep_on_the_same_batches_and_closing_a_hands_the_run_to_b() {
         let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
         let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();

@@ -347,7 +347,7 @@ fn restore_after_divergence_brings_back_the_healthy_weights_and_halves_the_rate(
 
 /// A small colour image folder: class `red` of red images and class `blue` of blue ones, `side`×`side`, as
 /// real PNG files.
-fn colour_folder(tag: &str, side: u32) -> std::path::PathBuf {
+pub(crate) fn colour_folder(tag: &str, side: u32) -> std::path::PathBuf {
     let dir = crate::support::scratch_dir(tag);
     for i in 0..60u32 {
         let (class, [r, g, b]) = if i % 2 == 0 { ("red", [220u8, 20, 20]) } else { ("blue", [20, 20, 220]) };

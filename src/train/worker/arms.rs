@@ -3,7 +3,7 @@
 
 use crate::config::Setting;
 use crate::diagnose::Hint;
-use crate::protocol::{Arm, WorkerEvent};
+use crate::protocol::{Arm, Command, WorkerEvent};
 use crate::snapshot::MetricRow;
 use crate::train::driver::{Driven, Driver};
 use crate::train::error::{TrainError, catch_panic};
@@ -40,6 +40,27 @@ impl Worker {
         self.arm_b = Some(ArmB { driver: fork, rows: Vec::new(), hints: (Vec::new(), false) });
         self.refresh_arm_b();
         Ok(())
+    }
+
+    /// Forks now, or — while new data is loading — once the net built on it is running (a preset opened with
+    /// `--data` starts as an A/B run on that data, not on the net it replaces).
+    pub(super) fn fork_or_defer(&mut self, changes: &[Setting]) -> Result<(), Refused> {
+        let loading_data = self.load.as_ref().is_some_and(|load| matches!(load.command, Command::LoadData { .. }));
+        if loading_data {
+            self.fork_after_load = Some(changes.to_vec());
+            return Ok(());
+        }
+        self.fork(changes)
+    }
+
+    /// The fork that waited for a data load, on whatever net runs after it (the new one, or the old one when the
+    /// data could not be used); a failure is told, not fatal.
+    pub(super) fn fork_after_load(&mut self) {
+        let Some(changes) = self.fork_after_load.take() else { return };
+        if let Err(error) = self.fork(&changes) {
+            let step = self.driver.as_ref().map_or(0, |d| d.trainer().step_count());
+            self.send(WorkerEvent::Warning { step, message: format!("could not fork arm B: {error}") });
+        }
     }
 
     /// Changes a live setting of arm B.

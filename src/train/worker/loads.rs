@@ -47,6 +47,7 @@ impl Worker {
         match self.load.take() {
             Some(_) => {
                 self.send(WorkerEvent::Loading(None));
+                self.fork_after_load();
                 Ok(())
             }
             None => Err(Refused::NothingLoading),
@@ -76,7 +77,11 @@ impl Worker {
             },
             (_, LoadResult::Data(_)) => Err(Refused::WrongLoad),
         };
+        let data_load = matches!(command, Command::LoadData { .. });
         self.answer(command, outcome);
+        if data_load {
+            self.fork_after_load();
+        }
     }
 
     /// Builds a net from `config` on newly loaded data and says what was loaded; the current run stays when

@@ -147,6 +147,8 @@ struct Worker {
     driver: Option<Driver>,
     /// Arm B of an A/B comparison: a fork stepping in lockstep after `driver`.
     arm_b: Option<ArmB>,
+    /// A fork asked for while data was loading: made once the load is done.
+    fork_after_load: Option<Vec<crate::config::Setting>>,
     data: Arc<DataSplit>,
     backend: BackendKind,
     running: bool,
@@ -188,6 +190,7 @@ impl Worker {
         Worker {
             driver: None,
             arm_b: None,
+            fork_after_load: None,
             data,
             backend: options.backend,
             running: false,
@@ -457,7 +460,7 @@ impl Worker {
                 let path = path.clone();
                 self.open_checkpoint(&path)
             }
-            Command::Fork(changes) => self.fork(changes),
+            Command::Fork(changes) => self.fork_or_defer(changes),
             Command::ChangeB(setting) => self.change_arm_b(setting),
             Command::CloseArm(arm) => self.close_arm(*arm),
             Command::Reset(config) => {
