@@ -43,7 +43,48 @@ fn open_reader(path: &Path) -> Result<ImageReader<BufReader<File>>, SkipReason> 
     Ok(reader)
 }
 
+/// Runs a decoder on one file so that a panic inside it (png 0.18.1 indexes past a palette shorter than its
+/// pixels need, found by fuzzing) costs that file, as a corrupt one, and never the load or the process. The
+/// panic is not printed: it is reported as the file's skip reason.
+fn guarded<T>(work: impl FnOnce() -> Result<T, SkipReason>) -> Result<T, SkipReason> {
+    quiet_panics_while_decoding();
+    DECODING.with(|flag| flag.set(true));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    DECODING.with(|flag| flag.set(false));
+    outcome.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".to_owned());
+        Err(SkipReason::Corrupt(format!("the image decoder failed on it: {message}")))
+    })
+}
+
+thread_local! {
+    /// Set while this thread runs a decoder under [`guarded`].
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs (once) a panic hook that stays silent for a decoder's panic under [`guarded`] and hands every other
+/// panic to the hook that was there before.
+fn quiet_panics_while_decoding() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 pub(crate) fn probe(path: &Path) -> Result<Probe, SkipReason> {
+    guarded(|| probe_unguarded(path))
+}
+
+fn probe_unguarded(path: &Path) -> Result<Probe, SkipReason> {
     let decoder = open_reader(path)?.into_decoder().map_err(classify)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
@@ -53,6 +94,10 @@ pub(crate) fn probe(path: &Path) -> Result<Probe, SkipReason> {
 }
 
 pub(crate) fn decode(path: &Path) -> Result<DynamicImage, SkipReason> {
+    guarded(|| decode_unguarded(path))
+}
+
+fn decode_unguarded(path: &Path) -> Result<DynamicImage, SkipReason> {
     let mut decoder = open_reader(path)?.into_decoder().map_err(classify)?;
     if decoder.total_bytes() > MAX_DECODE_BYTES {
         let (width, height) = decoder.dimensions();
