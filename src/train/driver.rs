@@ -135,6 +135,11 @@ impl Driver {
         Ok(fork)
     }
 
+    /// Changes when the test split is evaluated from now on.
+    pub fn set_evaluation(&mut self, evaluation: Evaluation) {
+        self.evaluation = evaluation;
+    }
+
     /// The trainer.
     pub fn trainer(&self) -> &Trainer {
         &self.trainer

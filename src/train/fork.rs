@@ -2,6 +2,9 @@
 //! batch order and cursor, augmentation generator, step, counters — so that two arms, given the same live
 //! settings, go on bit for bit alike, and any difference between them after a change comes from that change.
 
+use burn::module::RunningState;
+
+use crate::model::Cnn;
 use crate::train::error::TrainError;
 use crate::train::trainer::{Trainer, build_optimizer};
 
@@ -20,8 +23,7 @@ impl Trainer {
         Ok(Trainer {
             config: self.config.clone(),
             plan: self.plan.clone(),
-            // Tensors are immutable handles: the two arms' updates each make new ones, never write shared ones.
-            model: self.model.clone(),
+            model: with_own_running_statistics(self.model.clone()),
             optimizer,
             device: self.device.clone(),
             data: self.data.clone(),
@@ -40,7 +42,10 @@ impl Trainer {
             last_loss: self.last_loss,
             reference: self.reference.clone(),
             exploding_steps: self.exploding_steps,
-            healthy: self.healthy.clone(),
+            healthy: self.healthy.clone().map(|mut healthy| {
+                healthy.model = with_own_running_statistics(healthy.model);
+                healthy
+            }),
             stats_every: self.stats_every,
             units: self.units.clone(),
             own_probe: self.own_probe.clone(),
@@ -49,4 +54,15 @@ impl Trainer {
             confusion: self.confusion.clone(),
         })
     }
+}
+
+/// `model` with batch-norm running statistics of its own. Weights are immutable tensor handles (each arm's
+/// update makes new ones), but a `RunningState` is shared state behind an `Arc`: a plain clone would have both
+/// arms update one running mean and variance, mixing their batches into each other's evaluation.
+fn with_own_running_statistics(mut model: Cnn) -> Cnn {
+    for layer in &mut model.layers {
+        layer.norm.running_mean = RunningState::new(layer.norm.running_mean.value_sync());
+        layer.norm.running_var = RunningState::new(layer.norm.running_var.value_sync());
+    }
+    model
 }

@@ -44,6 +44,14 @@ fn unchanged_fork_stays_identical(config: TrainConfig) {
     assert_eq!(after_b, after_a, "an unchanged fork stays bit-identical");
     assert_eq!(weights(&b), weights(&straight));
     assert_eq!(b.trainer().epoch(), straight.trainer().epoch());
+    // Batch-norm's running statistics too: each arm keeps its own, so A's are the straight run's.
+    assert_eq!(running_means(&a), running_means(&straight), "arm A's running statistics are its own");
+    assert_eq!(running_means(&b), running_means(&straight));
+}
+
+fn running_means(driver: &Driver) -> Vec<Vec<f32>> {
+    let layers = &driver.trainer().model().layers;
+    layers.iter().map(|l| l.norm.running_mean.value().into_data().try_to_vec::<f32>().unwrap()).collect()
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::config::Setting;
 use crate::diagnose::Hint;
 use crate::protocol::{Arm, Command, WorkerEvent};
 use crate::snapshot::MetricRow;
-use crate::train::driver::{Driven, Driver};
+use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::{TrainError, catch_panic};
 
 use super::{PROBE_THUMBNAILS, Refused, Worker};
@@ -33,7 +33,9 @@ impl Worker {
     /// Forks the running net into arm B with `changes` (replacing an arm B that exists) and announces it.
     pub(super) fn fork(&mut self, changes: &[Setting]) -> Result<(), Refused> {
         let driver = self.driver.as_ref().ok_or(TrainError::NoNet)?;
-        let fork = driver.fork(changes)?;
+        let mut fork = driver.fork(changes)?;
+        // Evaluated exactly when arm A is (`step_arm_b`), so the verdict compares the same steps.
+        fork.set_evaluation(Evaluation::Never);
         // A's rows up to the fork go out first: B's start after them.
         self.flush();
         self.send(arm_b(WorkerEvent::Started(Box::new(fork.trainer().run_info(PROBE_THUMBNAILS)))));
@@ -94,19 +96,24 @@ impl Worker {
         }
     }
 
-    /// Runs arm B's step after A's (with a snapshot when A took one); pauses both when B diverges or fails.
-    pub(super) fn step_arm_b(&mut self, capture: bool) {
+    /// Runs arm B's step after A's attempt (with a snapshot when A took one, evaluated when A was); pauses both
+    /// when B diverges or fails.
+    pub(super) fn step_arm_b(&mut self, capture: bool, evaluate: bool) {
         let Some(arm) = self.arm_b.as_mut() else { return };
         let attempted = arm.driver.trainer().step_count() + 1;
         match arm.driver.step(capture) {
-            Ok(Driven::Updated { row, snapshot, warnings }) => {
-                let confusion =
-                    (row.test_step == row.step).then(|| arm.driver.trainer().confusion().cloned()).flatten();
+            Ok(Driven::Updated { mut row, snapshot, mut warnings }) => {
+                if evaluate {
+                    match arm.driver.evaluate() {
+                        Ok(accuracy) => (row.test_accuracy, row.test_step) = (accuracy, row.step),
+                        Err(error) => warnings.push(format!("evaluating the test split failed: {error}")),
+                    }
+                }
+                let confusion = evaluate.then(|| arm.driver.trainer().confusion().cloned()).flatten();
                 arm.rows.push(row);
                 arm.hints.1 = true;
-                let step = attempted;
                 for message in warnings {
-                    self.send(arm_b(WorkerEvent::Warning { step, message }));
+                    self.send(arm_b(WorkerEvent::Warning { step: attempted, message }));
                 }
                 if let Some(confusion) = confusion {
                     self.flush_arm_b();

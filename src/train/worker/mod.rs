@@ -535,6 +535,10 @@ impl Worker {
         let outcome = driver.step(capture);
         let took = started.elapsed();
         self.steps_left = self.steps_left.saturating_sub(1);
+        // Arm B attempts every step A attempts, on the batch A just drew from the same sampler state, whatever
+        // either outcome, so the arms stay on the same batches; it is evaluated exactly when A was.
+        let evaluated = matches!(&outcome, Ok(Driven::Updated { row, .. }) if row.test_step == row.step);
+        self.step_arm_b(capture, evaluated);
         match outcome {
             Ok(Driven::Updated { row, snapshot, warnings }) => {
                 self.snapshots.step_done(took, snapshot.is_some());
@@ -556,8 +560,6 @@ impl Worker {
                     self.flush();
                     self.send(WorkerEvent::Snapshot(snapshot));
                 }
-                // Arm B steps right after A, on the batch A just drew from the same sampler state.
-                self.step_arm_b(snapshot_taken);
                 if snapshot_taken {
                     (self.waker)();
                 }
