@@ -54,7 +54,7 @@ pub struct RecordedTimelapse {
     pub bytes: Vec<u8>,
     /// The layer it shows.
     pub layer: String,
-    /// Frames in it.
+    /// Frames in it (of the run's newest net).
     pub frames: usize,
     /// What was dropped from a torn end of the history (a run still recording, or killed), if anything.
     pub torn: Option<String>,
@@ -70,8 +70,9 @@ pub fn timelapse_of_history(
 ) -> Result<RecordedTimelapse, TimelapseError> {
     let history = crate::history::read_history(path)?;
     let torn = history.torn.as_ref().map(|(offset, what)| format!("{what} at byte {offset}"));
-    let snapshots: Vec<&Snapshot> = history
-        .events
+    // The run's newest net only: a window run records a reset or new data as a new `Started`.
+    let last_net = history.events.iter().rposition(|e| matches!(e, crate::protocol::WorkerEvent::Started(_)));
+    let snapshots: Vec<&Snapshot> = history.events[last_net.unwrap_or(0)..]
         .iter()
         .filter_map(|e| if let crate::protocol::WorkerEvent::Snapshot(s) = e { Some(s.as_ref()) } else { None })
         .collect();
@@ -79,8 +80,7 @@ pub fn timelapse_of_history(
         Some(layer) => layer.to_owned(),
         None => first_conv_layer(&snapshots).ok_or_else(|| TimelapseError::NoConvLayer(path.to_path_buf()))?,
     };
-    let bytes = timelapse(&snapshots, &layer, every, delay_cs, animation)?;
-    let frames = snapshots.len().div_ceil(every.max(1));
+    let (bytes, frames) = timelapse_frames(&snapshots, &layer, every, delay_cs, animation)?;
     Ok(RecordedTimelapse { bytes, layer, frames, torn })
 }
 
@@ -129,6 +129,17 @@ pub fn timelapse(
     delay_cs: u16,
     animation: Animation,
 ) -> Result<Vec<u8>, TimelapseError> {
+    timelapse_frames(snapshots, layer, every, delay_cs, animation).map(|(bytes, _)| bytes)
+}
+
+/// [`timelapse`] and how many frames it holds.
+fn timelapse_frames(
+    snapshots: &[&Snapshot],
+    layer: &str,
+    every: usize,
+    delay_cs: u16,
+    animation: Animation,
+) -> Result<(Vec<u8>, usize), TimelapseError> {
     let frames: Vec<(u64, &FloatArray, Option<&FloatArray>)> = snapshots
         .iter()
         .filter_map(|s| {
@@ -185,7 +196,7 @@ pub fn timelapse(
         encoder.frame(indices, delay_cs)?;
     }
     let finished = encoder.ok_or(TimelapseError::Empty)?.finish()?;
-    Ok(finished.unwrap_or(apng))
+    Ok((finished.unwrap_or(apng), count))
 }
 
 /// A GIF or APNG being written, frame by frame, with one fixed palette.

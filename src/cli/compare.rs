@@ -257,10 +257,10 @@ impl Runs<'_> {
         let bar = progress_bar(self.steps * 2 * seeds.len() as u64);
         let mut comparison = Comparison::default();
         for &seed in seeds {
-            let mut pair = Vec::with_capacity(2);
+            let (mut pair, mut rows) = (Vec::with_capacity(2), String::new());
             for (setup, arm) in self.setups.iter().zip(Arm::BOTH) {
                 bar.set_message(format!("seed {seed}, arm {}", arm.name()));
-                match self.one(arm, setup, seed, csv, &bar)? {
+                match self.one(arm, setup, seed, &mut rows, &bar)? {
                     Some(run) => pair.push(run),
                     None => {
                         bar.finish_and_clear();
@@ -268,6 +268,8 @@ impl Runs<'_> {
                     }
                 }
             }
+            // A pair's rows go out together: a run stopped half-way through a pair leaves none of it behind.
+            csv.push(&rows).context("could not write compare.csv").map_err(Failure::output)?;
             let mut pair = pair.into_iter();
             comparison.a.extend(pair.next());
             comparison.b.extend(pair.next());
@@ -276,13 +278,13 @@ impl Runs<'_> {
         Ok((comparison, None))
     }
 
-    /// One arm with one seed; `None` when a signal stopped it.
+    /// One arm with one seed, its CSV rows added to `rows`; `None` when a signal stopped it.
     fn one(
         &self,
         arm: Arm,
         setup: &ArmSetup,
         seed: u64,
-        csv: &mut RowFile,
+        rows: &mut String,
         bar: &indicatif::ProgressBar,
     ) -> Result<Option<SeedRun>, Failure> {
         let config = TrainConfig { seed, ..setup.config.clone() };
@@ -291,7 +293,6 @@ impl Runs<'_> {
             .map_err(Failure::bad_input)?;
         driver.evaluate_after(self.steps);
         let mut run = SeedRun { seed, ..SeedRun::default() };
-        let mut rows = String::new();
         for step in 1..=self.steps {
             if self.interrupt.requested().is_some() {
                 return Ok(None);
@@ -302,7 +303,7 @@ impl Runs<'_> {
                     run.train_accuracies.push(row.train_accuracy);
                     let test =
                         if row.test_accuracy.is_finite() { row.test_accuracy.to_string() } else { String::new() };
-                    rows += &format!(
+                    *rows += &format!(
                         "{},{seed},{step},{},{},{test},{}\n",
                         arm.name(),
                         row.loss,
@@ -319,7 +320,6 @@ impl Runs<'_> {
             }
             bar.inc(1);
         }
-        csv.push(&rows).context("could not write compare.csv").map_err(Failure::output)?;
         bar.inc(self.steps - run.losses.len() as u64);
         run.test_accuracy = driver.trainer().test_accuracy();
         run.final_loss = driver.recent_loss();
