@@ -2,7 +2,7 @@
 //! wraps in [`WorkerEvent::ArmB`], started at the fork; commands for B go through the same optimistic
 //! request-then-confirm path as A's. Closing A makes B's picture the run's.
 
-use crate::app::view::TrainingView;
+use crate::app::view::{Severity, TrainingView};
 use crate::diagnose::median;
 use crate::protocol::{Arm, Command, WorkerEvent};
 use crate::snapshot::MetricRow;
@@ -16,11 +16,25 @@ impl TrainingView {
             self.fork_step = Some(self.step);
             self.arm_b = Some(Box::new(b));
         }
+        // What goes wrong in B is told in the run's banner (B's own messages are drawn nowhere).
+        match &event {
+            WorkerEvent::Failed { message, .. } => self.message(Severity::Error, format!("arm B: {message}")),
+            WorkerEvent::Warning { step, message } => {
+                self.message(Severity::Warning, format!("arm B, step {step}: {message}"))
+            }
+            WorkerEvent::Diverged { step, message } => {
+                self.message(Severity::Error, format!("arm B diverged at step {step}: {message}"))
+            }
+            _ => {}
+        }
         let fork_step = self.fork_step.unwrap_or(0);
+        let generation = self.run_generation;
         if let Some(b) = self.arm_b.as_mut() {
             b.apply(event);
             // B's own count starts at zero after a build; it is the run's step, as its rows say.
             b.step = b.step.max(fork_step);
+            // A generation of its own, so caches keyed by it (the smoothed loss) never mistake a new B for the last.
+            b.run_generation = b.run_generation.max(1) + (generation << 20) + (fork_step << 1);
         }
     }
 
@@ -51,6 +65,10 @@ impl TrainingView {
         self.markers.extend(b.markers);
         self.step = self.step.max(b.step);
         self.confirmed_layers = b.confirmed_layers;
+        self.confusion = b.confusion;
+        self.restored = None;
+        // The plots and caches rebuild from the spliced rows.
+        self.run_generation += 1;
     }
 
     /// Arm B's part of [`TrainingView::request`]: a change for B is shown in B at once.
@@ -62,17 +80,24 @@ impl TrainingView {
 
     /// Arm B's part of an answer: B's change confirmed or refused in B's view.
     pub(crate) fn answered_arm_b(&mut self, event: &WorkerEvent) -> bool {
-        let Some(b) = self.arm_b.as_mut() else { return false };
+        let Some(b) = self.arm_b.as_deref() else { return false };
         let event = match event {
             WorkerEvent::Applied { command: Command::ChangeB(setting), effective_step } => {
                 WorkerEvent::Applied { command: Command::Change(*setting), effective_step: *effective_step }
             }
             WorkerEvent::Rejected { command: Command::ChangeB(setting), reason } => {
-                WorkerEvent::Rejected { command: Command::Change(*setting), reason: format!("arm B: {reason}") }
+                WorkerEvent::Rejected { command: Command::Change(*setting), reason: reason.clone() }
             }
             _ => return false,
         };
-        b.apply(event);
+        if let WorkerEvent::Rejected { command, reason } = &event {
+            let what = command.describe(&b.weighted_names());
+            self.message(Severity::Warning, format!("arm B: {what}: {reason}"));
+        }
+        if let Some(b) = self.arm_b.as_mut() {
+            b.apply(event);
+            b.messages.clear();
+        }
         true
     }
 }

@@ -279,6 +279,10 @@ impl TrainingView {
             WorkerEvent::State { state, step } => {
                 if let Some(b) = self.arm_b.as_mut() {
                     b.run_state = state;
+                    // Training goes on: B's divergence is behind it (as Play clears A's banner's cause).
+                    if state == RunState::Running {
+                        b.diverged = None;
+                    }
                 }
                 self.run_state = state;
                 self.step = self.step.max(step);

@@ -323,6 +323,7 @@ impl ConvscopeApp {
         self.poll_worker();
         self.poll_timelapse();
         self.state.export.timelapse_busy = self.timelapse.is_some();
+        self.state.toolbar.fork_allowed = self.view.arm_b.is_none();
         self.view.expire_messages();
         self.state.histograms.observe(&self.view);
         let ctx = ui.ctx().clone();

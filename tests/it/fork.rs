@@ -306,6 +306,15 @@ mod window {
         let view = &harness.state().view;
         assert_eq!(view.arm_b.as_ref().unwrap().config.lr, 0.02, "B shows its new rate at once");
         assert_eq!(view.config.lr, 0.01, "A keeps its own");
+        // What goes wrong in B is told in the run's banner, and a Fork A/B on B's view stays off.
+        let warning = WorkerEvent::Warning { step: 40, message: "a statistic could not be computed".into() };
+        fake.push(WorkerEvent::ArmB(Box::new(warning)));
+        harness.run_steps(2);
+        harness.get_by_label_contains("arm B, step 40: a statistic could not be computed");
+        let sent_before = fake.sent().len();
+        harness.get_by_label("Fork A/B").click();
+        harness.run_steps(2);
+        assert_eq!(fake.sent().len(), sent_before, "no second fork while one runs: {:?}", fake.sent());
         harness.get_by_label("Close B").click();
         harness.run_steps(2);
         assert_eq!(fake.sent().last(), Some(&Command::CloseArm(Arm::B)));

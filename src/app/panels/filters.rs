@@ -195,6 +195,11 @@ impl FiltersPanel {
     /// While an A/B comparison runs: arm B's filters on A's scale, and B − A on its own signed scale.
     fn arm_b_row(&mut self, ui: &mut egui::Ui, view: &TrainingView, a: &LayerSnapshot, half: f32) {
         let Some(b_view) = view.arm_b.as_deref() else { return };
+        if view.timeline.shown.is_some() {
+            // Arm B is not recorded: comparing its live weights with an old snapshot of A would mislead.
+            ui.label(RichText::new("arm B is shown live only: go Live to compare").small().italics());
+            return;
+        }
         let Some(b) = b_view.snapshot.as_ref().and_then(|s| s.layers.get(self.layer)) else { return };
         let Some(delta) = FloatArray::new(
             b.weights.shape.clone(),

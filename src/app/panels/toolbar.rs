@@ -36,6 +36,10 @@ pub struct ToolbarPanel {
     confirm_reset: bool,
     #[serde(skip)]
     pending_lr: Option<f64>,
+    /// Whether Fork A/B may be offered (no arm B yet); set by the window, which knows the whole run even while
+    /// this panel is shown arm B's view.
+    #[serde(skip)]
+    pub fork_allowed: bool,
 }
 
 impl Default for ToolbarPanel {
@@ -44,7 +48,14 @@ impl Default for ToolbarPanel {
             Pace::PerSecond(rate) => rate,
             Pace::Full => 30.0,
         };
-        ToolbarPanel { pace: WATCHABLE_PACE, watch_rate, help: false, confirm_reset: false, pending_lr: None }
+        ToolbarPanel {
+            pace: WATCHABLE_PACE,
+            watch_rate,
+            help: false,
+            confirm_reset: false,
+            pending_lr: None,
+            fork_allowed: true,
+        }
     }
 }
 
@@ -106,7 +117,7 @@ impl ToolbarPanel {
         if ui.button("Reset…").on_hover_text("Build the net again from its seed and spec (R); asks first").clicked() {
             self.confirm_reset = true;
         }
-        let fork = ui.add_enabled(!view.layers.is_empty() && view.arm_b.is_none(), egui::Button::new("Fork A/B"));
+        let fork = ui.add_enabled(self.fork_allowed && !view.layers.is_empty(), egui::Button::new("Fork A/B"));
         let fork = fork.on_hover_text(
             "Copy the run as it stands into arm B (weights, optimiser state, batch order, step): change B's settings, \
              and both arms train on from here on the same batches, so any difference comes from what you changed",

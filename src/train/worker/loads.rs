@@ -36,7 +36,13 @@ impl Worker {
         match started {
             Ok(()) => {
                 self.send(WorkerEvent::Loading(Some(command.describe(&[]))));
+                // A probe load supersedes a data load: a fork waiting for that data is made on this net now.
+                let data_superseded = !matches!(command, Command::LoadData { .. })
+                    && self.load.as_ref().is_some_and(|l| matches!(l.command, Command::LoadData { .. }));
                 self.load = Some(PendingLoad { id, command });
+                if data_superseded {
+                    self.fork_after_load();
+                }
                 (self.waker)();
             }
             Err(error) => self.answer(command, Err(Refused::Loader(error))),
