@@ -137,6 +137,15 @@ impl Trainer {
         })
     }
 
+    /// The one-hot target `[1, classes]` of `class`, on the training device.
+    fn one_hot(&self, class: usize) -> Tensor<2> {
+        let mut target = vec![0.0_f32; self.plan.classes];
+        if let Some(cell) = target.get_mut(class) {
+            *cell = 1.0;
+        }
+        Tensor::<2>::from_data(TensorData::new(target, [1, self.plan.classes]), &self.device)
+    }
+
     /// The loss of a normalised input `[channels, height, width]` against `class`, with the net in inference
     /// mode: the function the probe's attribution differentiates (for finite-difference checks).
     pub fn probe_loss(&self, input: &FloatArray, class: usize) -> Result<f32, TrainError> {
@@ -144,11 +153,7 @@ impl Trainer {
         let data = TensorData::new(input.data.clone(), [1, shape.channels, shape.height, shape.width]);
         let model = self.model.valid();
         let image = Tensor::<4>::from_data(data, &self.device).inner();
-        let mut target = vec![0.0_f32; self.plan.classes];
-        if let Some(cell) = target.get_mut(class) {
-            *cell = 1.0;
-        }
-        let target = Tensor::<2>::from_data(TensorData::new(target, [1, self.plan.classes]), &self.device).inner();
+        let target = self.one_hot(class).inner();
         let loss = model.loss(model.forward(image), target);
         Ok(readback("the probe loss", loss.into_data())?.first().copied().unwrap_or(f32::NAN))
     }
@@ -166,11 +171,7 @@ impl Trainer {
         let model = self.model.clone().freeze();
         let image = image.detach().require_grad();
         let (logits, trace) = model.forward_hooked(image.clone());
-        let mut target = vec![0.0_f32; self.plan.classes];
-        if let Some(cell) = target.get_mut(class) {
-            *cell = 1.0;
-        }
-        let target = Tensor::<2>::from_data(TensorData::new(target, [1, self.plan.classes]), &self.device);
+        let target = self.one_hot(class);
         let grads = model.loss(logits, target).backward();
         let input_shape = image.dims()[1..].to_vec();
         let input_grad = match image.grad(&grads) {
