@@ -213,15 +213,14 @@ fn finish(
     eprintln!("convscope: {}", verdict(&summary));
     println!("{}", serde_json::to_string(&summary).map_err(Failure::internal)?);
     match stopped_by {
-        Some(signal) => Err(Failure {
-            code: signal.exit_code(),
-            error: anyhow::anyhow!(
-                "stopped by {} after {} of {} seed pairs; compare.csv, compare.png and the summary above hold the pairs done",
-                signal.name(),
+        Some(signal) => Err(Failure::stopped(
+            signal,
+            &format!(
+                "{} of {} seed pairs; compare.csv, compare.png and the summary above hold the pairs done",
                 summary.seeds.len(),
                 seeds.len()
             ),
-        }),
+        )),
         None => Ok(()),
     }
 }

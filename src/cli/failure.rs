@@ -30,6 +30,11 @@ impl Failure {
         Failure { code: 4, error: error.into() }
     }
 
+    /// Stopped by `signal` (exit 130 / 143); `done` says how far the command got and what it kept.
+    pub fn stopped(signal: crate::cli::interrupt::Signal, done: &str) -> Failure {
+        Failure { code: signal.exit_code(), error: anyhow::anyhow!("stopped by {} after {done}", signal.name()) }
+    }
+
     /// The message for the terminal: the context chain joined with `: `, leaving out a cause whose text the
     /// message before it already quotes (our errors name their cause in their own words).
     pub fn message(&self) -> String {

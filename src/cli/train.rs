@@ -213,14 +213,13 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     let line = serde_json::to_string(&summary).map_err(Failure::internal)?;
     println!("{line}");
     match stopped_by {
-        Some(signal) => Err(Failure {
-            code: signal.exit_code(),
-            error: anyhow::anyhow!(
-                "stopped by {} after {} of {steps} steps; metrics.csv, the images and the summary above hold the steps done",
-                signal.name(),
+        Some(signal) => Err(Failure::stopped(
+            signal,
+            &format!(
+                "{} of {steps} steps; metrics.csv, the images and the summary above hold the steps done",
                 summary.steps
             ),
-        }),
+        )),
         None => Ok(()),
     }
 }
