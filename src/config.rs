@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{
     Activation, ArchSpec, DEFAULT_ARCH, ImageShape, Init, LayerDefaults, LayerSettings, NetPlan, OutputKind, SpecError,
 };
+use crate::task::Task;
 
 /// Which parameter update rule the worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -66,6 +67,9 @@ impl BackendKind {
     }
 }
 
+/// The learning rate a regression task starts with (see [`TrainConfig::switch_task`]).
+pub const REGRESSION_LR: f64 = 0.001;
+
 /// Default time between two snapshots: about ten a second is smooth to watch and cheap to take.
 pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 100;
 /// Default steps between two test-set evaluations.
@@ -90,6 +94,13 @@ pub struct TrainConfig {
     pub init: Option<Init>,
     /// Output layer and loss.
     pub output: OutputKind,
+    /// What the net predicts: classes, or a number per image.
+    pub task: Task,
+    /// A regression head's output activation (identity, ReLU, sigmoid, tanh, softplus…).
+    pub output_activation: Activation,
+    /// Regression: train on standardised targets (mean 0, std 1 over the training set); figures stay in target
+    /// units either way.
+    pub standardize_targets: bool,
     /// Update rule.
     pub optimizer: OptimizerKind,
     /// Learning rate.
@@ -126,6 +137,9 @@ impl Default for TrainConfig {
             batch_norm: false,
             init: None,
             output: OutputKind::Softmax,
+            task: Task::Classification,
+            output_activation: Activation::Identity,
+            standardize_targets: true,
             optimizer: OptimizerKind::Momentum,
             lr: 0.01,
             momentum: 0.9,
@@ -152,12 +166,34 @@ impl TrainConfig {
             batch_norm: self.batch_norm,
             init: self.init,
             output: self.output,
+            output_activation: self.output_activation,
         }
     }
 
-    /// Parses the spec and checks it against the data's shape.
+    /// Parses the spec and checks it against the data's shape; a regression head has one output, whatever the
+    /// data's classes.
     pub fn plan(&self, input: ImageShape, classes: usize) -> Result<NetPlan, SpecError> {
-        ArchSpec::parse(&self.arch)?.plan(input, classes, &self.layer_defaults())
+        let outputs = if self.task.is_regression() { 1 } else { classes };
+        ArchSpec::parse(&self.arch)?.plan(input, outputs, &self.layer_defaults())
+    }
+
+    /// Makes the run predict `task`. The head follows (MSE for a number, softmax for classes), and so does the
+    /// learning rate while it is the other task's default: MSE's gradient grows with the error (cross-entropy's
+    /// is bounded by 1), so the classifier's 0.01 with momentum throws a fresh net's ReLUs dead in its first steps.
+    pub fn switch_task(&mut self, task: Task) {
+        let was_regression = self.task.is_regression();
+        self.task = task;
+        if task.is_regression() != self.output.is_regression() {
+            self.output = if task.is_regression() { OutputKind::Mse } else { OutputKind::Softmax };
+        }
+        if !task.is_regression() {
+            self.output_activation = Activation::Identity;
+        }
+        match (was_regression, task.is_regression()) {
+            (false, true) if self.lr == TrainConfig::default().lr => self.lr = REGRESSION_LR,
+            (true, false) if self.lr == REGRESSION_LR => self.lr = TrainConfig::default().lr,
+            _ => {}
+        }
     }
 
     /// Checks the numeric fields, naming the first bad one and what it accepts.
@@ -176,6 +212,9 @@ impl TrainConfig {
         }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
             return Err(ConfigError::BatchSize(self.batch_size));
+        }
+        if self.task.is_regression() != self.output.is_regression() {
+            return Err(ConfigError::Head { task: self.task, output: self.output });
         }
         Ok(())
     }
@@ -199,6 +238,28 @@ pub enum ConfigError {
     /// The batch size is zero or too large.
     #[error("batch size {0} must be between 1 and {MAX_BATCH_SIZE}")]
     BatchSize(usize),
+    /// A regression task on a classifier's head, or classes on a regression head.
+    #[error("{}", head_mismatch(*task, *output))]
+    Head {
+        /// What the run predicts.
+        task: Task,
+        /// The head asked for.
+        output: OutputKind,
+    },
+}
+
+fn head_mismatch(task: Task, output: OutputKind) -> String {
+    if task.is_regression() {
+        format!(
+            "the task {task} predicts a number, but the output is {}, a head for classes: use --output mse (or huber), with --output-activation to choose the last layer's activation",
+            output.name()
+        )
+    } else {
+        format!(
+            "the output {} is a regression head, but the task is classification: use --output softmax or sigmoid, or a regression task such as --task regression:slant",
+            output.name()
+        )
+    }
 }
 
 /// Largest batch the worker accepts: far beyond useful for watching a net learn, small enough to never
@@ -285,8 +346,16 @@ impl Setting {
             Setting::Optimizer(kind) => next.optimizer = kind,
             Setting::Output(kind) => next.output = kind,
             Setting::Activation { layer, activation } => {
-                let target = hidden_layer(layers, layer, |s| s.activation == activation)?;
+                // A regression head's activation is the user's choice; a classifier's belongs to its loss.
+                let target = if config.output.is_regression() {
+                    layer_mut(layers, layer)?
+                } else {
+                    hidden_layer(layers, layer, |s| s.activation == activation)?
+                };
                 target.activation = activation;
+                if layer + 1 == layers.len() {
+                    next.output_activation = activation;
+                }
             }
             Setting::Bias { layer, enabled } => layer_mut(layers, layer)?.bias = enabled,
             Setting::BatchNorm { layer, enabled } => {
@@ -364,7 +433,7 @@ pub struct TrainFlags {
     /// Examples per step [default: 32].
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.01].
+    /// Learning rate [default: 0.01; 0.001 for a regression task].
     #[arg(long, value_name = "X")]
     pub lr: Option<f64>,
     /// Momentum factor, with --optimizer momentum [default: 0.9].
@@ -391,9 +460,22 @@ pub struct TrainFlags {
     /// Start with batch-norm off (the default; overrides a preset).
     #[arg(long)]
     pub no_batch_norm: bool,
-    /// Output layer and loss [default: softmax].
+    /// Output layer and loss [default: softmax; mse for a regression task].
     #[arg(long, value_enum)]
     pub output: Option<OutputKind>,
+    /// What to predict: classification, or a number per image: regression:slant (the digit's lean, negative to
+    /// the left), regression:ink (mean intensity, 0…1) or regression:file (--targets FILE.csv)
+    /// [default: classification].
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<Task>,
+    /// A regression head's output activation [default: identity, which can reach any target; ReLU cannot go
+    /// below 0 and sigmoid stays in 0…1].
+    #[arg(long, value_enum, value_name = "ACTIVATION")]
+    pub output_activation: Option<Activation>,
+    /// Regression: train on the raw targets instead of standardised ones (mean 0, std 1, the default, which keeps
+    /// the loss and the gradients of any target scale near 1).
+    #[arg(long)]
+    pub raw_targets: bool,
     /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
     #[arg(long, conflicts_with = "normalize")]
     pub no_normalize: bool,
@@ -449,6 +531,13 @@ impl TrainFlags {
         if self.init.is_some() {
             config.init = self.init;
         }
+        if let Some(task) = self.task {
+            config.switch_task(task);
+        }
+        if self.raw_targets {
+            config.standardize_targets = false;
+        }
+        config.output_activation = self.output_activation.unwrap_or(config.output_activation);
         config.output = self.output.unwrap_or(config.output);
         config.optimizer = self.optimizer.unwrap_or(config.optimizer);
         config.lr = self.lr.unwrap_or(config.lr);

@@ -237,6 +237,7 @@ pub fn metrics_csv_header(layers: &[String]) -> String {
             header.push_str(&format!(",{prefix}_{name}"));
         }
     }
+    header.push_str(",train_mse,train_mae,train_r2,test_mse,test_mae,test_r2");
     header.push('\n');
     header
 }
@@ -258,6 +259,13 @@ pub fn metrics_csv_line(row: &MetricRow) -> String {
             if let Some(v) = row.stats.get(layer).and_then(value) {
                 line.push_str(&v.to_string());
             }
+        }
+    }
+    // Regression figures last: empty for a classifier (and a regression row's accuracies are NaN).
+    for metrics in [row.train_regression, row.test_regression] {
+        match metrics {
+            Some(m) => line.push_str(&format!(",{},{},{}", m.mse, m.mae, m.r2)),
+            None => line.push_str(",,,"),
         }
     }
     line.push('\n');
@@ -325,12 +333,15 @@ mod tests {
             elapsed_secs: 0.25,
             step_secs: 0.2,
             stats: Vec::new(),
+            train_regression: None,
+            test_regression: None,
         };
         let line = metrics_csv_line(&row);
         let columns = |text: &str| text.trim_end_matches('\n').split(',').count();
         assert_eq!(columns(&header), columns(&line));
         assert!(header.contains("grad_norm_conv1,grad_norm_dense1"));
-        assert!(header.contains(",dead_fraction_conv1,") && header.ends_with("act_var_dense1\n"));
+        assert!(header.contains(",dead_fraction_conv1,") && header.contains("act_var_dense1,"));
+        assert!(header.ends_with(",test_mse,test_mae,test_r2\n") && line.ends_with(",,,,,,\n"));
         assert!(line.starts_with("3,0,2.5,0.25,0.1,0.01,"));
         // With statistics: a ReLU layer's dead share is filled, the saturation column is left empty.
         let stats = LayerStats {

@@ -24,5 +24,6 @@ pub mod protocol;
 pub mod render;
 pub mod replay;
 pub mod snapshot;
+pub mod task;
 pub mod timelapse;
 pub mod train;

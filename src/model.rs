@@ -228,7 +228,8 @@ impl Cnn {
                 }
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
-                let activation = if layer.output { Activation::Identity } else { settings.activation };
+                // A classifier's output layer is identity (its plan says so); a regression head's is the user's choice.
+                let activation = settings.activation;
                 let mut post = apply_activation(activation, pre.clone());
                 if let Some(trace) = trace.as_deref_mut() {
                     if trace.hooked {
@@ -248,9 +249,17 @@ impl Cnn {
     }
 
     /// The loss of `logits` against one-hot `targets` `[batch, classes]`: softmax cross-entropy, or binary
-    /// cross-entropy on per-class sigmoids (averaged over every element, as PyTorch does).
+    /// cross-entropy on per-class sigmoids (averaged over every element, as PyTorch does). For a regression
+    /// head, `logits` are the outputs and `targets` the (scaled) numbers, both `[batch, 1]`: MSE, or Huber.
     pub fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
         match self.output_kind {
+            OutputKind::Mse => logits.sub(targets).square().mean(),
+            OutputKind::Huber => {
+                // ½·min(|d|, 1)² + (|d| − min(|d|, 1)): ½d² within δ = 1, |d| − ½ beyond, one smooth formula.
+                let distance = logits.sub(targets).abs();
+                let near = distance.clone().clamp_max(1.0);
+                near.clone().square().mul_scalar(0.5).add(distance).sub(near).mean()
+            }
             OutputKind::Softmax => activation::log_softmax(logits, 1).mul(targets).sum_dim(1).mean().neg(),
             OutputKind::Sigmoid => {
                 // max(z, 0) − z·t + log(1 + e^−|z|): stable for large |z|.
@@ -260,11 +269,14 @@ impl Cnn {
         }
     }
 
-    /// Class probabilities for `logits`: softmax, or an independent sigmoid per class.
+    /// Class probabilities for `logits`: softmax, or an independent sigmoid per class (a regression head: the
+    /// outputs as they are).
     pub fn probabilities(&self, logits: Tensor<2>) -> Tensor<2> {
         match self.output_kind {
             OutputKind::Softmax => activation::softmax(logits, 1),
             OutputKind::Sigmoid => activation::sigmoid(logits),
+            // A regression head's outputs are its predictions.
+            OutputKind::Mse | OutputKind::Huber => logits,
         }
     }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::ImageShape;
 use crate::config::{Setting, TrainConfig};
 use crate::diagnose::Hint;
-use crate::snapshot::{Confusion, LayerInfo, MetricRow, Snapshot};
+use crate::snapshot::{Confusion, LayerInfo, MetricRow, RegressionEval, Snapshot};
 
 /// What the UI (or a test, or the command line) asks the worker to do. Sent over an unbounded channel: sending
 /// never blocks, and the worker drains every pending command before each step.
@@ -320,6 +320,8 @@ pub enum WorkerEvent {
     },
     /// The test split's confusion matrix, after every evaluation.
     Confusion(Box<Confusion>),
+    /// A regression head's test-split predictions against targets, after every evaluation.
+    Regression(Box<RegressionEval>),
     /// What happened in arm B of an A/B comparison, as the same events arm A sends: `Started` at the fork (the
     /// step it was taken at is the run's step), then its rows, snapshots, hints, divergence or failure.
     ArmB(Box<WorkerEvent>),

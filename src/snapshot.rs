@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::arch::{LayerKind, LayerSettings, OutputKind, Shape};
+use crate::arch::{Activation, LayerKind, LayerSettings, OutputKind, Shape};
+use crate::task::RegressionMetrics;
 
 /// Number of bins in every pre-activation histogram.
 pub const HISTOGRAM_BINS: usize = 64;
@@ -161,6 +162,40 @@ pub struct MetricRow {
     /// Per-layer statistics, layers with weights in input-to-output order; empty on steps that took none
     /// (they are taken with every snapshot, and every step in `convscope train`).
     pub stats: Vec<LayerStats>,
+    /// Regression only: MSE, MAE and R² over the recent training batches (the accuracies are then NaN).
+    #[serde(default)]
+    pub train_regression: Option<RegressionMetrics>,
+    /// Regression only: the same over the test split at `test_step`.
+    #[serde(default)]
+    pub test_regression: Option<RegressionMetrics>,
+}
+
+/// Most points a regression's scatter carries: enough to see its shape, few enough to send every evaluation.
+pub const MAX_SCATTER_POINTS: usize = 2000;
+
+/// A regression head's test-split evaluation: predictions against targets (in target units) for the scatter
+/// and the residuals, and how many outputs are pinned at an edge of the output activation's range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegressionEval {
+    /// The step whose weights were evaluated.
+    pub step: u64,
+    /// MSE, MAE and R² over the whole test split.
+    pub metrics: RegressionMetrics,
+    /// Targets of the points shown (every test example, or an even sample of at most [`MAX_SCATTER_POINTS`]).
+    pub targets: Vec<f32>,
+    /// The net's predictions for the same points.
+    pub predictions: Vec<f32>,
+    /// Whether each point's output is pinned: at an edge of the activation's range, its target beyond it.
+    pub pinned: Vec<bool>,
+    /// The share of all test outputs that are pinned.
+    pub pinned_share: f32,
+    /// The share of test targets the output activation cannot produce at all.
+    pub unreachable_share: f32,
+    /// The output layer's activation.
+    pub activation: Activation,
+    /// The activation's lowest and highest value, in target units (`None`: unbounded): where the floor and
+    /// ceiling lie on the scatter.
+    pub edges: (Option<f32>, Option<f32>),
 }
 
 /// What one layer with weights looked like during one step: the numbers behind "why isn't my net learning?".

@@ -66,6 +66,7 @@ impl TrainingView {
         self.step = self.step.max(b.step);
         self.confirmed_layers = b.confirmed_layers;
         self.confusion = b.confusion;
+        self.regression = b.regression;
         self.restored = None;
         // The plots and caches rebuild from the spliced rows.
         self.run_generation += 1;

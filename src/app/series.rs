@@ -88,7 +88,7 @@ fn merge(a: ([f64; 2], [f64; 2]), b: ([f64; 2], [f64; 2])) -> ([f64; 2], [f64; 2
 pub struct RunSeries {
     /// Batch loss per step.
     pub loss: Decimator,
-    /// Running training accuracy.
+    /// Running training accuracy (a regression's: R²).
     pub train_accuracy: Decimator,
     /// Test accuracy (carried forward between evaluations).
     pub test_accuracy: Decimator,
@@ -103,8 +103,11 @@ impl RunSeries {
     pub fn push(&mut self, row: &MetricRow) {
         let x = row.step as f64;
         self.loss.push([x, f64::from(row.loss)]);
-        self.train_accuracy.push([x, f64::from(row.train_accuracy)]);
-        self.test_accuracy.push([x, f64::from(row.test_accuracy)]);
+        // A regression's rows carry R² where a classifier's carry accuracy: the same plot, the same "higher is better".
+        let train = row.train_regression.map_or(row.train_accuracy, |m| m.r2);
+        let test = row.test_regression.map_or(row.test_accuracy, |m| m.r2);
+        self.train_accuracy.push([x, f64::from(train)]);
+        self.test_accuracy.push([x, f64::from(test)]);
         self.log_lr.push([x, row.lr.max(1e-30).log10()]);
         if self.log_grad_norms.len() < row.grad_norms.len() {
             self.log_grad_norms.resize_with(row.grad_norms.len(), Decimator::default);

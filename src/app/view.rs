@@ -136,6 +136,8 @@ pub struct TrainingView {
     pub current_run: Option<std::path::PathBuf>,
     /// The test split's confusion matrix at the last evaluation.
     pub confusion: Option<Box<crate::snapshot::Confusion>>,
+    /// A regression head's scatter, residuals and pinned share at the last evaluation.
+    pub regression: Option<Box<crate::snapshot::RegressionEval>>,
     /// Arm B of an A/B comparison (its own view, fed with the worker's `ArmB` events), while one runs.
     pub arm_b: Option<Box<TrainingView>>,
     /// The step arm B was forked at.
@@ -189,6 +191,7 @@ impl TrainingView {
             runs_dir: None,
             current_run: None,
             confusion: None,
+            regression: None,
             arm_b: None,
             fork_step: None,
         }
@@ -288,6 +291,7 @@ impl TrainingView {
                 self.step = self.step.max(step);
             }
             WorkerEvent::Confusion(confusion) => self.confusion = Some(confusion),
+            WorkerEvent::Regression(eval) => self.regression = Some(eval),
             WorkerEvent::ArmB(event) => self.arm_b_event(*event),
             WorkerEvent::ArmClosed(arm) => self.arm_closed(arm),
             event @ (WorkerEvent::Applied { command: Command::ChangeB(_), .. }
@@ -364,6 +368,7 @@ impl TrainingView {
         self.hints.clear();
         self.snapshot = None;
         self.confusion = None;
+        self.regression = None;
         self.step = 0;
         self.diverged = None;
         self.restored = None;
@@ -502,6 +507,8 @@ mod tests {
             elapsed_secs: step as f64,
             step_secs: step as f64,
             stats: Vec::new(),
+            train_regression: None,
+            test_regression: None,
         };
         for chunk in 0..30u64 {
             view.apply(WorkerEvent::Metrics((chunk * 10_000 + 1..=(chunk + 1) * 10_000).map(row).collect()));

@@ -24,6 +24,7 @@ use crate::app::panels::gradflow::GradientFlowPanel;
 use crate::app::panels::histograms::HistogramPanel;
 use crate::app::panels::layers::LayersPanel;
 use crate::app::panels::metrics::MetricsPanel;
+use crate::app::panels::regression::RegressionPanel;
 use crate::app::panels::run::RunPanel;
 use crate::app::panels::settings::SettingsPanel;
 use crate::app::panels::status::StatusBar;
@@ -69,6 +70,34 @@ pub struct State {
     pub histograms: HistogramPanel,
     /// The test split's confusion matrix.
     pub confusion: ConfusionPanel,
+    /// A regression's predictions against its targets.
+    pub regression: RegressionPanel,
+}
+
+impl State {
+    /// The centre column, top to bottom. A regression's scatter is its first question, right under the filters;
+    /// a classifier's confusion matrix comes last.
+    fn centre_panels(&mut self, regression: bool) -> [&mut dyn Panel; 6] {
+        if regression {
+            [
+                &mut self.filters,
+                &mut self.regression,
+                &mut self.curves,
+                &mut self.gradient_flow,
+                &mut self.histograms,
+                &mut self.metrics,
+            ]
+        } else {
+            [
+                &mut self.filters,
+                &mut self.curves,
+                &mut self.gradient_flow,
+                &mut self.histograms,
+                &mut self.metrics,
+                &mut self.confusion,
+            ]
+        }
+    }
 }
 
 /// Opens a recorded run: the link that replays it (and can continue it), and what to tell the user.
@@ -376,15 +405,7 @@ impl ConvscopeApp {
         });
         egui::CentralPanel::default().show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("centre-scroll").show(ui, |ui| {
-                let centre: [&mut dyn Panel; 6] = [
-                    &mut state.filters,
-                    &mut state.curves,
-                    &mut state.gradient_flow,
-                    &mut state.histograms,
-                    &mut state.metrics,
-                    &mut state.confusion,
-                ];
-                for (index, panel) in centre.into_iter().enumerate() {
+                for (index, panel) in state.centre_panels(view.config.task.is_regression()).into_iter().enumerate() {
                     if index > 0 {
                         ui.separator();
                     }

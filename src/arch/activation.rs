@@ -103,6 +103,20 @@ impl Activation {
         }
     }
 
+    /// The smallest and largest value `f` can give (`None`: unbounded on that side). A regression output
+    /// "pinned" at such an edge gives no gradient to move it back when its target lies beyond.
+    pub fn range(self) -> (Option<f64>, Option<f64>) {
+        match self {
+            Activation::Relu | Activation::Softplus => (Some(0.0), None),
+            Activation::Sigmoid => (Some(0.0), Some(1.0)),
+            Activation::Tanh => (Some(-1.0), Some(1.0)),
+            Activation::Elu => (Some(-ELU_ALPHA), None),
+            // GELU's minimum, x·Φ(x) at x ≈ −0.7518.
+            Activation::Gelu => (Some(-0.169_971), None),
+            Activation::LeakyRelu | Activation::Identity => (None, None),
+        }
+    }
+
     /// `f′(x)`. At ReLU's kink the derivative is taken as 0, as the autodiff kernels do.
     pub fn df(self, x: f64) -> f64 {
         match self {
@@ -254,7 +268,7 @@ impl fmt::Display for Init {
     }
 }
 
-/// The output layer and its loss.
+/// The output layer and its loss: two heads for classes, two losses for a number (regression).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutputKind {
@@ -263,23 +277,38 @@ pub enum OutputKind {
     Softmax,
     /// An independent sigmoid per class with binary cross-entropy against the one-hot target.
     Sigmoid,
+    /// Regression: one output (after the output layer's own activation) with mean squared error.
+    Mse,
+    /// Regression: one output with the Huber loss (δ = 1): squared near the target, linear far from it, so a few
+    /// wild targets pull less.
+    Huber,
 }
 
 impl OutputKind {
+    /// Every head, in the order the UI lists them.
+    pub const ALL: [OutputKind; 4] = [OutputKind::Softmax, OutputKind::Sigmoid, OutputKind::Mse, OutputKind::Huber];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             OutputKind::Softmax => "softmax",
             OutputKind::Sigmoid => "sigmoid",
+            OutputKind::Mse => "mse",
+            OutputKind::Huber => "huber",
         }
+    }
+
+    /// Whether the head predicts a number (one output, a regression loss) rather than classes.
+    pub fn is_regression(self) -> bool {
+        matches!(self, OutputKind::Mse | OutputKind::Huber)
     }
 }
 
 /// The live settings of a layer with weights: what can change between two steps.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LayerSettings {
-    /// The nonlinearity after the (normalised) pre-activation. Always identity on the output layer,
-    /// whose softmax / sigmoid belongs to the loss.
+    /// The nonlinearity after the (normalised) pre-activation. Identity on a classifier's output layer,
+    /// whose softmax / sigmoid belongs to the loss; a regression head's output activation is a free choice.
     pub activation: Activation,
     /// Whether the bias is added.
     pub bias: bool,

@@ -61,7 +61,12 @@ impl ArchSpec {
             in_shape: shape,
             out_shape: Shape::Flat(classes),
             settings: Some(LayerSettings {
-                activation: Activation::Identity,
+                // A classifier's softmax / sigmoid belongs to its loss; a regression head's activation is a choice.
+                activation: if defaults.output.is_regression() {
+                    defaults.output_activation
+                } else {
+                    Activation::Identity
+                },
                 bias: defaults.bias,
                 batch_norm: false,
                 init: defaults.init.unwrap_or(Init::Xavier),
@@ -169,6 +174,8 @@ pub struct LayerDefaults {
     pub init: Option<Init>,
     /// The output layer and its loss.
     pub output: OutputKind,
+    /// The output layer's activation when `output` is a regression head (identity, ReLU, sigmoid…).
+    pub output_activation: Activation,
 }
 
 impl Default for LayerDefaults {
@@ -180,6 +187,7 @@ impl Default for LayerDefaults {
             batch_norm: false,
             init: None,
             output: OutputKind::Softmax,
+            output_activation: Activation::Identity,
         }
     }
 }

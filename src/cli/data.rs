@@ -24,6 +24,11 @@ pub struct DataFlags {
     /// Number of classes, for label files without a standard name whose labels are not 0..K−1.
     #[arg(long, value_name = "K", requires = "data")]
     pub classes: Option<usize>,
+    /// Regression targets for --task regression:file: a CSV of `index,target` rows (a header is optional),
+    /// one per example, indices counting the training part first, then the test part (the embedded subset:
+    /// 0–7999 train, 8000–9999 test).
+    #[arg(long, value_name = "FILE.csv")]
+    pub targets: Option<PathBuf>,
 }
 
 impl DataFlags {
@@ -36,13 +41,24 @@ impl DataFlags {
     /// Loads `--data` (whatever its format), or the embedded subset; reports what was loaded and skipped on
     /// stderr. The train/test split of a data set without a test part is seeded with `seed`.
     pub fn load(&self, seed: u64) -> Result<DataSplit, Failure> {
-        let Some(path) = &self.data else { return embedded() };
-        let options = LoadOptions { classes: self.classes, seed, image_size: self.image_size, channels: self.channels };
-        let loaded = data::load_path(path, &options)
-            .with_context(|| format!("could not load --data {}", path.display()))
-            .map_err(Failure::bad_input)?;
-        report(&loaded, path);
-        Ok(loaded.split)
+        let mut split = match &self.data {
+            None => embedded()?,
+            Some(path) => {
+                let options =
+                    LoadOptions { classes: self.classes, seed, image_size: self.image_size, channels: self.channels };
+                let loaded = data::load_path(path, &options)
+                    .with_context(|| format!("could not load --data {}", path.display()))
+                    .map_err(Failure::bad_input)?;
+                report(&loaded, path);
+                loaded.split
+            }
+        };
+        if let Some(targets) = &self.targets {
+            data::targets::attach_targets(&mut split, targets)
+                .context("could not read --targets")
+                .map_err(Failure::bad_input)?;
+        }
+        Ok(split)
     }
 }
 

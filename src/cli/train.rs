@@ -119,8 +119,20 @@ struct TrainSummary {
     /// Mean loss over the last (up to) 50 steps (null when no step ran).
     train_loss: Option<f32>,
     train_accuracy: f32,
-    /// Over the whole test split, after the last step.
+    /// Over the whole test split, after the last step (NaN, written null, for a regression).
     test_accuracy: f32,
+    /// Regression only: R², mean absolute and mean squared error over the whole test split after the last step,
+    /// in target units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_r2: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_mae: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_mse: Option<f32>,
+    /// Regression only: the share of test outputs pinned at an edge of the output activation's range while
+    /// their target lies beyond it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_pinned: Option<f32>,
     images_per_sec: f64,
     seconds: f64,
     threads: usize,
@@ -299,10 +311,11 @@ fn train_loop(
         }
         if step % 10 == 0 || step == last {
             let rate = ((step - first) * batch) as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.3} test {:.3} {rate:.0} img/s",
-                row.loss, row.train_accuracy, row.test_accuracy
-            ));
+            let figures = match (row.train_regression, row.test_regression) {
+                (Some(train), test) => format!("R² {:.3} test {:.3}", train.r2, test.map_or(f32::NAN, |t| t.r2)),
+                (None, _) => format!("acc {:.3} test {:.3}", row.train_accuracy, row.test_accuracy),
+            };
+            bar.set_message(format!("loss {:.4} {figures} {rate:.0} img/s", row.loss));
         }
         bar.set_position(step - first);
         last_snapshot = snapshot.or(last_snapshot);
@@ -347,6 +360,10 @@ fn summarize(
         train_loss: (done > 0).then(|| driver.recent_loss()),
         train_accuracy,
         test_accuracy: driver.trainer().test_accuracy(),
+        test_r2: driver.trainer().test_regression().map(|m| m.r2),
+        test_mae: driver.trainer().test_regression().map(|m| m.mae),
+        test_mse: driver.trainer().test_regression().map(|m| m.mse),
+        test_pinned: driver.trainer().regression_eval().map(|e| e.pinned_share),
         images_per_sec: (done * batch) as f64 / seconds.max(1e-9),
         seconds,
         threads: rayon::current_num_threads(),

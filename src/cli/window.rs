@@ -99,7 +99,14 @@ fn check_before_opening(args: &WindowArgs) -> Result<Arc<crate::data::DataSplit>
     crate::train::check_threads(args.threads).map_err(Failure::bad_input)?;
     crate::budget::set_max_memory(args.max_memory);
     let checked = resolve_config(&args.flags, TrainConfig::default())?;
-    let data = Arc::new(embedded()?);
+    if args.data.targets.is_some() && args.data.data.is_some() {
+        let error = anyhow::anyhow!(
+            "--targets with --data works in `convscope train` and `compare`; the window attaches --targets to the embedded digits only (leave out --data)"
+        );
+        return Err(Failure::bad_input(error));
+    }
+    // The embedded digits, with --targets attached when given.
+    let data = Arc::new(if args.data.data.is_none() { args.data.load(checked.seed)? } else { embedded()? });
     if args.data.data.is_none() {
         let plan = checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
         crate::train::check_memory(&plan, &checked).map_err(Failure::bad_input)?;

@@ -42,6 +42,8 @@ pub struct Dataset {
     classes: usize,
     class_names: Vec<String>,
     source: String,
+    /// A number per item for regression, when read from a targets file (`None`: labels only).
+    targets: Option<Vec<f32>>,
 }
 
 /// A training set and the test set it is measured against.
@@ -95,7 +97,7 @@ impl Dataset {
             return Err(DataError::ClassNamesMismatch { source_name: source, names: class_names.len(), classes });
         }
         check_labels(&labels, classes, &source)?;
-        Ok(Self { images, labels, shape, classes, class_names, source })
+        Ok(Self { images, labels, shape, classes, class_names, source, targets: None })
     }
 
     pub fn len(&self) -> usize {
@@ -138,6 +140,16 @@ impl Dataset {
         &self.images
     }
 
+    /// Each item's regression target, when a targets file gave them.
+    pub fn targets(&self) -> Option<&[f32]> {
+        self.targets.as_deref()
+    }
+
+    /// Attaches one regression target per item (the caller checked the count).
+    pub(crate) fn set_targets(&mut self, targets: Vec<f32>) {
+        self.targets = Some(targets);
+    }
+
     /// Where the data came from, for messages.
     pub fn source(&self) -> &str {
         &self.source
@@ -166,7 +178,8 @@ impl Dataset {
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         // Reordering in place and then moving only the test part out keeps the peak at about 1.2× the
         // images instead of the 2× that copying both parts would cost (CIFAR-10 alone is 150 MB).
-        let Self { mut images, mut labels, shape, classes, class_names, source } = self;
+        // Targets are attached to a split, never before one (they are indexed train first, then test).
+        let Self { mut images, mut labels, shape, classes, class_names, source, targets: _ } = self;
         let pixels = shape.pixels();
         gather_in_place(&mut images, &mut labels, &order, pixels, &source)?;
         let test_bytes = test_len.saturating_mul(pixels);
@@ -181,8 +194,10 @@ impl Dataset {
             classes,
             class_names: class_names.clone(),
             source: format!("{source} (held-out test split)"),
+            targets: None,
         };
-        let train = Self { images, labels, shape, classes, class_names, source: format!("{source} (train split)") };
+        let source = format!("{source} (train split)");
+        let train = Self { images, labels, shape, classes, class_names, source, targets: None };
         Ok(DataSplit { train, test })
     }
 }

@@ -180,4 +180,13 @@ pub enum DataError {
 
     #[error("{}: cannot use the image: {reason}", path.display())]
     BadImage { path: PathBuf, reason: String },
+
+    #[error("{}: line {line}: {problem}", path.display())]
+    TargetLine { path: PathBuf, line: usize, problem: String },
+
+    #[error(
+        "{}: gives no target for {missing} of the {total} examples (indices {listed}) — every example needs one row `index,target` (indices count the training part first, then the test part)",
+        path.display()
+    )]
+    TargetsMissing { path: PathBuf, missing: usize, total: usize, listed: String },
 }

@@ -16,6 +16,7 @@ pub mod idx;
 pub mod idx_dir;
 mod listing;
 pub mod report;
+pub mod targets;
 #[cfg(test)]
 pub(crate) mod test_support;
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub const SATURATED_SHARE: f32 = 0.5;
 pub const UPDATE_RATIO_TARGET: f32 = 1e-3;
 /// …and how many times off it (either way) counts as far.
 pub const UPDATE_RATIO_FAR: f32 = 100.0;
+/// Output range: at least this share of a regression's training targets out of the output activation's reach.
+pub const OUTPUT_RANGE_SHARE: f32 = 0.05;
 /// Plateau: the mean loss of the last [`HINT_WINDOW`] steps fell by less than this share against the window
 /// before…
 pub const PLATEAU_MIN_DROP: f32 = 0.01;
@@ -46,6 +48,8 @@ pub enum Rule {
     UpdateRatio,
     /// The loss stopped falling well before the net is good.
     Plateau,
+    /// A regression's targets lie outside what its output activation can produce.
+    OutputRange,
 }
 
 impl Rule {
@@ -58,6 +62,7 @@ impl Rule {
             Rule::Exploding => "exploding",
             Rule::UpdateRatio => "update-ratio",
             Rule::Plateau => "plateau",
+            Rule::OutputRange => "output-range",
         }
     }
 }
@@ -81,7 +86,7 @@ impl Hint {
 
 /// Every rule, in the order their hints are listed.
 pub const RULES: &[fn(&Facts) -> Option<Hint>] =
-    &[dead_relu, saturation, vanishing_gradients, exploding, update_ratio, plateau];
+    &[output_range, dead_relu, saturation, vanishing_gradients, exploding, update_ratio, plateau];
 
 /// Runs every rule over `rows` (oldest first; only the last few hundred matter) for the net described by
 /// `layers` (all layers, as the worker lists them). Returns the hints that fire, most specific cause first.
@@ -238,18 +243,52 @@ fn plateau(facts: &Facts) -> Option<Hint> {
     let mean_loss = |rows: &[MetricRow]| rows.iter().map(|r| r.loss).sum::<f32>() / rows.len().max(1) as f32;
     let before = mean_loss(&rows[rows.len() - 2 * HINT_WINDOW..rows.len() - HINT_WINDOW]);
     let now = mean_loss(facts.recent);
-    let accuracy = facts.recent.last().map_or(f32::NAN, |r| r.train_accuracy);
+    // A regression rests when its R² is as good as a classifier's accuracy would need to be.
+    let last = facts.recent.last();
+    let (accuracy, figure) = match last.and_then(|r| r.train_regression) {
+        Some(m) => (m.r2, format!("training R² at {:.2}", m.r2)),
+        None => {
+            let accuracy = last.map_or(f32::NAN, |r| r.train_accuracy);
+            (accuracy, format!("training accuracy at {}", percent(accuracy)))
+        }
+    };
     let stalled = before.is_finite() && now.is_finite() && now > (1.0 - PLATEAU_MIN_DROP) * before;
     (stalled && accuracy < PLATEAU_ACCURACY).then(|| Hint {
         rule: Rule::Plateau,
         layer: None,
         sentence: format!(
-            "the loss has not fallen over the last {} steps (from {before:.3} to {now:.3}) with training accuracy at {} — see the other hints, or change the learning rate (now {})",
+            "the loss has not fallen over the last {} steps (from {before:.3} to {now:.3}) with {figure} — see the other hints, or change the learning rate (now {})",
             2 * HINT_WINDOW,
-            percent(accuracy),
             facts.lr
         ),
     })
+}
+
+/// Output range: a regression whose targets the output activation cannot produce (ReLU and negative targets,
+/// sigmoid and targets outside 0…1), with the share of outputs already pinned at that edge.
+fn output_range(facts: &Facts) -> Option<Hint> {
+    let metrics = facts.recent.last()?.train_regression?;
+    if metrics.unreachable < OUTPUT_RANGE_SHARE {
+        return None;
+    }
+    let output = facts.layers[facts.output()];
+    let activation = output.activation;
+    let range = match activation.range() {
+        (Some(low), Some(high)) => format!("{low}…{high}"),
+        (Some(low), None) => format!("only values ≥ {low}"),
+        (None, Some(high)) => format!("only values ≤ {high}"),
+        (None, None) => "any value".to_owned(),
+    };
+    Some(Hint::about(
+        Rule::OutputRange,
+        output.name,
+        format!(
+            "{}: {} of the targets (as the net learns them) lie outside what its {activation} output can produce ({range}), and {} of its outputs are pinned at that edge, where {activation} passes no gradient back — use an identity output (--output-activation identity), or an activation whose range holds the targets",
+            output.name,
+            percent(metrics.unreachable),
+            percent(metrics.pinned),
+        ),
+    ))
 }
 
 /// Whether a hidden layer is dead or saturated enough for its own hint: then tiny updates are a symptom.
@@ -312,6 +351,8 @@ mod tests {
                 elapsed_secs: 0.0,
                 step_secs: 0.0,
                 stats: vec![stats(update_ratio); 2],
+                train_regression: None,
+                test_regression: None,
             })
             .collect()
     }

@@ -8,6 +8,7 @@ use crate::model::Hook;
 use crate::snapshot::{FloatArray, HISTOGRAM_BINS, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::{self, HostLayer};
+use crate::train::targets::Regression;
 use crate::train::tensors::{make_batch, weight_array};
 use crate::train::trainer::Trainer;
 
@@ -30,8 +31,14 @@ impl Trainer {
                 } else {
                     self.last_indices.clone()
                 };
-                let (images, _, _) =
-                    make_batch(&self.data.train, &indices, &self.normalization, None, self.plan.classes, &self.device)?;
+                let (images, _, _) = make_batch(
+                    &self.data.train,
+                    &indices,
+                    &self.normalization,
+                    None,
+                    self.train_targets(),
+                    &self.device,
+                )?;
                 let (_, trace) = self.model.valid().forward_traced(images.inner());
                 stats::read_trace(&self.model, trace)?.0
             }
@@ -96,7 +103,7 @@ impl Trainer {
             }
             None => {
                 let (image, _, labels) =
-                    make_batch(test, &[index], &self.normalization, None, self.plan.classes, &self.device)?;
+                    make_batch(test, &[index], &self.normalization, None, self.test_targets(), &self.device)?;
                 (image, labels.first().map(|&l| l as usize), None)
             }
         };
@@ -117,9 +124,18 @@ impl Trainer {
                 .push(FloatArray::new(shape, readback("probe maps", post.into_data())?).unwrap_or_default());
         }
         let predicted = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
-        let attributed_class = label.or(predicted);
-        let (input_grad, activation_grads) = match attributed_class {
-            Some(class) => self.attribution(image, class, &post_activations)?,
+        // A regression's loss is taken against the probe's own target; a classifier's against its class.
+        let (attributed_class, target) = match &self.regression {
+            Some(regression) => {
+                (None, Some(self.regression_probe_target(regression, own_image.is_some(), &probabilities)))
+            }
+            None => {
+                let class = label.or(predicted);
+                (class, class.map(|class| self.one_hot(class)))
+            }
+        };
+        let (input_grad, activation_grads) = match target {
+            Some(target) => self.attribution(image, target, &post_activations)?,
             None => (None, Vec::new()),
         };
         let shape = test.shape();
@@ -135,6 +151,18 @@ impl Trainer {
             activation_grads,
             attributed_class,
         })
+    }
+
+    /// The probe's regression target `[1, 1]` in the net's units: the test image's own. An image of the user's
+    /// has none, so the target is put one unit below the output: the loss's gradient is then a fixed multiple of
+    /// ∂output/∂input, the maps show what moves the prediction.
+    fn regression_probe_target(&self, regression: &Regression, own_image: bool, outputs: &[f32]) -> Tensor<2> {
+        let output = outputs.first().copied().unwrap_or(0.0);
+        let target = match regression.targets.test.get(self.config.probe_index) {
+            Some(&target) if !own_image => regression.targets.scale.to_model(target),
+            _ => output - 1.0,
+        };
+        Tensor::<2>::from_data(TensorData::new(vec![target], [1, 1]), &self.device)
     }
 
     /// The one-hot target `[1, classes]` of `class`, on the training device.
@@ -159,19 +187,18 @@ impl Trainer {
     }
 
     /// ∂loss/∂input and every layer's ∂loss/∂activation for one image `[1, c, h, w]` (on the training device),
-    /// the loss taken against `class`, from one backward pass through the net in inference mode (batch-norm on
+    /// the loss taken against `target` (one-hot, or a regression's number), from one backward pass through the net in inference mode (batch-norm on
     /// its running statistics, as the probe's maps are). Shapes follow `maps`.
     fn attribution(
         &self,
         image: Tensor<4>,
-        class: usize,
+        target: Tensor<2>,
         maps: &[FloatArray],
     ) -> Result<(Option<FloatArray>, Vec<FloatArray>), TrainError> {
         // Frozen: no parameter takes part, and batch-norm takes its inference path on the training device.
         let model = self.model.clone().freeze();
         let image = image.detach().require_grad();
         let (logits, trace) = model.forward_hooked(image.clone());
-        let target = self.one_hot(class);
         let grads = model.loss(logits, target).backward();
         let input_shape = image.dims()[1..].to_vec();
         let input_grad = match image.grad(&grads) {

@@ -164,7 +164,10 @@ impl Driver {
                 let mut warnings: Vec<String> = warnings.iter().map(ToString::to_string).collect();
                 if self.evaluation_due() {
                     match self.evaluate() {
-                        Ok(accuracy) => (row.test_accuracy, row.test_step) = (accuracy, row.step),
+                        Ok(accuracy) => {
+                            (row.test_accuracy, row.test_step) = (accuracy, row.step);
+                            row.test_regression = self.trainer.test_regression();
+                        }
                         Err(error) => warnings.push(format!(
                             "evaluating the test split failed: {error}; the test accuracy shown is from step {}",
                             self.last_eval.0

@@ -93,6 +93,11 @@ pub enum TrainError {
         /// The data's image shape.
         shape: ImageShape,
     },
+    /// A regression task from a targets file, but the data came without one.
+    #[error(
+        "the task regression:file takes its targets from a CSV, but none was given: add --targets FILE.csv (rows `index,target`), or pick regression:slant or regression:ink"
+    )]
+    NoTargets,
     /// "Restore" was asked for before any healthy state was kept.
     #[error("no healthy state is kept yet: one is taken every {every} steps while training is healthy")]
     NoHealthyState {

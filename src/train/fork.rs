@@ -52,6 +52,7 @@ impl Trainer {
             // A fault test's injected panic belongs to the arm it was injected into.
             panic_at: None,
             confusion: self.confusion.clone(),
+            regression: self.regression.clone(),
         })
     }
 }

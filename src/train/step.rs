@@ -12,7 +12,7 @@ use crate::model::{Trace, WeightedLayer};
 use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::error::{TrainError, readback};
 use crate::train::stats;
-use crate::train::tensors::{count_correct, make_batch};
+use crate::train::tensors::{BatchTargets, count_correct, make_batch};
 use crate::train::trainer::{HEALTHY_EVERY, HealthyState, TRAIN_ACCURACY_WINDOW, Trainer};
 
 /// A finite loss counts as exploding when it is this many times the run's starting loss…
@@ -117,8 +117,12 @@ impl Trainer {
         let started = Instant::now();
         let shift = Shift { max_pixels: self.config.augment_shift };
         let augment = (shift.max_pixels > 0).then_some((&shift, &mut self.shift_rng));
+        let batch_targets = match &self.regression {
+            Some(r) => BatchTargets::Values(&r.targets.train, r.targets.scale),
+            None => BatchTargets::OneHot(self.plan.classes),
+        };
         let (images, targets, labels) =
-            make_batch(&self.data.train, indices, &self.normalization, augment, self.plan.classes, &self.device)?;
+            make_batch(&self.data.train, indices, &self.normalization, augment, batch_targets, &self.device)?;
         // Batch-norm updates its running statistics during the forward pass: keep them, so a step that turns
         // out to diverge leaves no trace (NaN statistics would poison every later evaluation).
         let saved_statistics: Vec<(Tensor<1>, Tensor<1>)> = self
@@ -138,7 +142,7 @@ impl Trainer {
         };
         let loss = self.model.loss(logits.clone(), targets);
         let loss_value = readback("the loss", loss.clone().into_data())?.first().copied().unwrap_or(f32::NAN);
-        let correct = count_correct(&readback("the logits", logits.into_data())?, &labels, self.plan.classes);
+        let outputs = readback("the logits", logits.into_data())?;
         let grads = loss.backward();
         let gradients = Gradients::measure(&self.model.layers, &grads, &self.device)?;
         if self.diverges(loss_value, &gradients) {
@@ -166,10 +170,19 @@ impl Trainer {
         self.last_grads = gradients.weights;
         self.last_grad_norms.clone_from(&gradients.norms);
         self.last_loss = loss_value;
-        if self.recent_accuracy.len() == TRAIN_ACCURACY_WINDOW {
-            self.recent_accuracy.pop_front();
+        match self.regression.as_mut() {
+            Some(regression) => {
+                let output = self.model.layers.last().map(|l| l.settings.activation);
+                let activation = output.unwrap_or(crate::arch::Activation::Identity);
+                regression.record_batch(&outputs, indices, activation, TRAIN_ACCURACY_WINDOW);
+            }
+            None => {
+                if self.recent_accuracy.len() == TRAIN_ACCURACY_WINDOW {
+                    self.recent_accuracy.pop_front();
+                }
+                self.recent_accuracy.push_back((count_correct(&outputs, &labels, self.plan.classes), labels.len()));
+            }
         }
-        self.recent_accuracy.push_back((correct, labels.len()));
         let spent = started.elapsed().as_secs_f64();
         self.elapsed_secs += spent;
         self.step_secs += spent;
@@ -240,6 +253,8 @@ impl Trainer {
             elapsed_secs: self.elapsed_secs,
             step_secs: self.step_secs,
             stats,
+            train_regression: self.train_regression(),
+            test_regression: self.test_regression(),
         };
         StepOutcome::Updated { row, snapshot, warnings }
     }

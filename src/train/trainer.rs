@@ -25,7 +25,8 @@ use crate::snapshot::{Confusion, ConfusionExample, FloatArray, LayerInfo};
 use crate::train::device::autodiff_device;
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::UnitTracker;
-use crate::train::tensors::{make_batch, predictions, weight_array};
+use crate::train::targets::Regression;
+use crate::train::tensors::{BatchTargets, make_batch, predictions, weight_array};
 
 /// How often (in steps) a healthy state — weights and optimiser state — is kept for "restore".
 pub const HEALTHY_EVERY: u64 = 25;
@@ -75,6 +76,8 @@ pub struct Trainer {
     pub(crate) panic_at: Option<u64>,
     /// The test split's confusion matrix at the last evaluation.
     pub(crate) confusion: Option<Confusion>,
+    /// A regression head's targets and measured errors (`None` for classification).
+    pub(crate) regression: Option<Regression>,
 }
 
 /// A copy of the net from a healthy moment, to go back to after a divergence.
@@ -117,7 +120,9 @@ impl Trainer {
         let normalization =
             if config.normalize { Normalization::from_dataset(&data.train) } else { Normalization::none() };
         let sampler = BatchSampler::new(data.train.len(), config.seed);
+        let regression = Regression::for_task(config.task, &data, config.standardize_targets)?;
         let mut trainer = Trainer {
+            regression,
             optimizer: build_optimizer(&config),
             shift_rng: ChaCha8Rng::seed_from_u64(config.seed ^ SHIFT_SEED_SALT),
             plan,
@@ -345,9 +350,29 @@ impl Trainer {
         Ok(healthy.step)
     }
 
+    /// What the training split's batches carry as targets: one-hot classes, or the regression's numbers.
+    pub(crate) fn train_targets(&self) -> BatchTargets<'_> {
+        match &self.regression {
+            Some(regression) => BatchTargets::Values(&regression.targets.train, regression.targets.scale),
+            None => BatchTargets::OneHot(self.plan.classes),
+        }
+    }
+
+    /// The same for the test split.
+    pub(crate) fn test_targets(&self) -> BatchTargets<'_> {
+        match &self.regression {
+            Some(regression) => BatchTargets::Values(&regression.targets.test, regression.targets.scale),
+            None => BatchTargets::OneHot(self.plan.classes),
+        }
+    }
+
     /// Accuracy over the whole test split with the current weights (batch-norm in inference mode); the
-    /// confusion matrix of the same pass is kept for [`Trainer::confusion`].
+    /// confusion matrix of the same pass is kept for [`Trainer::confusion`]. A regression head's figures are
+    /// kept for [`Trainer::regression_eval`] instead, and the accuracy is NaN.
     pub fn evaluate(&mut self) -> Result<f32, TrainError> {
+        if self.regression.is_some() {
+            return self.evaluate_regression();
+        }
         let started = Instant::now();
         let model = self.model.valid();
         let test = &self.data.test;
@@ -355,7 +380,7 @@ impl Trainer {
         let all: Vec<usize> = (0..test.len()).collect();
         for chunk in all.chunks(EVAL_BATCH) {
             let (images, _, labels) =
-                make_batch(test, chunk, &self.normalization, None, self.plan.classes, &self.device)?;
+                make_batch(test, chunk, &self.normalization, None, self.test_targets(), &self.device)?;
             let logits = readback("the test logits", model.forward(images.inner()).into_data())?;
             for ((&index, &label), predicted) in chunk.iter().zip(&labels).zip(predictions(&logits, self.plan.classes))
             {
@@ -376,6 +401,23 @@ impl Trainer {
         Ok(self.test_accuracy)
     }
 
+    fn evaluate_regression(&mut self) -> Result<f32, TrainError> {
+        let started = Instant::now();
+        let model = self.model.valid();
+        let test = &self.data.test;
+        let all: Vec<usize> = (0..test.len()).collect();
+        let mut outputs = Vec::with_capacity(all.len());
+        for chunk in all.chunks(EVAL_BATCH) {
+            let (images, _, _) = make_batch(test, chunk, &self.normalization, None, self.test_targets(), &self.device)?;
+            outputs.extend(readback("the test outputs", model.forward(images.inner()).into_data())?);
+        }
+        self.keep_regression_eval(&outputs);
+        self.test_accuracy = f32::NAN;
+        self.test_step = self.step;
+        self.elapsed_secs += started.elapsed().as_secs_f64();
+        Ok(self.test_accuracy)
+    }
+
     /// The confusion matrix of the last evaluation, if there was one since the net was built.
     pub fn confusion(&self) -> Option<&Confusion> {
         self.confusion.as_ref()
@@ -385,7 +427,7 @@ impl Trainer {
     /// when on, uses the batch's statistics as in training). For finite-difference checks.
     pub fn batch_loss(&self, indices: &[usize]) -> Result<f32, TrainError> {
         let (images, targets, _) =
-            make_batch(&self.data.train, indices, &self.normalization, None, self.plan.classes, &self.device)?;
+            make_batch(&self.data.train, indices, &self.normalization, None, self.train_targets(), &self.device)?;
         let loss = self.model.loss(self.model.forward(images), targets);
         Ok(readback("the loss", loss.into_data())?.first().copied().unwrap_or(f32::NAN))
     }

@@ -342,6 +342,11 @@ fn every_preset_opens_as_an_a_b_run_with_its_other_arm_in_b() {
             Switch::LearningRate(lr) => cb.lr == lr && ca.lr != lr,
             Switch::Bias => hidden_b.bias && !a.trainer().model().layers[0].settings.bias,
             Switch::Output(kind) => cb.output == kind && ca.output != kind,
+            Switch::OutputActivation(activation) => {
+                let output =
+                    |d: &convscope::train::Driver| d.trainer().model().layers[weighted - 1].settings.activation;
+                output(&b) == activation && output(&a) != activation && cb.output_activation == activation
+            }
         };
         assert!(knob_in_b, "{}: arm B has the other arm's change", preset.name);
         // The rate changes only the update, and a bias switched on starts at zero: the first loss is shared.

@@ -82,7 +82,11 @@ impl Panel for CurvesPanel {
     fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
         header(ui, "Activation curves", &mut self.help, HELP);
         self.last_curves.clear();
-        let hidden: Vec<_> = view.layers.iter().filter(|l| l.weighted_index.is_some() && !l.output).collect();
+        // A regression head's activation is a choice worth seeing (ReLU's floor under its inputs); a classifier's
+        // belongs to the loss.
+        let regression = view.config.output.is_regression();
+        let hidden: Vec<_> =
+            view.layers.iter().filter(|l| l.weighted_index.is_some() && (!l.output || regression)).collect();
         if hidden.is_empty() {
             ui.label("Waiting for the net…");
             return;

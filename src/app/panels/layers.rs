@@ -10,7 +10,7 @@ use crate::app::view::TrainingView;
 use crate::arch::{Activation, LayerKind, OutputKind};
 use crate::config::Setting;
 use crate::diagnose::{HINT_WINDOW, median};
-use crate::snapshot::{LayerSnapshot, LayerStats};
+use crate::snapshot::{LayerSnapshot, LayerStats, RegressionEval};
 
 const HELP: &str = "Each row is a layer, input at the top. Switch a layer's activation, bias or batch-norm at any \
 time: the weights stay exactly as they are and the next step uses the new setting (watch the curves and the \
@@ -76,26 +76,18 @@ impl LayersPanel {
                 })
                 .response
                 .on_hover_text(format!("{}: output {} per example", info.name, info.out_shape));
-                let (Some(index), Some(mut settings)) = (info.weighted_index, info.settings) else {
+                let (Some(index), Some(settings)) = (info.weighted_index, info.settings) else {
                     ui.label(RichText::new(if matches!(info.kind, LayerKind::Pool { .. }) { "max" } else { "" }).small());
                     ui.end_row();
                     continue;
                 };
-                if info.output {
+                if info.output && output_kind.is_regression() {
+                    regression_output_ui(ui, &info.name, index, settings.activation, output_kind, out);
+                } else if info.output {
                     output_ui(ui, &info.name, output_kind, out);
                 } else {
-                    let before = settings.activation;
-                    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(before.name()).width(70.0).show_ui(ui, |ui| {
-                        for activation in Activation::ALL {
-                            ui.selectable_value(&mut settings.activation, activation, activation.name());
-                        }
-                    });
-                    let label = format!("{} activation", info.name);
-                    combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
-                    combo.response.on_hover_text("Switch this layer's nonlinearity; the weights are kept and the next step uses it.");
-                    if settings.activation != before {
-                        out.change(Setting::Activation { layer: index, activation: settings.activation });
-                    }
+                    let hover = "Switch this layer's nonlinearity; the weights are kept and the next step uses it.";
+                    activation_ui(ui, &info.name, index, settings.activation, hover, out);
                 }
                 let mut bias = settings.bias;
                 let r = ui.checkbox(&mut bias, "").on_hover_text("Add the layer's bias. Off keeps its value frozen until it is switched back on.");
@@ -112,14 +104,19 @@ impl LayersPanel {
                     out.change(Setting::BatchNorm { layer: index, enabled: norm });
                 }
                 let shown = snapshot.as_ref().and_then(|s| s.layers.iter().find(|l| l.name == info.name));
-                if narrow {
-                    ui.vertical(|ui| {
-                        ranges_ui(ui, shown);
-                        health_ui(ui, &info.name, index, &history);
-                    });
-                } else {
+                // A regression head's health is how many of its outputs are pinned at its activation's edge.
+                let pinned = view.regression.as_deref().filter(|_| info.output);
+                let figures = |ui: &mut egui::Ui| {
                     ranges_ui(ui, shown);
-                    health_ui(ui, &info.name, index, &history);
+                    match pinned {
+                        Some(eval) => pinned_ui(ui, &info.name, eval),
+                        None => health_ui(ui, &info.name, index, &history),
+                    }
+                };
+                if narrow {
+                    ui.vertical(figures);
+                } else {
+                    figures(ui);
                 }
                 ui.end_row();
             }
@@ -164,6 +161,73 @@ fn output_ui(ui: &mut egui::Ui, name: &str, current: OutputKind, out: &mut Outbo
     if chosen != current {
         out.change(Setting::Output(chosen));
     }
+}
+
+/// The picker of a layer's activation; a change is sent as a live setting.
+fn activation_ui(ui: &mut egui::Ui, name: &str, index: usize, current: Activation, hover: &str, out: &mut Outbox) {
+    let mut chosen = current;
+    let combo = egui::ComboBox::from_id_salt(("activation", index)).selected_text(current.name()).width(70.0).show_ui(
+        ui,
+        |ui| {
+            for option in Activation::ALL {
+                ui.selectable_value(&mut chosen, option, option.name());
+            }
+        },
+    );
+    let label = format!("{name} activation");
+    combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
+    combo.response.on_hover_text(hover);
+    if chosen != current {
+        out.change(Setting::Activation { layer: index, activation: chosen });
+    }
+}
+
+/// A regression head: its output activation (a free choice: can it reach the targets?) and its loss.
+fn regression_output_ui(
+    ui: &mut egui::Ui,
+    name: &str,
+    index: usize,
+    activation: Activation,
+    loss: OutputKind,
+    out: &mut Outbox,
+) {
+    ui.vertical(|ui| {
+        let hover = "The regression output's activation. Identity reaches any target; ReLU cannot go below 0 (its \
+            outputs pin at 0 for negative targets and get no gradient there), sigmoid stays in 0…1, tanh in −1…1. \
+            Switching keeps the weights.";
+        activation_ui(ui, name, index, activation, hover, out);
+        let mut chosen_loss = loss;
+        let combo = egui::ComboBox::from_id_salt("regression loss").selected_text(loss.name()).width(70.0).show_ui(ui, |ui| {
+            for kind in [OutputKind::Mse, OutputKind::Huber] {
+                ui.selectable_value(&mut chosen_loss, kind, kind.name());
+            }
+        });
+        let label = format!("{name} loss");
+        combo.response.widget_info(|| WidgetInfo::labeled(Role::ComboBox, true, &label));
+        combo.response.on_hover_text("MSE: squared error. Huber: squared near the target, linear beyond 1 (in the standardised units), so a few far-off targets pull less.");
+        if chosen_loss != loss {
+            out.change(Setting::Output(chosen_loss));
+        }
+    });
+}
+
+/// A regression head's pinned share as a meter: outputs at an edge of the activation's range whose target lies
+/// beyond it (at the last evaluation).
+fn pinned_ui(ui: &mut egui::Ui, name: &str, eval: &RegressionEval) {
+    ui.vertical(|ui| {
+        ui.spacing_mut().item_spacing.y = 1.0;
+        meter(ui, eval.pinned_share, &[]).on_hover_text(format!(
+            "{name}: {:.0} % of the test outputs sit at the edge of {}'s range while their target lies beyond it, \
+             where the activation passes no gradient back; {:.0} % of the targets are out of its reach \
+             (test split, step {})",
+            100.0 * eval.pinned_share,
+            eval.activation,
+            100.0 * eval.unreachable_share,
+            eval.step
+        ));
+        ui.label(RichText::new(format!("pinned {:.0} %", 100.0 * eval.pinned_share)).small());
+        ui.label(RichText::new(format!("R² {:.2}", eval.metrics.r2)).small().monospace());
+    });
 }
 
 /// The layer's dead or saturated share as a meter with its trend, plus mean slope and update ratio.

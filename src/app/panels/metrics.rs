@@ -165,17 +165,22 @@ impl Panel for MetricsPanel {
             let train = window.clip(newest, &view.series.train_accuracy.points());
             let test = window.clip(newest, &view.series.test_accuracy.points());
             let accuracy = plot("accuracy").legend(Legend::default().position(Corner::RightBottom));
+            // A regression plots R² (1 is perfect, 0 no better than the mean) where a classifier plots accuracy.
+            let what = if view.config.task.is_regression() { " R²" } else { "" };
+            let accuracy = if what.is_empty() { accuracy } else { accuracy.y_axis_label("R²") };
             accuracy.include_y(0.0).include_y(1.0).show(ui, |plot| {
                 let (blue, orange) = (Color32::from_rgb(70, 130, 220), Color32::from_rgb(235, 140, 40));
-                plot.line(Line::new(format!("train{name_a}"), PlotPoints::from(train)).color(blue));
-                let test = Line::new(format!("test{name_a}"), PlotPoints::from(test)).color(orange);
+                plot.line(Line::new(format!("train{what}{name_a}"), PlotPoints::from(train)).color(blue));
+                let test = Line::new(format!("test{what}{name_a}"), PlotPoints::from(test)).color(orange);
                 plot.line(test.width(2.0));
                 if let Some(b) = b {
                     let dashed = egui_plot::LineStyle::dashed_dense();
                     let train = window.clip(newest, &b.series.train_accuracy.points());
                     let test = window.clip(newest, &b.series.test_accuracy.points());
-                    plot.line(Line::new(format!("train{name_b}"), PlotPoints::from(train)).color(blue).style(dashed));
-                    let test = Line::new(format!("test{name_b}"), PlotPoints::from(test)).color(orange);
+                    plot.line(
+                        Line::new(format!("train{what}{name_b}"), PlotPoints::from(train)).color(blue).style(dashed),
+                    );
+                    let test = Line::new(format!("test{what}{name_b}"), PlotPoints::from(test)).color(orange);
                     plot.line(test.width(2.0).style(dashed));
                 }
                 // The loss plot beside it names the changes; here the lines are enough.

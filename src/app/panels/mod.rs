@@ -15,6 +15,7 @@ pub mod gradflow;
 pub mod histograms;
 pub mod layers;
 pub mod metrics;
+pub mod regression;
 pub mod run;
 pub mod settings;
 pub mod status;

@@ -9,6 +9,7 @@ use crate::app::panels::{Panel, edit_number};
 use crate::app::view::TrainingView;
 use crate::config::{MAX_BATCH_SIZE, OptimizerKind, Setting, TrainConfig};
 use crate::protocol::Command;
+use crate::task::{Target, Task};
 
 /// The settings panel.
 #[derive(Serialize, Deserialize)]
@@ -23,6 +24,9 @@ pub struct SettingsPanel {
     seen_run: u64,
     #[serde(skip)]
     confirm_rebuild: bool,
+    /// A task picked but not yet confirmed (it needs a new net: the output layer changes).
+    #[serde(skip)]
+    pending_task: Option<Task>,
     #[serde(skip)]
     drafts: Drafts,
     #[serde(skip)]
@@ -45,6 +49,7 @@ impl Default for SettingsPanel {
             seed: TrainConfig::default().seed,
             seen_run: 0,
             confirm_rebuild: false,
+            pending_task: None,
             drafts: Drafts::default(),
             spec_check: None,
         }
@@ -117,6 +122,43 @@ impl SettingsPanel {
             "Seed for the weights and the shuffling at the next rebuild: the same seed rebuilds the same net.",
         );
         ui.end_row();
+
+        self.task_ui(ui, view);
+    }
+
+    /// What the net predicts: classes, or a number per image (a new net, after asking).
+    fn task_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView) {
+        let label = ui.label("Task");
+        let current = view.config.task;
+        let mut chosen = self.pending_task.unwrap_or(current);
+        let mut tasks = vec![Task::Classification, Task::Regression(Target::Slant), Task::Regression(Target::Ink)];
+        // A targets file can only come from the command line; offer it only when this run has one.
+        if current == Task::Regression(Target::File) {
+            tasks.push(current);
+        }
+        let combo = egui::ComboBox::from_id_salt("task").selected_text(chosen.name()).show_ui(ui, |ui| {
+            for task in tasks {
+                ui.selectable_value(&mut chosen, task, task.name());
+            }
+        });
+        combo.response.labelled_by(label.id).on_hover_text(
+            "Classification: the digit's class. Regression: one number per image — slant (how far the digit leans, \
+             negative to the left) or ink (its mean intensity, 0…1) — learnt with an identity output, which can \
+             reach any target, and MSE on standardised targets (mean 0, std 1), which keeps the loss and the \
+             gradients near 1 whatever the targets' units; its learning rate starts at 0.001, as MSE's gradient \
+             grows with the error. Switching builds a new net.",
+        );
+        if chosen != self.pending_task.unwrap_or(current) {
+            self.pending_task = (chosen != current).then_some(chosen);
+        }
+        ui.end_row();
+    }
+
+    /// The configuration for a new net that predicts `task` (see [`TrainConfig::switch_task`]).
+    pub fn task_config(&self, view: &TrainingView, task: Task) -> TrainConfig {
+        let mut config = self.rebuild_config(view);
+        config.switch_task(task);
+        config
     }
 
     fn spec_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
@@ -199,6 +241,21 @@ impl Panel for SettingsPanel {
         }
         ui.heading("Training settings");
         egui::Grid::new("settings").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| self.optimiser_ui(ui, view, out));
+        if let Some(task) = self.pending_task {
+            ui.label(
+                RichText::new(format!("Switch to {task}? A new net is built; the curves so far are discarded."))
+                    .color(Color32::from_rgb(220, 160, 60)),
+            );
+            ui.horizontal(|ui| {
+                if ui.button("Switch task").clicked() {
+                    out.send(Command::Reset(Box::new(self.task_config(view, task))));
+                    self.pending_task = None;
+                }
+                if ui.button("Cancel").clicked() {
+                    self.pending_task = None;
+                }
+            });
+        }
         ui.add_space(4.0);
         self.spec_ui(ui, view, out);
     }

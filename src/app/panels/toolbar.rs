@@ -189,6 +189,14 @@ impl ToolbarPanel {
                  then. Step {} is the first from them.",
                 restored.next_step
             ));
+        } else if let Some(row) = view.rows.last()
+            && let Some(train) = row.train_regression
+        {
+            ui.label(format!("epoch {} · loss {:.4} · train R² {:.3}", row.epoch, row.loss, train.r2));
+            let test = row.test_regression.map_or(f32::NAN, |m| m.r2);
+            ui.label(format!("test R² {test:.3} @{}", row.test_step)).on_hover_text(
+                "R² on the whole test split (1 is perfect, 0 no better than always answering the mean), measured with the weights of the step after the @",
+            );
         } else if let Some(row) = view.rows.last() {
             ui.label(format!("epoch {} · loss {:.4} · train {:.1} %", row.epoch, row.loss, 100.0 * row.train_accuracy));
             // The test split is measured every few hundred steps: say when, so an old figure is not read as new.

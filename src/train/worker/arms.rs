@@ -105,19 +105,22 @@ impl Worker {
             Ok(Driven::Updated { mut row, snapshot, mut warnings }) => {
                 if evaluate {
                     match arm.driver.evaluate() {
-                        Ok(accuracy) => (row.test_accuracy, row.test_step) = (accuracy, row.step),
+                        Ok(accuracy) => {
+                            (row.test_accuracy, row.test_step) = (accuracy, row.step);
+                            row.test_regression = arm.driver.trainer().test_regression();
+                        }
                         Err(error) => warnings.push(format!("evaluating the test split failed: {error}")),
                     }
                 }
-                let confusion = evaluate.then(|| arm.driver.trainer().confusion().cloned()).flatten();
+                let evaluation = if evaluate { arm.driver.trainer().evaluation_events() } else { Vec::new() };
                 arm.rows.push(row);
                 arm.hints.1 = true;
                 for message in warnings {
                     self.send(arm_b(WorkerEvent::Warning { step: attempted, message }));
                 }
-                if let Some(confusion) = confusion {
+                if !evaluation.is_empty() {
                     self.flush_arm_b();
-                    self.send(arm_b(WorkerEvent::Confusion(Box::new(confusion))));
+                    evaluation.into_iter().for_each(|event| self.send(arm_b(event)));
                 }
                 if let Some(snapshot) = snapshot {
                     self.flush_arm_b();

@@ -373,15 +373,22 @@ impl Worker {
         self.driver = Some(driver);
         self.hints = (Vec::new(), false);
         self.snapshots.restart();
-        self.send_confusion();
+        self.send_evaluation();
         self.send_refresh();
     }
 
-    /// Sends the confusion matrix of the last evaluation (rows first, so the matrix never runs ahead of them).
-    fn send_confusion(&mut self) {
-        let Some(confusion) = self.driver.as_ref().and_then(|d| d.trainer().confusion()).cloned() else { return };
+    /// Sends what the last evaluation found besides its figures — the confusion matrix, or a regression's
+    /// scatter — rows first, so it never runs ahead of them.
+    fn send_evaluation(&mut self) {
+        let Some(driver) = self.driver.as_ref() else { return };
+        let events = driver.trainer().evaluation_events();
+        if events.is_empty() {
+            return;
+        }
         self.flush();
-        self.send(WorkerEvent::Confusion(Box::new(confusion)));
+        for event in events {
+            self.send(event);
+        }
     }
 
     /// Announces that GPU kernels are being compiled (`true`) or are ready (`false`).
@@ -550,7 +557,7 @@ impl Worker {
                 self.rows.push(row);
                 self.hints.1 = true;
                 if evaluated {
-                    self.send_confusion();
+                    self.send_evaluation();
                 }
                 let snapshot_taken = snapshot.is_some();
                 if let Some(mut snapshot) = snapshot {
