@@ -68,7 +68,7 @@ impl BackendKind {
 }
 
 /// The learning rate a regression task starts with (see [`TrainConfig::switch_task`]).
-pub const REGRESSION_LR: f64 = 0.001;
+pub const REGRESSION_LR: f64 = 0.0003;
 
 /// Default time between two snapshots: about ten a second is smooth to watch and cheap to take.
 pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 100;
@@ -433,7 +433,7 @@ pub struct TrainFlags {
     /// Examples per step [default: 32].
     #[arg(long, value_name = "B")]
     pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.01; 0.001 for a regression task].
+    /// Learning rate [default: 0.01; 0.0003 for a regression task].
     #[arg(long, value_name = "X")]
     pub lr: Option<f64>,
     /// Momentum factor, with --optimizer momentum [default: 0.9].

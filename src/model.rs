@@ -18,6 +18,12 @@ use crate::arch::{
 };
 use crate::kernels;
 
+/// A regression head's output weights start this much smaller than its init draws them. The hidden ReLU
+/// layers' activations are large enough that a Xavier output starts with predictions of standard deviation ≈ 2
+/// against standardised targets of 1: a first loss near 5 whose first update throws a ReLU head dead for every
+/// input. Started small, the first predictions sit near the targets' mean, with both signs.
+pub const REGRESSION_HEAD_INIT_SCALE: f32 = 0.1;
+
 /// Where a convolution's kernel goes: the parts of [`LayerKind::Conv`] the forward pass needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -152,7 +158,10 @@ impl Cnn {
                 }
                 (LayerKind::Dense { units }, Some(settings)) => {
                     let inputs = layer.in_shape.len();
-                    let values = draw_weights(settings.init, inputs, units, inputs * units, &mut rng);
+                    let mut values = draw_weights(settings.init, inputs, units, inputs * units, &mut rng);
+                    if layer.output && plan.output.is_regression() {
+                        values.iter_mut().for_each(|w| *w *= REGRESSION_HEAD_INIT_SCALE);
+                    }
                     let weight = Tensor::<2>::from_data(TensorData::new(values, [inputs, units]), device);
                     layers.push(WeightedLayer {
                         conv_weight: None,

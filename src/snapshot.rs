@@ -305,6 +305,10 @@ pub struct ProbeSnapshot {
     /// own image.
     #[serde(default)]
     pub attributed_class: Option<usize>,
+    /// A regression head's prediction for the probe and its target (`None` for the user's own image), in
+    /// target units; `None` for a classifier.
+    #[serde(default)]
+    pub regression: Option<(f32, Option<f32>)>,
 }
 
 /// Everything the UI draws for one moment of training. Latest wins: an unread snapshot is replaced.

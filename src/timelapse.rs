@@ -374,6 +374,7 @@ mod tests {
                 input_grad: None,
                 activation_grads: Vec::new(),
                 attributed_class: None,
+                regression: None,
             },
             cost_secs: 0.0,
             gap_secs: 0.0,

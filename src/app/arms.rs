@@ -162,6 +162,10 @@ impl TrainingView {
         let (ra, rb) = (upto(&self.rows), upto(&b.rows));
         let (last_a, last_b) = (ra.first()?, rb.first()?);
         let mut parts = Vec::new();
+        if let (Some(a), Some(b)) = (last_a.test_regression, last_b.test_regression) {
+            let word = if b.r2 >= a.r2 { "higher" } else { "lower" };
+            parts.push(format!("B's test R² is {:.2} {word} ({:.3} against {:.3})", (b.r2 - a.r2).abs(), b.r2, a.r2));
+        }
         if last_a.test_accuracy.is_finite() && last_b.test_accuracy.is_finite() {
             let points = 100.0 * (last_b.test_accuracy - last_a.test_accuracy);
             let word = if points >= 0.0 { "higher" } else { "lower" };

@@ -138,6 +138,12 @@ impl Trainer {
             Some(target) => self.attribution(image, target, &post_activations)?,
             None => (None, Vec::new()),
         };
+        let regression = self.regression.as_ref().map(|regression| {
+            let scale = regression.targets.scale;
+            let prediction = scale.from_model(probabilities.first().copied().unwrap_or(f32::NAN));
+            let target = regression.targets.test.get(index).copied().filter(|_| own_image.is_none());
+            (prediction, target)
+        });
         let shape = test.shape();
         Ok(ProbeSnapshot {
             index,
@@ -150,6 +156,7 @@ impl Trainer {
             input_grad,
             activation_grads,
             attributed_class,
+            regression,
         })
     }
 

@@ -8,6 +8,7 @@ use convscope::diagnose::Rule;
 use convscope::diagnose::presets;
 use convscope::task::{Target, Task};
 use convscope::train::{Driven, Driver, Evaluation};
+use egui_kittest::kittest::Queryable;
 
 use crate::support::{config, convscope, last_json_line, mnist, scratch_dir, stderr};
 
@@ -123,4 +124,40 @@ fn a_regression_net_switches_its_output_activation_live_and_keeps_its_weights() 
         Driver::new(crate::support::config(|_| {}), mnist(), BackendKind::Flex, Evaluation::Never).unwrap();
     let relu = convscope::config::Setting::Activation { layer: last, activation: convscope::arch::Activation::Relu };
     assert!(classifier.change(&relu).is_err());
+}
+
+#[test]
+fn the_window_shows_the_scatter_and_the_pinned_meter_and_switches_the_task_after_asking() {
+    use convscope::app::FakeWorker;
+    use convscope::protocol::{Command, RunState, WorkerEvent};
+    use convscope::train::PROBE_THUMBNAILS;
+    use eframe::egui;
+
+    let config = TrainConfig { test_every: 0, ..presets::find("regression-output").unwrap().config() };
+    let mut trainer = convscope::train::Trainer::new(config, mnist(), BackendKind::Flex).unwrap();
+    for _ in 0..20 {
+        trainer.step(false).unwrap();
+    }
+    trainer.evaluate().unwrap();
+    let eval = trainer.regression_eval().unwrap().clone();
+    assert!(eval.pinned_share > 0.0, "{eval:?}");
+    let fake = FakeWorker::default();
+    fake.push(WorkerEvent::Started(Box::new(trainer.run_info(PROBE_THUMBNAILS))));
+    fake.push(WorkerEvent::Regression(Box::new(eval.clone())));
+    fake.push(WorkerEvent::State { state: RunState::Paused, step: 20 });
+    let mut harness = crate::support::window_on(&fake, egui::vec2(1280.0, 1800.0));
+    harness.get_by_label("Predicted vs true");
+    harness.get_by_label_contains(&format!("R² {:.3}", eval.metrics.r2));
+    harness.get_by_label(&format!("pinned {:.0} %", 100.0 * eval.pinned_share));
+    // The task picker asks before it builds a new net, then sends the reset with the classifier's head.
+    harness.get_by_label("Task").click();
+    harness.run_steps(2);
+    harness.get_by_label("classification").click();
+    harness.run_steps(2);
+    assert!(!fake.sent().iter().any(|c| matches!(c, Command::Reset(_))), "nothing before the answer");
+    harness.get_by_label("Switch task").click();
+    harness.run_steps(2);
+    let Some(Command::Reset(config)) = fake.sent().last().cloned() else { panic!("{:?}", fake.sent()) };
+    assert_eq!((config.task, config.output), (Task::Classification, convscope::arch::OutputKind::Softmax));
+    assert_eq!(config.lr, TrainConfig::default().lr, "the classifier's rate comes back with its task");
 }

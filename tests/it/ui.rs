@@ -357,6 +357,7 @@ fn synthetic_view() -> convscope::app::view::TrainingView {
         input_grad: None,
         activation_grads: vec![],
         attributed_class: None,
+        regression: None,
     };
     let snapshot = Snapshot {
         step: 7,

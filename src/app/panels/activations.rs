@@ -129,10 +129,15 @@ impl ActivationsPanel {
     fn attribution_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, probe: &ProbeSnapshot) {
         let Some(grad) = probe.input_grad.as_ref() else { return };
         let (saliency, times_input) = attribution_maps(grad, &probe.input);
-        let class = probe
-            .attributed_class
-            .map_or(String::from("?"), |c| view.class_names.get(c).cloned().unwrap_or(c.to_string()));
-        ui.label(RichText::new(format!("attribution for class {class}")).small());
+        let about = match (probe.regression, probe.attributed_class) {
+            (Some((_, Some(_))), _) => "attribution for its target".to_owned(),
+            (Some((_, None)), _) => "attribution for the prediction".to_owned(),
+            (None, class) => format!(
+                "attribution for class {}",
+                class.map_or(String::from("?"), |c| view.class_names.get(c).cloned().unwrap_or(c.to_string()))
+            ),
+        };
+        ui.label(RichText::new(about).small());
         ui.horizontal_top(|ui| {
             let key = textures::key(&[view.snapshot_generation]);
             let peak = saliency.max_abs().max(f32::MIN_POSITIVE);
@@ -224,6 +229,11 @@ fn probabilities_ui(ui: &mut egui::Ui, probe: &ProbeSnapshot, class_names: &[Str
             ui.label(RichText::new(format!("true class: {name}")).strong());
         }
         (None, None) => {}
+    }
+    if let Some((prediction, target)) = probe.regression {
+        let target = target.map_or(String::new(), |t| format!("target {t:.3} · "));
+        ui.label(RichText::new(format!("{target}predicted {prediction:.3}")).monospace());
+        return;
     }
     let best =
         probe.probabilities.iter().enumerate().fold((0, f32::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b });

@@ -73,6 +73,9 @@ impl Panel for ComparePanel {
 /// What one arm's probe prediction and hints say, in one short line.
 fn arm_line(view: &TrainingView) -> String {
     let probe = view.live_snapshot().map(|s| &s.probe).and_then(|probe| {
+        if let Some((prediction, _)) = probe.regression {
+            return Some(format!("probe: predicted {prediction:.3}"));
+        }
         let (class, p) = probe.probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
         let name = view.class_names.get(class).cloned().unwrap_or_else(|| class.to_string());
         Some(format!("probe: {name} ({:.0} %)", 100.0 * p))

@@ -80,11 +80,19 @@ fn figures_ui(ui: &mut egui::Ui, arm: Option<&str>, eval: &RegressionEval) {
 /// Predicted against true, with y = x and the activation's edges.
 fn scatter_ui(ui: &mut egui::Ui, a: &RegressionEval, b: Option<&RegressionEval>, width: f32) {
     let (low, high) = bounds(a, b);
+    // Fixed to the data: the page scrolls over the plot rather than panning it.
+    let margin = f64::from(high - low).max(1e-6) * 0.05;
     Plot::new("regression scatter")
         .width(width)
         .height(width.min(260.0))
-        .legend(Legend::default().position(egui_plot::Corner::LeftTop))
-        .data_aspect(1.0)
+        .legend(Legend::default().position(egui_plot::Corner::RightBottom))
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .include_x(f64::from(low) - margin)
+        .include_x(f64::from(high) + margin)
+        .include_y(f64::from(low) - margin)
+        .include_y(f64::from(high) + margin)
         .x_axis_label("true")
         .y_axis_label("predicted")
         .show(ui, |plot| {

@@ -145,7 +145,7 @@ impl SettingsPanel {
             "Classification: the digit's class. Regression: one number per image — slant (how far the digit leans, \
              negative to the left) or ink (its mean intensity, 0…1) — learnt with an identity output, which can \
              reach any target, and MSE on standardised targets (mean 0, std 1), which keeps the loss and the \
-             gradients near 1 whatever the targets' units; its learning rate starts at 0.001, as MSE's gradient \
+             gradients near 1 whatever the targets' units; its learning rate starts at 0.0003, as MSE's gradient \
              grows with the error. Switching builds a new net.",
         );
         if chosen != self.pending_task.unwrap_or(current) {
