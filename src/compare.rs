@@ -17,6 +17,8 @@ pub struct SeedRun {
     pub train_accuracies: Vec<f32>,
     /// The test accuracy after the last step.
     pub test_accuracy: f32,
+    /// A regression's test R² after the last step (its accuracies are NaN).
+    pub test_r2: Option<f32>,
     /// The mean training loss over the last steps (as `train`'s summary gives it).
     pub final_loss: f32,
     /// The step at which the run diverged and stopped, if it did.
@@ -62,6 +64,11 @@ pub struct ArmSummary {
     pub loss_std: Option<f64>,
     pub train_accuracy_mean: Option<f64>,
     pub train_accuracy_std: Option<f64>,
+    /// A regression's test R² (its accuracies are null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_r2_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_r2_std: Option<f64>,
     /// Seeds whose run diverged (stopped early: its figures are from the step before).
     pub diverged: usize,
     /// Per seed: test accuracy and final loss.
@@ -73,6 +80,8 @@ pub struct ArmSummary {
 pub struct SeedFigures {
     pub seed: u64,
     pub test_accuracy: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_r2: Option<f32>,
     pub loss: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diverged_at: Option<u64>,
@@ -89,6 +98,14 @@ pub struct PairedDifference {
     pub loss_std: Option<f64>,
     /// Pairs in which B's test accuracy is higher than A's, out of `pairs`.
     pub b_higher_test_accuracy: usize,
+    /// A regression's test R², B − A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_r2_mean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_r2_std: Option<f64>,
+    /// Pairs in which B's test R² is higher than A's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_higher_test_r2: Option<usize>,
     pub pairs: usize,
 }
 
@@ -118,6 +135,7 @@ impl Comparison {
         let spread = |value: fn(&SeedRun) -> f32| Spread::of(runs.iter().map(|r| f64::from(value(r))));
         let (test, loss, train) =
             (spread(|r| r.test_accuracy), spread(|r| r.final_loss), spread(|r| last_or_nan(&r.train_accuracies)));
+        let r2 = spread(|r| r.test_r2.unwrap_or(f32::NAN));
         ArmSummary {
             flags: flags.to_owned(),
             test_accuracy_mean: test.mean,
@@ -126,12 +144,15 @@ impl Comparison {
             loss_std: loss.std,
             train_accuracy_mean: train.mean,
             train_accuracy_std: train.std,
+            test_r2_mean: r2.mean,
+            test_r2_std: r2.std,
             diverged: runs.iter().filter(|r| r.diverged_at.is_some()).count(),
             per_seed: runs
                 .iter()
                 .map(|r| SeedFigures {
                     seed: r.seed,
                     test_accuracy: finite(r.test_accuracy),
+                    test_r2: r.test_r2.and_then(finite),
                     loss: finite(r.final_loss),
                     diverged_at: r.diverged_at,
                 })
@@ -146,6 +167,8 @@ impl Comparison {
             Spread::of(pairs.iter().map(|(a, b)| f64::from(value(b)) - f64::from(value(a))))
         };
         let (test, loss) = (difference(|r| r.test_accuracy), difference(|r| r.final_loss));
+        let r2 = difference(|r| r.test_r2.unwrap_or(f32::NAN));
+        let regression = pairs.iter().all(|(a, b)| a.test_r2.is_some() && b.test_r2.is_some()) && !pairs.is_empty();
         PairedDifference {
             of: "b - a",
             test_accuracy_mean: test.mean,
@@ -153,6 +176,9 @@ impl Comparison {
             loss_mean: loss.mean,
             loss_std: loss.std,
             b_higher_test_accuracy: pairs.iter().filter(|(a, b)| b.test_accuracy > a.test_accuracy).count(),
+            test_r2_mean: r2.mean,
+            test_r2_std: r2.std,
+            b_higher_test_r2: regression.then(|| pairs.iter().filter(|(a, b)| b.test_r2 > a.test_r2).count()),
             pairs: pairs.len(),
         }
     }
@@ -207,6 +233,7 @@ mod tests {
             losses: vec![2.3, final_loss],
             train_accuracies: vec![0.1, test_accuracy],
             test_accuracy,
+            test_r2: None,
             final_loss,
             diverged_at: None,
         }

@@ -228,6 +228,13 @@ fn finish(
 /// One sentence: which arm ended ahead, by how much, and whether the seeds agree.
 fn verdict(summary: &CompareSummary) -> String {
     let paired = &summary.paired_difference;
+    if let (Some(difference), Some(higher)) = (paired.test_r2_mean, paired.b_higher_test_r2) {
+        let spread = paired.test_r2_std.map_or(String::new(), |s| format!(" ± {s:.3}"));
+        return format!(
+            "after {} steps B's test R² is {difference:+.3}{spread} against A's (B higher in {higher} of {} seed pairs)",
+            summary.steps, paired.pairs
+        );
+    }
     let Some(difference) = paired.test_accuracy_mean else {
         return "no pair of runs finished".to_owned();
     };
@@ -299,7 +306,8 @@ impl Runs<'_> {
             match driver.step(false).map_err(Failure::internal)? {
                 Driven::Updated { row, .. } => {
                     run.losses.push(row.loss);
-                    run.train_accuracies.push(row.train_accuracy);
+                    // A regression's running figure is its R², in the same "higher is better" chart.
+                    run.train_accuracies.push(row.train_regression.map_or(row.train_accuracy, |m| m.r2));
                     let test =
                         if row.test_accuracy.is_finite() { row.test_accuracy.to_string() } else { String::new() };
                     *rows += &format!(
@@ -321,6 +329,7 @@ impl Runs<'_> {
         }
         bar.inc(self.steps - run.losses.len() as u64);
         run.test_accuracy = driver.trainer().test_accuracy();
+        run.test_r2 = driver.trainer().test_regression().map(|m| m.r2);
         run.final_loss = driver.recent_loss();
         Ok(Some(run))
     }
@@ -342,6 +351,8 @@ fn write_chart(comparison: &Comparison, setups: &[ArmSetup; 2], out: &Path, step
     };
     let loss = |r: &SeedRun| trailing_mean(&r.losses, LOSS_SMOOTHING);
     let accuracy = |r: &SeedRun| r.train_accuracies.clone();
+    let regression = comparison.a.iter().chain(&comparison.b).any(|r| r.test_r2.is_some());
+    let (title, y_label) = if regression { ("training R²", "R²") } else { ("training accuracy", "accuracy") };
     let charts = [
         Chart {
             title: format!("training loss (mean of {LOSS_SMOOTHING} steps)"),
@@ -349,8 +360,8 @@ fn write_chart(comparison: &Comparison, setups: &[ArmSetup; 2], out: &Path, step
             curves: Arm::BOTH.iter().map(|&arm| curve(arm, &loss)).collect(),
         },
         Chart {
-            title: "training accuracy (last 50 batches)".into(),
-            y_label: "accuracy".into(),
+            title: format!("{title} (last 50 batches)"),
+            y_label: y_label.into(),
             curves: Arm::BOTH.iter().map(|&arm| curve(arm, &accuracy)).collect(),
         },
     ];

@@ -161,3 +161,17 @@ fn the_window_shows_the_scatter_and_the_pinned_meter_and_switches_the_task_after
     assert_eq!((config.task, config.output), (Task::Classification, convscope::arch::OutputKind::Softmax));
     assert_eq!(config.lr, TrainConfig::default().lr, "the classifier's rate comes back with its task");
 }
+
+#[test]
+fn compare_reports_a_regression_by_its_test_r2() {
+    let dir = scratch_dir("regression-compare");
+    let args = ["compare", "--preset", "regression-output", "--seeds", "1", "--steps", "150", "--test-every", "150"];
+    let output = convscope(&[&args[..], &["--out", dir.to_str().unwrap()]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = last_json_line(&output);
+    let (a, b) = (summary["a"]["test_r2_mean"].as_f64().unwrap(), summary["b"]["test_r2_mean"].as_f64().unwrap());
+    let paired = &summary["paired_difference"];
+    assert!((paired["test_r2_mean"].as_f64().unwrap() - (b - a)).abs() < 1e-5, "{paired}");
+    assert_eq!(paired["b_higher_test_r2"], 1, "the identity arm beats the ReLU arm: {summary}");
+    assert!(stderr(&output).contains("B's test R² is +"), "{}", stderr(&output));
+}

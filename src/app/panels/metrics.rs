@@ -1,12 +1,12 @@
 //! The metrics panel: loss (raw and smoothed), train and test accuracy and the learning rate, with a vertical
 //! marker wherever the user changed something. (Gradient norms have their own panel, `gradflow`.)
 
-use eframe::egui::{self, Color32};
+use eframe::egui::{self, Color32, RichText};
 use egui_plot::{Corner, Legend, Line, Plot, PlotPoint, PlotPoints, Text, VLine};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::{Panel, TimeWindow, header, set_time_window, steady, time_window};
+use crate::app::panels::{Panel, TimeWindow, header, set_time_window, short, steady, time_window};
 use crate::app::series::SmoothedLoss;
 use crate::app::view::{Marker, TrainingView};
 
@@ -126,6 +126,7 @@ impl Panel for MetricsPanel {
                 .on_hover_text("Fit every plot to its data again after a zoom (ctrl+wheel) or a drag")
                 .clicked();
         });
+        regression_figures(ui, view);
         let newest = view.rows.last().map_or(0, |r| r.step);
         let start = window.start(newest);
         // The visible width: content above that overflows (a wide row) widens the scrolled area, not the view.
@@ -189,6 +190,18 @@ impl Panel for MetricsPanel {
             });
         });
         lr_plot(ui, plot("learning-rate"), view, (window, newest, start));
+    }
+}
+
+/// A regression's train and test figures in target units (the plots below show its loss and R²).
+fn regression_figures(ui: &mut egui::Ui, view: &TrainingView) {
+    let Some(row) = view.rows.last() else { return };
+    for (split, metrics) in [("train", row.train_regression), ("test", row.test_regression)] {
+        if let Some(m) = metrics {
+            let at = if split == "test" { format!(" @{}", row.test_step) } else { String::new() };
+            let text = format!("{split}: MSE {} · MAE {} · R² {:.3}{at}", short(m.mse), short(m.mae), m.r2);
+            ui.label(RichText::new(text).small().monospace());
+        }
     }
 }
 
