@@ -276,6 +276,28 @@ impl NetPlan {
         self.layers.iter().filter(|l| l.settings.is_some())
     }
 
+    /// Floating-point operations of one training step per example in the convolutions and dense layers (a
+    /// multiply-add counts two): the forward pass, the weight gradient, and the input gradient of every layer
+    /// but the first (nothing needs the image's). Pooling, activations and the update are left out: a small
+    /// share, and not what the FMA peak measures.
+    pub fn training_flops_per_example(&self) -> f64 {
+        let mut flops = 0.0;
+        for (index, layer) in self.weighted().enumerate() {
+            let in_channels = match layer.in_shape {
+                Shape::Map { channels, .. } => channels,
+                Shape::Flat(n) => n,
+            };
+            let macs = match layer.kind {
+                LayerKind::Conv { kernel, .. } => (layer.out_shape.len() * in_channels * kernel * kernel) as f64,
+                LayerKind::Dense { units } => (layer.in_shape.len() * units) as f64,
+                LayerKind::Pool { .. } => 0.0,
+            };
+            let passes = if index == 0 { 2.0 } else { 3.0 };
+            flops += 2.0 * macs * passes;
+        }
+        flops
+    }
+
     /// Number of layers with weights, the output layer included.
     pub fn weighted_count(&self) -> usize {
         self.weighted().count()

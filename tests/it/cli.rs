@@ -276,6 +276,32 @@ fn bench_prints_its_figures_as_the_first_line() {
     }
     assert_eq!(first["threads"], 1);
     assert_eq!(first["batch"], 32);
+    // ref-mnist: conv 8 5x5 on 28×28, conv 16 5x5 on 14×14 (8 channels), dense 784 → 10. Forward, the weight
+    // gradient, and the input gradient of every layer but the first; a multiply-add counts two FLOPs.
+    let macs = [8.0 * 28.0 * 28.0 * 25.0, 16.0 * 14.0 * 14.0 * 8.0 * 25.0, 784.0 * 10.0];
+    let flops = 2.0 * (2.0 * macs[0] + 3.0 * macs[1] + 3.0 * macs[2]);
+    assert!((first["mflop_per_image"].as_f64().unwrap() - flops / 1e6).abs() < 1e-6, "{first}");
+    let achieved = first["gflop_per_sec"].as_f64().unwrap();
+    assert!((achieved - flops * first["images_per_sec"].as_f64().unwrap() / 1e9).abs() < 1e-6 * achieved);
+    if let Some(peak) = first["fma_peak_gflop_per_core"].as_f64() {
+        let share = first["peak_share_pct"].as_f64().unwrap();
+        assert!((share - 100.0 * achieved / peak).abs() < 1e-6 * share && share < 100.0, "{first}");
+    }
+}
+
+#[test]
+fn bench_times_any_input_shape_and_refuses_one_that_is_not() {
+    let args = ["bench", "--steps", "3", "--threads", "1", "--also", "", "--arch", "conv 4 3x3 pad 1, pool 2"];
+    let output = convscope(&[&args[..], &["--input", "3x16x16"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let line: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(line["input"], "3x16x16");
+    let macs = [4.0 * 16.0 * 16.0 * 3.0 * 9.0, 4.0 * 8.0 * 8.0 * 10.0];
+    let flops = 2.0 * (2.0 * macs[0] + 3.0 * macs[1]);
+    assert!((line["mflop_per_image"].as_f64().unwrap() - flops / 1e6).abs() < 1e-6, "{line}");
+    let refused = convscope(&["bench", "--input", "3x32"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("give CxHxW"), "{}", stderr(&refused));
 }
 
 /// Draws a filled square of `colour` on white at a position set by `seed`, `size`×`size` pixels.

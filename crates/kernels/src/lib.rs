@@ -5,6 +5,7 @@
 
 pub mod direct;
 pub mod gemm;
+pub mod peak;
 pub mod pool;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, stride 1.
