@@ -61,11 +61,35 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 8, 6, 6], 16, 5, 5, true),
             ([3, 3, 11, 9], 5, 3, 1, true),
             ([2, 2, 9, 13], 4, 5, 0, false),
+            // 3×3 and 7×7: forward and dX direct (dX from 8 channels), dW on gemm; "same" padding and none.
+            ([2, 8, 12, 10], 16, 3, 1, true),
+            ([2, 16, 7, 9], 8, 3, 0, false),
+            ([2, 1, 12, 12], 8, 3, 1, true),
+            ([2, 8, 11, 9], 8, 7, 3, true),
         ] {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
         }
     }
+}
+
+#[test]
+fn the_direct_kernels_take_the_shapes_they_are_written_for() {
+    use convscope_kernels::Geom;
+    use convscope_kernels::direct::{DirectOps, direct_ops};
+    let geom = |ci, h, co, k, pad| Geom { b: 4, ci, h, w: h, co, kh: k, kw: k, pad };
+    for isa in [Isa::Avx512, Isa::Avx2].into_iter().filter(|isa| isa.runs_here()) {
+        let all = DirectOps { forward: true, input_grad: true, weight_grad: true };
+        // ref-mnist's second layer: every op direct.
+        assert_eq!(direct_ops(isa, &geom(8, 14, 16, 5, 2)), all, "{isa:?}");
+        // deep6's 3×3 layers: forward and dX direct, dW on gemm; its one-channel first layer: forward only.
+        let three = DirectOps { weight_grad: false, ..all };
+        assert_eq!(direct_ops(isa, &geom(8, 26, 16, 3, 0)), three, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(16, 12, 32, 3, 1)), three, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(1, 28, 8, 3, 0)), DirectOps { input_grad: false, ..three }, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(8, 11, 8, 7, 3)), three, "{isa:?}");
+    }
+    println!("direct kernels checked on: {:?}", [Isa::Avx512, Isa::Avx2].map(|isa| (isa, isa.runs_here())));
 }
 
 #[test]
