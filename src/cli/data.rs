@@ -26,7 +26,8 @@ pub struct DataFlags {
     pub classes: Option<usize>,
     /// Regression targets for --task regression:file: a CSV of `index,target` rows (a header is optional),
     /// one per example, indices counting the training part first, then the test part (the embedded subset:
-    /// 0–7999 train, 8000–9999 test).
+    /// 0–7999 train, 8000–9999 test); for an image folder also `file,target`, the image named by its path in
+    /// the folder (e.g. `3/img_12.png`).
     #[arg(long, value_name = "FILE.csv")]
     pub targets: Option<PathBuf>,
 }

@@ -44,6 +44,8 @@ pub struct Dataset {
     source: String,
     /// A number per item for regression, when read from a targets file (`None`: labels only).
     targets: Option<Vec<f32>>,
+    /// Image folders: each item's file, relative to the folder given (what a targets file names it by).
+    names: Option<Vec<String>>,
 }
 
 /// A training set and the test set it is measured against.
@@ -97,7 +99,7 @@ impl Dataset {
             return Err(DataError::ClassNamesMismatch { source_name: source, names: class_names.len(), classes });
         }
         check_labels(&labels, classes, &source)?;
-        Ok(Self { images, labels, shape, classes, class_names, source, targets: None })
+        Ok(Self { images, labels, shape, classes, class_names, source, targets: None, names: None })
     }
 
     pub fn len(&self) -> usize {
@@ -145,6 +147,17 @@ impl Dataset {
         self.targets.as_deref()
     }
 
+    /// Each item's file relative to the folder loaded, for image folders.
+    pub fn names(&self) -> Option<&[String]> {
+        self.names.as_deref()
+    }
+
+    /// Names each item by its file (the caller checked the count).
+    pub(crate) fn with_names(mut self, names: Vec<String>) -> Self {
+        self.names = Some(names);
+        self
+    }
+
     /// Attaches one regression target per item (the caller checked the count).
     pub(crate) fn set_targets(&mut self, targets: Vec<f32>) {
         self.targets = Some(targets);
@@ -179,7 +192,9 @@ impl Dataset {
         // Reordering in place and then moving only the test part out keeps the peak at about 1.2× the
         // images instead of the 2× that copying both parts would cost (CIFAR-10 alone is 150 MB).
         // Targets are attached to a split, never before one (they are indexed train first, then test).
-        let Self { mut images, mut labels, shape, classes, class_names, source, targets: _ } = self;
+        let Self { mut images, mut labels, shape, classes, class_names, source, targets: _, names } = self;
+        let mut names = names.map(|names| order.iter().filter_map(|&i| names.get(i).cloned()).collect::<Vec<_>>());
+        let test_names = names.as_mut().map(|names| names.drain(..test_len.min(names.len())).collect());
         let pixels = shape.pixels();
         gather_in_place(&mut images, &mut labels, &order, pixels, &source)?;
         let test_bytes = test_len.saturating_mul(pixels);
@@ -195,9 +210,10 @@ impl Dataset {
             class_names: class_names.clone(),
             source: format!("{source} (held-out test split)"),
             targets: None,
+            names: test_names,
         };
         let source = format!("{source} (train split)");
-        let train = Self { images, labels, shape, classes, class_names, source, targets: None };
+        let train = Self { images, labels, shape, classes, class_names, source, targets: None, names };
         Ok(DataSplit { train, test })
     }
 }

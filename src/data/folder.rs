@@ -36,7 +36,7 @@ pub fn load_image_folder(dir: &Path, options: &LoadOptions) -> Result<(DataSplit
     let (usable, shape) = choose_shape(&listing, image_size, channels, &mut report);
     let (images, decoded) = decode_all(dir, &usable, shape, &mut report)?;
     let (class_of, class_names) = decide_classes(dir, &listing, &usable, &decoded, options, &mut report)?;
-    let (images, labels, train_len) = compact(images, &usable, decoded, &class_of, shape.pixels());
+    let (images, labels, names, train_len) = compact(images, &usable, decoded, &class_of, shape.pixels(), dir);
     for folder in &listing.test_folders {
         if class_of.get(folder.class_folder).copied().flatten().is_none() {
             report.skip(&folder.path, SkipReason::NoTrainingClass, true);
@@ -47,7 +47,7 @@ pub fn load_image_folder(dir: &Path, options: &LoadOptions) -> Result<(DataSplit
         _ => "3 channels (RGB)".to_owned(),
     });
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    let labelled = Labelled { images, labels, train_len, shape, class_names };
+    let labelled = Labelled { images, labels, names, train_len, shape, class_names };
     let split = split(labelled, &listing, options.seed, &mut report)?;
     Ok((split, report))
 }
@@ -191,15 +191,18 @@ fn decide_classes(
 }
 
 /// Closes the gaps left by failures and by test files of classes without training images, keeping train
-/// items first (the listing put them first); returns the images, their labels and how many are for training.
+/// items first (the listing put them first); returns the images, their labels, their files relative to `dir`
+/// and how many are for training.
 fn compact(
     mut images: Vec<u8>,
     usable: &[&Candidate],
     decoded: Vec<bool>,
     class_of: &[Option<u8>],
     pixels: usize,
-) -> (Vec<u8>, Vec<u8>, usize) {
+    dir: &Path,
+) -> (Vec<u8>, Vec<u8>, Vec<String>, usize) {
     let mut labels = Vec::with_capacity(usable.len());
+    let mut names = Vec::with_capacity(usable.len());
     let (mut train_len, mut written) = (0, 0usize);
     for (read, (candidate, ok)) in usable.iter().zip(decoded).enumerate() {
         let Some(label) = class_of.get(candidate.folder).copied().flatten().filter(|_| ok) else { continue };
@@ -207,17 +210,25 @@ fn compact(
             images.copy_within(read * pixels..(read + 1) * pixels, written * pixels);
         }
         labels.push(label);
+        names.push(relative_name(&candidate.path, dir));
         written += 1;
         train_len += usize::from(candidate.part == Part::Train);
     }
     images.truncate(written * pixels);
-    (images, labels, train_len)
+    (images, labels, names, train_len)
+}
+
+/// `path` relative to `dir` with `/` between its parts, as a targets file names it (e.g. `3/img_12.png`).
+fn relative_name(path: &Path, dir: &Path) -> String {
+    let relative = path.strip_prefix(dir).unwrap_or(path);
+    relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Decoded images with their labels, train items first.
 struct Labelled {
     images: Vec<u8>,
     labels: Vec<u8>,
+    names: Vec<String>,
     train_len: usize,
     shape: ImageShape,
     class_names: Vec<String>,
@@ -226,7 +237,7 @@ struct Labelled {
 /// The train and test parts: the folder's own test part when it has usable images, else a seeded share of
 /// the training images.
 fn split(labelled: Labelled, listing: &Listing, seed: u64, report: &mut LoadReport) -> Result<DataSplit, DataError> {
-    let Labelled { mut images, mut labels, train_len, shape, class_names } = labelled;
+    let Labelled { mut images, mut labels, mut names, train_len, shape, class_names } = labelled;
     let (pixels, classes) = (shape.pixels(), class_names.len());
     let test_len = labels.len() - train_len;
     match &listing.test_root {
@@ -234,10 +245,13 @@ fn split(labelled: Labelled, listing: &Listing, seed: u64, report: &mut LoadRepo
             let test_images = images.split_off(train_len * pixels);
             images.shrink_to_fit();
             let test_labels = labels.split_off(train_len);
+            let test_names = names.split_off(train_len.min(names.len()));
             let train_source = listing.train_root.display().to_string();
             let test_source = test_root.display().to_string();
-            let train = Dataset::new(images, labels, shape, classes, class_names.clone(), train_source)?;
-            let test = Dataset::new(test_images, test_labels, shape, classes, class_names, test_source)?;
+            let train =
+                Dataset::new(images, labels, shape, classes, class_names.clone(), train_source)?.with_names(names);
+            let test = Dataset::new(test_images, test_labels, shape, classes, class_names, test_source)?
+                .with_names(test_names);
             Ok(DataSplit { train, test })
         }
         test_root => {
@@ -248,9 +262,11 @@ fn split(labelled: Labelled, listing: &Listing, seed: u64, report: &mut LoadRepo
                 ));
             }
             labels.truncate(train_len);
+            names.truncate(train_len);
             images.truncate(train_len * pixels);
             let source = listing.train_root.display().to_string();
-            Dataset::new(images, labels, shape, classes, class_names, source)?.split(DEFAULT_TEST_FRACTION, seed)
+            let data = Dataset::new(images, labels, shape, classes, class_names, source)?.with_names(names);
+            data.split(DEFAULT_TEST_FRACTION, seed)
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Regression targets: a number per image, computed from its pixels (a digit's slant, its ink) or read from a
-//! CSV of `index,target` rows, where indices count the training part first, then the test part.
+//! CSV of `index,target` rows, where indices count the training part first, then the test part, or — for an
+//! image folder — `file,target` rows naming each image by its path in the folder.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -70,14 +71,58 @@ pub fn targets_of(split: &DataSplit, target: Target) -> Option<(Vec<f32>, Vec<f3
 pub fn attach_targets(split: &mut DataSplit, path: &Path) -> Result<(), DataError> {
     let bytes = read_regular(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let total = split.train.len() + split.test.len();
-    let targets = parse_targets(&bytes, total, path)?;
+    let names = match (split.train.names(), split.test.names()) {
+        (Some(train), Some(test)) => Some(FileNames::new(train.iter().chain(test))),
+        _ => None,
+    };
+    let targets = parse_targets(&bytes, total, names.as_ref(), path)?;
     let (train, test) = targets.split_at(split.train.len());
     split.train.set_targets(train.to_vec());
     split.test.set_targets(test.to_vec());
     Ok(())
 }
 
-fn parse_targets(bytes: &[u8], total: usize, path: &Path) -> Result<Vec<f32>, DataError> {
+/// An image folder's files, train then test, to find an example by the name a targets file gives it: its path
+/// in the folder (`3/img_12.png`), or its file name alone when no other image has it.
+struct FileNames {
+    by_path: HashMap<String, usize>,
+    /// `None` where two images share the name.
+    by_file_name: HashMap<String, Option<usize>>,
+    example: String,
+}
+
+impl FileNames {
+    fn new<'a>(names: impl Iterator<Item = &'a String>) -> FileNames {
+        let (mut by_path, mut by_file_name) = (HashMap::new(), HashMap::new());
+        let mut example = String::new();
+        for (index, name) in names.enumerate() {
+            if example.is_empty() {
+                example.clone_from(name);
+            }
+            by_path.insert(name.clone(), index);
+            let file_name = name.rsplit('/').next().unwrap_or(name).to_owned();
+            by_file_name.entry(file_name).and_modify(|seen| *seen = None).or_insert(Some(index));
+        }
+        FileNames { by_path, by_file_name, example }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, String> {
+        let name = name.trim_start_matches("./");
+        if let Some(&index) = self.by_path.get(name) {
+            return Ok(index);
+        }
+        match self.by_file_name.get(name) {
+            Some(Some(index)) => Ok(*index),
+            Some(None) => Err(format!("several images are called `{name}`: give its path in the folder")),
+            None => Err(format!(
+                "no image `{name}` in the data (images are named by their path in the folder, e.g. `{}`)",
+                self.example
+            )),
+        }
+    }
+}
+
+fn parse_targets(bytes: &[u8], total: usize, names: Option<&FileNames>, path: &Path) -> Result<Vec<f32>, DataError> {
     let bad = |line: usize, problem: String| DataError::TargetLine { path: path.to_path_buf(), line, problem };
     let mut reader =
         csv::ReaderBuilder::new().has_headers(false).flexible(true).trim(csv::Trim::All).from_reader(bytes);
@@ -95,12 +140,14 @@ fn parse_targets(bytes: &[u8], total: usize, path: &Path) -> Result<Vec<f32>, Da
         let (Some(index), Some(value), 2) = (record.get(0), record.get(1), record.len()) else {
             return Err(bad(line, format!("expected two fields `index,target`, found {}", record.len())));
         };
-        let Ok(index) = index.parse::<usize>() else {
-            // A first row whose index is not a number is a header such as `index,target`.
-            if row == 0 {
-                continue;
-            }
-            return Err(bad(line, format!("the index `{index}` is not a whole number ≥ 0")));
+        // A first row whose target is not a number is a header such as `index,target` or `file,target`.
+        if row == 0 && value.parse::<f32>().is_err() {
+            continue;
+        }
+        let index = match (index.parse::<usize>(), names) {
+            (Ok(index), _) => index,
+            (Err(_), Some(names)) => names.find(index).map_err(|problem| bad(line, problem))?,
+            (Err(_), None) => return Err(bad(line, format!("the index `{index}` is not a whole number ≥ 0"))),
         };
         let value: f32 = value.parse().map_err(|_| bad(line, format!("the target `{value}` is not a number")))?;
         if !value.is_finite() {
@@ -122,7 +169,13 @@ fn parse_targets(bytes: &[u8], total: usize, path: &Path) -> Result<Vec<f32>, Da
     }
     let missing: Vec<usize> = (0..total).filter(|&i| targets.get(i).is_some_and(|t| t.is_nan())).collect();
     if !missing.is_empty() {
-        let mut listed: Vec<String> = missing.iter().take(LISTED_MISSING).map(usize::to_string).collect();
+        // An image folder's examples are listed by file: an index means nothing to its owner.
+        let name = |i: &usize| {
+            names
+                .and_then(|n| n.by_path.iter().find(|&(_, &at)| at == *i))
+                .map_or(i.to_string(), |(name, _)| name.clone())
+        };
+        let mut listed: Vec<String> = missing.iter().take(LISTED_MISSING).map(name).collect();
         if missing.len() > LISTED_MISSING {
             listed.push("…".to_owned());
         }
@@ -163,7 +216,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Vec<f32>, String> {
-        parse_targets(text.as_bytes(), 3, Path::new("t.csv")).map_err(|e| e.to_string())
+        parse_targets(text.as_bytes(), 3, None, Path::new("t.csv")).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -175,3 +175,47 @@ fn compare_reports_a_regression_by_its_test_r2() {
     assert_eq!(paired["b_higher_test_r2"], 1, "the identity arm beats the ReLU arm: {summary}");
     assert!(stderr(&output).contains("B's test R² is +"), "{}", stderr(&output));
 }
+
+#[test]
+fn an_image_folder_takes_its_targets_by_file_name_and_an_unknown_file_is_named_by_its_line() {
+    let dir = scratch_dir("regression-folder");
+    let data = dir.join("images");
+    let mut rows = vec!["file,target".to_owned()];
+    for class in ["dark", "light"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for i in 0..10u32 {
+            // The target is the square's grey level: a number the pixels really carry.
+            let grey = if class == "dark" { 40 + 3 * i } else { 160 + 3 * i };
+            let image = image::GrayImage::from_fn(12, 12, |x, y| {
+                image::Luma([if (3..9).contains(&x) && (3..9).contains(&y) { grey as u8 } else { 0 }])
+            });
+            image.save(data.join(class).join(format!("{i}.png"))).unwrap();
+            // One row by its path in the folder, the other by its file name alone would be ambiguous here.
+            rows.push(format!("{class}/{i}.png,{}", f64::from(grey) / 255.0));
+        }
+    }
+    let targets = dir.join("targets.csv");
+    std::fs::write(&targets, rows.join("\n")).unwrap();
+    let out = dir.join("out");
+    let args =
+        ["train", "--task", "regression:file", "--arch", "conv 4 3x3, pool 2", "--steps", "10", "--test-every", "10"];
+    let paths =
+        ["--data", data.to_str().unwrap(), "--targets", targets.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let output = convscope(&[&args[..], &paths[..]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(last_json_line(&output)["test_r2"].as_f64().is_some_and(f64::is_finite));
+
+    rows[3] = "dark/missing.png,0.5".to_owned();
+    std::fs::write(&targets, rows.join("\n")).unwrap();
+    let output = convscope(&[&args[..], &paths[..]].concat());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("targets.csv: line 4: no image `dark/missing.png` in the data"),
+        "{}",
+        stderr(&output)
+    );
+    rows[3] = "2.png,0.5".to_owned();
+    std::fs::write(&targets, rows.join("\n")).unwrap();
+    let output = convscope(&[&args[..], &paths[..]].concat());
+    assert!(stderr(&output).contains("line 4: several images are called `2.png`"), "{}", stderr(&output));
+}
