@@ -3,9 +3,6 @@
 
 use crate::arch::{Activation, ELU_ALPHA, LEAKY_RELU_SLOPE};
 
-/// Independent accumulators per quantity, so the compiler keeps them in vector registers.
-const LANES: usize = 8;
-
 /// What one pass over a layer's `[batch, units, height, width]` pre-activations and activations yields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerActivity {
@@ -53,123 +50,30 @@ impl LayerActivity {
     }
 }
 
-/// Running sums of one unit's values, lane by lane.
-#[derive(Clone, Copy)]
-struct Lanes {
-    pre_sum: [f32; LANES],
-    pre_square: [f32; LANES],
-    post_sum: [f32; LANES],
-    post_square: [f32; LANES],
-    slope: [f32; LANES],
-    /// NaN until a finite value arrives: `f32::min`/`max` skip NaN, and non-finite values enter as NaN.
-    pre_low: [f32; LANES],
-    pre_high: [f32; LANES],
-    post_low: [f32; LANES],
-    post_high: [f32; LANES],
-    peak: [f32; LANES],
-    pre_non_finite: [u32; LANES],
-}
-
-impl Lanes {
-    const EMPTY: Lanes = Lanes {
-        pre_sum: [0.0; LANES],
-        pre_square: [0.0; LANES],
-        post_sum: [0.0; LANES],
-        post_square: [0.0; LANES],
-        slope: [0.0; LANES],
-        pre_low: [f32::NAN; LANES],
-        pre_high: [f32::NAN; LANES],
-        post_low: [f32::NAN; LANES],
-        post_high: [f32::NAN; LANES],
-        peak: [f32::NAN; LANES],
-        pre_non_finite: [0; LANES],
-    };
-
-    #[inline(always)]
-    fn add(&mut self, lane: usize, z: f32, a: f32, slope: f32) {
-        self.pre_sum[lane] += z;
-        self.pre_square[lane] += z * z;
-        self.post_sum[lane] += a;
-        self.post_square[lane] += a * a;
-        self.slope[lane] += slope;
-        let finite_z = if z.is_finite() { z } else { f32::NAN };
-        let finite_a = if a.is_finite() { a } else { f32::NAN };
-        self.pre_low[lane] = self.pre_low[lane].min(finite_z);
-        self.pre_high[lane] = self.pre_high[lane].max(finite_z);
-        self.post_low[lane] = self.post_low[lane].min(finite_a);
-        self.post_high[lane] = self.post_high[lane].max(finite_a);
-        self.peak[lane] = self.peak[lane].max(a);
-        self.pre_non_finite[lane] += u32::from(!z.is_finite());
-    }
-}
-
-fn sum(lanes: &[f32; LANES]) -> f64 {
-    lanes.iter().map(|&v| f64::from(v)).sum()
-}
-
-fn fold(lanes: &[f32; LANES], pick: fn(f32, f32) -> f32) -> f32 {
-    lanes.iter().copied().fold(f32::NAN, pick)
-}
-
 /// `NaN` (no finite value seen) becomes `None`.
 fn range(low: f32, high: f32) -> Option<(f32, f32)> {
     (!low.is_nan() && !high.is_nan()).then_some((low, high))
 }
 
-fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32, f32) -> f32) -> LayerActivity {
-    let [batch, units, height, width] = dims;
-    let per_unit = (height * width).max(1);
-    let (mut pre_sum, mut pre_square, mut post_sum, mut post_square) = (0.0_f64, 0.0_f64, 0.0_f64, 0.0_f64);
-    let (mut pre_low, mut pre_high, mut post_low, mut post_high) = (f32::NAN, f32::NAN, f32::NAN, f32::NAN);
-    let mut pre_non_finite = 0_u32;
-    let mut measured = 0_usize;
-    let mut slope_sums = vec![0.0_f64; units];
-    let mut peaks = vec![f32::NAN; units];
-    // Each (example, unit) pair owns `per_unit` consecutive values.
-    let blocks = pre.chunks(per_unit).zip(post.chunks(per_unit)).take(batch * units);
-    for (block, (pre_block, post_block)) in blocks.enumerate() {
-        let unit = block % units.max(1);
-        measured += pre_block.len().min(post_block.len());
-        let mut lanes = Lanes::EMPTY;
-        let mut pre_chunks = pre_block.chunks_exact(LANES);
-        let mut post_chunks = post_block.chunks_exact(LANES);
-        for (zs, activations) in (&mut pre_chunks).zip(&mut post_chunks) {
-            for lane in 0..LANES {
-                let (z, a) = (zs[lane], activations[lane]);
-                lanes.add(lane, z, a, slope(z, a));
-            }
-        }
-        for (&z, &a) in pre_chunks.remainder().iter().zip(post_chunks.remainder()) {
-            lanes.add(0, z, a, slope(z, a));
-        }
-        pre_sum += sum(&lanes.pre_sum);
-        pre_square += sum(&lanes.pre_square);
-        post_sum += sum(&lanes.post_sum);
-        post_square += sum(&lanes.post_square);
-        pre_low = pre_low.min(fold(&lanes.pre_low, f32::min));
-        pre_high = pre_high.max(fold(&lanes.pre_high, f32::max));
-        post_low = post_low.min(fold(&lanes.post_low, f32::min));
-        post_high = post_high.max(fold(&lanes.post_high, f32::max));
-        pre_non_finite += lanes.pre_non_finite.iter().sum::<u32>();
-        if let (Some(total), Some(peak)) = (slope_sums.get_mut(unit), peaks.get_mut(unit)) {
-            *total += sum(&lanes.slope);
-            *peak = peak.max(fold(&lanes.peak, f32::max));
-        }
-    }
-    let values = measured.max(1) as f64;
+/// The pass itself runs in `crates/kernels` (compiled for the CPU's widest vectors); this turns its sums into
+/// means per value and per unit.
+fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32, f32) -> f32 + Copy) -> LayerActivity {
+    let m = convscope_kernels::moments::measure(dims, pre, post, slope);
+    let units = dims[1];
+    let values = m.measured.max(1) as f64;
     // A unit's share of the values measured (all of its batch × positions when the slices are whole).
-    let per_unit_values = (measured / units.max(1)).max(1) as f64;
+    let per_unit_values = (m.measured / units.max(1)).max(1) as f64;
     LayerActivity {
-        pre_mean: (pre_sum / values) as f32,
-        pre_square_mean: (pre_square / values) as f32,
-        post_mean: (post_sum / values) as f32,
-        post_square_mean: (post_square / values) as f32,
-        pre_range: range(pre_low, pre_high),
-        pre_non_finite,
-        post_range: range(post_low, post_high),
-        unit_mean_slope: slope_sums.iter().map(|&s| (s / per_unit_values) as f32).collect(),
+        pre_mean: (m.pre_sum / values) as f32,
+        pre_square_mean: (m.pre_square / values) as f32,
+        post_mean: (m.post_sum / values) as f32,
+        post_square_mean: (m.post_square / values) as f32,
+        pre_range: range(m.pre_low, m.pre_high),
+        pre_non_finite: m.pre_non_finite,
+        post_range: range(m.post_low, m.post_high),
+        unit_mean_slope: m.unit_slope_sums.iter().map(|&s| (s / per_unit_values) as f32).collect(),
         // A unit whose every output was NaN counts as silent: it carries no signal either way.
-        unit_peak: peaks.into_iter().map(|p| if p.is_nan() { 0.0 } else { p }).collect(),
+        unit_peak: m.unit_peaks.into_iter().map(|p| if p.is_nan() { 0.0 } else { p }).collect(),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod direct;
 pub mod gemm;
+pub mod moments;
 pub mod peak;
 pub mod pool;
 
