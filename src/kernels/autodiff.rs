@@ -1,4 +1,4 @@
-//! The autodiff plumbing: `conv2d_custom` and `max_pool2x2_custom` as differentiable ops on burn 0.22's
+//! The autodiff plumbing: `conv2d_custom` and `max_pool_custom` as differentiable ops on burn 0.22's
 //! dispatched `Tensor<D>`, built from the direct or im2col+gemm kernels, plugged into burn-autodiff through
 //! its public `Backward` trait.
 //!
@@ -246,55 +246,56 @@ pub fn conv2d_custom(
     super::burn_conv2d(x, w, bias, 1, pad)
 }
 
-// --- 2×2 / stride 2 max-pool (floor mode, no padding) ---------------------------------------------------
+// --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------
 
 /// Forward on a flex tensor: output and the winners.
-fn pool_fwd(x: &FlexTensor) -> (FlexTensor, Vec<u8>) {
+fn pool_fwd(x: &FlexTensor, size: usize) -> (FlexTensor, Vec<u8>) {
     let x = x.to_contiguous();
     let s = x.layout().shape().to_vec();
-    let (out, arg) = pool::forward(x.storage(), s[0] * s[1], s[2], s[3]);
-    (flex(out, vec![s[0], s[1], s[2] / 2, s[3] / 2]), arg)
+    let (out, arg) = pool::forward_sized(x.storage(), s[0] * s[1], s[2], s[3], size);
+    (flex(out, vec![s[0], s[1], s[2] / size, s[3] / size]), arg)
 }
 
-fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize]) -> FlexTensor {
+fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize], size: usize) -> FlexTensor {
     let dy = dy.to_contiguous();
-    let dx = pool::backward(dy.storage(), arg, in_shape[0] * in_shape[1], in_shape[2], in_shape[3]);
+    let dx = pool::backward_sized(dy.storage(), arg, in_shape[0] * in_shape[1], in_shape[2], in_shape[3], size);
     flex(dx, in_shape.to_vec())
 }
 
 #[derive(Debug)]
-struct Pool2;
+struct Pool;
 
-impl Backward<Flex, 1> for Pool2 {
-    type State = (std::sync::Arc<Vec<u8>>, Vec<usize>);
+impl Backward<Flex, 1> for Pool {
+    type State = (std::sync::Arc<Vec<u8>>, Vec<usize>, usize);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [nx] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         if let Some(n) = nx {
-            let (arg, shape) = ops.state;
-            grads.register::<Flex>(n.id, pool_bwd(dy, &arg, &shape));
+            let (arg, shape, size) = ops.state;
+            grads.register::<Flex>(n.id, pool_bwd(dy, &arg, &shape, size));
         }
     }
 }
 
-/// 2×2 max-pool, stride 2 (what `max_pool2d(x, MaxPoolOptions::new([2, 2]))` does).
-pub fn max_pool2x2_custom(x: Tensor<4>) -> Tensor<4> {
-    if x.dtype() == burn::tensor::DType::F32 {
+/// `size`×`size` max-pool with stride `size` (what `max_pool2d(x, MaxPoolOptions::new([size, size]))` does);
+/// 2 ≤ `size` ≤ [`pool::MAX_WINDOW`], others go to burn.
+pub fn max_pool_custom(x: Tensor<4>, size: usize) -> Tensor<4> {
+    if x.dtype() == burn::tensor::DType::F32 && (2..=pool::MAX_WINDOW).contains(&size) {
         if let Ok(xp) = x.clone().try_into_primitive::<Ad>() {
             let shape = xp.primitive().layout().shape().to_vec();
-            let y = match Pool2.prepare::<NoCheckpointing>([xp.node()]).compute_bound().stateful() {
+            let y = match Pool.prepare::<NoCheckpointing>([xp.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => {
-                    let (y, arg) = pool_fwd(xp.primitive());
-                    prep.finish((std::sync::Arc::new(arg), shape), y)
+                    let (y, arg) = pool_fwd(xp.primitive(), size);
+                    prep.finish((std::sync::Arc::new(arg), shape, size), y)
                 }
-                OpsKind::UnTracked(prep) => prep.finish(pool_fwd(xp.primitive()).0),
+                OpsKind::UnTracked(prep) => prep.finish(pool_fwd(xp.primitive(), size).0),
             };
             return Tensor::from_primitive::<Ad>(y);
         }
         if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
-            return Tensor::from_primitive::<Flex>(pool_fwd(&xp).0);
+            return Tensor::from_primitive::<Flex>(pool_fwd(&xp, size).0);
         }
     }
-    super::burn_max_pool2d(x, 2)
+    super::burn_max_pool2d(x, size)
 }

@@ -98,12 +98,13 @@ fn burn_max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
     burn::tensor::module::max_pool2d(x, MaxPoolOptions::new([size, size]))
 }
 
-/// Max-pooling with a square window and the same stride (floor mode): the project's kernel for 2×2 on flex.
+/// Max-pooling with a square window and the same stride (floor mode): the project's kernels on flex (a
+/// branch-free one for 2×2, a plain one for 3×3 up to 15×15).
 pub fn max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
     max_pool2d_using(kernel_choice(), x, size)
 }
 
 /// [`max_pool2d`] with the kernels named.
 pub fn max_pool2d_using(choice: KernelChoice, x: Tensor<4>, size: usize) -> Tensor<4> {
-    if size == 2 && choice != KernelChoice::Burn { autodiff::max_pool2x2_custom(x) } else { burn_max_pool2d(x, size) }
+    if choice != KernelChoice::Burn { autodiff::max_pool_custom(x, size) } else { burn_max_pool2d(x, size) }
 }

@@ -1,6 +1,10 @@
-//! 2×2, stride 2 max-pooling (floor mode, no padding) on NCHW planes, as burn-flex defines it: the first
-//! maximum of a window wins, and a NaN always wins (the last NaN). The forward pass keeps, per output, which of
-//! the four cells won, so the backward pass is a scatter.
+//! Max-pooling with a square window and the same stride (floor mode, no padding) on NCHW planes, as burn-flex
+//! defines it: the first maximum of a window wins, and a NaN always wins (the last NaN). The forward pass keeps,
+//! per output, which cell won (row-major in its window), so the backward pass is a scatter. 2×2 has its own
+//! branch-free loop; other sizes up to [`MAX_WINDOW`] share a plain one.
+
+/// The largest window side: a winner's index in its window must fit a byte.
+pub const MAX_WINDOW: usize = 15;
 
 /// Pools `planes` planes of `h`×`w` values: the outputs, and per output the winning cell (0..4, row-major).
 pub fn forward(x: &[f32], planes: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u8>) {
@@ -35,6 +39,60 @@ pub fn forward(x: &[f32], planes: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u
     (out, arg)
 }
 
+/// Pools with a `size`×`size` window and stride (2 ≤ `size` ≤ [`MAX_WINDOW`]; 2 takes [`forward`]).
+pub fn forward_sized(x: &[f32], planes: usize, h: usize, w: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
+    if size == 2 {
+        return forward(x, planes, h, w);
+    }
+    forward_general(x, planes, h, w, size.clamp(1, MAX_WINDOW))
+}
+
+/// The plain loop for any window.
+fn forward_general(x: &[f32], planes: usize, h: usize, w: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
+    let (ho, wo) = (h / size, w / size);
+    let mut out = vec![0.0f32; planes * ho * wo];
+    let mut arg = vec![0u8; planes * ho * wo];
+    for p in 0..planes {
+        let xp = &x[p * h * w..(p + 1) * h * w];
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let (mut best, mut winner) = (xp[oh * size * w + ow * size], 0u8);
+                for i in 0..size {
+                    let row = &xp[(oh * size + i) * w + ow * size..(oh * size + i) * w + (ow + 1) * size];
+                    for (j, &v) in row.iter().enumerate() {
+                        if (v > best) | v.is_nan() && (i, j) != (0, 0) {
+                            (best, winner) = (v, (i * size + j) as u8);
+                        }
+                    }
+                }
+                out[(p * ho + oh) * wo + ow] = best;
+                arg[(p * ho + oh) * wo + ow] = winner;
+            }
+        }
+    }
+    (out, arg)
+}
+
+/// [`backward`] for a `size`×`size` window.
+pub fn backward_sized(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, size: usize) -> Vec<f32> {
+    if size == 2 {
+        return backward(dy, arg, planes, h, w);
+    }
+    let size = size.clamp(1, MAX_WINDOW);
+    let (ho, wo) = (h / size, w / size);
+    let mut dx = vec![0.0f32; planes * h * w];
+    for p in 0..planes {
+        for oh in 0..ho {
+            for ow in 0..wo {
+                let o = (p * ho + oh) * wo + ow;
+                let k = usize::from(arg[o]);
+                dx[p * h * w + (oh * size + k / size) * w + ow * size + k % size] = dy[o];
+            }
+        }
+    }
+    dx
+}
+
 /// The input gradient: each output's gradient goes to the cell that won its window, zero elsewhere.
 pub fn backward(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize) -> Vec<f32> {
     let (ho, wo) = (h / 2, w / 2);
@@ -49,4 +107,24 @@ pub fn backward(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize) -> Ve
         }
     }
     dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plain_loop_picks_the_winners_the_2x2_loop_picks_nans_and_ties_included() {
+        let (planes, h, w) = (3, 6, 8);
+        let mut x: Vec<f32> = (0..planes * h * w).map(|i| ((i * 7919) % 5) as f32).collect();
+        for at in [3, 17, 18, 40, 41, 50] {
+            x[at] = f32::NAN;
+        }
+        let (fast, fast_arg) = forward(&x, planes, h, w);
+        let (plain, plain_arg) = forward_general(&x, planes, h, w, 2);
+        assert_eq!(fast_arg, plain_arg);
+        assert!(fast.iter().zip(&plain).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
+        let dy: Vec<f32> = (0..fast.len()).map(|i| i as f32).collect();
+        assert_eq!(backward(&dy, &fast_arg, planes, h, w), backward_sized(&dy, &plain_arg, planes, h, w, 2));
+    }
 }
