@@ -73,11 +73,9 @@ fn forward_general(x: &[f32], planes: usize, h: usize, w: usize, size: usize) ->
     (out, arg)
 }
 
-/// [`backward`] for a `size`×`size` window.
+/// The input gradient of a `size`×`size` pool: each output's gradient goes to the cell that won its window
+/// (a scatter: the same loop serves every size), zero elsewhere.
 pub fn backward_sized(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, size: usize) -> Vec<f32> {
-    if size == 2 {
-        return backward(dy, arg, planes, h, w);
-    }
     let size = size.clamp(1, MAX_WINDOW);
     let (ho, wo) = (h / size, w / size);
     let mut dx = vec![0.0f32; planes * h * w];
@@ -93,20 +91,9 @@ pub fn backward_sized(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize,
     dx
 }
 
-/// The input gradient: each output's gradient goes to the cell that won its window, zero elsewhere.
+/// The input gradient of a 2×2 pool: each output's gradient goes to the cell that won its window, zero elsewhere.
 pub fn backward(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize) -> Vec<f32> {
-    let (ho, wo) = (h / 2, w / 2);
-    let mut dx = vec![0.0f32; planes * h * w];
-    for p in 0..planes {
-        for oh in 0..ho {
-            for ow in 0..wo {
-                let o = (p * ho + oh) * wo + ow;
-                let k = usize::from(arg[o]);
-                dx[p * h * w + (2 * oh + k / 2) * w + 2 * ow + k % 2] = dy[o];
-            }
-        }
-    }
-    dx
+    backward_sized(dy, arg, planes, h, w, 2)
 }
 
 #[cfg(test)]
@@ -124,7 +111,5 @@ mod tests {
         let (plain, plain_arg) = forward_general(&x, planes, h, w, 2);
         assert_eq!(fast_arg, plain_arg);
         assert!(fast.iter().zip(&plain).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
-        let dy: Vec<f32> = (0..fast.len()).map(|i| i as f32).collect();
-        assert_eq!(backward(&dy, &fast_arg, planes, h, w), backward_sized(&dy, &plain_arg, planes, h, w, 2));
     }
 }
