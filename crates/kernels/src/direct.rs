@@ -47,6 +47,14 @@ impl Isa {
         }
     }
 
+    /// f32 lanes in one vector register.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
     /// The widest instruction set this CPU runs, if any.
     pub fn best() -> Option<Isa> {
         [Isa::Avx512, Isa::Avx2].into_iter().find(|isa| isa.runs_here())
@@ -56,11 +64,13 @@ impl Isa {
 // Where the direct kernels beat im2col + gemm, measured per op on ref-mnist's and `wide`'s layers, an RGB first
 // layer and 16/32-channel layers:
 // - forward and dX for square 3×3, 5×5 and 7×7 filters (3×3: deep6 3,080 → 3,830 images/s at one thread, 3,720 →
-//   4,230 at two; a CIFAR-sized 3×3 net 1,650 → 1,820), dW for 5×5 only (it is unrolled for them);
+//   4,230 at two; a CIFAR-sized 3×3 net 1,650 → 1,820), dW for 3×3 and 5×5 (unrolled for them; 3×3 dW:
+//   deep6 3,870 → 4,700 images/s at one thread with AVX-512);
 // - dX only into 8 or more channels: it runs the forward kernel with the input channels as outputs, and with
 //   fewer each load feeds too few FMAs;
-// - dW only with 16 or more output channels (its vector lanes) and 2 or more input channels (a one-channel
-//   image is gemm's best case: 0.75 ms against 1.45 ms for `wide`'s first layer);
+// - dW only with 2 or more input channels (a one-channel image is gemm's best case: 0.75 ms against 1.45 ms for
+//   `wide`'s first layer), for 5×5 with 16 or more output channels, for 3×3 with a whole vector of them (8 on
+//   AVX2: deep6's 8 → 8 layers make a 300-step AVX2 `train` 12 % faster than leaving them to gemm);
 // - with AVX2, forward and dX only while input × output channels ≤ 1,024: for `wide`'s 32 → 64 layer gemm's
 //   larger blocking wins (7.9 against 8.7 ms with gemm's AVX2 microkernels), for 32 → 16 the direct kernel
 //   does (2.2 against 3.3 ms).
@@ -86,8 +96,9 @@ fn takes_input_grad(isa: Isa, g: &Geom) -> bool {
     takes_forward(isa, g) && g.ci >= 8 && g.pad < g.kh
 }
 
-fn takes_weight_grad(g: &Geom) -> bool {
-    direct_shape(g) && g.co >= 16 && g.ci >= 2
+fn takes_weight_grad(isa: Isa, g: &Geom) -> bool {
+    let three = g.kh == 3 && g.kw == 3 && fits(g) && g.co >= isa.lanes();
+    (three || (direct_shape(g) && g.co >= 16)) && g.ci >= 2
 }
 
 /// Which of a convolution's three ops the direct kernels for `isa` run (the others go to im2col + gemm): what
@@ -108,7 +119,7 @@ pub fn direct_ops(isa: Isa, g: &Geom) -> DirectOps {
     DirectOps {
         forward: here && takes_forward(isa, g),
         input_grad: here && takes_input_grad(isa, g),
-        weight_grad: here && takes_weight_grad(g),
+        weight_grad: here && takes_weight_grad(isa, g),
     }
 }
 
@@ -182,13 +193,13 @@ pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// dW[co][ci][i][j] = Σ_{b,oh,ow} dY[b][co][oh][ow] · xpad[b][ci][oh+i][ow+j] (direct where faster).
 pub fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    if !isa.runs_here() || !takes_weight_grad(g) {
+    if !isa.runs_here() || !takes_weight_grad(isa, g) {
         return crate::gemm::weight_grad(g, x, dy);
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
-        vector::weight_grad_5x5(isa, g, x, dy)
+        vector::weight_grad(isa, g, x, dy)
     }
     #[cfg(not(target_arch = "x86_64"))]
     crate::gemm::weight_grad(g, x, dy)
@@ -205,10 +216,6 @@ mod vector {
     pub(super) trait Vector {
         /// f32 lanes per vector.
         const L: usize;
-        /// Kernel rows of the 5×5 weight gradient accumulated per pass: all five need 25 accumulators.
-        const DW_ROWS: usize;
-        /// Vectors of output channels the weight gradient takes per pass (each loaded value feeds that many).
-        const DW_VECTORS: usize;
         type V: Copy;
         unsafe fn zero() -> Self::V;
         unsafe fn splat(v: f32) -> Self::V;
@@ -225,8 +232,6 @@ mod vector {
 
     impl Vector for Avx512 {
         const L: usize = 16;
-        const DW_ROWS: usize = 5;
-        const DW_VECTORS: usize = 1;
         type V = __m512;
         #[inline(always)]
         unsafe fn zero() -> __m512 {
@@ -257,8 +262,6 @@ mod vector {
 
     impl Vector for Avx2 {
         const L: usize = 8;
-        const DW_ROWS: usize = 1;
-        const DW_VECTORS: usize = 2;
         type V = __m256;
         #[inline(always)]
         unsafe fn zero() -> __m256 {
@@ -411,24 +414,29 @@ mod vector {
         }
     }
 
-    /// dW for KH×KW filters: co in the vector lanes (padded to whole passes of `S::DW_VECTORS` vectors), one
-    /// accumulator per tap and vector for `S::DW_ROWS` kernel rows at a time, kept per (ci, co vector) across
-    /// the batch. AVX2 takes one kernel row and two channel vectors per pass (10 accumulators): each broadcast
-    /// input value then feeds two FMAs (dW of ref-mnist's second layer 0.60 → 0.39 ms, `wide`'s second 10.2 →
-    /// 6.3 ms).
+    /// dW for KH×KW filters: co in the vector lanes (padded to whole passes of `VECTORS` vectors), one
+    /// accumulator per tap and vector for `ROWS` kernel rows at a time, kept per (ci, co vector) across the
+    /// batch. 5×5 on AVX-512 takes all five rows (25 accumulators of 32 registers); AVX2 one kernel row and two
+    /// channel vectors per pass (10 accumulators): each broadcast input value then feeds two FMAs (dW of
+    /// ref-mnist's second layer 0.60 → 0.39 ms, `wide`'s second 10.2 → 6.3 ms). 3×3 takes all three rows and
+    /// one channel vector on both (9 accumulators).
     #[inline(always)]
-    unsafe fn dw_impl<S: Vector, const KH: usize, const KW: usize>(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    unsafe fn dw_impl<S: Vector, const KH: usize, const KW: usize, const ROWS: usize, const VECTORS: usize>(
+        g: &Geom,
+        x: &[f32],
+        dy: &[f32],
+    ) -> Vec<f32> {
         const MAX_ACCUMULATORS: usize = 25;
         const MAX_VECTORS: usize = 2;
-        let taps = S::DW_ROWS * KW;
-        assert!(KH.is_multiple_of(S::DW_ROWS) && taps * S::DW_VECTORS <= MAX_ACCUMULATORS);
-        assert!(S::DW_VECTORS <= MAX_VECTORS);
+        let taps = ROWS * KW;
+        assert!(KH.is_multiple_of(ROWS) && taps * VECTORS <= MAX_ACCUMULATORS);
+        assert!(VECTORS <= MAX_VECTORS);
         let l = S::L;
         let (ho, wo) = (g.ho(), g.wo());
         assert!(ho > 0 && wo > 0);
         let hp = g.h + 2 * g.pad;
         let wpp = g.w + 2 * g.pad;
-        let cblocks = g.co.div_ceil(l * S::DW_VECTORS) * S::DW_VECTORS;
+        let cblocks = g.co.div_ceil(l * VECTORS) * VECTORS;
         let cpad = cblocks * l;
         let mut dyt = vec![0.0f32; g.b * ho * wo * cpad];
         for b in 0..g.b {
@@ -443,20 +451,20 @@ mod vector {
         // [ci][co vector][tap][lane]
         let mut sums = vec![0.0f32; g.ci * cblocks * KH * KW * l];
         assert!((ho - 1 + KH - 1) * wpp + wo - 1 + KW - 1 < hp * wpp);
-        assert!(cblocks.is_multiple_of(S::DW_VECTORS));
+        assert!(cblocks.is_multiple_of(VECTORS));
         assert!(dyt.len() >= g.b * ho * wo * cpad && sums.len() == g.ci * cblocks * KH * KW * l);
         for b in 0..g.b {
             pad_image(&x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], g.ci, g.h, g.w, g.pad, hp, wpp, &mut xpad);
             for c_in in 0..g.ci {
-                for cb in (0..cblocks).step_by(S::DW_VECTORS) {
-                    for i0 in (0..KH).step_by(S::DW_ROWS) {
+                for cb in (0..cblocks).step_by(VECTORS) {
+                    for i0 in (0..KH).step_by(ROWS) {
                         // SAFETY: the asserts above bound every offset: taps < KH·KW, channel vectors < cblocks
                         // (a whole number of passes), pixels < ho·wo, and the padded input covers (oh + i, ow + j)
                         // for every tap.
                         unsafe {
                             let slot = |v: usize| ((c_in * cblocks + cb + v) * KH * KW + i0 * KW) * l;
                             let mut a = [S::zero(); MAX_ACCUMULATORS];
-                            for v in 0..S::DW_VECTORS {
+                            for v in 0..VECTORS {
                                 for t in 0..taps {
                                     a[v * taps + t] = S::load(sums.as_ptr().add(slot(v) + t * l));
                                 }
@@ -466,14 +474,14 @@ mod vector {
                             for oh in 0..ho {
                                 for ow in 0..wo {
                                     let mut dv = [S::zero(); MAX_VECTORS];
-                                    for v in 0..S::DW_VECTORS {
+                                    for v in 0..VECTORS {
                                         dv[v] = S::load(dp.add((oh * wo + ow) * cpad + v * l));
                                     }
                                     let xo = xp.add(oh * wpp + ow);
-                                    for i in 0..S::DW_ROWS {
+                                    for i in 0..ROWS {
                                         for j in 0..KW {
                                             let xs = S::splat(*xo.add(i * wpp + j));
-                                            for v in 0..S::DW_VECTORS {
+                                            for v in 0..VECTORS {
                                                 let t = v * taps + i * KW + j;
                                                 a[t] = S::fmadd(xs, dv[v], a[t]);
                                             }
@@ -481,7 +489,7 @@ mod vector {
                                     }
                                 }
                             }
-                            for v in 0..S::DW_VECTORS {
+                            for v in 0..VECTORS {
                                 for t in 0..taps {
                                     S::store(sums.as_mut_ptr().add(slot(v) + t * l), a[v * taps + t]);
                                 }
@@ -511,17 +519,27 @@ mod vector {
 
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn dw_avx512(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        unsafe { dw_impl::<Avx512, 5, 5>(g, x, dy) }
+        unsafe {
+            match g.kh {
+                3 => dw_impl::<Avx512, 3, 3, 3, 1>(g, x, dy),
+                _ => dw_impl::<Avx512, 5, 5, 5, 1>(g, x, dy),
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn dw_avx2(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        unsafe { dw_impl::<Avx2, 5, 5>(g, x, dy) }
+        unsafe {
+            match g.kh {
+                3 => dw_impl::<Avx2, 3, 3, 3, 1>(g, x, dy),
+                _ => dw_impl::<Avx2, 5, 5, 1, 2>(g, x, dy),
+            }
+        }
     }
 
     /// # Safety
-    /// `isa` must run on this CPU, and the filters must be 5×5.
-    pub(super) unsafe fn weight_grad_5x5(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    /// `isa` must run on this CPU, and the filters must be 3×3 or 5×5.
+    pub(super) unsafe fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         unsafe {
             match isa {
                 Isa::Avx512 => dw_avx512(g, x, dy),
