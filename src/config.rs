@@ -6,9 +6,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::arch::{
-    Activation, ArchSpec, DEFAULT_ARCH, ImageShape, Init, LayerDefaults, LayerSettings, NetPlan, OutputKind, SpecError,
+    Activation, ArchSpec, DEFAULT_ARCH, ImageShape, Init, LayerDefaults, LayerSettings, MAX_INIT_STD, NetPlan,
+    OutputKind, SpecError,
 };
 use crate::task::Task;
+
+mod flags;
+pub use flags::TrainFlags;
 
 /// Which parameter update rule the worker uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
@@ -216,6 +220,11 @@ impl TrainConfig {
         if self.task.is_regression() != self.output.is_regression() {
             return Err(ConfigError::Head { task: self.task, output: self.output });
         }
+        if let Some(Init::Normal { std }) = self.init
+            && !(std > 0.0 && std <= MAX_INIT_STD)
+        {
+            return Err(ConfigError::InitStd(std));
+        }
         Ok(())
     }
 }
@@ -238,6 +247,9 @@ pub enum ConfigError {
     /// The batch size is zero or too large.
     #[error("batch size {0} must be between 1 and {MAX_BATCH_SIZE}")]
     BatchSize(usize),
+    /// A normal init's standard deviation is not in (0, MAX_INIT_STD].
+    #[error("the normal init's σ {0} must be in (0, {MAX_INIT_STD}], e.g. normal:0.1")]
+    InitStd(f64),
     /// A regression task on a classifier's head, or classes on a regression head.
     #[error("{}", head_mismatch(*task, *output))]
     Head {
@@ -285,6 +297,10 @@ pub enum Setting {
     GradientClip(f64),
     /// Switch the update rule; the new optimiser starts with fresh state (velocities, moments).
     Optimizer(OptimizerKind),
+    /// Draw every layer's weights again with this init from the run's seed (the same random draws at another
+    /// scale; a layer whose spec names its own init keeps it). Only before the first step — at step 0, or in a
+    /// fork made there, so that the two arms differ by their init alone.
+    Init(Init),
     /// Switch a hidden layer's nonlinearity; the weights stay exactly as they are.
     Activation {
         /// Index among the layers with weights, input to output.
@@ -345,6 +361,7 @@ impl Setting {
             Setting::GradientClip(clip) => next.grad_clip = clip,
             Setting::Optimizer(kind) => next.optimizer = kind,
             Setting::Output(kind) => next.output = kind,
+            Setting::Init(init) => next.init = Some(init),
             Setting::Activation { layer, activation } => {
                 // A regression head's activation is the user's choice; a classifier's belongs to its loss.
                 let target = if config.output.is_regression() {
@@ -381,6 +398,7 @@ impl Setting {
             Setting::GradientClip(clip) => format!("clip {clip}"),
             Setting::Optimizer(kind) => kind.name().to_owned(),
             Setting::Output(kind) => format!("output: {}", kind.name()),
+            Setting::Init(init) => format!("init {init}"),
             Setting::Activation { layer, activation } => format!("{}: {activation}", name(layer)),
             Setting::Bias { layer, enabled } => format!("{} bias {}", name(layer), on(enabled)),
             Setting::BatchNorm { layer, enabled } => format!("{} batch-norm {}", name(layer), on(enabled)),
@@ -407,150 +425,6 @@ fn hidden_layer(
     Ok(target)
 }
 
-// --- command-line flags --------------------------------------------------------------------------------------
-
-/// The training flags `convscope train` and the window share: each one given overrides the configuration it
-/// starts from (the defaults, a `--preset`, or the window's saved settings).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TrainFlags {
-    /// Start from a ready-made experiment (sigmoid-vs-relu, saturation, dead-relu, vanishing-gradients, bias,
-    /// output-layer); any other flag given overrides the preset's value.
-    #[arg(long, value_name = "NAME")]
-    pub preset: Option<String>,
-    /// Architecture: a named net (ref-mnist, deep6, wide, mlp) or a spec such as "conv 8 5x5, pool 2, dense 32"
-    /// [default: ref-mnist].
-    #[arg(long, value_name = "SPEC")]
-    pub arch: Option<String>,
-    /// Activation of every hidden layer [default: relu].
-    #[arg(long, value_enum, conflicts_with = "layer_activations")]
-    pub activation: Option<Activation>,
-    /// Activations per hidden layer with weights, comma-separated, e.g. relu,sigmoid.
-    #[arg(long, value_name = "A,B,…", value_delimiter = ',', value_enum)]
-    pub layer_activations: Vec<Activation>,
-    /// Clip each parameter's gradient to at most this L2 norm before the update [default: 0, off].
-    #[arg(long, value_name = "C")]
-    pub grad_clip: Option<f64>,
-    /// Examples per step [default: 32].
-    #[arg(long, value_name = "B")]
-    pub batch_size: Option<usize>,
-    /// Learning rate [default: 0.01; 0.0003 for a regression task].
-    #[arg(long, value_name = "X")]
-    pub lr: Option<f64>,
-    /// Momentum factor, with --optimizer momentum [default: 0.9].
-    #[arg(long, value_name = "M")]
-    pub momentum: Option<f64>,
-    /// L2 weight decay [default: 0].
-    #[arg(long, value_name = "W")]
-    pub weight_decay: Option<f64>,
-    /// Update rule [default: momentum].
-    #[arg(long, value_enum)]
-    pub optimizer: Option<OptimizerKind>,
-    /// Weight init for every layer: he, xavier, uniform or normal:SIGMA (default: by activation).
-    #[arg(long, value_name = "INIT", value_parser = parse_init)]
-    pub init: Option<Init>,
-    /// Start with every bias switched off.
-    #[arg(long, conflicts_with = "bias")]
-    pub no_bias: bool,
-    /// Start with every bias on (the default; overrides a preset without bias).
-    #[arg(long)]
-    pub bias: bool,
-    /// Start with batch-norm on in every hidden layer.
-    #[arg(long, conflicts_with = "no_batch_norm")]
-    pub batch_norm: bool,
-    /// Start with batch-norm off (the default; overrides a preset).
-    #[arg(long)]
-    pub no_batch_norm: bool,
-    /// Output layer and loss [default: softmax; mse for a regression task].
-    #[arg(long, value_enum)]
-    pub output: Option<OutputKind>,
-    /// What to predict: classification, or a number per image: regression:slant (the digit's lean, negative to
-    /// the left), regression:ink (mean intensity, 0…1) or regression:file (--targets FILE.csv)
-    /// [default: classification].
-    #[arg(long, value_name = "TASK")]
-    pub task: Option<Task>,
-    /// A regression head's output activation [default: identity, which can reach any target; ReLU cannot go
-    /// below 0 and sigmoid stays in 0…1].
-    #[arg(long, value_enum, value_name = "ACTIVATION")]
-    pub output_activation: Option<Activation>,
-    /// Regression: train on the raw targets instead of standardised ones (mean 0, std 1, the default, which keeps
-    /// the loss and the gradients of any target scale near 1).
-    #[arg(long)]
-    pub raw_targets: bool,
-    /// Keep pixels at x/255 instead of standardising them (a zero background stays exactly 0).
-    #[arg(long, conflicts_with = "normalize")]
-    pub no_normalize: bool,
-    /// Standardise pixels to mean 0, variance 1 (the default; overrides a preset).
-    #[arg(long)]
-    pub normalize: bool,
-    /// Randomly shift training images by up to N pixels [default: 0].
-    #[arg(long, value_name = "N")]
-    pub augment_shift: Option<usize>,
-    /// Seed for weights, shuffling and augmentation [default: 1].
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
-    /// Evaluate the test split every N steps (and always after the last) [default: 200].
-    #[arg(long, value_name = "N")]
-    pub test_every: Option<u64>,
-}
-
-fn parse_init(text: &str) -> Result<Init, String> {
-    Init::parse(text).ok_or_else(|| {
-        format!(
-            "unknown init `{text}`; expected he, xavier, uniform or normal:SIGMA with 0 < SIGMA ≤ 100 (e.g. normal:0.1)"
-        )
-    })
-}
-
-impl TrainFlags {
-    /// Writes every flag given over `config` (resolve `--preset` first), then checks the result.
-    pub fn apply(&self, config: &mut TrainConfig) -> Result<(), ConfigError> {
-        self.overlay(config);
-        config.validate()
-    }
-
-    fn overlay(&self, config: &mut TrainConfig) {
-        if let Some(arch) = &self.arch {
-            config.arch.clone_from(arch);
-        }
-        if let Some(activation) = self.activation {
-            config.activation = activation;
-            config.layer_activations.clear();
-        }
-        if !self.layer_activations.is_empty() {
-            config.layer_activations.clone_from(&self.layer_activations);
-        }
-        if self.no_bias || self.bias {
-            config.bias = self.bias;
-        }
-        if self.batch_norm || self.no_batch_norm {
-            config.batch_norm = self.batch_norm;
-        }
-        if self.no_normalize || self.normalize {
-            config.normalize = self.normalize;
-        }
-        if self.init.is_some() {
-            config.init = self.init;
-        }
-        if let Some(task) = self.task {
-            config.switch_task(task);
-        }
-        if self.raw_targets {
-            config.standardize_targets = false;
-        }
-        config.output_activation = self.output_activation.unwrap_or(config.output_activation);
-        config.output = self.output.unwrap_or(config.output);
-        config.optimizer = self.optimizer.unwrap_or(config.optimizer);
-        config.lr = self.lr.unwrap_or(config.lr);
-        config.momentum = self.momentum.unwrap_or(config.momentum);
-        config.weight_decay = self.weight_decay.unwrap_or(config.weight_decay);
-        config.grad_clip = self.grad_clip.unwrap_or(config.grad_clip);
-        config.batch_size = self.batch_size.unwrap_or(config.batch_size);
-        config.seed = self.seed.unwrap_or(config.seed);
-        config.augment_shift = self.augment_shift.unwrap_or(config.augment_shift);
-        config.test_every = self.test_every.unwrap_or(config.test_every);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +446,7 @@ mod tests {
             Setting::BatchSize(0),
             Setting::Momentum(1.0),
             Setting::GradientClip(-1.0),
+            Setting::Init(crate::arch::Init::Normal { std: -1.0 }),
             Setting::Activation { layer: 1, activation: Activation::Tanh },
             Setting::BatchNorm { layer: 1, enabled: true },
             Setting::Bias { layer: 2, enabled: false },

@@ -177,7 +177,8 @@ fn record_at(bytes: &[u8], at: usize) -> Result<(WorkerEvent, usize), String> {
 }
 
 /// Records a run's events into its history file, created on the first record: the net, metric rows,
-/// snapshots (every one, or thinned as the run grows), hints, applied changes, divergences and saves.
+/// snapshots (every one, or thinned as the run grows), hints, applied changes, divergences and saves, and the
+/// same of an A/B run's arm B (until an arm is closed).
 pub struct Recorder {
     path: PathBuf,
     writer: Option<HistoryWriter>,
@@ -205,11 +206,17 @@ impl Recorder {
                     return Recorded::Skipped;
                 }
             }
+            WorkerEvent::ArmB(inner) => {
+                if !self.keeps_arm_b(inner) {
+                    return Recorded::Skipped;
+                }
+            }
             WorkerEvent::Metrics(_)
             | WorkerEvent::Hints(_)
             | WorkerEvent::Applied { .. }
             | WorkerEvent::Diverged { .. }
-            | WorkerEvent::Saved { .. } => {}
+            | WorkerEvent::Saved { .. }
+            | WorkerEvent::ArmClosed(_) => {}
             _ => return Recorded::Skipped,
         }
         if self.failed {
@@ -229,6 +236,20 @@ impl Recorder {
                 self.failed = true;
                 Recorded::Failed(error)
             }
+        }
+    }
+
+    /// Whether arm B's `event` goes in: its net, rows, hints, changes and divergence, and a snapshot of a step
+    /// whose snapshots are kept (one decision per step, so the arms' records thin alike).
+    fn keeps_arm_b(&mut self, event: &WorkerEvent) -> bool {
+        match event {
+            WorkerEvent::Snapshot(snapshot) => self.thinning.as_mut().is_none_or(|t| t.keep(snapshot.step)),
+            WorkerEvent::Started(_)
+            | WorkerEvent::Metrics(_)
+            | WorkerEvent::Hints(_)
+            | WorkerEvent::Applied { .. }
+            | WorkerEvent::Diverged { .. } => true,
+            _ => false,
         }
     }
 
@@ -281,8 +302,12 @@ pub const ALL_UNTIL: u64 = 100;
 pub const THINNING: u64 = 60;
 
 impl SnapshotThinning {
-    /// Whether to keep the snapshot of step `step` (and, if so, remember it).
+    /// Whether to keep the snapshot of step `step` (and, if so, remember it). Asked again for the step it
+    /// kept last — the other arm's snapshot of that step — it says yes again.
     pub fn keep(&mut self, step: u64) -> bool {
+        if self.last == Some(step) {
+            return true;
+        }
         let gap = if step <= ALL_UNTIL { 1 } else { step / THINNING };
         let keep = self.last.is_none_or(|last| step >= last.saturating_add(gap.max(1)));
         if keep {
@@ -343,5 +368,7 @@ mod tests {
         let mut thinning = SnapshotThinning::default();
         assert!(thinning.keep(5) && thinning.keep(6) && thinning.keep(7));
         assert!(thinning.keep(6000) && !thinning.keep(6050) && thinning.keep(6101));
+        // The other arm's snapshot of a step gets the same answer.
+        assert!(thinning.keep(6101) && !thinning.keep(6150) && !thinning.keep(6150));
     }
 }

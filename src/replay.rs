@@ -1,7 +1,8 @@
 //! Replaying a recorded run: a [`WorkerLink`] that hands the window the run's history instead of a live worker
 //! — the net, every metric row, hint and change, the timeline's snapshots (left on disk, read back when
-//! chosen) and the last snapshot on show — so every panel works from the record. Nothing trains: commands are
-//! answered with how to continue the run from its last checkpoint.
+//! chosen) and the last snapshot on show, and an A/B run's arm B (its rows, hints and last snapshot) — so every
+//! panel works from the record. Nothing trains: commands are answered with how to continue the run from its last
+//! checkpoint.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,7 @@ impl Replay {
         // Only the last net of the record is replayed: an earlier one's snapshots belong to another net.
         let start = history.events.iter().rposition(|e| matches!(e, WorkerEvent::Started(_))).unwrap_or(0);
         let last_snapshot = history.events.iter().rposition(|e| matches!(e, WorkerEvent::Snapshot(_)));
+        let last_b_snapshot = history.events.iter().rposition(is_arm_b_snapshot);
         let mut pending = VecDeque::new();
         let (mut snapshots, mut last_step) = (0, 0);
         for (index, (event, offset)) in history.events.into_iter().zip(history.offsets).enumerate().skip(start) {
@@ -67,6 +69,8 @@ impl Replay {
                     last_step = last_step.max(rows.last().map_or(0, |r| r.step));
                     pending.push_back(WorkerEvent::Metrics(rows));
                 }
+                // The timeline moves arm A; arm B's panels show its last recorded snapshot.
+                WorkerEvent::ArmB(_) if is_arm_b_snapshot(&event) && Some(index) != last_b_snapshot => {}
                 // Old saves would only fill the banner; the newest checkpoint is named in the replay's notice.
                 WorkerEvent::Saved { .. } => {}
                 other => pending.push_back(other),
@@ -92,6 +96,10 @@ impl Replay {
         }
         self
     }
+}
+
+fn is_arm_b_snapshot(event: &WorkerEvent) -> bool {
+    matches!(event, WorkerEvent::ArmB(inner) if matches!(inner.as_ref(), WorkerEvent::Snapshot(_)))
 }
 
 /// The checkpoint with the highest step in `folder`.

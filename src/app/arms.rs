@@ -148,6 +148,10 @@ impl TrainingView {
         if ca.output != cb.output {
             differences.push(format!("output {} -> {}", ca.output.name(), cb.output.name()));
         }
+        if ca.init != cb.init {
+            let name = |init: Option<crate::arch::Init>| init.map_or_else(|| "by activation".into(), |i| i.to_string());
+            differences.push(format!("init {} -> {}", name(ca.init), name(cb.init)));
+        }
         differences
     }
 

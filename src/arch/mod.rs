@@ -20,7 +20,9 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use activation::{Activation, ELU_ALPHA, ImageShape, Init, LEAKY_RELU_SLOPE, LayerSettings, OutputKind};
+pub use activation::{
+    Activation, ELU_ALPHA, ImageShape, Init, LEAKY_RELU_SLOPE, LayerSettings, MAX_INIT_STD, OutputKind,
+};
 pub use plan::{LayerDefaults, LayerPlan, NetPlan, Shape};
 pub use spec::{
     ArchSpec, DEFAULT_ARCH, LayerKind, LayerSpec, MAX_LAYER_VALUES, MAX_LAYER_WEIGHTS, MAX_LAYERS, NAMED_ARCHS,

@@ -98,6 +98,14 @@ pub enum TrainError {
         "the task regression:file takes its targets from a CSV, but none was given: add --targets FILE.csv (rows `index,target`), or pick regression:slant or regression:ink"
     )]
     NoTargets,
+    /// A new init asked for after the weights have trained.
+    #[error(
+        "the init only draws the starting weights, and this run is at step {step}: fork at step 0 (a preset opens so), or Reset with the new init"
+    )]
+    InitAfterFirstStep {
+        /// The run's step.
+        step: u64,
+    },
     /// "Restore" was asked for before any healthy state was kept.
     #[error("no healthy state is kept yet: one is taken every {every} steps while training is healthy")]
     NoHealthyState {

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::arch::NetPlan;
+use crate::arch::{LayerSettings, NetPlan};
 use crate::config::{BackendKind, OptimizerKind, Setting, TrainConfig};
 use crate::data::DataSplit;
 use crate::data::batch::{BatchSampler, Normalization};
@@ -273,6 +273,9 @@ impl Trainer {
     /// Applies a live setting from the next step on, without touching any parameter. A new optimiser kind
     /// starts from fresh state; a changed momentum or weight decay keeps the optimiser's state.
     pub fn change(&mut self, setting: &Setting) -> Result<(), TrainError> {
+        if matches!(setting, Setting::Init(_)) && self.step > 0 {
+            return Err(TrainError::InitAfterFirstStep { step: self.step });
+        }
         let mut config = self.config.clone();
         let mut layers = self.model.settings();
         setting.apply(&mut config, &mut layers)?;
@@ -294,6 +297,26 @@ impl Trainer {
             let record = self.optimizer.to_record();
             self.optimizer = build_optimizer(&self.config).load_record(record);
         }
+        if matches!(setting, Setting::Init(_)) {
+            self.redraw_weights()?;
+        }
+        Ok(())
+    }
+
+    /// Draws the net again from the run's seed with the configuration's init (before the first step, so no
+    /// optimiser state, healthy copy or reference exists to keep); the live activations, biases and batch-norm
+    /// switches stay.
+    fn redraw_weights(&mut self) -> Result<(), TrainError> {
+        let fresh = self.config.plan(self.data.train.shape(), self.data.train.classes())?;
+        let mut plan = self.plan.clone();
+        let weighted = plan.layers.iter_mut().zip(&fresh.layers).filter(|(planned, _)| planned.settings.is_some());
+        for ((planned, fresh), live) in weighted.zip(self.model.settings()) {
+            planned.settings = Some(LayerSettings { init: fresh.settings.map_or(live.init, |s| s.init), ..live });
+        }
+        self.model = Cnn::new(&plan, self.config.seed, &self.device);
+        self.plan = plan;
+        self.optimizer = build_optimizer(&self.config);
+        (self.healthy, self.reference) = (None, None);
         Ok(())
     }
 

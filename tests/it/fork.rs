@@ -96,6 +96,31 @@ fn both_arms_train_on_the_same_batches_and_a_change_shows_from_its_first_step() 
 }
 
 #[test]
+fn a_fork_at_step_zero_may_change_the_init_and_later_one_may_not() {
+    use convscope::arch::Init;
+    let mut a = driver(config(|_| {}));
+    let narrow = Init::Normal { std: 0.01 };
+    let mut b = a.fork(&[Setting::Init(narrow)]).unwrap();
+    // Arm B is the net `--init normal:0.01` builds from the same seed: the same random draws at another scale.
+    let mut built = driver(config(|c| c.init = Some(narrow)));
+    assert_eq!(weights(&b), weights(&built));
+    for (wa, wb) in weights(&a).iter().zip(weights(&b)) {
+        let ratio = wb[0] / wa[0];
+        assert!(ratio > 0.0 && ratio < 1.0, "{ratio}");
+        assert!(wa.iter().zip(&wb).all(|(x, y)| (y - x * ratio).abs() <= 1e-5 * y.abs() + 1e-12));
+    }
+    // On the same batches: B trains as that net does, and differs from A from its first step.
+    let (la, lb) = (losses(&mut a, 5), losses(&mut b, 5));
+    assert_eq!(lb, losses(&mut built, 5));
+    assert_ne!(la[0], lb[0]);
+    // Once the weights have trained, the init is refused, live or in a fork, and nothing changes.
+    let error = a.change(&Setting::Init(Init::Xavier)).unwrap_err().to_string();
+    assert!(error.contains("step 5") && error.contains("fork at step 0"), "{error}");
+    assert!(a.fork(&[Setting::Init(Init::Xavier)]).is_err());
+    assert_eq!(a.trainer().config().init, None);
+}
+
+#[test]
 fn a_refused_change_leaves_no_fork() {
     let a = driver(config(|_| {}));
     let layers = a.trainer().model().layers.len();
@@ -217,6 +242,70 @@ mod worker {
         step_and_wait(&worker, &mut rows, 1, 34);
         assert_eq!(at(&rows.a, 34).1, 0.001, "after A closes, the run is B's");
         assert!(answer(&worker, &mut rows, Command::CloseArm(Arm::B)).is_err(), "no arm B is left");
+    }
+
+    #[test]
+    fn a_recorded_a_b_run_replays_with_both_arms() {
+        use convscope::protocol::WorkerLink;
+        let run_dir = crate::support::scratch_dir("fork-recorded").join("run");
+        let options = WorkerOptions {
+            start_paused: true,
+            threads: Some(1),
+            run_dir: Some(run_dir.clone()),
+            ..Default::default()
+        };
+        let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();
+        let mut rows = Rows::default();
+        step_and_wait(&worker, &mut rows, 5, 5);
+        assert_eq!(answer(&worker, &mut rows, Command::Fork(vec![Setting::LearningRate(0.001)])), Ok(6));
+        step_and_wait(&worker, &mut rows, 10, 15);
+        drop(worker);
+
+        let history = convscope::history::read_history(&run_dir.join("history.bin")).unwrap();
+        let arm_b: Vec<&WorkerEvent> = history
+            .events
+            .iter()
+            .filter_map(|e| if let WorkerEvent::ArmB(inner) = e { Some(inner.as_ref()) } else { None })
+            .collect();
+        assert!(matches!(arm_b.first(), Some(WorkerEvent::Started(_))), "B's net first: {:?}", arm_b.first());
+        let b_rows: Vec<(u64, f64)> = arm_b
+            .iter()
+            .filter_map(|e| {
+                if let WorkerEvent::Metrics(rows) = e { Some(rows.iter().map(|r| (r.step, r.lr))) } else { None }
+            })
+            .flatten()
+            .collect();
+        assert_eq!(b_rows, (6..=15).map(|step| (step, 0.001)).collect::<Vec<_>>(), "every row of B, at B's rate");
+        // Thinned alike: a snapshot of B for every step that has one of A (all of them this early).
+        let steps =
+            |pick: &dyn Fn(&WorkerEvent) -> Option<u64>| history.events.iter().filter_map(pick).collect::<Vec<_>>();
+        let a_steps = steps(&|e| if let WorkerEvent::Snapshot(s) = e { Some(s.step) } else { None });
+        let b_steps = steps(&|e| match e {
+            WorkerEvent::ArmB(inner) => {
+                if let WorkerEvent::Snapshot(s) = inner.as_ref() {
+                    Some(s.step)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        });
+        assert!(b_steps.contains(&15) && b_steps.iter().all(|s| a_steps.contains(s)), "A {a_steps:?}, B {b_steps:?}");
+
+        // The replay hands the window B's net, its rows and its last snapshot, after A's.
+        let (mut replay, _) = convscope::replay::Replay::open(&run_dir).unwrap();
+        let (mut b_started, mut b_rows, mut b_snapshots) = (false, 0, Vec::new());
+        while let Some(event) = replay.try_recv() {
+            let WorkerEvent::ArmB(inner) = event else { continue };
+            match *inner {
+                WorkerEvent::Started(_) => b_started = true,
+                WorkerEvent::Metrics(rows) => b_rows += rows.len(),
+                WorkerEvent::Snapshot(s) => b_snapshots.push(s.step),
+                _ => {}
+            }
+        }
+        assert!(b_started);
+        assert_eq!((b_rows, b_snapshots), (10, vec![15]));
     }
 }
 

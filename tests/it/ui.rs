@@ -116,6 +116,37 @@ fn choosing_sigmoid_for_layer_one_sends_the_command_and_redraws_the_curve() {
 }
 
 #[test]
+fn the_init_is_a_live_change_at_step_zero_and_the_next_rebuild_s_after_it() {
+    use convscope::arch::Init;
+    // Tall enough that the settings panel is on screen.
+    let tall = |fake: &FakeWorker, events: Vec<WorkerEvent>| {
+        events.into_iter().for_each(|event| fake.push(event));
+        window_on(fake, egui::vec2(1280.0, 1800.0))
+    };
+    let fake = FakeWorker::default();
+    let mut fresh = tall(&fake, run_events(TrainConfig::default(), 0, 0));
+    let pick = |harness: &mut Harness<'static, ConvscopeApp>, name: &str| {
+        harness.get_by_role_and_label(Role::ComboBox, "Init").click();
+        harness.run_steps(2);
+        harness.get_by_role(Role::ListBox).get_by_label(name).click();
+        harness.run_steps(2);
+    };
+    pick(&mut fresh, "normal:0.01");
+    assert_eq!(fake.sent(), [Command::Change(Setting::Init(Init::Normal { std: 0.01 }))]);
+
+    // After the first step the weights have trained: the choice waits for a rebuild, which builds with it.
+    let fake = FakeWorker::default();
+    let mut harness = tall(&fake, real_events());
+    pick(&mut harness, "xavier");
+    assert!(fake.sent().is_empty(), "{:?}", fake.sent());
+    harness.get_by_label("Rebuild with this spec").click();
+    harness.run_steps(2);
+    harness.get_by_label("Rebuild now").click();
+    harness.run_steps(2);
+    assert!(matches!(fake.sent().as_slice(), [Command::Reset(config)] if config.init == Some(Init::Xavier)));
+}
+
+#[test]
 fn moving_the_learning_rate_slider_sends_the_new_rate() {
     let fake = FakeWorker::default();
     let mut harness = harness(&fake);

@@ -1,5 +1,5 @@
-//! Training settings: the optimiser and its numbers, the batch size, and the next net's seed and architecture
-//! spec (validated as it is typed) with the rebuild that uses them.
+//! Training settings: the optimiser and its numbers, the batch size, the init (live before the first step),
+//! and the next net's seed and architecture spec (validated as it is typed) with the rebuild that uses them.
 
 use eframe::egui::{self, Color32, RichText};
 use serde::{Deserialize, Serialize};
@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::outbox::Outbox;
 use crate::app::panels::{Panel, edit_number};
 use crate::app::view::TrainingView;
+use crate::arch::Init;
 use crate::config::{MAX_BATCH_SIZE, OptimizerKind, Setting, TrainConfig};
 use crate::protocol::Command;
 use crate::task::{Target, Task};
@@ -27,6 +28,9 @@ pub struct SettingsPanel {
     /// A task picked but not yet confirmed (it needs a new net: the output layer changes).
     #[serde(skip)]
     pending_task: Option<Task>,
+    /// An init picked after the first step: the next rebuild's.
+    #[serde(skip)]
+    next_init: Option<Init>,
     #[serde(skip)]
     drafts: Drafts,
     #[serde(skip)]
@@ -50,6 +54,7 @@ impl Default for SettingsPanel {
             seen_run: 0,
             confirm_rebuild: false,
             pending_task: None,
+            next_init: None,
             drafts: Drafts::default(),
             spec_check: None,
         }
@@ -61,10 +66,11 @@ impl SettingsPanel {
     /// spec the layers keep their current activations; a new spec starts from the run-wide activation.
     pub fn rebuild_config(&self, view: &TrainingView) -> TrainConfig {
         let live = view.live_config();
+        let init = self.next_init.or(live.init);
         if self.spec_text.trim() == view.config.arch.trim() {
-            TrainConfig { seed: self.seed, ..live }
+            TrainConfig { seed: self.seed, init, ..live }
         } else {
-            TrainConfig { seed: self.seed, arch: self.spec_text.clone(), layer_activations: Vec::new(), ..live }
+            TrainConfig { seed: self.seed, init, arch: self.spec_text.clone(), layer_activations: Vec::new(), ..live }
         }
     }
 
@@ -123,7 +129,52 @@ impl SettingsPanel {
         );
         ui.end_row();
 
+        self.init_ui(ui, view, out);
         self.task_ui(ui, view);
+    }
+
+    /// How the weights are drawn: a live change before the first step (a net at step 0, or arm B of a fork made
+    /// there, so the arms differ by their init alone), else the next rebuild's.
+    fn init_ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        const CHOICES: [Init; 6] = [
+            Init::He,
+            Init::Xavier,
+            Init::Uniform,
+            Init::Normal { std: 0.01 },
+            Init::Normal { std: 0.1 },
+            Init::Normal { std: 1.0 },
+        ];
+        ui.label("Init");
+        let live = view.step == 0;
+        let shown = if live { view.config.init } else { self.next_init.or(view.config.init) };
+        let name = |init: Option<Init>| init.map_or_else(|| "by activation".to_owned(), |init| init.to_string());
+        let mut chosen = shown;
+        let when = if live {
+            "Before the first step the net is drawn again from the same seed: the same random draws at another scale (fork at step 0 to compare two inits)."
+        } else {
+            "The weights have trained, so the choice applies at the next rebuild (Rebuild with this spec, below)."
+        };
+        let combo = egui::ComboBox::from_id_salt("init")
+            .selected_text(if live || self.next_init.is_none() {
+                name(shown)
+            } else {
+                format!("{} (next)", name(shown))
+            })
+            .show_ui(ui, |ui| {
+                for init in CHOICES {
+                    ui.selectable_value(&mut chosen, Some(init), name(Some(init)));
+                }
+            });
+        combo.response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Init"));
+        combo.response.on_hover_text(format!("How the starting weights are drawn (biases start at 0). he: σ = √(2/fan_in), for ReLU; xavier: σ = √(2/(fan_in + fan_out)), for sigmoid and tanh; uniform: ±1/√fan_in (PyTorch's default); normal:σ the same σ in every layer, whatever its size — 0.01 lets a deep net's signal vanish, 1 makes it explode. By activation: he for the ReLU family, xavier for the others. {when}"));
+        if let Some(init) = chosen.filter(|_| chosen != shown) {
+            if live {
+                out.change(Setting::Init(init));
+            } else {
+                self.next_init = Some(init);
+            }
+        }
+        ui.end_row();
     }
 
     /// What the net predicts: classes, or a number per image (a new net, after asking).
@@ -238,6 +289,7 @@ impl Panel for SettingsPanel {
             self.seen_run = view.run_generation;
             self.spec_text.clone_from(&view.config.arch);
             self.seed = view.config.seed;
+            self.next_init = None;
         }
         ui.heading("Training settings");
         egui::Grid::new("settings").num_columns(2).spacing([8.0, 4.0]).show(ui, |ui| self.optimiser_ui(ui, view, out));
