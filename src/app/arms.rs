@@ -149,7 +149,7 @@ impl TrainingView {
             differences.push(format!("output {} -> {}", ca.output.name(), cb.output.name()));
         }
         if ca.init != cb.init {
-            let name = |init: Option<crate::arch::Init>| init.map_or_else(|| "by activation".into(), |i| i.to_string());
+            let name = crate::arch::Init::describe;
             differences.push(format!("init {} -> {}", name(ca.init), name(cb.init)));
         }
         differences

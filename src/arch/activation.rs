@@ -251,6 +251,12 @@ impl Init {
             }
         }
     }
+
+    /// A run's init as the window names it: the scheme, or "by activation" when each layer takes its
+    /// activation's default.
+    pub fn describe(init: Option<Init>) -> String {
+        init.map_or_else(|| "by activation".to_owned(), |init| init.to_string())
+    }
 }
 
 /// The widest normal init accepted: already far past any useful net (the weights' products overflow f32 a few

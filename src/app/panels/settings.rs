@@ -147,7 +147,7 @@ impl SettingsPanel {
         ui.label("Init");
         let live = view.step == 0;
         let shown = if live { view.config.init } else { self.next_init.or(view.config.init) };
-        let name = |init: Option<Init>| init.map_or_else(|| "by activation".to_owned(), |init| init.to_string());
+        let name = Init::describe;
         let mut chosen = shown;
         let when = if live {
             "Before the first step the net is drawn again from the same seed: the same random draws at another scale (fork at step 0 to compare two inits)."
