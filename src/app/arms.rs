@@ -142,6 +142,7 @@ impl TrainingView {
         differences.extend(number("momentum", ca.momentum, cb.momentum));
         differences.extend(number("weight decay", ca.weight_decay, cb.weight_decay));
         differences.extend(number("batch", ca.batch_size as f64, cb.batch_size as f64));
+        differences.extend(number("clip", ca.grad_clip, cb.grad_clip));
         if ca.optimizer != cb.optimizer {
             differences.push(format!("optimiser {} -> {}", ca.optimizer.name(), cb.optimizer.name()));
         }

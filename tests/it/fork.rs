@@ -395,6 +395,13 @@ mod window {
         let view = &harness.state().view;
         assert_eq!(view.arm_b.as_ref().unwrap().config.lr, 0.02, "B shows its new rate at once");
         assert_eq!(view.config.lr, 0.01, "A keeps its own");
+        // The strip names every knob B turned, its init and clipping among them.
+        let b = harness.state_mut().view.arm_b.as_mut().unwrap();
+        b.config.init = Some(convscope::arch::Init::Normal { std: 0.01 });
+        b.config.grad_clip = 1.0;
+        let differences = harness.state().view.arm_differences();
+        assert!(differences.iter().any(|d| d == "init by activation -> normal:0.01"), "{differences:?}");
+        assert!(differences.iter().any(|d| d == "clip 0 -> 1.00"), "{differences:?}");
         // What goes wrong in B is told in the run's banner, and a Fork A/B on B's view stays off.
         let warning = WorkerEvent::Warning { step: 40, message: "a statistic could not be computed".into() };
         fake.push(WorkerEvent::ArmB(Box::new(warning)));
