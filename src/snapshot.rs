@@ -179,7 +179,8 @@ pub const MAX_SCATTER_POINTS: usize = 2000;
 pub struct RegressionEval {
     /// The step whose weights were evaluated.
     pub step: u64,
-    /// MSE, MAE and R² over the whole test split.
+    /// MSE, MAE and R² over the whole test split, and the shares of its outputs pinned and of its targets
+    /// unreachable.
     pub metrics: RegressionMetrics,
     /// Targets of the points shown (every test example, or an even sample of at most [`MAX_SCATTER_POINTS`]).
     pub targets: Vec<f32>,
@@ -187,10 +188,6 @@ pub struct RegressionEval {
     pub predictions: Vec<f32>,
     /// Whether each point's output is pinned: at an edge of the activation's range, its target beyond it.
     pub pinned: Vec<bool>,
-    /// The share of all test outputs that are pinned.
-    pub pinned_share: f32,
-    /// The share of test targets the output activation cannot produce at all.
-    pub unreachable_share: f32,
     /// The output layer's activation.
     pub activation: Activation,
     /// The activation's lowest and highest value, in target units (`None`: unbounded): where the floor and

@@ -363,7 +363,7 @@ fn summarize(
         test_r2: driver.trainer().test_regression().map(|m| m.r2),
         test_mae: driver.trainer().test_regression().map(|m| m.mae),
         test_mse: driver.trainer().test_regression().map(|m| m.mse),
-        test_pinned: driver.trainer().regression_eval().map(|e| e.pinned_share),
+        test_pinned: driver.trainer().regression_eval().map(|e| e.metrics.pinned),
         images_per_sec: (done * batch) as f64 / seconds.max(1e-9),
         seconds,
         threads: rayon::current_num_threads(),

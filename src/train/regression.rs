@@ -64,8 +64,6 @@ impl Trainer {
             targets: shown_targets,
             predictions,
             pinned: pinned_points,
-            pinned_share: metrics.pinned,
-            unreachable_share: metrics.unreachable,
             activation,
             edges: (edge(low), edge(high)),
         });

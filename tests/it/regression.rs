@@ -37,8 +37,8 @@ fn the_regression_output_preset_pins_a_relu_head_at_zero_and_the_identity_arm_le
     assert!(b.metrics.r2 > 0.5, "the identity head learns the slant: {:?}", b.metrics);
     assert!(a.metrics.r2 < b.metrics.r2 - 0.2, "ReLU {:?} against identity {:?}", a.metrics, b.metrics);
     // About half the standardised slants are negative: out of ReLU's reach, and pinned at its floor.
-    assert!(a.unreachable_share > 0.3 && a.pinned_share > 0.2, "{a:?}");
-    assert_eq!((b.unreachable_share, b.pinned_share), (0.0, 0.0));
+    assert!(a.metrics.unreachable > 0.3 && a.metrics.pinned > 0.2, "{a:?}");
+    assert_eq!((b.metrics.unreachable, b.metrics.pinned), (0.0, 0.0));
     // The floor is drawn at ReLU's 0 in target units: the training slants' mean (standardised targets).
     let floor = a.edges.0.expect("ReLU has a floor");
     let pinned: Vec<f32> = a.predictions.iter().zip(&a.pinned).filter(|(_, p)| **p).map(|(v, _)| *v).collect();
@@ -140,7 +140,7 @@ fn the_window_shows_the_scatter_and_the_pinned_meter_and_switches_the_task_after
     }
     trainer.evaluate().unwrap();
     let eval = trainer.regression_eval().unwrap().clone();
-    assert!(eval.pinned_share > 0.0, "{eval:?}");
+    assert!(eval.metrics.pinned > 0.0, "{eval:?}");
     let fake = FakeWorker::default();
     fake.push(WorkerEvent::Started(Box::new(trainer.run_info(PROBE_THUMBNAILS))));
     fake.push(WorkerEvent::Regression(Box::new(eval.clone())));
@@ -148,7 +148,7 @@ fn the_window_shows_the_scatter_and_the_pinned_meter_and_switches_the_task_after
     let mut harness = crate::support::window_on(&fake, egui::vec2(1280.0, 1800.0));
     harness.get_by_label("Predicted vs true");
     harness.get_by_label_contains(&format!("R² {:.3}", eval.metrics.r2));
-    harness.get_by_label(&format!("pinned {:.0} %", 100.0 * eval.pinned_share));
+    harness.get_by_label(&format!("pinned {:.0} %", 100.0 * eval.metrics.pinned));
     // The task picker asks before it builds a new net, then sends the reset with the classifier's head.
     harness.get_by_label("Task").click();
     harness.run_steps(2);

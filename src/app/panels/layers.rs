@@ -216,16 +216,16 @@ fn regression_output_ui(
 fn pinned_ui(ui: &mut egui::Ui, name: &str, eval: &RegressionEval) {
     ui.vertical(|ui| {
         ui.spacing_mut().item_spacing.y = 1.0;
-        meter(ui, eval.pinned_share, &[]).on_hover_text(format!(
+        meter(ui, eval.metrics.pinned, &[]).on_hover_text(format!(
             "{name}: {:.0} % of the test outputs sit at the edge of {}'s range while their target lies beyond it, \
              where the activation passes no gradient back; {:.0} % of the targets are out of its reach \
              (test split, step {})",
-            100.0 * eval.pinned_share,
+            100.0 * eval.metrics.pinned,
             eval.activation,
-            100.0 * eval.unreachable_share,
+            100.0 * eval.metrics.unreachable,
             eval.step
         ));
-        ui.label(RichText::new(format!("pinned {:.0} %", 100.0 * eval.pinned_share)).small());
+        ui.label(RichText::new(format!("pinned {:.0} %", 100.0 * eval.metrics.pinned)).small());
         ui.label(RichText::new(format!("R² {:.2}", eval.metrics.r2)).small().monospace());
     });
 }

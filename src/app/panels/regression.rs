@@ -66,11 +66,11 @@ fn figures_ui(ui: &mut egui::Ui, arm: Option<&str>, eval: &RegressionEval) {
     );
     ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(text).small().monospace());
-        if eval.pinned_share > 0.0 {
-            let pinned = format!("{:.0} % pinned", 100.0 * eval.pinned_share);
+        if eval.metrics.pinned > 0.0 {
+            let pinned = format!("{:.0} % pinned", 100.0 * eval.metrics.pinned);
             ui.label(RichText::new(pinned).small().strong().color(PINNED)).on_hover_text(format!(
                 "{:.0} % of the test targets are beyond what {} can output",
-                100.0 * eval.unreachable_share,
+                100.0 * eval.metrics.unreachable,
                 eval.activation
             ));
         }
