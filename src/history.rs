@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::protocol::WorkerEvent;
+use crate::protocol::{DataOrigin, WorkerEvent};
 
 /// The history format this build writes and reads.
 pub const HISTORY_FORMAT: u32 = 1;
@@ -62,6 +62,34 @@ pub enum HistoryError {
 /// The history file `run` names: the file itself, or the run folder's [`HISTORY_FILE`].
 pub fn history_path(run: &Path) -> PathBuf {
     if run.is_dir() { run.join(HISTORY_FILE) } else { run.to_path_buf() }
+}
+
+/// The run folder's record of its data: a [`DataOrigin`] as JSON.
+pub const DATA_ORIGIN_FILE: &str = "data.json";
+
+/// Records in the run folder `run_dir` which data the run trains on (replacing an earlier record). Paths are
+/// made absolute, so a replay opened from another folder finds the data.
+pub fn write_data_origin(run_dir: &Path, origin: &DataOrigin) -> std::io::Result<()> {
+    fs::create_dir_all(run_dir)?;
+    let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    let mut origin = origin.clone();
+    if let Some(request) = origin.request.as_mut() {
+        request.path = absolute(&request.path);
+    }
+    origin.targets = origin.targets.as_ref().map(absolute);
+    let json = serde_json::to_vec_pretty(&origin).map_err(std::io::Error::other)?;
+    crate::files::write_atomically(&run_dir.join(DATA_ORIGIN_FILE), &json)
+}
+
+/// The data the run in `run_dir` trained on: `Ok(None)` when the folder does not say (runs recorded before
+/// it did, which were all on the embedded digits), an error naming the file when it cannot be read.
+pub fn read_data_origin(run_dir: &Path) -> Result<Option<DataOrigin>, String> {
+    let path = run_dir.join(DATA_ORIGIN_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let read = crate::files::read_regular(&path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    serde_json::from_slice(&read).map(Some).map_err(|e| format!("{} is damaged: {e}", path.display()))
 }
 
 /// Appends events to a history file; every record reaches the operating system before `append` returns, so a

@@ -195,6 +195,19 @@ impl DataRequest {
     }
 }
 
+/// The data a run trains on, as its run folder records it (`data.json`), so that Play on a replay of the run
+/// loads the same data again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataOrigin {
+    /// The data set as the user named it (`None`: the embedded MNIST subset).
+    pub request: Option<DataRequest>,
+    /// Regression targets read from a file (`--targets`).
+    #[serde(default)]
+    pub targets: Option<PathBuf>,
+    /// The seed its train/test split was drawn with (for data without a test part).
+    pub split_seed: u64,
+}
+
 /// Whether the worker is stepping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunState {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::cli::data::embedded;
 use crate::config::TrainConfig;
+use crate::data::targets::attach_targets;
+use crate::history::read_data_origin;
 use crate::protocol::{Pace, Waker, WorkerLink};
 use crate::replay::{ReplaySummary, StartLive};
 use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
@@ -43,21 +45,31 @@ pub(crate) fn replay_notice(run: &Path, summary: &ReplaySummary) -> String {
     notice
 }
 
-/// How Play continues a replay: a worker started straight from the checkpoint on the embedded digits (a run on
-/// other data says what differs; `convscope --data … --resume …` continues it), recording into a new run folder.
+/// How Play continues a replay: a worker started straight from the checkpoint, on the data the run folder
+/// names (`data.json`; the embedded digits when it names none, as in runs recorded before it did), recording
+/// into a new run folder. Data other than the digits is loaded on the worker's loader thread, so the window
+/// never waits for it; a run whose data has moved says so, and what to do.
 pub(crate) fn live_starter(waker: Waker, runs_dir: Option<PathBuf>, pace: Pace) -> StartLive {
     Box::new(move |checkpoint: PathBuf| -> std::io::Result<Box<dyn WorkerLink>> {
-        let data = Arc::new(embedded().map_err(|f| std::io::Error::other(f.error.to_string()))?);
+        let folder = checkpoint.parent().unwrap_or(Path::new("."));
+        let origin = read_data_origin(folder).map_err(std::io::Error::other)?;
+        let mut data = embedded().map_err(|f| std::io::Error::other(f.error.to_string()))?;
+        if let Some(targets) = origin.as_ref().filter(|o| o.request.is_none()).and_then(|o| o.targets.as_ref()) {
+            attach_targets(&mut data, targets)
+                .map_err(|error| std::io::Error::other(format!("{}: {error}", targets.display())))?;
+        }
         let options = WorkerOptions {
             waker,
             priority: ComputePriority::Background,
             run_dir: new_run_dir(runs_dir),
             autosave: Some(AUTOSAVE_INTERVAL),
             resume: Some(checkpoint),
+            data_pending: origin.as_ref().is_some_and(|o| o.request.is_some()),
+            data_origin: origin,
             // The pace the toolbar shows.
             pace,
             ..WorkerOptions::default()
         };
-        Ok(Box::new(WorkerHandle::spawn(TrainConfig::default(), data, options)?))
+        Ok(Box::new(WorkerHandle::spawn(TrainConfig::default(), Arc::new(data), options)?))
     })
 }

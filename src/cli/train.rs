@@ -16,8 +16,8 @@ use crate::config::{BackendKind, TrainConfig, TrainFlags};
 use crate::data::DataSplit;
 use crate::diagnose::{Hint, presets};
 use crate::export::{self, GridStyle, MetricsCsv};
-use crate::history::{HISTORY_FILE, Recorded, Recorder};
-use crate::protocol::WorkerEvent;
+use crate::history::{DATA_ORIGIN_FILE, HISTORY_FILE, Recorded, Recorder, write_data_origin};
+use crate::protocol::{DataOrigin, WorkerEvent};
 use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::{self, Checkpoint, Driven, Driver, Evaluation};
 
@@ -203,6 +203,12 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     };
     let json = serde_json::to_vec_pretty(&record).map_err(Failure::internal)?;
     export::write_file(&args.out.join("config.json"), &json).map_err(Failure::output)?;
+    // So that `convscope open` continues the run on the same data.
+    let origin =
+        DataOrigin { request: args.data.request(), targets: args.data.targets.clone(), split_seed: config.seed };
+    write_data_origin(&args.out, &origin)
+        .with_context(|| format!("could not write {}", args.out.join(DATA_ORIGIN_FILE).display()))
+        .map_err(Failure::output)?;
 
     let data = Arc::new(data);
     let interrupt = Interrupt::install();

@@ -13,7 +13,7 @@ use crate::cli::failure::Failure;
 use crate::cli::runs::{default_runs_dir, live_starter, new_run_dir, replay_notice};
 use crate::cli::train::{preset, resolve_config};
 use crate::config::{BackendKind, TrainConfig, TrainFlags};
-use crate::protocol::{Command, Pace, Waker};
+use crate::protocol::{Command, DataOrigin, Pace, Waker};
 use crate::replay::Replay;
 use crate::train::{AUTOSAVE_INTERVAL, ComputePriority, WorkerHandle, WorkerOptions};
 
@@ -93,8 +93,9 @@ pub(crate) fn seconds(secs: f64, flag: &str) -> Result<Duration, Failure> {
 
 /// Bad flags fail before a window opens: the values, a backend this build lacks (refused as `train` refuses
 /// it, not opened as an empty window), a spec that does not fit the digits the window starts on (unless other
-/// data is coming), and a checkpoint that cannot be read. Returns the embedded digits.
-fn check_before_opening(args: &WindowArgs) -> Result<Arc<crate::data::DataSplit>, Failure> {
+/// data is coming), and a checkpoint that cannot be read. Returns the embedded digits, and the seed of
+/// --resume's run (its data split).
+fn check_before_opening(args: &WindowArgs) -> Result<(Arc<crate::data::DataSplit>, Option<u64>), Failure> {
     crate::train::autodiff_device(args.backend).map_err(Failure::bad_input)?;
     crate::train::check_threads(args.threads).map_err(Failure::bad_input)?;
     crate::budget::set_max_memory(args.max_memory);
@@ -111,10 +112,11 @@ fn check_before_opening(args: &WindowArgs) -> Result<Arc<crate::data::DataSplit>
         let plan = checked.plan(data.train.shape(), data.train.classes()).map_err(Failure::bad_input)?;
         crate::train::check_memory(&plan, &checked).map_err(Failure::bad_input)?;
     }
-    if let Some(path) = &args.resume {
-        crate::train::read_checkpoint(path).map_err(Failure::bad_input)?;
-    }
-    Ok(data)
+    let resume_seed = match &args.resume {
+        Some(path) => Some(crate::train::read_checkpoint(path).map_err(Failure::bad_input)?.config().seed),
+        None => None,
+    };
+    Ok((data, resume_seed))
 }
 
 /// The restored settings if they are whole and fit `data`; else the defaults, with a notice saying which it was.
@@ -148,8 +150,9 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
     };
     let chosen = preset(&args.flags)?;
     let preset_name = chosen.map(|p| p.name.to_owned());
-    let data = check_before_opening(args)?;
+    let (data, resume_seed) = check_before_opening(args)?;
     let (flags, request, resume) = (args.flags.clone(), args.data.request(), args.resume.clone());
+    let targets = args.data.targets.clone();
     let runs_root = args.runs_dir.clone().or_else(default_runs_dir);
     let run_dir = new_run_dir(runs_root.clone());
     let (threads, backend, paused, pace_flag) = (args.threads, args.backend, args.paused, args.pace);
@@ -173,6 +176,13 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             run_dir: run_dir.clone(),
             autosave: Some(AUTOSAVE_INTERVAL),
             resume: resume.clone(),
+            // With a checkpoint to continue on --data, the data comes first (it is not the digits it starts on).
+            data_pending: resume.is_some() && request.is_some(),
+            data_origin: Some(DataOrigin {
+                request: request.clone().filter(|_| resume.is_some()),
+                targets: targets.clone(),
+                split_seed: resume_seed.unwrap_or(config.seed),
+            }),
             panic_at_step: None,
         };
         let worker = WorkerHandle::spawn(config.clone(), data.clone(), options)?;
@@ -186,7 +196,7 @@ pub fn run_window(args: &WindowArgs) -> Result<(), Failure> {
             });
             Runs { dir, open, current: run_dir.clone() }
         });
-        if let Some(request) = request {
+        if let (Some(request), None) = (request, &resume) {
             let load =
                 Command::LoadData { request, config: Box::new(TrainConfig { probe_index: 0, ..config.clone() }) };
             worker.send(load);

@@ -1,13 +1,21 @@
 //! Checkpoints on the real model and data: a resumed run is bit-identical to one that never stopped, and a
-//! damaged, foreign or mismatched checkpoint is refused naming the file and the fault.
+//! damaged, foreign or mismatched checkpoint is refused naming the file and the fault; a run on its own data
+//! continues on that data.
 
 use std::path::Path;
+use std::time::Duration;
 
 use convscope::arch::Activation;
 use convscope::config::{BackendKind, OptimizerKind, TrainConfig};
-use convscope::train::{CheckpointError, StepOutcome, TrainError, Trainer, checkpoint_file_name, read_checkpoint};
+use convscope::history::read_data_origin;
+use convscope::protocol::{Command, DataOrigin, DataRequest, WorkerEvent};
+use convscope::snapshot::MetricRow;
+use convscope::train::{
+    CheckpointError, StepOutcome, TrainError, Trainer, WorkerHandle, WorkerOptions, checkpoint_file_name,
+    read_checkpoint,
+};
 
-use crate::support::{config, mnist, scratch_dir};
+use crate::support::{config, convscope, mnist, scratch_dir, stderr};
 
 fn losses(trainer: &mut Trainer, steps: usize) -> Vec<f32> {
     (0..steps)
@@ -134,4 +142,100 @@ fn damaged_foreign_and_mismatched_checkpoints_are_refused_naming_the_fault() {
     let resumed = Trainer::resume(checkpoint, tanh, mnist(), BackendKind::Flex).unwrap();
     assert_eq!(weights(&resumed), weights(&trainer));
     assert_eq!(resumed.model().layers[0].settings.activation, Activation::Tanh);
+}
+
+/// Waits (at most a minute) for the first event `pick` accepts, collecting metric rows on the way.
+fn wait_for<T>(worker: &WorkerHandle, rows: &mut Vec<MetricRow>, mut pick: impl FnMut(&WorkerEvent) -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let Some(event) = worker.recv_timeout(Duration::from_millis(200)) else { continue };
+        if let WorkerEvent::Metrics(batch) = &event {
+            rows.extend(batch.iter().cloned());
+        }
+        if let Some(found) = pick(&event) {
+            return found;
+        }
+    }
+    panic!("timed out waiting for an event");
+}
+
+/// The losses of `metrics.csv` in `out`, by step.
+fn csv_losses(out: &Path) -> Vec<(u64, f32)> {
+    let text = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0].parse().unwrap(), fields[2].parse().unwrap())
+        })
+        .collect()
+}
+
+/// Play on a replay of a run trained on other data than the digits: the run folder names its data (with the
+/// seed its split was drawn with), and the worker loads that data before it opens the checkpoint, so the run
+/// continues bit for bit as `train --resume` continues it. Data that has moved says so, and what to do.
+#[test]
+fn a_run_on_its_own_data_continues_on_that_data() {
+    let data = crate::cli::idx_folder("origin-data", |_, _| {});
+    let (out, resumed) = (scratch_dir("origin-run"), scratch_dir("origin-resumed"));
+    let train = |args: &[&Path], more: &[&str]| {
+        let mut all: Vec<&str> = vec!["train", "--threads", "1", "--seed", "5", "--data", args[0].to_str().unwrap()];
+        all.extend(["--out", args[1].to_str().unwrap()]);
+        all.extend(more);
+        let output = convscope(&all);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    train(&[&data, &out], &["--steps", "20", "--save-every", "20"]);
+    let origin = read_data_origin(&out).unwrap().expect("the run folder names its data");
+    let request = origin.request.clone().expect("not the embedded digits");
+    assert_eq!(request.path, std::path::absolute(&data).unwrap());
+    assert_eq!(origin.split_seed, 5);
+    let checkpoint = out.join(checkpoint_file_name(20));
+    train(&[&data, &resumed], &["--steps", "5", "--resume", checkpoint.to_str().unwrap()]);
+    let expected: Vec<(u64, f32)> = csv_losses(&resumed);
+    assert_eq!(expected.iter().map(|r| r.0).collect::<Vec<_>>(), [21, 22, 23, 24, 25]);
+
+    // The worker is given the digits as a stand-in, and told to wait for the run's own data.
+    let spawn = |origin: DataOrigin| {
+        let options = WorkerOptions {
+            start_paused: true,
+            threads: Some(1),
+            resume: Some(checkpoint.clone()),
+            data_origin: Some(origin),
+            data_pending: true,
+            ..WorkerOptions::default()
+        };
+        WorkerHandle::spawn(TrainConfig::default(), mnist(), options).unwrap()
+    };
+    let worker = spawn(origin.clone());
+    let mut rows = Vec::new();
+    let info = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Started(info) => Some(info.clone()),
+        WorkerEvent::Failed { message, .. } => panic!("{message}"),
+        _ => None,
+    });
+    assert!(info.data_source.contains("origin-data"), "{}", info.data_source);
+    assert!(info.train_len < mnist().train.len(), "a split of the train-only pair, not the digits' own");
+    worker.send(Command::Step(5));
+    wait_for(&worker, &mut rows, |e| rows_up_to(e, 25));
+    let continued: Vec<(u64, f32)> = rows.iter().map(|r| (r.step, r.loss)).collect();
+    assert_eq!(continued, expected, "steps 21–25 as `train --resume` took them, bit for bit");
+
+    let moved = DataOrigin { request: Some(DataRequest::path(data.join("gone"))), ..origin };
+    let worker = spawn(moved);
+    let message = wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Failed { message, .. } => Some(message.clone()),
+        WorkerEvent::Started(_) => panic!("started on the stand-in digits"),
+        _ => None,
+    });
+    for needle in ["cannot continue from", "gone", "--data PATH --resume"] {
+        assert!(message.contains(needle), "expected {needle:?} in: {message}");
+    }
+}
+
+fn rows_up_to(event: &WorkerEvent, step: u64) -> Option<()> {
+    match event {
+        WorkerEvent::Metrics(batch) if batch.last().is_some_and(|r| r.step >= step) => Some(()),
+        _ => None,
+    }
 }

@@ -62,7 +62,7 @@ fn train_learns_the_embedded_digits_and_writes_its_outputs() {
 }
 
 /// Writes the train pair into a fresh folder, letting `mangle` change the image and label bytes (raw).
-fn idx_folder(tag: &str, mangle: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) -> std::path::PathBuf {
+pub(crate) fn idx_folder(tag: &str, mangle: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) -> std::path::PathBuf {
     let dir = scratch_dir(tag);
     let mut images = gunzip(&asset_dir().join("train-images-idx3-ubyte.gz"));
     let mut labels = gunzip(&asset_dir().join("train-labels-idx1-ubyte.gz"));

@@ -6,7 +6,8 @@ use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::protocol::WorkerEvent;
+use crate::history::{DATA_ORIGIN_FILE, write_data_origin};
+use crate::protocol::{DataOrigin, WorkerEvent};
 use crate::train::checkpoint::{checkpoint_file_name, read_checkpoint};
 use crate::train::driver::{Driver, Evaluation};
 use crate::train::error::catch_panic;
@@ -31,16 +32,29 @@ pub(super) struct Saving {
     automatic: VecDeque<PathBuf>,
     /// Checkpoints saved on request: never deleted, even when an automatic one later takes the same name.
     requested: HashSet<PathBuf>,
+    /// Where the data trained on came from, written into the run folder with every new net.
+    pub(super) origin: Option<DataOrigin>,
 }
 
 impl Saving {
-    pub(super) fn new(run_dir: Option<PathBuf>, every: Option<Duration>) -> Saving {
-        Saving { run_dir, every, last: (Instant::now(), 0), automatic: VecDeque::new(), requested: HashSet::new() }
+    pub(super) fn new(run_dir: Option<PathBuf>, every: Option<Duration>, origin: Option<DataOrigin>) -> Saving {
+        let (automatic, requested) = (VecDeque::new(), HashSet::new());
+        Saving { run_dir, every, last: (Instant::now(), 0), automatic, requested, origin }
     }
 
-    /// A new net starts its own count.
-    pub(super) fn restart(&mut self, step: u64) {
+    /// A new net starts its own count, and the run folder says which data it trains on.
+    pub(super) fn restart(&mut self, step: u64) -> Result<(), String> {
         self.last = (Instant::now(), step);
+        match (&self.run_dir, &self.origin) {
+            (Some(dir), Some(origin)) => write_data_origin(dir, origin).map_err(|error| {
+                let file = dir.join(DATA_ORIGIN_FILE);
+                format!(
+                    "could not record the run's data in {} ({error}): Play on its replay will not find it",
+                    file.display()
+                )
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! The worker's loads: data sets and probe images read on loader threads while training goes on, a newer
 //! load superseding an older one, and what a finished load becomes (a new net on new data, or the probe).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::TrainConfig;
-use crate::protocol::{Command, WorkerEvent};
+use crate::data::Loaded;
+use crate::protocol::{Command, DataOrigin, DataRequest, WorkerEvent};
 use crate::train::error::TrainError;
 use crate::train::loader::{self, LoadResult};
 
@@ -52,6 +54,9 @@ impl Worker {
     pub(super) fn cancel_load(&mut self) -> Result<(), Refused> {
         match self.load.take() {
             Some(_) => {
+                if let Some(checkpoint) = self.resume.take() {
+                    self.cannot_resume(&checkpoint, "loading its data was cancelled");
+                }
                 self.send(WorkerEvent::Loading(None));
                 self.fork_after_load();
                 Ok(())
@@ -64,9 +69,18 @@ impl Worker {
     pub(super) fn loaded(&mut self, command: Command, result: LoadResult) {
         self.send(WorkerEvent::Loading(None));
         let outcome = match (&command, result) {
-            (Command::LoadData { request, config }, LoadResult::Data(data)) => match *data {
-                Ok(loaded) => self.train_on(loaded, &request.path, config),
-                Err(error) => Err(error.into()),
+            (Command::LoadData { request, config }, LoadResult::Data(data)) => match (*data, self.resume.take()) {
+                (Ok(loaded), Some(checkpoint)) => self.resume_on(loaded, &checkpoint),
+                (Ok(loaded), None) => self.train_on(loaded, request, config),
+                (Err(error), checkpoint) => {
+                    if let Some(checkpoint) = checkpoint {
+                        self.cannot_resume(
+                            &checkpoint,
+                            &format!("its data {} could not be loaded ({error})", request.path.display()),
+                        );
+                    }
+                    Err(error.into())
+                }
             },
             (_, LoadResult::Probe { name, pixels }) => match (pixels, self.driver.as_mut()) {
                 (Ok(pixels), Some(driver)) => {
@@ -92,21 +106,57 @@ impl Worker {
 
     /// Builds a net from `config` on newly loaded data and says what was loaded; the current run stays when
     /// the net does not fit.
-    fn train_on(
-        &mut self,
-        loaded: crate::data::Loaded,
-        path: &std::path::Path,
-        config: &TrainConfig,
-    ) -> Result<(), Refused> {
-        let mut notice = format!("loaded {}", loaded.describe(path));
-        for line in loaded.report.skipped_summary().iter().chain(&loaded.report.notes) {
-            notice.push_str(&format!("; {line}"));
-        }
+    fn train_on(&mut self, loaded: Loaded, request: &DataRequest, config: &TrainConfig) -> Result<(), Refused> {
+        let notice = loaded_notice(&loaded, &request.path);
         let source_name = loaded.split.train.source().to_string();
         self.flush();
-        self.build(config.clone(), Arc::new(loaded.split))
-            .map_err(|error| Refused::DoesNotFit { source_name, error })?;
+        let origin = DataOrigin { request: Some(request.clone()), targets: None, split_seed: config.seed };
+        let previous = self.saving.origin.replace(origin);
+        self.build(config.clone(), Arc::new(loaded.split)).map_err(|error| {
+            self.saving.origin = previous;
+            Refused::DoesNotFit { source_name, error }
+        })?;
         self.send(WorkerEvent::Notice(notice));
         Ok(())
     }
+
+    /// Starts loading the data the worker was told to wait for; once it has arrived the checkpoint `resume`
+    /// continues on it, or (without one) a net is built from `config`.
+    pub(super) fn load_pending_data(&mut self, config: TrainConfig, resume: Option<PathBuf>) {
+        let Some(request) = self.data_pending.take() else { return };
+        // The split must be the one the run was trained on.
+        let seed = self.saving.origin.as_ref().map_or(config.seed, |origin| origin.split_seed);
+        self.resume = resume;
+        self.start_load(Command::LoadData { request, config: Box::new(TrainConfig { seed, ..config }) });
+    }
+
+    /// Continues the checkpoint at `checkpoint` on the data that was loaded for it.
+    fn resume_on(&mut self, loaded: Loaded, checkpoint: &Path) -> Result<(), Refused> {
+        self.flush();
+        self.data = Arc::new(loaded.split);
+        let opened = self.open_checkpoint(checkpoint);
+        if let Err(error) = &opened {
+            self.cannot_resume(checkpoint, &error.to_string());
+        }
+        opened
+    }
+
+    /// Says that the run waiting for its data cannot continue, and what to do.
+    fn cannot_resume(&mut self, checkpoint: &Path, why: &str) {
+        let message = format!(
+            "cannot continue from {}: {why}; put the data back where it was, or start `convscope --data PATH --resume {}`",
+            checkpoint.display(),
+            checkpoint.display()
+        );
+        self.send(WorkerEvent::Failed { step: 0, message });
+    }
+}
+
+/// What the window says of a loaded data set: what it is, and what was skipped.
+fn loaded_notice(loaded: &Loaded, path: &Path) -> String {
+    let mut notice = format!("loaded {}", loaded.describe(path));
+    for line in loaded.report.skipped_summary().iter().chain(&loaded.report.notes) {
+        notice.push_str(&format!("; {line}"));
+    }
+    notice
 }

@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{BackendKind, TrainConfig};
-use crate::data::{DataError, DataSplit};
+use crate::data::DataSplit;
 use crate::diagnose::Hint;
 use crate::history::{HISTORY_FILE, Recorded, Recorder};
-use crate::protocol::{Command, Pace, RunState, Waker, WorkerEvent, WorkerLink};
+use crate::protocol::{Command, DataRequest, Pace, RunState, Waker, WorkerEvent, WorkerLink};
 use crate::snapshot::MetricRow;
 use crate::train::cadence::SnapshotCadence;
 use crate::train::driver::{Driven, Driver, Evaluation};
@@ -25,12 +25,14 @@ mod arms;
 mod checkpoints;
 mod loads;
 mod options;
+mod refused;
 
 use arms::ArmB;
 use checkpoints::Saving;
 pub use checkpoints::{AUTOSAVE_INTERVAL, AUTOSAVES_KEPT};
 use loads::PendingLoad;
 pub use options::WorkerOptions;
+use refused::Refused;
 
 /// How often batched metric rows are sent while training runs.
 pub const METRICS_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -118,31 +120,6 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// Why the worker refused a command; sent to the window as the `Rejected` event's reason.
-#[derive(Debug, thiserror::Error)]
-enum Refused {
-    #[error(transparent)]
-    Train(#[from] TrainError),
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error("{source_name}: the net does not fit this data: {error}")]
-    DoesNotFit { source_name: String, error: TrainError },
-    #[error("step needs at least one step")]
-    NoSteps,
-    #[error("nothing is loading")]
-    NothingLoading,
-    #[error("could not start the loader: {0}")]
-    Loader(std::io::Error),
-    #[error("a data set arrived for a probe request")]
-    WrongLoad,
-    #[error("there is no run folder to save into: name a file")]
-    NoRunFolder,
-    #[error("there is no arm B: fork the run first")]
-    NoArmB,
-    #[error("could not create the run folder {}: {source}", path.display())]
-    RunFolder { path: PathBuf, source: std::io::Error },
-}
-
 struct Worker {
     driver: Option<Driver>,
     /// Arm B of an A/B comparison: a fork stepping in lockstep after `driver`.
@@ -173,8 +150,10 @@ struct Worker {
     saving: Saving,
     /// The run's history file (with a run folder); behind a cell because every send records.
     recorder: RefCell<Option<Recorder>>,
-    /// The checkpoint to start from, until the start.
+    /// The checkpoint to start from, until the start (or, with data pending, until the data has arrived).
     resume: Option<PathBuf>,
+    /// The data to load before the first net is built, until it is asked for.
+    data_pending: Option<DataRequest>,
     /// A fault test's panic, for the first net built.
     panic_at_step: Option<u64>,
 }
@@ -208,10 +187,11 @@ impl Worker {
             pace: options.pace,
             next_step_at: None,
             hints: (Vec::new(), false),
-            saving: Saving::new(options.run_dir.clone(), options.autosave),
+            saving: Saving::new(options.run_dir.clone(), options.autosave, options.data_origin.clone()),
             // Snapshots thinned as the run grows, so an hour costs little more disk than ten minutes.
             recorder: RefCell::new(options.run_dir.as_ref().map(|dir| Recorder::new(dir.join(HISTORY_FILE), true))),
             resume: options.resume.clone(),
+            data_pending: options.data_origin.as_ref().and_then(|o| o.request.clone()).filter(|_| options.data_pending),
             panic_at_step: options.panic_at_step,
         }
     }
@@ -219,6 +199,11 @@ impl Worker {
     /// The thread's body: build, then step while active and wait for commands while idle.
     fn run(mut self, config: TrainConfig, start_paused: bool, inbox: &Receiver<Inbox>) {
         let built = match self.resume.take() {
+            // The data comes first: the net is built (or resumed) when it has arrived.
+            resume if self.data_pending.is_some() => {
+                self.load_pending_data(config, resume);
+                Ok(())
+            }
             // Straight from the checkpoint: no fresh net is built first (and none trains if it cannot be used).
             Some(path) => self.open_checkpoint(&path).map_err(|e| e.to_string()),
             None => self.build(config, self.data.clone()).map_err(|e| e.to_string()),
@@ -368,7 +353,9 @@ impl Worker {
         }
         self.drop_arm_b();
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
-        self.saving.restart(driver.trainer().step_count());
+        if let Err(message) = self.saving.restart(driver.trainer().step_count()) {
+            self.send(WorkerEvent::Warning { step: driver.trainer().step_count(), message });
+        }
         self.data = data;
         self.driver = Some(driver);
         self.hints = (Vec::new(), false);

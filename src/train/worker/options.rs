@@ -1,11 +1,12 @@
-//! The worker's options: backend, threads, pace, run folder, autosave, resume, and how it wakes the window.
+//! The worker's options: backend, threads, pace, run folder, autosave, resume, where its data came from, and how
+//! it wakes the window.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::BackendKind;
-use crate::protocol::{Pace, Waker};
+use crate::protocol::{DataOrigin, Pace, Waker};
 use crate::train::threads::ComputePriority;
 
 /// Options for [`WorkerHandle::spawn`].
@@ -27,6 +28,12 @@ pub struct WorkerOptions {
     pub autosave: Option<Duration>,
     /// Start from this checkpoint instead of building a net from the configuration.
     pub resume: Option<PathBuf>,
+    /// Where the data given to [`WorkerHandle::spawn`] came from, recorded in the run folder (`data.json`) so
+    /// Play on a replay of the run loads the same data (`None`: not recorded).
+    pub data_origin: Option<DataOrigin>,
+    /// The data given to `spawn` only stands in: first load `data_origin`'s data set on a loader thread, then
+    /// build (or resume) on it. Without a data set to load this does nothing.
+    pub data_pending: bool,
     /// Called whenever events were sent.
     pub waker: Waker,
     /// For fault tests: the first net's step with this number panics once (see [`Trainer::inject_panic_at`]).
@@ -45,6 +52,8 @@ impl Default for WorkerOptions {
             run_dir: None,
             autosave: None,
             resume: None,
+            data_origin: None,
+            data_pending: false,
             waker: Arc::new(|| {}),
             panic_at_step: None,
         }
