@@ -62,6 +62,16 @@ pub enum Command {
     /// order, generators, step) with these changes, and from then on both arms train in lockstep on the same
     /// batches. A fork while arm B exists replaces it. Answered with [`WorkerEvent::ArmB`]`(Started)`.
     Fork(Vec<Setting>),
+    /// Fork from a past step (one on the timeline): arm B is the run as it was after `step` (rebuilt from the
+    /// nearest copy the worker kept before it, repeating the steps and live changes in between), with
+    /// `changes`. It is announced at that step, catches up with arm A while training runs (A waits), and
+    /// then both train in lockstep. At the run's own step this is [`Command::Fork`].
+    ForkAt {
+        /// The step after which the run is copied.
+        step: u64,
+        /// Arm B's changes, made at that step.
+        changes: Vec<Setting>,
+    },
     /// Change a live setting of arm B from its next step on (refused when there is no arm B).
     ChangeB(Setting),
     /// End an A/B comparison: closing B drops it; closing A makes B the run (its history goes on).
@@ -115,6 +125,11 @@ impl Command {
             Command::Fork(changes) => {
                 let changes: Vec<String> = changes.iter().map(|s| s.label(layer_names)).collect();
                 format!("fork arm B: {}", changes.join(", "))
+            }
+            Command::ForkAt { step, changes } => {
+                let changes: Vec<String> = changes.iter().map(|s| s.label(layer_names)).collect();
+                let with = if changes.is_empty() { String::new() } else { format!(": {}", changes.join(", ")) };
+                format!("fork arm B from step {step}{with}")
             }
             Command::ChangeB(setting) => format!("B: {}", setting.label(layer_names)),
             Command::CloseArm(arm) => format!("close arm {}", arm.name()),

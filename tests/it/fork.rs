@@ -244,6 +244,53 @@ mod worker {
         assert!(answer(&worker, &mut rows, Command::CloseArm(Arm::B)).is_err(), "no arm B is left");
     }
 
+    /// A fork from a past step (a point on the timeline) is the run exactly as it was there: rebuilt from the
+    /// nearest kept copy before it, repeating A's steps and A's live change in between, announced at that step,
+    /// and caught up with A on the same batches before both step in lockstep.
+    #[test]
+    fn a_fork_from_a_past_step_is_the_run_as_it_was_there_and_catches_up_on_the_same_batches() {
+        let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
+        let worker = WorkerHandle::spawn(config(|_| {}), mnist(), options).unwrap();
+        let mut rows = Rows::default();
+        step_and_wait(&worker, &mut rows, 12, 12);
+        // A live change of A's that a rebuild from before it must repeat at the same step.
+        assert_eq!(answer(&worker, &mut rows, Command::Change(Setting::LearningRate(0.02))), Ok(13));
+        step_and_wait(&worker, &mut rows, 24, 36);
+
+        let unchanged = Command::ForkAt { step: 17, changes: Vec::new() };
+        assert_eq!(answer(&worker, &mut rows, unchanged), Ok(37));
+        let born = wait_for(&worker, &mut rows, |e| match e {
+            WorkerEvent::ArmB(inner) => match inner.as_ref() {
+                WorkerEvent::Started(info) => Some(info.config.lr),
+                _ => None,
+            },
+            _ => None,
+        });
+        assert_eq!(born, 0.02, "B is A as it was at step 17, after A's change at 13");
+        assert!(rows.b.is_empty(), "the steps B repeats up to the fork are not sent");
+        // One step: B catches up from 18 to 36 first (A waits), then both take step 37.
+        step_and_wait(&worker, &mut rows, 1, 37);
+        let a: Vec<(u64, f32)> = rows.a.iter().filter(|r| r.step > 17).map(|r| (r.step, r.loss)).collect();
+        let b: Vec<(u64, f32)> = rows.b.iter().map(|r| (r.step, r.loss)).collect();
+        assert_eq!(b.first().map(|r| r.0), Some(18));
+        assert_eq!(b, a, "an unchanged fork from step 17 repeats A's steps 18–37 bit for bit");
+
+        // A changed fork from before A's change: B differs from its first step after the fork, and keeps its rate.
+        let slower = Command::ForkAt { step: 5, changes: vec![Setting::LearningRate(0.001)] };
+        assert_eq!(answer(&worker, &mut rows, slower), Ok(38));
+        rows.b.clear();
+        step_and_wait(&worker, &mut rows, 1, 38);
+        let at = |rows: &[MetricRow], step: u64| rows.iter().find(|r| r.step == step).map(|r| (r.loss, r.lr)).unwrap();
+        assert_eq!(rows.b.first().map(|r| r.step), Some(6));
+        assert_eq!(rows.b.last().map(|r| r.step), Some(38));
+        assert_eq!(at(&rows.b, 6).0, at(&rows.a, 6).0, "the same weights and batch at step 6");
+        assert_ne!(at(&rows.b, 7).0, at(&rows.a, 7).0, "the smaller step shows from the next loss on");
+        assert_eq!(at(&rows.b, 20).1, 0.001, "A's later change is A's own");
+
+        let ahead = answer(&worker, &mut rows, Command::ForkAt { step: 500, changes: Vec::new() }).unwrap_err();
+        assert!(ahead.contains("ahead of the run"), "{ahead}");
+    }
+
     #[test]
     fn a_recorded_a_b_run_replays_with_both_arms() {
         use convscope::protocol::WorkerLink;

@@ -742,6 +742,10 @@ fn the_timeline_moves_every_panel_to_a_recorded_step_and_live_returns() {
     harness.get_by_label("‹").click();
     harness.run_steps(2);
     assert_eq!(harness.state().view.snapshot.as_ref().unwrap().step, 10);
+    // Fork here: arm B is the run as it was at the step shown.
+    harness.get_by_label("Fork here").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().last(), Some(&Command::ForkAt { step: 10, changes: Vec::new() }));
     // A live snapshot arriving meanwhile waits; Live shows it.
     let mut newer = (*live).clone();
     newer.step = 40;

@@ -1,12 +1,14 @@
 //! The timeline under the toolbar: a slider over the run's recorded snapshots that moves every panel (filters,
 //! gradients, activation maps and curves, layer ranges) to that step, with a cursor on the plots over time;
-//! ← and → step through them and Live returns. Training goes on meanwhile.
+//! ← and → step through them and Live returns; Fork here forks arm B from the step shown. Training goes on
+//! meanwhile.
 
 use eframe::egui::{self, RichText};
 
 use crate::app::outbox::{Outbox, Show};
 use crate::app::panels::Panel;
 use crate::app::view::TrainingView;
+use crate::protocol::Command;
 
 /// The timeline bar.
 #[derive(Debug, Default)]
@@ -64,6 +66,17 @@ impl Panel for TimelinePanel {
                     ui.label(text);
                     if ui.button("Live").on_hover_text("Show the newest snapshot again").clicked() {
                         out.show(Show::Live);
+                    }
+                    let fork = ui.add_enabled(view.arm_b.is_none(), egui::Button::new("Fork here"));
+                    if fork
+                        .on_hover_text(
+                            "Arm B becomes the run as it was at this step (weights, optimiser state, batch order), \
+                             rebuilt from the nearest copy kept before it. Change B's settings, then Play: B catches \
+                             up with A on the same batches while A waits, and both train on in lockstep",
+                        )
+                        .clicked()
+                    {
+                        out.send(Command::ForkAt { step, changes: Vec::new() });
                     }
                 }
                 None => {

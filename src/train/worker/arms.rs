@@ -8,17 +8,29 @@ use crate::snapshot::MetricRow;
 use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::{TrainError, catch_panic};
 
+use super::rewind::Behind;
 use super::{PROBE_THUMBNAILS, Refused, Worker};
 
 /// The second arm: its driver, its rows since the last flush, and its hints.
 pub(super) struct ArmB {
-    driver: Driver,
+    pub(super) driver: Driver,
     rows: Vec<MetricRow>,
     /// The hints last sent, and whether rows arrived since they were computed.
     hints: (Vec<Hint>, bool),
+    /// Forked from a past step, and not yet at arm A's step (`None`: in lockstep with A).
+    pub(super) behind: Option<Behind>,
 }
 
 impl ArmB {
+    pub(super) fn new(driver: Driver, behind: Option<Behind>) -> ArmB {
+        ArmB { driver, rows: Vec::new(), hints: (Vec::new(), false), behind }
+    }
+
+    /// Whether the window knows this arm (one forked from a past step is announced at that step).
+    fn announced(&self) -> bool {
+        !matches!(self.behind, Some(Behind::RunningUp { .. }))
+    }
+
     /// Arm B's trainer, for what both arms share (the probe).
     pub(super) fn trainer_mut(&mut self) -> &mut crate::train::Trainer {
         self.driver.trainer_mut()
@@ -39,7 +51,7 @@ impl Worker {
         // A's rows up to the fork go out first: B's start after them.
         self.flush();
         self.send(arm_b(WorkerEvent::Started(Box::new(fork.trainer().run_info(PROBE_THUMBNAILS)))));
-        self.arm_b = Some(ArmB { driver: fork, rows: Vec::new(), hints: (Vec::new(), false) });
+        self.arm_b = Some(ArmB::new(fork, None));
         self.refresh_arm_b();
         Ok(())
     }
@@ -75,13 +87,14 @@ impl Worker {
 
     /// Closes `arm`: B is dropped; closing A makes B's driver the run's.
     pub(super) fn close_arm(&mut self, arm: Arm) -> Result<(), Refused> {
-        if self.arm_b.is_none() {
+        if !self.arm_b.as_ref().is_some_and(ArmB::announced) {
             return Err(Refused::NoArmB);
         }
         // Both arms' rows go out before the close.
         self.flush();
         let Some(b) = self.arm_b.take() else { return Err(Refused::NoArmB) };
         if arm == Arm::A {
+            self.rewind.restart(&b.driver);
             self.driver = Some(b.driver);
             self.hints = b.hints;
         }
@@ -91,7 +104,7 @@ impl Worker {
 
     /// Ends an A/B comparison because arm A's net was replaced (reset, new data, a checkpoint opened).
     pub(super) fn drop_arm_b(&mut self) {
-        if self.arm_b.take().is_some() {
+        if self.arm_b.take().is_some_and(|arm| arm.announced()) {
             self.send(WorkerEvent::ArmClosed(Arm::B));
         }
     }
@@ -162,7 +175,7 @@ impl Worker {
 
     /// Sends a snapshot of arm B as it is now (after the fork, or a change while paused).
     pub(super) fn refresh_arm_b(&mut self) {
-        let Some(arm) = self.arm_b.as_ref() else { return };
+        let Some(arm) = self.arm_b.as_ref().filter(|arm| arm.announced()) else { return };
         let event = match catch_panic("taking a snapshot", || arm.driver.trainer().refresh_snapshot()) {
             Ok(snapshot) => WorkerEvent::Snapshot(Box::new(snapshot)),
             Err(error) => WorkerEvent::Failed { step: arm.driver.trainer().step_count(), message: error.to_string() },

@@ -26,6 +26,7 @@ mod checkpoints;
 mod loads;
 mod options;
 mod refused;
+mod rewind;
 
 use arms::ArmB;
 use checkpoints::Saving;
@@ -156,6 +157,8 @@ struct Worker {
     data_pending: Option<DataRequest>,
     /// A fault test's panic, for the first net built.
     panic_at_step: Option<u64>,
+    /// Copies of the run kept for forks from a past step.
+    rewind: rewind::Rewind,
 }
 
 impl Worker {
@@ -193,6 +196,7 @@ impl Worker {
             resume: options.resume.clone(),
             data_pending: options.data_origin.as_ref().and_then(|o| o.request.clone()).filter(|_| options.data_pending),
             panic_at_step: options.panic_at_step,
+            rewind: rewind::Rewind::default(),
         }
     }
 
@@ -232,7 +236,7 @@ impl Worker {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            if !self.active() {
+            if !self.active() || self.step_arm_b_alone() {
                 continue;
             }
             // At a pace, wait for the step's turn — still answering every message meanwhile.
@@ -295,7 +299,7 @@ impl Worker {
     }
 
     fn active(&self) -> bool {
-        self.driver.is_some() && (self.running || self.steps_left > 0)
+        self.driver.is_some() && (self.running || self.steps_left > 0 || self.arm_b_running_up())
     }
 
     fn step_count(&self) -> u64 {
@@ -352,6 +356,7 @@ impl Worker {
             driver.trainer_mut().inject_panic_at(step);
         }
         self.drop_arm_b();
+        self.rewind.restart(&driver);
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
         if let Err(message) = self.saving.restart(driver.trainer().step_count()) {
             self.send(WorkerEvent::Warning { step: driver.trainer().step_count(), message });
@@ -455,6 +460,7 @@ impl Worker {
                 self.open_checkpoint(&path)
             }
             Command::Fork(changes) => self.fork_or_defer(changes),
+            Command::ForkAt { step, changes } => self.fork_at(*step, changes),
             Command::ChangeB(setting) => self.change_arm_b(setting),
             Command::CloseArm(arm) => self.close_arm(*arm),
             Command::Reset(config) => {
@@ -483,6 +489,8 @@ impl Worker {
             }
             Command::RestoreHealthy { halve_lr } => {
                 driver.restore(*halve_lr)?;
+                // The steps thrown away cannot be repeated from an older copy.
+                self.rewind.restart(driver);
                 // The hints of the thrown-away steps no longer hold: the next flush sends fresh ones.
                 self.hints.1 = true;
                 Ok(())
@@ -501,6 +509,9 @@ impl Worker {
         );
         let command_was = matches!(command, Command::ChangeB(_) | Command::SetProbe(_) | Command::LoadProbeImage(_))
             .then(|| command.clone());
+        if let (Ok(()), Command::Change(setting)) = (&outcome, &command) {
+            self.rewind.changed(self.step_count() + 1, setting);
+        }
         let event = match outcome {
             Ok(()) => WorkerEvent::Applied { command, effective_step: self.step_count() + 1 },
             Err(reason) => WorkerEvent::Rejected { command, reason: reason.to_string() },
@@ -535,6 +546,9 @@ impl Worker {
         self.step_arm_b(capture, evaluated);
         match outcome {
             Ok(Driven::Updated { row, snapshot, warnings }) => {
+                if let Some(driver) = self.driver.as_ref() {
+                    self.rewind.stepped(driver);
+                }
                 self.snapshots.step_done(took, snapshot.is_some());
                 self.warm_up(false);
                 for message in warnings {

@@ -24,6 +24,12 @@ pub(super) enum Refused {
     WrongLoad,
     #[error("there is no run folder to save into: name a file")]
     NoRunFolder,
+    #[error(
+        "no copy of the run from step {step} or before is kept (the oldest is from step {oldest}): fork from a later step"
+    )]
+    NotKept { step: u64, oldest: u64 },
+    #[error("step {step} is ahead of the run (at step {now})")]
+    AheadOfRun { step: u64, now: u64 },
     #[error("there is no arm B: fork the run first")]
     NoArmB,
     #[error("could not create the run folder {}: {source}", path.display())]
