@@ -260,6 +260,9 @@ pub struct RunInfo {
     pub data_source: String,
     /// The first test images, for the probe picker.
     pub thumbnails: Vec<Thumbnail>,
+    /// The step the net starts from: 0 for a new net; a resumed run's, or the step an arm B was forked at.
+    #[serde(default)]
+    pub step: u64,
 }
 
 /// What the worker reports. Control events and metric rows are never dropped; a snapshot is only sent

@@ -13,7 +13,8 @@ impl TrainingView {
         if let WorkerEvent::Started(info) = &event {
             let mut b = TrainingView::new(info.config.clone());
             b.run_state = self.run_state;
-            self.fork_step = Some(self.step);
+            // B's net starts at the fork's step (a fork from a past step: there, not at A's step).
+            self.fork_step = Some(info.step);
             self.arm_b = Some(Box::new(b));
         }
         // What goes wrong in B is told in the run's banner (B's own messages are drawn nowhere).

@@ -265,6 +265,7 @@ impl Trainer {
             test_len: test.len(),
             data_source: train.source().to_string(),
             thumbnails,
+            step: self.step,
         }
     }
 

@@ -261,12 +261,12 @@ mod worker {
         assert_eq!(answer(&worker, &mut rows, unchanged), Ok(37));
         let born = wait_for(&worker, &mut rows, |e| match e {
             WorkerEvent::ArmB(inner) => match inner.as_ref() {
-                WorkerEvent::Started(info) => Some(info.config.lr),
+                WorkerEvent::Started(info) => Some((info.config.lr, info.step)),
                 _ => None,
             },
             _ => None,
         });
-        assert_eq!(born, 0.02, "B is A as it was at step 17, after A's change at 13");
+        assert_eq!(born, (0.02, 17), "B is A as it was at step 17, after A's change at 13");
         assert!(rows.b.is_empty(), "the steps B repeats up to the fork are not sent");
         // One step: B catches up from 18 to 36 first (A waits), then both take step 37.
         step_and_wait(&worker, &mut rows, 1, 37);
