@@ -76,6 +76,16 @@ pub enum Command {
     ChangeB(Setting),
     /// End an A/B comparison: closing B drops it; closing A makes B the run (its history goes on).
     CloseArm(Arm),
+    /// Train the settings of the run (and of arm B, in an A/B run) from scratch with `seeds` other seeds, for
+    /// `steps` steps each, on a thread of its own beside the live run, to draw the band their loss curves make.
+    /// Answered by [`WorkerEvent::SeedRuns`] as each run finishes. A new request replaces one under way; 0 seeds
+    /// stops it.
+    RepeatOverSeeds {
+        /// Other seeds to train with (each arm's settings with each).
+        seeds: u32,
+        /// Steps each run trains.
+        steps: u64,
+    },
     /// End the worker thread.
     Stop,
 }
@@ -133,6 +143,8 @@ impl Command {
             }
             Command::ChangeB(setting) => format!("B: {}", setting.label(layer_names)),
             Command::CloseArm(arm) => format!("close arm {}", arm.name()),
+            Command::RepeatOverSeeds { seeds: 0, .. } => "stop repeating over seeds".into(),
+            Command::RepeatOverSeeds { seeds, steps } => format!("repeat over {seeds} seeds, {steps} steps each"),
             Command::Stop => "stop".into(),
         }
     }
@@ -265,6 +277,32 @@ pub struct RunInfo {
     pub step: u64,
 }
 
+/// One arm's settings trained from scratch with other seeds ([`Command::RepeatOverSeeds`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedRuns {
+    /// Whose settings.
+    pub arm: Arm,
+    /// The seeds asked for.
+    pub asked: u32,
+    /// Steps each run trains.
+    pub steps: u64,
+    /// The runs finished so far, in the order of their seeds.
+    pub runs: Vec<SeedCurve>,
+}
+
+/// One finished run of [`SeedRuns`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedCurve {
+    /// Its seed.
+    pub seed: u64,
+    /// The training loss of every step from 1 (shorter when it diverged).
+    pub losses: Vec<f32>,
+    /// Test accuracy (a regression's R²) after its last step.
+    pub test: Option<f32>,
+    /// The step at which it diverged and stopped, if it did.
+    pub diverged_at: Option<u64>,
+}
+
 /// What the worker reports. Control events and metric rows are never dropped; a snapshot is only sent
 /// once the previous one was received, so the newest always wins and an idle UI costs the worker nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +341,8 @@ pub enum WorkerEvent {
     Loading(Option<String>),
     /// Something worth telling the user that needs no action (what a load found and skipped).
     Notice(String),
+    /// The runs of a [`Command::RepeatOverSeeds`] finished so far, for one arm's settings.
+    SeedRuns(Box<SeedRuns>),
     /// The snapshot of `step` was recorded into the run's history at `offset` (the timeline reads it back from
     /// there, so the window keeps no old snapshots in memory).
     Recorded {

@@ -15,6 +15,8 @@ impl TrainingView {
             b.run_state = self.run_state;
             // B's net starts at the fork's step (a fork from a past step: there, not at A's step).
             self.fork_step = Some(info.step);
+            // A band of an earlier arm B's settings does not describe this one.
+            self.seed_runs[1] = None;
             self.arm_b = Some(Box::new(b));
         }
         // What goes wrong in B is told in the run's banner (B's own messages are drawn nowhere).

@@ -2,6 +2,7 @@
 //! long the run, so a ten-minute run paints as fast as a ten-second one. Spikes survive: every bucket keeps its
 //! lowest and highest point.
 
+use crate::protocol::SeedRuns;
 use crate::snapshot::MetricRow;
 
 /// Buckets drawn per series at most (two points each): about two points per pixel of plot width.
@@ -155,6 +156,65 @@ impl SmoothedLoss {
     }
 }
 
+/// The band a run's settings make over seeds: at steps `steps`, the lowest, highest and mean smoothed loss of
+/// the seeds that reached the step.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeedBand {
+    pub steps: Vec<f64>,
+    pub low: Vec<f64>,
+    pub high: Vec<f64>,
+    pub mean: Vec<f64>,
+}
+
+impl SeedBand {
+    /// The band of `runs`' losses, each smoothed as the live loss is (exponential moving average `factor`, debiased),
+    /// at most about [`PLOT_BUCKETS`] × 2 steps apart evenly.
+    pub fn of(runs: &SeedRuns, factor: f64) -> SeedBand {
+        let smoothed: Vec<Vec<f64>> = runs
+            .runs
+            .iter()
+            .map(|run| {
+                let (mut average, mut weight) = (0.0, 0.0);
+                run.losses
+                    .iter()
+                    .map(|&loss| {
+                        let loss = f64::from(loss);
+                        if loss.is_finite() {
+                            average = factor * average + (1.0 - factor) * loss;
+                            weight = factor * weight + (1.0 - factor);
+                        }
+                        if weight > 0.0 { average / weight } else { f64::NAN }
+                    })
+                    .collect()
+            })
+            .collect();
+        let longest = smoothed.iter().map(Vec::len).max().unwrap_or(0);
+        let stride = longest.div_ceil(2 * PLOT_BUCKETS).max(1);
+        let mut band = SeedBand::default();
+        for index in (0..longest).step_by(stride) {
+            let at: Vec<f64> =
+                smoothed.iter().filter_map(|s| s.get(index).copied()).filter(|v| v.is_finite()).collect();
+            if at.is_empty() {
+                continue;
+            }
+            band.steps.push((index + 1) as f64);
+            band.low.push(at.iter().copied().fold(f64::INFINITY, f64::min));
+            band.high.push(at.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+            band.mean.push(at.iter().sum::<f64>() / at.len() as f64);
+        }
+        band
+    }
+
+    /// The part from step `start` on.
+    pub fn from_step(mut self, start: f64) -> SeedBand {
+        let first = self.steps.partition_point(|&s| s < start);
+        for series in [&mut self.steps, &mut self.low, &mut self.high, &mut self.mean] {
+            series.drain(..first);
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +239,27 @@ mod tests {
             series.push([i as f64, y]);
         }
         assert_eq!(series.points(), [[0.0, 1.0], [2.0, 3.0]]);
+    }
+
+    #[test]
+    fn a_seed_band_spans_the_seeds_smoothed_losses_step_by_step() {
+        use crate::protocol::{Arm, SeedCurve};
+        let curve = |seed, losses: Vec<f32>| SeedCurve { seed, losses, test: None, diverged_at: None };
+        let runs = SeedRuns {
+            arm: Arm::A,
+            asked: 3,
+            steps: 3,
+            // The third diverged at its second step and stopped there.
+            runs: vec![curve(1, vec![2.0, 1.0, 0.5]), curve(2, vec![4.0, 3.0, 1.5]), curve(3, vec![3.0])],
+        };
+        let band = SeedBand::of(&runs, 0.0);
+        assert_eq!(band.steps, [1.0, 2.0, 3.0]);
+        assert_eq!(band.low, [2.0, 1.0, 0.5]);
+        assert_eq!(band.high, [4.0, 3.0, 1.5]);
+        assert_eq!(band.mean, [3.0, 2.0, 1.0], "a step averages the seeds that reached it");
+        // Smoothed as the live loss is: the debiased average of 2 and 1 at factor 0.5 is 4/3.
+        let smoothed = SeedBand::of(&runs, 0.5);
+        assert!((smoothed.low[1] - 4.0 / 3.0).abs() < 1e-12, "{:?}", smoothed.low);
+        assert_eq!(band.from_step(2.0).steps, [2.0, 3.0]);
     }
 }

@@ -9,7 +9,7 @@ use crate::app::timeline::Timeline;
 use crate::arch::{ImageShape, LayerSettings};
 use crate::config::TrainConfig;
 use crate::diagnose::Hint;
-use crate::protocol::{Command, RunState, Thumbnail, WorkerEvent};
+use crate::protocol::{Command, RunState, SeedRuns, Thumbnail, WorkerEvent};
 use crate::snapshot::{LayerInfo, MetricRow, Snapshot};
 
 /// Metric rows the view keeps (about 4 MB); older ones live on only in the decimated plot series.
@@ -142,6 +142,8 @@ pub struct TrainingView {
     pub arm_b: Option<Box<TrainingView>>,
     /// The step arm B was forked at.
     pub fork_step: Option<u64>,
+    /// The run's settings (index 0) and arm B's (1) repeated over other seeds, as far as they got.
+    pub seed_runs: [Option<Box<SeedRuns>>; 2],
 }
 
 /// What the window shows between a restore and the next step.
@@ -194,6 +196,7 @@ impl TrainingView {
             regression: None,
             arm_b: None,
             fork_step: None,
+            seed_runs: [None, None],
         }
     }
 
@@ -294,6 +297,10 @@ impl TrainingView {
             WorkerEvent::Regression(eval) => self.regression = Some(eval),
             WorkerEvent::ArmB(event) => self.arm_b_event(*event),
             WorkerEvent::ArmClosed(arm) => self.arm_closed(arm),
+            WorkerEvent::SeedRuns(runs) => {
+                let index = usize::from(runs.arm == crate::protocol::Arm::B);
+                self.seed_runs[index] = Some(runs);
+            }
             event @ (WorkerEvent::Applied { command: Command::ChangeB(_), .. }
             | WorkerEvent::Rejected { command: Command::ChangeB(_), .. }) => {
                 if !self.answered_arm_b(&event)
@@ -360,6 +367,7 @@ impl TrainingView {
         self.test_len = info.test_len;
         self.data_source = info.data_source;
         self.thumbnails = info.thumbnails;
+        self.seed_runs = [None, None];
         self.rows.clear();
         self.first_row = None;
         self.run_generation += 1;
@@ -459,6 +467,11 @@ impl TrainingView {
                     self.config.lr = self.confirmed.lr;
                 }
                 Some(if *halve_lr { format!("restored, lr {:.3e}", self.config.lr) } else { "restored".to_string() })
+            }
+            // A new repeat replaces the runs of the last one.
+            Command::RepeatOverSeeds { seeds, .. } if *seeds > 0 => {
+                self.seed_runs = [None, None];
+                None
             }
             // A new run on new data starts from step 1: nothing to mark.
             _ => None,

@@ -14,6 +14,7 @@ mod fork;
 mod loader;
 pub mod memory;
 mod regression;
+mod seeds;
 pub mod stats;
 pub mod step;
 mod targets;

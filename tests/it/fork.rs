@@ -291,6 +291,55 @@ mod worker {
         assert!(ahead.contains("ahead of the run"), "{ahead}");
     }
 
+    /// Repeat over seeds trains the run's settings and arm B's from scratch with other seeds, paired, on a
+    /// thread beside the live run; each curve is exactly that seed's run of that arm's settings.
+    #[test]
+    fn repeating_over_seeds_trains_both_arms_settings_with_other_seeds() {
+        use convscope::config::{BackendKind, TrainConfig};
+        use convscope::protocol::SeedRuns;
+        use convscope::train::{StepOutcome, Trainer};
+
+        let options = WorkerOptions { start_paused: true, threads: Some(1), ..WorkerOptions::default() };
+        let base = config(|_| {});
+        let worker = WorkerHandle::spawn(base.clone(), mnist(), options).unwrap();
+        let mut rows = Rows::default();
+        step_and_wait(&worker, &mut rows, 5, 5);
+        assert_eq!(answer(&worker, &mut rows, Command::Fork(vec![Setting::LearningRate(0.001)])), Ok(6));
+        let too_many = answer(&worker, &mut rows, Command::RepeatOverSeeds { seeds: 50, steps: 10 }).unwrap_err();
+        assert!(too_many.contains("1 to 20 seeds"), "{too_many}");
+        assert_eq!(answer(&worker, &mut rows, Command::RepeatOverSeeds { seeds: 2, steps: 20 }), Ok(6));
+        let mut last: [Option<SeedRuns>; 2] = [None, None];
+        wait_for(&worker, &mut rows, |e| {
+            if let WorkerEvent::SeedRuns(runs) = e {
+                last[usize::from(runs.arm == Arm::B)] = Some((**runs).clone());
+            }
+            last.iter().all(|r| r.as_ref().is_some_and(|r| r.runs.len() == 2)).then_some(())
+        });
+        assert!(rows.a.iter().all(|r| r.step <= 5), "the live run stays paused meanwhile");
+        for (runs, lr) in last.iter().flatten().zip([base.lr, 0.001]) {
+            assert_eq!(runs.runs.iter().map(|r| r.seed).collect::<Vec<_>>(), [base.seed + 1, base.seed + 2]);
+            for run in &runs.runs {
+                assert!(run.test.is_some_and(|t| t > 0.0) && run.diverged_at.is_none());
+                let config = TrainConfig { seed: run.seed, lr, ..base.clone() };
+                let expected: Vec<f32> = convscope::train::threads::with_compute_threads(
+                    Some(1),
+                    convscope::train::threads::ComputePriority::Normal,
+                    || {
+                        let mut trainer = Trainer::new(config, mnist(), BackendKind::Flex).unwrap();
+                        (0..20)
+                            .map(|_| match trainer.step(false).unwrap() {
+                                StepOutcome::Updated { row, .. } => row.loss,
+                                StepOutcome::Diverged { message, .. } => panic!("{message}"),
+                            })
+                            .collect()
+                    },
+                )
+                .unwrap();
+                assert_eq!(run.losses, expected, "arm {:?}, seed {}: that seed's run, bit for bit", runs.arm, run.seed);
+            }
+        }
+    }
+
     #[test]
     fn a_recorded_a_b_run_replays_with_both_arms() {
         use convscope::protocol::WorkerLink;

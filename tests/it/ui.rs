@@ -595,6 +595,37 @@ fn a_change_marker_is_labelled_on_its_line_and_adds_no_legend_entry() {
 }
 
 #[test]
+fn repeat_over_seeds_asks_the_worker_and_draws_the_band_of_the_runs_that_arrive() {
+    use convscope::protocol::{Arm, SeedCurve, SeedRuns};
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.set_size(egui::vec2(1280.0, 2400.0));
+    harness.run_steps(2);
+    let step = harness.state().view.step;
+    harness.get_by_label("Repeat over seeds").click();
+    harness.run_steps(2);
+    let asked = Command::RepeatOverSeeds { seeds: 3, steps: step.clamp(200, 5_000) };
+    assert_eq!(fake.sent().last(), Some(&asked));
+    fake.push(WorkerEvent::Applied { command: asked, effective_step: step + 1 });
+    let curve = |seed| SeedCurve { seed, losses: vec![2.3, 1.5, 0.9, 0.6], test: Some(0.8), diverged_at: None };
+    let runs = |n| SeedRuns { arm: Arm::A, asked: 3, steps: 4, runs: (1..=n).map(curve).collect() };
+    fake.push(WorkerEvent::SeedRuns(Box::new(runs(1))));
+    harness.run_steps(2);
+    harness.get_by_label("seeds: 1 of 3 trained");
+    harness.get_by_label("1 seed");
+    harness.get_by_label("Stop seeds").click();
+    harness.run_steps(2);
+    assert_eq!(fake.sent().last(), Some(&Command::RepeatOverSeeds { seeds: 0, steps: step.clamp(200, 5_000) }));
+    // The band keeps what was done, and a later run's arrival widens it.
+    fake.push(WorkerEvent::SeedRuns(Box::new(runs(2))));
+    harness.run_steps(2);
+    harness.get_by_label("2 seeds");
+    harness.get_by_label("2 seeds, mean");
+    assert!(harness.query_by_label("Stop seeds").is_none(), "stopped: the button to start again is back");
+    harness.get_by_label("Repeat over seeds");
+}
+
+#[test]
 fn a_ten_layer_net_keeps_every_curve_in_reach_at_1024_by_700() {
     let fake = FakeWorker::default();
     let deep = ["conv 4 3x3"; 10].join(", ");

@@ -2,19 +2,21 @@
 //! marker wherever the user changed something. (Gradient norms have their own panel, `gradflow`.)
 
 use eframe::egui::{self, Color32, RichText};
-use egui_plot::{Corner, Legend, Line, Plot, PlotPoint, PlotPoints, Text, VLine};
+use egui_plot::{Corner, FilledArea, Legend, Line, Plot, PlotPoint, PlotPoints, Text, VLine};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
 use crate::app::panels::{Panel, TimeWindow, header, set_time_window, short, steady, time_window};
-use crate::app::series::SmoothedLoss;
+use crate::app::series::{SeedBand, SmoothedLoss};
 use crate::app::view::{Marker, TrainingView};
+use crate::protocol::Command;
 
 const HELP: &str = "Loss: the batch loss each step (faint) and its exponential moving average (adjust the \
 smoothing). Accuracy: running accuracy on recent training batches and accuracy on the whole test split, evaluated \
 every few hundred steps. Learning rate: on a log scale, as you set it. \
 Dashed lines mark the steps where you changed the learning rate, an activation, a bias or batch-norm, labelled on \
-the line. Show picks the recent past (the plots follow the run and fit their y range to it) or the whole run. The \
+the line. Repeat over seeds trains these settings (and arm B's) from scratch with other seeds beside the live run \
+and draws the band of their smoothed losses, lowest to highest, with the mean dotted. Show picks the recent past (the plots follow the run and fit their y range to it) or the whole run. The \
 mouse wheel scrolls the page; ctrl+wheel zooms a plot and dragging pans it; Reset view (or a double click) fits \
 them again.";
 
@@ -42,6 +44,11 @@ pub struct MetricsPanel {
     /// Arm B's smoothed loss, while an A/B comparison runs.
     #[serde(skip)]
     smoothed_b: SmoothedLoss,
+    /// How many other seeds Repeat over seeds trains.
+    pub repeat_seeds: u32,
+    /// A repeat was asked for and not stopped.
+    #[serde(skip)]
+    repeating: bool,
 }
 
 impl Default for MetricsPanel {
@@ -51,6 +58,8 @@ impl Default for MetricsPanel {
             help: false,
             smoothed: SmoothedLoss::default(),
             smoothed_b: SmoothedLoss::default(),
+            repeat_seeds: 3,
+            repeating: false,
         }
     }
 }
@@ -112,7 +121,7 @@ pub fn y_extent(series: &[&[[f64; 2]]]) -> Option<(f64, f64)> {
 
 impl Panel for MetricsPanel {
     /// Draws the plots.
-    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, _out: &mut Outbox) {
+    fn ui(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         header(ui, "Metrics", &mut self.help, HELP);
         let mut window = time_window(ui.ctx());
         let mut reset = false;
@@ -125,6 +134,7 @@ impl Panel for MetricsPanel {
                 .button("Reset view")
                 .on_hover_text("Fit every plot to its data again after a zoom (ctrl+wheel) or a drag")
                 .clicked();
+            self.seed_controls(ui, view, out);
         });
         regression_figures(ui, view);
         let newest = view.rows.last().map_or(0, |r| r.step);
@@ -140,6 +150,7 @@ impl Panel for MetricsPanel {
         let smooth_b =
             b.map(|b| window.clip(newest, &self.smoothed_b.update(&b.rows, self.smoothing, b.run_generation)));
         let (name_a, name_b) = if b.is_some() { (" (A)", " (B)") } else { ("", "") };
+        let bands = self.seed_bands(view, start, [name_a, name_b]);
         let plot = |name: &str| {
             steady(Plot::new(name).id(egui::Id::unique(("convscope-plot", name))), reset)
                 .width(width)
@@ -159,6 +170,9 @@ impl Panel for MetricsPanel {
                 if let Some(smooth_b) = smooth_b {
                     let line = Line::new(format!("smoothed{name_b}"), PlotPoints::from(smooth_b)).color(blue);
                     plot.line(line.width(2.0).style(egui_plot::LineStyle::dashed_dense()));
+                }
+                for (band, seeds, colour, name) in &bands {
+                    draw_band(plot, band, *seeds, *colour, name);
                 }
                 markers(plot, &view.markers, start, extent);
                 cursor(plot, view);
@@ -191,6 +205,70 @@ impl Panel for MetricsPanel {
         });
         lr_plot(ui, plot("learning-rate"), view, (window, newest, start));
     }
+}
+
+/// One arm's band over seeds, ready to draw: the band, its seed count, colour and legend suffix.
+type ArmBand = (SeedBand, usize, Color32, String);
+
+impl MetricsPanel {
+    /// The bands of the runs repeated over seeds, A's in blue and B's in orange, from step `start` on.
+    fn seed_bands(&self, view: &TrainingView, start: f64, names: [&str; 2]) -> Vec<ArmBand> {
+        (view.seed_runs.iter().zip(names))
+            .zip([Color32::from_rgb(70, 130, 220), Color32::from_rgb(235, 140, 40)])
+            .filter_map(|((runs, name), colour)| {
+                let runs = runs.as_deref()?;
+                Some((SeedBand::of(runs, self.smoothing).from_step(start), runs.runs.len(), colour, name.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Repeat over seeds: how many, the button (or, while it runs, how far it got and Stop), and what the band
+    /// on the loss plot shows.
+    fn seed_controls(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
+        let steps = view.step.clamp(REPEAT_STEPS.0, REPEAT_STEPS.1);
+        let last = view.seed_runs[0].as_deref();
+        let (done, asked) = last.map_or((0, self.repeat_seeds), |r| (r.runs.len(), r.asked));
+        if self.repeating && done < asked as usize {
+            ui.label(RichText::new(format!("seeds: {done} of {asked} trained")).small());
+            if ui.button("Stop seeds").on_hover_text("Stop repeating over seeds; the band keeps what is done").clicked()
+            {
+                out.send(Command::RepeatOverSeeds { seeds: 0, steps });
+                self.repeating = false;
+            }
+            return;
+        }
+        ui.add(egui::DragValue::new(&mut self.repeat_seeds).range(1..=10).suffix(" seeds"));
+        let hover = format!(
+            "Train these settings (and arm B's, in an A/B run) from scratch with {} other seeds for {steps} steps \
+             each, on one core beside the live run, and draw the band of their smoothed losses (lowest to highest, \
+             mean dotted) on the loss plot: is the live curve typical, and is A against B larger than the \
+             seed-to-seed spread?",
+            self.repeat_seeds
+        );
+        if ui
+            .add_enabled(!view.layers.is_empty(), egui::Button::new("Repeat over seeds"))
+            .on_hover_text(hover)
+            .clicked()
+        {
+            out.send(Command::RepeatOverSeeds { seeds: self.repeat_seeds, steps });
+            self.repeating = true;
+        }
+    }
+}
+
+/// Steps each repeat over seeds trains: as many as the run has, within these bounds.
+const REPEAT_STEPS: (u64, u64) = (200, 5_000);
+
+/// One arm's band over seeds: filled from lowest to highest, the mean dotted.
+fn draw_band(plot: &mut egui_plot::PlotUi<'_>, band: &SeedBand, seeds: usize, colour: Color32, name: &str) {
+    let [r, g, b, _] = colour.to_array();
+    let fill = Color32::from_rgba_unmultiplied(r, g, b, 45);
+    let label = format!("{seeds} seed{}{name}", if seeds == 1 { "" } else { "s" });
+    let area = FilledArea::new(label.clone(), &band.steps, &band.low, &band.high).fill_color(fill);
+    plot.add(area);
+    let mean: Vec<[f64; 2]> = band.steps.iter().zip(&band.mean).map(|(&x, &y)| [x, y]).collect();
+    let line = Line::new(format!("{label}, mean"), PlotPoints::from(mean)).color(colour);
+    plot.line(line.width(1.0).style(egui_plot::LineStyle::dotted_dense()));
 }
 
 /// A regression's train and test figures in target units (the plots below show its loss and R²).

@@ -25,6 +25,7 @@ mod handle;
 mod loads;
 mod options;
 mod refused;
+mod repeats;
 mod rewind;
 
 use arms::ArmB;
@@ -84,6 +85,8 @@ struct Worker {
     panic_at_step: Option<u64>,
     /// Copies of the run kept for forks from a past step.
     rewind: rewind::Rewind,
+    /// The run's settings being repeated over other seeds, if they are.
+    seed_repeat: Option<crate::train::seeds::SeedRepeat>,
 }
 
 impl Worker {
@@ -122,6 +125,7 @@ impl Worker {
             data_pending: options.data_origin.as_ref().and_then(|o| o.request.clone()).filter(|_| options.data_pending),
             panic_at_step: options.panic_at_step,
             rewind: rewind::Rewind::default(),
+            seed_repeat: None,
         }
     }
 
@@ -282,6 +286,8 @@ impl Worker {
         }
         self.drop_arm_b();
         self.rewind.restart(&driver);
+        // Repeats of the old net's settings describe another net.
+        self.seed_repeat = None;
         self.send(WorkerEvent::Started(Box::new(driver.trainer().run_info(PROBE_THUMBNAILS))));
         if let Err(message) = self.saving.restart(driver.trainer().step_count()) {
             self.send(WorkerEvent::Warning { step: driver.trainer().step_count(), message });
@@ -386,6 +392,7 @@ impl Worker {
             }
             Command::Fork(changes) => self.fork_or_defer(changes),
             Command::ForkAt { step, changes } => self.fork_at(*step, changes),
+            Command::RepeatOverSeeds { seeds, steps } => self.repeat_over_seeds(*seeds, *steps),
             Command::ChangeB(setting) => self.change_arm_b(setting),
             Command::CloseArm(arm) => self.close_arm(*arm),
             Command::Reset(config) => {

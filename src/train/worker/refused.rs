@@ -30,6 +30,8 @@ pub(super) enum Refused {
     NotKept { step: u64, oldest: u64 },
     #[error("step {step} is ahead of the run (at step {now})")]
     AheadOfRun { step: u64, now: u64 },
+    #[error("repeat over 1 to {most} seeds, for at least one step each (asked: {seeds} seeds, {steps} steps)")]
+    SeedRequest { seeds: u32, steps: u64, most: u32 },
     #[error("there is no arm B: fork the run first")]
     NoArmB,
     #[error("could not create the run folder {}: {source}", path.display())]
