@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 
+use crate::arch::LayerSettings;
 use crate::config::{BackendKind, TrainConfig};
 use crate::data::DataSplit;
 use crate::protocol::{Arm, SeedCurve, SeedRuns, Waker, WorkerEvent};
@@ -15,9 +16,10 @@ use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::TrainError;
 use crate::train::threads::{ComputePriority, with_compute_threads};
 
-/// What to repeat: each arm's settings, the seeds, the steps, and the data and backend to train on.
+/// What to repeat: each arm's configuration and live per-layer settings (activation, bias, batch-norm), the
+/// seeds, the steps, and the data and backend to train on.
 pub(crate) struct SeedRequest {
-    pub(crate) arms: Vec<(Arm, TrainConfig)>,
+    pub(crate) arms: Vec<(Arm, TrainConfig, Vec<LayerSettings>)>,
     pub(crate) seeds: Vec<u64>,
     pub(crate) steps: u64,
     pub(crate) data: Arc<DataSplit>,
@@ -65,12 +67,12 @@ fn repeat(request: &SeedRequest, stop: &AtomicBool, events: &Sender<WorkerEvent>
     let mut done: Vec<SeedRuns> = request
         .arms
         .iter()
-        .map(|(arm, _)| SeedRuns { arm: *arm, asked, steps: request.steps, runs: Vec::new() })
+        .map(|(arm, ..)| SeedRuns { arm: *arm, asked, steps: request.steps, runs: Vec::new() })
         .collect();
     for &seed in &request.seeds {
-        for ((arm, config), runs) in request.arms.iter().zip(&mut done) {
+        for ((arm, config, layers), runs) in request.arms.iter().zip(&mut done) {
             let config = TrainConfig { seed, ..config.clone() };
-            let run = train_one(config, request, stop)
+            let run = train_one(config, layers, request, stop)
                 .map_err(|error| format!("arm {} with seed {seed}: {error}", arm.name()))?;
             let Some(run) = run else { return Ok(()) };
             runs.runs.push(run);
@@ -83,10 +85,20 @@ fn repeat(request: &SeedRequest, stop: &AtomicBool, events: &Sender<WorkerEvent>
     Ok(())
 }
 
-/// One run from scratch; `None` when stopped.
-fn train_one(config: TrainConfig, request: &SeedRequest, stop: &AtomicBool) -> Result<Option<SeedCurve>, TrainError> {
+/// One run from scratch with the live per-layer settings `layers`; `None` when stopped.
+fn train_one(
+    config: TrainConfig,
+    layers: &[LayerSettings],
+    request: &SeedRequest,
+    stop: &AtomicBool,
+) -> Result<Option<SeedCurve>, TrainError> {
     let seed = config.seed;
     let mut driver = Driver::new(config, request.data.clone(), request.backend, Evaluation::Never)?;
+    // A switch made live (an activation, a bias, batch-norm) holds from the first step; the weights were drawn
+    // by the configuration's init, which the layer keeps naming.
+    for (layer, live) in driver.trainer_mut().model.layers.iter_mut().zip(layers) {
+        layer.settings = LayerSettings { init: layer.settings.init, ..*live };
+    }
     // Only the loss is drawn: the layer statistics would cost a quarter of every step.
     driver.trainer_mut().set_stats_every(0);
     let mut run = SeedCurve { seed, losses: Vec::new(), test: None, diverged_at: None };

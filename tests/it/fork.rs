@@ -304,7 +304,10 @@ mod worker {
         let worker = WorkerHandle::spawn(base.clone(), mnist(), options).unwrap();
         let mut rows = Rows::default();
         step_and_wait(&worker, &mut rows, 5, 5);
-        assert_eq!(answer(&worker, &mut rows, Command::Fork(vec![Setting::LearningRate(0.001)])), Ok(6));
+        // B's knobs: its rate, and a live switch of conv1's activation (not in its configuration).
+        let tanh = Setting::Activation { layer: 0, activation: convscope::arch::Activation::Tanh };
+        let b_changes = vec![Setting::LearningRate(0.001), tanh];
+        assert_eq!(answer(&worker, &mut rows, Command::Fork(b_changes)), Ok(6));
         let too_many = answer(&worker, &mut rows, Command::RepeatOverSeeds { seeds: 50, steps: 10 }).unwrap_err();
         assert!(too_many.contains("1 to 20 seeds"), "{too_many}");
         assert_eq!(answer(&worker, &mut rows, Command::RepeatOverSeeds { seeds: 2, steps: 20 }), Ok(6));
@@ -316,16 +319,17 @@ mod worker {
             last.iter().all(|r| r.as_ref().is_some_and(|r| r.runs.len() == 2)).then_some(())
         });
         assert!(rows.a.iter().all(|r| r.step <= 5), "the live run stays paused meanwhile");
-        for (runs, lr) in last.iter().flatten().zip([base.lr, 0.001]) {
+        for (runs, changes) in last.iter().flatten().zip([vec![], vec![Setting::LearningRate(0.001), tanh]]) {
             assert_eq!(runs.runs.iter().map(|r| r.seed).collect::<Vec<_>>(), [base.seed + 1, base.seed + 2]);
             for run in &runs.runs {
                 assert!(run.test.is_some_and(|t| t > 0.0) && run.diverged_at.is_none());
-                let config = TrainConfig { seed: run.seed, lr, ..base.clone() };
+                let config = TrainConfig { seed: run.seed, ..base.clone() };
                 let expected: Vec<f32> = convscope::train::threads::with_compute_threads(
                     Some(1),
                     convscope::train::threads::ComputePriority::Normal,
                     || {
                         let mut trainer = Trainer::new(config, mnist(), BackendKind::Flex).unwrap();
+                        changes.iter().for_each(|change| trainer.change(change).unwrap());
                         (0..20)
                             .map(|_| match trainer.step(false).unwrap() {
                                 StepOutcome::Updated { row, .. } => row.loss,

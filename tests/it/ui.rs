@@ -611,7 +611,7 @@ fn repeat_over_seeds_asks_the_worker_and_draws_the_band_of_the_runs_that_arrive(
     let runs = |n| SeedRuns { arm: Arm::A, asked: 3, steps: 4, runs: (1..=n).map(curve).collect() };
     fake.push(WorkerEvent::SeedRuns(Box::new(runs(1))));
     harness.run_steps(2);
-    harness.get_by_label("seeds: 1 of 3 trained");
+    harness.get_by_label("seeds: 1 of 3 runs trained");
     harness.get_by_label("1 seed");
     harness.get_by_label("Stop seeds").click();
     harness.run_steps(2);

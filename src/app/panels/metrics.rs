@@ -9,7 +9,7 @@ use crate::app::outbox::Outbox;
 use crate::app::panels::{Panel, TimeWindow, header, set_time_window, short, steady, time_window};
 use crate::app::series::{SeedBand, SmoothedLoss};
 use crate::app::view::{Marker, TrainingView};
-use crate::protocol::Command;
+use crate::protocol::{Command, SeedRuns};
 
 const HELP: &str = "Loss: the batch loss each step (faint) and its exponential moving average (adjust the \
 smoothing). Accuracy: running accuracy on recent training batches and accuracy on the whole test split, evaluated \
@@ -226,10 +226,12 @@ impl MetricsPanel {
     /// on the loss plot shows.
     fn seed_controls(&mut self, ui: &mut egui::Ui, view: &TrainingView, out: &mut Outbox) {
         let steps = view.step.clamp(REPEAT_STEPS.0, REPEAT_STEPS.1);
-        let last = view.seed_runs[0].as_deref();
-        let (done, asked) = last.map_or((0, self.repeat_seeds), |r| (r.runs.len(), r.asked));
-        if self.repeating && done < asked as usize {
-            ui.label(RichText::new(format!("seeds: {done} of {asked} trained")).small());
+        // Each seed trains every arm's settings: the runs asked for are the seeds times the arms reporting.
+        let reported: Vec<&SeedRuns> = view.seed_runs.iter().flatten().map(|r| &**r).collect();
+        let done: usize = reported.iter().map(|r| r.runs.len()).sum();
+        let asked = reported.first().map_or(self.repeat_seeds, |r| r.asked) as usize * reported.len().max(1);
+        if self.repeating && done < asked {
+            ui.label(RichText::new(format!("seeds: {done} of {asked} runs trained")).small());
             if ui.button("Stop seeds").on_hover_text("Stop repeating over seeds; the band keeps what is done").clicked()
             {
                 out.send(Command::RepeatOverSeeds { seeds: 0, steps });

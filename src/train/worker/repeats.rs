@@ -1,5 +1,5 @@
 //! The worker's side of repeating the run over other seeds: what is repeated (the run's settings as they are
-//! now, and arm B's), with which seeds, and stopping a repeat that a newer request or a new net replaces.
+//! now, live per-layer switches included, and arm B's), with which seeds, and stopping a repeat that a newer request or a new net replaces.
 
 use crate::protocol::Arm;
 use crate::train::error::TrainError;
@@ -23,9 +23,10 @@ impl Worker {
         }
         let driver = self.driver.as_ref().ok_or(TrainError::NoNet)?;
         let config = driver.trainer().config().clone();
-        let mut arms = vec![(Arm::A, config.clone())];
+        let mut arms = vec![(Arm::A, config.clone(), driver.trainer().model().settings())];
         if let Some(b) = self.arm_b.as_ref().filter(|b| b.behind.is_none()) {
-            arms.push((Arm::B, b.driver.trainer().config().clone()));
+            let trainer = b.driver.trainer();
+            arms.push((Arm::B, trainer.config().clone(), trainer.model().settings()));
         }
         // Other seeds than the run's own: the live curve is the first of the sample.
         let seeds = (1..=u64::from(seeds)).map(|i| config.seed.wrapping_add(i)).collect();
