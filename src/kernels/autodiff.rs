@@ -49,18 +49,26 @@ fn batch_chunks(g: &Geom) -> Vec<(usize, usize)> {
     (0..g.b).step_by(per).map(|start| (start, per.min(g.b - start))).collect()
 }
 
-/// Runs `run` on each chunk of the batch in parallel, with the chunk's geometry and its slice of `input`
-/// (`per_image` values each), and concatenates the outputs in batch order.
-fn by_batch(g: &Geom, input: &[f32], per_image: usize, run: impl Fn(&Geom, &[f32]) -> Vec<f32> + Sync) -> Vec<f32> {
+/// Runs `run` on each chunk of the batch in parallel, with the chunk's geometry, its slice of `input`
+/// (`in_per_image` values each) and its part of the output (`out_per_image` values each, zeroed), which every
+/// chunk writes in place: no copy joins the parts.
+fn by_batch(
+    g: &Geom,
+    (input, in_per_image): (&[f32], usize),
+    out_per_image: usize,
+    run: impl Fn(&Geom, &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; g.b * out_per_image];
     let chunks = batch_chunks(g);
     if chunks.len() <= 1 {
-        return run(g, input);
+        run(g, input, &mut out);
+        return out;
     }
-    let parts: Vec<Vec<f32>> = chunks
-        .par_iter()
-        .map(|&(start, count)| run(&Geom { b: count, ..*g }, &input[start * per_image..(start + count) * per_image]))
-        .collect();
-    parts.concat()
+    let per = chunks[0].1;
+    out.par_chunks_mut(per * out_per_image).zip(chunks.par_iter()).for_each(|(part, &(start, count))| {
+        run(&Geom { b: count, ..*g }, &input[start * in_per_image..(start + count) * in_per_image], part);
+    });
+    out
 }
 
 /// Runs `run` on each chunk of the batch in parallel and sums the outputs (a gradient summed over the batch).
@@ -97,9 +105,9 @@ fn fwd(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, pad: usize, choic
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
     let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
-    let y = by_batch(&g, x.storage(), g.ci * g.hw_in(), |gs, xs| match direct {
-        Some(isa) => direct::forward(isa, gs, xs, wv, bias),
-        None => kernels::forward(gs, xs, wv, bias),
+    let y = by_batch(&g, (x.storage(), g.ci * g.hw_in()), g.co * g.hw_out(), |gs, xs, ys| match direct {
+        Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
+        None => kernels::forward_into(gs, xs, wv, bias, ys),
     });
     flex(y, vec![g.b, g.co, g.ho(), g.wo()])
 }
@@ -124,9 +132,9 @@ fn conv_grads(
     let direct = direct_isa(choice);
     let dx = need_x.then(|| {
         let wv = w.storage::<f32>();
-        let v = by_batch(&g, dyv, g.co * g.hw_out(), |gs, dys| match direct {
-            Some(isa) => direct::input_grad(isa, gs, wv, dys),
-            None => kernels::input_grad(gs, wv, dys),
+        let v = by_batch(&g, (dyv, g.co * g.hw_out()), g.ci * g.hw_in(), |gs, dys, dxs| match direct {
+            Some(isa) => direct::input_grad_into(isa, gs, wv, dys, dxs),
+            None => kernels::input_grad_into(gs, wv, dys, dxs),
         });
         flex(v, vec![g.b, g.ci, g.h, g.w])
     });
@@ -248,17 +256,50 @@ pub fn conv2d_custom(
 
 // --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------
 
-/// Forward on a flex tensor: output and the winners.
+/// Planes per compute thread for a pool over `planes` planes: one run each, or all of them on one thread when
+/// the whole is too small to be worth a split (or has no output).
+fn planes_per_thread(planes: usize, outputs_per_plane: usize) -> usize {
+    const WORTH_SPLITTING: usize = 4096;
+    let threads = rayon::current_num_threads().clamp(1, planes.max(1));
+    if outputs_per_plane == 0 || planes * outputs_per_plane < WORTH_SPLITTING {
+        return planes.max(1);
+    }
+    planes.div_ceil(threads).max(1)
+}
+
+/// Forward on a flex tensor: output and the winners, runs of planes pooled in parallel.
 fn pool_fwd(x: &FlexTensor, size: usize) -> (FlexTensor, Vec<u8>) {
     let x = x.to_contiguous();
     let s = x.layout().shape().to_vec();
-    let (out, arg) = pool::forward_sized(x.storage(), s[0] * s[1], s[2], s[3], size);
-    (flex(out, vec![s[0], s[1], s[2] / size, s[3] / size]), arg)
+    let (planes, h, w) = (s[0] * s[1], s[2], s[3]);
+    let per_plane = (h / size) * (w / size);
+    let (mut out, mut arg) = (vec![0.0f32; planes * per_plane], vec![0u8; planes * per_plane]);
+    let per = planes_per_thread(planes, per_plane);
+    if per >= planes {
+        pool::forward_into(x.storage(), planes, h, w, size, &mut out, &mut arg);
+    } else {
+        let xs: &[f32] = x.storage();
+        (out.par_chunks_mut(per * per_plane).zip(arg.par_chunks_mut(per * per_plane)))
+            .zip(xs.par_chunks(per * h * w))
+            .for_each(|((o, a), xs)| pool::forward_into(xs, o.len() / per_plane, h, w, size, o, a));
+    }
+    (flex(out, vec![s[0], s[1], h / size, w / size]), arg)
 }
 
 fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize], size: usize) -> FlexTensor {
     let dy = dy.to_contiguous();
-    let dx = pool::backward_sized(dy.storage(), arg, in_shape[0] * in_shape[1], in_shape[2], in_shape[3], size);
+    let (planes, h, w) = (in_shape[0] * in_shape[1], in_shape[2], in_shape[3]);
+    let per_plane = (h / size) * (w / size);
+    let mut dx = vec![0.0f32; planes * h * w];
+    let per = planes_per_thread(planes, per_plane);
+    if per >= planes {
+        pool::backward_into(dy.storage(), arg, planes, h, w, size, &mut dx);
+    } else {
+        let dys: &[f32] = dy.storage();
+        (dx.par_chunks_mut(per * h * w).zip(dys.par_chunks(per * per_plane)))
+            .zip(arg.par_chunks(per * per_plane))
+            .for_each(|((d, dys), a)| pool::backward_into(dys, a, d.len() / (h * w), h, w, size, d));
+    }
     flex(dx, in_shape.to_vec())
 }
 

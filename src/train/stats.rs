@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 
 use crate::arch::Activation;
 use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
@@ -67,15 +68,23 @@ pub struct HostLayer {
 /// value: once the backward pass has run nothing else holds these tensors, so the read moves rather than
 /// copies them. Returns the host layers and the layers' inputs, which stay on the device.
 pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tensor<4>>), TrainError> {
-    let mut layers = Vec::with_capacity(trace.pre.len());
+    let mut read = Vec::with_capacity(trace.pre.len());
     for ((layer, pre), post) in model.layers.iter().zip(trace.pre).zip(trace.post) {
         let dims = pre.dims();
         let pre = to_host("the pre-activations", pre)?;
         let post = to_host("the activations", post)?;
         let activation = if layer.output { Activation::Identity } else { layer.settings.activation };
-        let activity = LayerActivity::measure(activation, dims, &pre, &post);
-        layers.push(HostLayer { pre, activity });
+        read.push((activation, dims, pre, post));
     }
+    // The layers are measured side by side on the compute threads (each layer's pass is one thread's, so the
+    // sums do not depend on the thread count).
+    let layers = read
+        .into_par_iter()
+        .map(|(activation, dims, pre, post)| {
+            let activity = LayerActivity::measure(activation, dims, &pre, &post);
+            HostLayer { pre, activity }
+        })
+        .collect();
     Ok((layers, trace.inputs))
 }
 

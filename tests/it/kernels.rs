@@ -102,11 +102,13 @@ fn the_direct_kernels_take_the_shapes_they_are_written_for() {
 #[test]
 fn the_pool_kernel_matches_burn_including_ties() {
     let device = Device::flex().autodiff();
-    // Rounded values: many windows hold equal maxima, where the first must win as in burn.
-    let x = Tensor::<4>::random([3, 4, 10, 14], Distribution::Uniform(0.0, 4.0), &device).floor();
-    // 2×2 has its own loop; 3×3 and 4×4 leave rows and columns over (floor mode), 5×5 fits 10 rows exactly.
-    for size in [2, 3, 4, 5] {
-        let r = Tensor::<4>::random([3, 4, 10 / size, 14 / size], Distribution::Normal(0.0, 1.0), &device);
+    // 2×2 has its own loop; 3×3 and 4×4 leave rows and columns over (floor mode), 5×5 fits 10 rows exactly. The
+    // larger input is split across the compute threads in uneven runs of planes (35 planes: 18 and 17).
+    let cases = [([3, 4, 10, 14], [2, 3, 4, 5].as_slice()), ([5, 7, 30, 28], [2, 3].as_slice())];
+    for (size, [b, c, h, w]) in cases.iter().flat_map(|(shape, sizes)| sizes.iter().map(move |&s| (s, *shape))) {
+        // Rounded values: many windows hold equal maxima, where the first must win as in burn.
+        let x = Tensor::<4>::random([b, c, h, w], Distribution::Uniform(0.0, 4.0), &device).floor();
+        let r = Tensor::<4>::random([b, c, h / size, w / size], Distribution::Normal(0.0, 1.0), &device);
         let run = |choice: KernelChoice| {
             let x = x.clone().require_grad();
             let y = kernels::max_pool2d_using(choice, x.clone(), size);

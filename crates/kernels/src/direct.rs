@@ -149,23 +149,36 @@ fn transpose_w(w: &[f32], co: usize, ci: usize, kh: usize, kw: usize) -> Vec<f32
 
 /// y = conv(x, w) + bias: the direct kernel for `isa` where it is the faster, else im2col + gemm.
 pub fn forward(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0.0f32; g.b * g.co * g.hw_out()];
+    forward_into(isa, g, x, w, bias, &mut y);
+    y
+}
+
+/// [`forward`] into `y` (`b·co·ho·wo` values, zeroed; every one is written), so that threads working on
+/// parts of a batch write straight into one output.
+pub fn forward_into(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     if !isa.runs_here() || !takes_forward(isa, g) {
-        return crate::gemm::forward(g, x, w, bias);
+        return crate::gemm::forward_into(g, x, w, bias, y);
     }
     let wt = transpose_w(w, g.co, g.ci, g.kh, g.kw);
-    let mut y = vec![0.0f32; g.b * g.co * g.hw_out()];
     #[cfg(target_arch = "x86_64")]
     // SAFETY: `runs_here` checked the CPU features the entry points are compiled for.
     unsafe {
-        vector::forward(isa, g, x, &wt, bias, &mut y)
+        vector::forward(isa, g, x, &wt, bias, y)
     };
-    y
 }
 
 /// dX = full correlation of dY (padded k-1-p) with the flipped kernel, channels swapped (direct where faster).
 pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
+    input_grad_into(isa, g, w, dy, &mut dx);
+    dx
+}
+
+/// [`input_grad`] into `dx` (`b·ci·h·w` values, zeroed).
+pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     if !isa.runs_here() || !takes_input_grad(isa, g) {
-        return crate::gemm::input_grad(g, w, dy);
+        return crate::gemm::input_grad_into(g, w, dy, dx);
     }
     // w2[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]; as "wt" layout [co][i][j][ci].
     let (kh, kw) = (g.kh, g.kw);
@@ -182,13 +195,11 @@ pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     // The forward kernel over dY: its channels in, the input's channels out, padded so the output is x's size.
     let flipped = Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh, kw, pad: kh - 1 - g.pad };
-    let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
-        vector::forward(isa, &flipped, dy, &wt, None, &mut dx)
+        vector::forward(isa, &flipped, dy, &wt, None, dx)
     };
-    dx
 }
 
 /// dW[co][ci][i][j] = Σ_{b,oh,ow} dY[b][co][oh][ow] · xpad[b][ci][oh+i][ow+j] (direct where faster).

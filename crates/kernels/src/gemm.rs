@@ -133,8 +133,14 @@ unsafe fn mm(
 
 /// y = conv(x, w) + bias.
 pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let mut y = out_vec(g.b * g.co * g.hw_out());
+    forward_into(g, x, w, bias, &mut y);
+    y
+}
+
+/// [`forward`] into `y` (`b·co·ho·wo` values; every one is written).
+pub fn forward_into(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (k, hw) = (g.k(), g.hw_out());
-    let mut y = out_vec(g.b * g.co * hw);
     with_scratch(k * hw, |cols| {
         for b in 0..g.b {
             im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
@@ -163,7 +169,6 @@ pub fn forward(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32>
             }
         }
     });
-    y
 }
 
 /// dW[Co, K] = Σ_b dy_b[Co, HW] · cols_bᵀ.
@@ -198,8 +203,14 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 
 /// dX = col2im(wᵀ · dy_b) per image.
 pub fn input_grad(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
-    let (k, hw) = (g.k(), g.hw_out());
     let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
+    input_grad_into(g, w, dy, &mut dx);
+    dx
+}
+
+/// [`input_grad`] into `dx` (`b·ci·h·w` values, zeroed: the columns are added into it).
+pub fn input_grad_into(g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let (k, hw) = (g.k(), g.hw_out());
     with_scratch(k * hw, |dcols| {
         for b in 0..g.b {
             let dyb = &dy[b * g.co * hw..(b + 1) * g.co * hw];
@@ -223,7 +234,6 @@ pub fn input_grad(g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
             col2im_add(g, dcols, &mut dx[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()]);
         }
     });
-    dx
 }
 
 /// db[Co] = Σ_{b,hw} dy.

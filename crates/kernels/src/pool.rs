@@ -8,9 +8,30 @@ pub const MAX_WINDOW: usize = 15;
 
 /// Pools `planes` planes of `h`×`w` values: the outputs, and per output the winning cell (0..4, row-major).
 pub fn forward(x: &[f32], planes: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u8>) {
+    forward_sized(x, planes, h, w, 2)
+}
+
+/// Pools with a `size`×`size` window and stride (2 ≤ `size` ≤ [`MAX_WINDOW`]): the outputs and the winners.
+pub fn forward_sized(x: &[f32], planes: usize, h: usize, w: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
+    let outputs = planes * (h / size.max(1)) * (w / size.max(1));
+    let (mut out, mut arg) = (vec![0.0f32; outputs], vec![0u8; outputs]);
+    forward_into(x, planes, h, w, size, &mut out, &mut arg);
+    (out, arg)
+}
+
+/// [`forward_sized`] into `out` and `arg` (one value per output each), so that threads pooling parts of the
+/// planes write straight into one output.
+pub fn forward_into(x: &[f32], planes: usize, h: usize, w: usize, size: usize, out: &mut [f32], arg: &mut [u8]) {
+    if size == 2 {
+        forward_2x2(x, planes, h, w, out, arg);
+    } else {
+        forward_general(x, planes, h, w, size.clamp(1, MAX_WINDOW), out, arg);
+    }
+}
+
+/// The branch-free 2×2 loop.
+fn forward_2x2(x: &[f32], planes: usize, h: usize, w: usize, out: &mut [f32], arg: &mut [u8]) {
     let (ho, wo) = (h / 2, w / 2);
-    let mut out = vec![0.0f32; planes * ho * wo];
-    let mut arg = vec![0u8; planes * ho * wo];
     for p in 0..planes {
         let xp = &x[p * h * w..(p + 1) * h * w];
         for oh in 0..ho {
@@ -36,22 +57,11 @@ pub fn forward(x: &[f32], planes: usize, h: usize, w: usize) -> (Vec<f32>, Vec<u
             }
         }
     }
-    (out, arg)
-}
-
-/// Pools with a `size`×`size` window and stride (2 ≤ `size` ≤ [`MAX_WINDOW`]; 2 takes [`forward`]).
-pub fn forward_sized(x: &[f32], planes: usize, h: usize, w: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
-    if size == 2 {
-        return forward(x, planes, h, w);
-    }
-    forward_general(x, planes, h, w, size.clamp(1, MAX_WINDOW))
 }
 
 /// The plain loop for any window.
-fn forward_general(x: &[f32], planes: usize, h: usize, w: usize, size: usize) -> (Vec<f32>, Vec<u8>) {
+fn forward_general(x: &[f32], planes: usize, h: usize, w: usize, size: usize, out: &mut [f32], arg: &mut [u8]) {
     let (ho, wo) = (h / size, w / size);
-    let mut out = vec![0.0f32; planes * ho * wo];
-    let mut arg = vec![0u8; planes * ho * wo];
     for p in 0..planes {
         let xp = &x[p * h * w..(p + 1) * h * w];
         for oh in 0..ho {
@@ -70,15 +80,20 @@ fn forward_general(x: &[f32], planes: usize, h: usize, w: usize, size: usize) ->
             }
         }
     }
-    (out, arg)
 }
 
 /// The input gradient of a `size`×`size` pool: each output's gradient goes to the cell that won its window
 /// (a scatter: the same loop serves every size), zero elsewhere.
 pub fn backward_sized(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, size: usize) -> Vec<f32> {
+    let mut dx = vec![0.0f32; planes * h * w];
+    backward_into(dy, arg, planes, h, w, size, &mut dx);
+    dx
+}
+
+/// [`backward_sized`] into `dx` (`planes·h·w` values, zeroed: only the winners are written).
+pub fn backward_into(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize, size: usize, dx: &mut [f32]) {
     let size = size.clamp(1, MAX_WINDOW);
     let (ho, wo) = (h / size, w / size);
-    let mut dx = vec![0.0f32; planes * h * w];
     for p in 0..planes {
         for oh in 0..ho {
             for ow in 0..wo {
@@ -88,7 +103,6 @@ pub fn backward_sized(dy: &[f32], arg: &[u8], planes: usize, h: usize, w: usize,
             }
         }
     }
-    dx
 }
 
 /// The input gradient of a 2×2 pool: each output's gradient goes to the cell that won its window, zero elsewhere.
@@ -108,7 +122,8 @@ mod tests {
             x[at] = f32::NAN;
         }
         let (fast, fast_arg) = forward(&x, planes, h, w);
-        let (plain, plain_arg) = forward_general(&x, planes, h, w, 2);
+        let (mut plain, mut plain_arg) = (vec![0.0; fast.len()], vec![0; fast.len()]);
+        forward_general(&x, planes, h, w, 2, &mut plain, &mut plain_arg);
         assert_eq!(fast_arg, plain_arg);
         assert!(fast.iter().zip(&plain).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())));
     }
