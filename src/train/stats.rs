@@ -68,23 +68,27 @@ pub struct HostLayer {
 /// value: once the backward pass has run nothing else holds these tensors, so the read moves rather than
 /// copies them. Returns the host layers and the layers' inputs, which stay on the device.
 pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tensor<4>>), TrainError> {
-    let mut read = Vec::with_capacity(trace.pre.len());
-    for ((layer, pre), post) in model.layers.iter().zip(trace.pre).zip(trace.post) {
-        let dims = pre.dims();
-        let pre = to_host("the pre-activations", pre)?;
-        let post = to_host("the activations", post)?;
-        let activation = if layer.output { Activation::Identity } else { layer.settings.activation };
-        read.push((activation, dims, pre, post));
-    }
-    // The layers are measured side by side on the compute threads (each layer's pass is one thread's, so the
-    // sums do not depend on the thread count).
-    let layers = read
-        .into_par_iter()
-        .map(|(activation, dims, pre, post)| {
-            let activity = LayerActivity::measure(activation, dims, &pre, &post);
-            HostLayer { pre, activity }
+    let layers: Vec<_> = model
+        .layers
+        .iter()
+        .zip(trace.pre)
+        .zip(trace.post)
+        .map(|((layer, pre), post)| {
+            (if layer.output { Activation::Identity } else { layer.settings.activation }, pre, post)
         })
         .collect();
+    // Side by side on the compute threads, each layer read and measured by one of them while it is in its cache
+    // (a layer's pass is one thread's, so its sums do not depend on the thread count).
+    let layers = layers
+        .into_par_iter()
+        .map(|(activation, pre, post)| {
+            let dims = pre.dims();
+            let pre = to_host("the pre-activations", pre)?;
+            let post = to_host("the activations", post)?;
+            let activity = LayerActivity::measure(activation, dims, &pre, &post);
+            Ok(HostLayer { pre, activity })
+        })
+        .collect::<Result<Vec<_>, TrainError>>()?;
     Ok((layers, trace.inputs))
 }
 

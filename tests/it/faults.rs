@@ -107,7 +107,7 @@ fn a_full_disk_is_an_output_fault_with_no_torn_row_and_no_half_image() {
     assert!(message.contains("the run stopped at step"), "{message}");
     // Nothing half-written is left: no image, no temporary file.
     let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
-    let expected = ["metrics.csv", "config.json", "history.bin"];
+    let expected = ["metrics.csv", "config.json", "history.bin", "data.json"];
     assert!(left.iter().all(|name| expected.iter().any(|e| name == *e)), "{left:?}");
 
     // Images go through a temporary file and a rename. A rename that fails (here: a folder where the file

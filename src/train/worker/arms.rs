@@ -8,8 +8,22 @@ use crate::snapshot::MetricRow;
 use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::error::{TrainError, catch_panic};
 
-use super::rewind::Behind;
 use super::{PROBE_THUMBNAILS, Refused, Worker};
+
+/// Where an arm B forked from a past step stands.
+pub(super) enum Behind {
+    /// Repeating arm A's steps, silently, up to the fork's step `to`; then `changes` make it arm B.
+    RunningUp {
+        /// The fork's step.
+        to: u64,
+        /// A's live changes after the copy it started from, by the step before which each took effect.
+        replayed: Vec<(u64, Setting)>,
+        /// Arm B's changes, made at `to`.
+        changes: Vec<Setting>,
+    },
+    /// Born at the fork's step, and behind arm A: it steps alone while training runs, A waiting.
+    CatchingUp,
+}
 
 /// The second arm: its driver, its rows since the last flush, and its hints.
 pub(super) struct ArmB {

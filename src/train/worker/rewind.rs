@@ -10,7 +10,7 @@ use crate::protocol::WorkerEvent;
 use crate::train::driver::{Driven, Driver, Evaluation};
 use crate::train::memory;
 
-use super::arms::ArmB;
+use super::arms::{ArmB, Behind};
 use super::{PROBE_THUMBNAILS, Refused, Worker};
 
 /// A copy of arm A is kept after every step that is a multiple of this, at first.
@@ -33,21 +33,6 @@ pub(super) struct Rewind {
     most: usize,
     /// A's live changes: the step before which each took effect, and the setting.
     changes: Vec<(u64, Setting)>,
-}
-
-/// Where an arm B forked from a past step stands.
-pub(super) enum Behind {
-    /// Repeating arm A's steps, silently, up to the fork's step `to`; then `changes` make it arm B.
-    RunningUp {
-        /// The fork's step.
-        to: u64,
-        /// A's live changes after the copy it started from, by the step before which each took effect.
-        replayed: Vec<(u64, Setting)>,
-        /// Arm B's changes, made at `to`.
-        changes: Vec<Setting>,
-    },
-    /// Born at the fork's step, and behind arm A: it steps alone while training runs, A waiting.
-    CatchingUp,
 }
 
 impl Default for Rewind {
