@@ -620,7 +620,6 @@ fn repeat_over_seeds_asks_the_worker_and_draws_the_band_of_the_runs_that_arrive(
     fake.push(WorkerEvent::SeedRuns(Box::new(runs(2))));
     harness.run_steps(2);
     harness.get_by_label("2 seeds");
-    harness.get_by_label("2 seeds, mean");
     assert!(harness.query_by_label("Stop seeds").is_none(), "stopped: the button to start again is back");
     harness.get_by_label("Repeat over seeds");
 }

@@ -269,7 +269,8 @@ fn draw_band(plot: &mut egui_plot::PlotUi<'_>, band: &SeedBand, seeds: usize, co
     let area = FilledArea::new(label.clone(), &band.steps, &band.low, &band.high).fill_color(fill);
     plot.add(area);
     let mean: Vec<[f64; 2]> = band.steps.iter().zip(&band.mean).map(|(&x, &y)| [x, y]).collect();
-    let line = Line::new(format!("{label}, mean"), PlotPoints::from(mean)).color(colour);
+    // Unnamed, so the legend (large on a small plot) lists the band once.
+    let line = Line::new("", PlotPoints::from(mean)).color(colour);
     plot.line(line.width(1.0).style(egui_plot::LineStyle::dotted_dense()));
 }
 
