@@ -5,8 +5,9 @@
 
 use crate::direct::Isa;
 
-/// Independent accumulators per quantity: one AVX-512 register each.
-const LANES: usize = 16;
+/// Rounds of lanes summed in f32 before the sums move to f64: few enough that f32 keeps the sums of squares
+/// exact to about 1e-5, so a variance taken from them (mean of squares − squared mean) stays meaningful.
+const FLUSH_ROUNDS: usize = 64;
 
 /// What the pass yields; ranges are NaN where no finite value came.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,9 +42,10 @@ pub fn measure<F: Fn(f32, f32) -> f32 + Copy>(dims: [usize; 4], pre: &[f32], pos
             return unsafe { measure_avx2(dims, pre, post, slope) };
         }
     }
-    measure_plain(dims, pre, post, slope)
+    measure_plain::<F, 8>(dims, pre, post, slope)
 }
 
+/// One AVX-512 register per running quantity.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn measure_avx512<F: Fn(f32, f32) -> f32 + Copy>(
@@ -52,9 +54,10 @@ unsafe fn measure_avx512<F: Fn(f32, f32) -> f32 + Copy>(
     post: &[f32],
     slope: F,
 ) -> Moments {
-    measure_plain(dims, pre, post, slope)
+    measure_plain::<F, 16>(dims, pre, post, slope)
 }
 
+/// One AVX2 register per running quantity: eleven of them fit the sixteen registers (sixteen lanes would spill).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn measure_avx2<F: Fn(f32, f32) -> f32 + Copy>(
@@ -63,39 +66,39 @@ unsafe fn measure_avx2<F: Fn(f32, f32) -> f32 + Copy>(
     post: &[f32],
     slope: F,
 ) -> Moments {
-    measure_plain(dims, pre, post, slope)
+    measure_plain::<F, 8>(dims, pre, post, slope)
 }
 
 /// Running sums of one unit's values, lane by lane.
 #[derive(Clone, Copy)]
-struct Lanes {
-    pre_sum: [f32; LANES],
-    pre_square: [f32; LANES],
-    post_sum: [f32; LANES],
-    post_square: [f32; LANES],
-    slope: [f32; LANES],
+struct Lanes<const L: usize> {
+    pre_sum: [f32; L],
+    pre_square: [f32; L],
+    post_sum: [f32; L],
+    post_square: [f32; L],
+    slope: [f32; L],
     /// ±∞ until a finite value arrives; a non-finite value enters as NaN, which a comparison never takes.
-    pre_low: [f32; LANES],
-    pre_high: [f32; LANES],
-    post_low: [f32; LANES],
-    post_high: [f32; LANES],
-    peak: [f32; LANES],
-    pre_non_finite: [u32; LANES],
+    pre_low: [f32; L],
+    pre_high: [f32; L],
+    post_low: [f32; L],
+    post_high: [f32; L],
+    peak: [f32; L],
+    pre_non_finite: [u32; L],
 }
 
-impl Lanes {
-    const EMPTY: Lanes = Lanes {
-        pre_sum: [0.0; LANES],
-        pre_square: [0.0; LANES],
-        post_sum: [0.0; LANES],
-        post_square: [0.0; LANES],
-        slope: [0.0; LANES],
-        pre_low: [f32::INFINITY; LANES],
-        pre_high: [f32::NEG_INFINITY; LANES],
-        post_low: [f32::INFINITY; LANES],
-        post_high: [f32::NEG_INFINITY; LANES],
-        peak: [f32::NEG_INFINITY; LANES],
-        pre_non_finite: [0; LANES],
+impl<const L: usize> Lanes<L> {
+    const EMPTY: Lanes<L> = Lanes {
+        pre_sum: [0.0; L],
+        pre_square: [0.0; L],
+        post_sum: [0.0; L],
+        post_square: [0.0; L],
+        slope: [0.0; L],
+        pre_low: [f32::INFINITY; L],
+        pre_high: [f32::NEG_INFINITY; L],
+        post_low: [f32::INFINITY; L],
+        post_high: [f32::NEG_INFINITY; L],
+        peak: [f32::NEG_INFINITY; L],
+        pre_non_finite: [0; L],
     };
 
     #[inline(always)]
@@ -115,6 +118,17 @@ impl Lanes {
         self.peak[lane] = larger(a, self.peak[lane]);
         self.pre_non_finite[lane] += u32::from(!z.is_finite());
     }
+
+    /// Moves the running sums into `m` (and the slope sum into `unit_slope`), and starts them again.
+    fn flush(&mut self, m: &mut Moments, unit_slope: &mut f64) {
+        m.pre_sum += sum(&self.pre_sum);
+        m.pre_square += sum(&self.pre_square);
+        m.post_sum += sum(&self.post_sum);
+        m.post_square += sum(&self.post_square);
+        *unit_slope += sum(&self.slope);
+        (self.pre_sum, self.pre_square, self.post_sum, self.post_square, self.slope) =
+            ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
+    }
 }
 
 /// `value` when it is below `current` (a NaN `value` never is).
@@ -129,17 +143,25 @@ fn larger(value: f32, current: f32) -> f32 {
     if value > current { value } else { current }
 }
 
-fn sum(lanes: &[f32; LANES]) -> f64 {
+fn sum<const L: usize>(lanes: &[f32; L]) -> f64 {
     lanes.iter().map(|&v| f64::from(v)).sum()
 }
 
 /// The lanes' extreme by `pick`, skipping lanes still at their start value `unset` (NaN when all are).
-fn fold(lanes: &[f32; LANES], unset: f32, pick: fn(f32, f32) -> f32) -> f32 {
+fn fold<const L: usize>(lanes: &[f32; L], unset: f32, pick: fn(f32, f32) -> f32) -> f32 {
     lanes.iter().copied().filter(|&v| v != unset).fold(f32::NAN, pick)
 }
 
+/// The pass, unit by unit: each unit's values over the whole batch go through one set of lanes, folded once
+/// per unit (a 7×7 layer's 49 values per example no longer pay for a fold each), its sums moved to f64 every
+/// [`FLUSH_ROUNDS`] rounds.
 #[inline(always)]
-fn measure_plain<F: Fn(f32, f32) -> f32 + Copy>(dims: [usize; 4], pre: &[f32], post: &[f32], slope: F) -> Moments {
+fn measure_plain<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
+    dims: [usize; 4],
+    pre: &[f32],
+    post: &[f32],
+    slope: F,
+) -> Moments {
     let [batch, units, height, width] = dims;
     let per_unit = (height * width).max(1);
     let mut moments = Moments {
@@ -157,37 +179,44 @@ fn measure_plain<F: Fn(f32, f32) -> f32 + Copy>(dims: [usize; 4], pre: &[f32], p
         unit_peaks: vec![f32::NAN; units],
     };
     let m = &mut moments;
-    // Each (example, unit) pair owns `per_unit` consecutive values.
-    let blocks = pre.chunks(per_unit).zip(post.chunks(per_unit)).take(batch * units);
-    for (block, (pre_block, post_block)) in blocks.enumerate() {
-        let unit = block % units.max(1);
-        m.measured += pre_block.len().min(post_block.len());
-        let mut lanes = Lanes::EMPTY;
-        let mut pre_chunks = pre_block.chunks_exact(LANES);
-        let mut post_chunks = post_block.chunks_exact(LANES);
-        for (zs, activations) in (&mut pre_chunks).zip(&mut post_chunks) {
-            for lane in 0..LANES {
-                let (z, a) = (zs[lane], activations[lane]);
+    let available = pre.len().min(post.len()).min(batch * units * per_unit);
+    for unit in 0..units {
+        let (mut lanes, mut rounds, mut unit_slope) = (Lanes::<L>::EMPTY, 0, 0.0f64);
+        // Each (example, unit) pair owns `per_unit` consecutive values.
+        for example in 0..batch {
+            let start = (example * units + unit) * per_unit;
+            let end = (start + per_unit).min(available);
+            if start >= end {
+                continue;
+            }
+            let (pre_block, post_block) = (&pre[start..end], &post[start..end]);
+            m.measured += end - start;
+            let mut pre_chunks = pre_block.chunks_exact(L);
+            let mut post_chunks = post_block.chunks_exact(L);
+            for (zs, activations) in (&mut pre_chunks).zip(&mut post_chunks) {
+                for lane in 0..L {
+                    let (z, a) = (zs[lane], activations[lane]);
+                    lanes.add(lane, z, a, slope(z, a));
+                }
+            }
+            for (lane, (&z, &a)) in pre_chunks.remainder().iter().zip(post_chunks.remainder()).enumerate() {
                 lanes.add(lane, z, a, slope(z, a));
             }
+            rounds += (end - start).div_ceil(L);
+            if rounds >= FLUSH_ROUNDS {
+                lanes.flush(m, &mut unit_slope);
+                rounds = 0;
+            }
         }
-        for (&z, &a) in pre_chunks.remainder().iter().zip(post_chunks.remainder()) {
-            lanes.add(0, z, a, slope(z, a));
-        }
-        m.pre_sum += sum(&lanes.pre_sum);
-        m.pre_square += sum(&lanes.pre_square);
-        m.post_sum += sum(&lanes.post_sum);
-        m.post_square += sum(&lanes.post_square);
+        lanes.flush(m, &mut unit_slope);
         // f32::min / max skip NaN: a unit or lane without a finite value changes nothing.
         m.pre_low = m.pre_low.min(fold(&lanes.pre_low, f32::INFINITY, f32::min));
         m.pre_high = m.pre_high.max(fold(&lanes.pre_high, f32::NEG_INFINITY, f32::max));
         m.post_low = m.post_low.min(fold(&lanes.post_low, f32::INFINITY, f32::min));
         m.post_high = m.post_high.max(fold(&lanes.post_high, f32::NEG_INFINITY, f32::max));
         m.pre_non_finite += lanes.pre_non_finite.iter().sum::<u32>();
-        if let (Some(total), Some(peak)) = (m.unit_slope_sums.get_mut(unit), m.unit_peaks.get_mut(unit)) {
-            *total += sum(&lanes.slope);
-            *peak = peak.max(fold(&lanes.peak, f32::NEG_INFINITY, f32::max));
-        }
+        m.unit_slope_sums[unit] = unit_slope;
+        m.unit_peaks[unit] = fold(&lanes.peak, f32::NEG_INFINITY, f32::max);
     }
     moments
 }
@@ -205,7 +234,7 @@ mod tests {
         pre[40] = f32::NEG_INFINITY;
         let post: Vec<f32> = pre.iter().map(|z| z.max(0.0)).collect();
         let slope = |z: f32, _: f32| if z > 0.0 { 1.0 } else { 0.0 };
-        let plain = measure_plain(dims, &pre, &post, slope);
+        let plain = measure_plain::<_, 16>(dims, &pre, &post, slope);
         assert_eq!(plain.pre_non_finite, 2);
         assert_eq!(plain.measured, count);
         // Sums may round differently with other vector widths; ranges and peaks must agree exactly.
