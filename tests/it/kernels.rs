@@ -69,6 +69,8 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 16, 7, 9], 8, 3, 0, false),
             ([2, 1, 12, 12], 8, 3, 1, true),
             ([2, 8, 11, 9], 8, 7, 3, true),
+            // deep6's last layers: rows of 7, one vector × 8 channels on AVX2, forward and dX.
+            ([2, 16, 7, 7], 32, 3, 1, true),
         ] {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");

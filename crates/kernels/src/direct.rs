@@ -401,12 +401,14 @@ mod vector {
 
     /// Blocks of 2 column vectors × 4 channels: 8 accumulators, 2 input vectors and a broadcast fit AVX2's 16
     /// registers, and each tap's 6 loads feed 8 FMAs (1 × 8 channels needs 9 loads for 8; 3 × 4 spills; wide's
-    /// second layer 10.6 → 8.6 ms).
+    /// second layer 10.6 → 8.6 ms). Rows of at most one vector (a 7×7 map) take 1 vector × 8 channels instead:
+    /// two vectors would compute 16 columns for 7.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fwd_avx2(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         type S = Avx2;
         unsafe {
             match g.co {
+                c if c % 8 == 0 && g.wo() <= S::L => fwd_impl::<S, 8, 1>(g, x, wt, bias, y),
                 c if c % 4 == 0 => fwd_impl::<S, 4, 2>(g, x, wt, bias, y),
                 c if c % 2 == 0 => fwd_impl::<S, 2, 2>(g, x, wt, bias, y),
                 _ => fwd_impl::<S, 1, 2>(g, x, wt, bias, y),
