@@ -49,16 +49,14 @@ fn batch_chunks(g: &Geom) -> Vec<(usize, usize)> {
     (0..g.b).step_by(per).map(|start| (start, per.min(g.b - start))).collect()
 }
 
-/// `n` zeros, written by the compute threads side by side when `n` is large (one thread zeroing a layer's
-/// output while the other waits was a tenth of a two-thread step's serial time).
+/// `n` zeros: written by the compute threads side by side when `n` is large.
 fn zeroed(n: usize) -> Vec<f32> {
     const PARALLEL_FROM: usize = 1 << 16;
-    if n < PARALLEL_FROM || rayon::current_num_threads() < 2 {
+    let threads = rayon::current_num_threads();
+    if n < PARALLEL_FROM || threads < 2 {
         return vec![0.0; n];
     }
-    let mut v = Vec::with_capacity(n);
-    v.par_extend(rayon::iter::repeat_n(0.0f32, n));
-    v
+    convscope_kernels::zeroed(n, n.div_ceil(threads))
 }
 
 /// Runs `run` on each chunk of the batch in parallel, with the chunk's geometry, its slice of `input`

@@ -54,3 +54,27 @@ impl Geom {
 }
 
 pub use direct::Isa;
+
+/// `n` zeros, written by the current rayon pool's threads side by side in runs of `run` values (one thread
+/// zeroing a layer's output while the others wait was a tenth of a two-thread step's serial time). At memset
+/// speed: each run is one `fill`, not a value at a time through an iterator.
+pub fn zeroed(n: usize, run: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n].par_chunks_mut(run.max(1)).for_each(|part| part.fill(std::mem::MaybeUninit::new(0.0)));
+    // SAFETY: the capacity is at least `n`, and each of the first `n` values was written just above.
+    unsafe { v.set_len(n) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeroed_is_n_zeros_whatever_the_runs() {
+        for (n, run) in [(0, 4), (1, 4), (10, 3), (100_000, 4096), (7, 0)] {
+            let v = super::zeroed(n, run);
+            assert_eq!(v.len(), n);
+            assert!(v.iter().all(|&x| x == 0.0));
+        }
+    }
+}
