@@ -16,7 +16,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use crate::arch::{
     Activation, ELU_ALPHA, Init, LEAKY_RELU_SLOPE, LayerKind, LayerSettings, NetPlan, OutputKind, Shape,
 };
-use crate::kernels;
+use crate::kernels::{self, Pointwise};
 
 /// A regression head's output weights start this much smaller than its init draws them. The hidden ReLU
 /// layers' activations are large enough that a Xavier output starts with predictions of standard deviation ≈ 2
@@ -215,8 +215,10 @@ impl Cnn {
                 let g = layer.geometry;
                 let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
-                let mut post = apply_activation(settings.activation, pre.clone());
-                if let Some(trace) = trace.as_deref_mut() {
+                // Untraced, the activation takes `pre` whole and may reuse its storage.
+                let traced_pre = trace.is_some().then(|| pre.clone());
+                let mut post = apply_activation(settings.activation, pre);
+                if let (Some(trace), Some(pre)) = (trace.as_deref_mut(), traced_pre) {
                     if trace.hooked {
                         let leaf = Tensor::<4>::zeros(post.dims(), &post.device()).require_grad();
                         post = post + leaf.clone();
@@ -238,9 +240,9 @@ impl Cnn {
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
                 // A classifier's output layer is identity (its plan says so); a regression head's is the user's choice.
-                let activation = settings.activation;
-                let mut post = apply_activation(activation, pre.clone());
-                if let Some(trace) = trace.as_deref_mut() {
+                let traced_pre = trace.is_some().then(|| pre.clone());
+                let mut post = apply_activation(settings.activation, pre);
+                if let (Some(trace), Some(pre)) = (trace.as_deref_mut(), traced_pre) {
                     if trace.hooked {
                         let leaf = Tensor::<2>::zeros(post.dims(), &post.device()).require_grad();
                         post = post + leaf.clone();
@@ -331,8 +333,29 @@ fn pool_all(mut x: Tensor<4>, pools: &[usize]) -> Tensor<4> {
     x
 }
 
-/// Applies `act` with burn's kernels (their gradients are what training uses).
+/// The project's one-pass op for `act`, where its slope follows from its output.
+fn pointwise_of(act: Activation) -> Option<Pointwise> {
+    match act {
+        Activation::Relu => Some(Pointwise::Relu),
+        Activation::Sigmoid => Some(Pointwise::Sigmoid),
+        Activation::Tanh => Some(Pointwise::Tanh),
+        Activation::LeakyRelu => Some(Pointwise::LeakyRelu(LEAKY_RELU_SLOPE as f32)),
+        Activation::Elu => Some(Pointwise::Elu(ELU_ALPHA as f32)),
+        Activation::Gelu | Activation::Softplus | Activation::Identity => None,
+    }
+}
+
+/// Applies `act`: the project's one-pass op on flex where there is one, else burn's (their gradients are what
+/// training uses).
 pub fn apply_activation<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
+    match pointwise_of(act) {
+        Some(f) => kernels::pointwise(f, x, |x| burn_activation(act, x)),
+        None => burn_activation(act, x),
+    }
+}
+
+/// burn's own op for `act`.
+fn burn_activation<const D: usize>(act: Activation, x: Tensor<D>) -> Tensor<D> {
     match act {
         Activation::Relu => activation::relu(x),
         Activation::Sigmoid => activation::sigmoid(x),

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::KernelChoice;
 
-type Ad = Autodiff<Flex, NoCheckpointing>;
+pub(super) type Ad = Autodiff<Flex, NoCheckpointing>;
 
 fn geom(x: &FlexTensor, w: &FlexTensor, pad: usize) -> Geom {
     let xs = x.layout().shape();
@@ -30,7 +30,7 @@ fn geom(x: &FlexTensor, w: &FlexTensor, pad: usize) -> Geom {
     Geom { b: xs[0], ci: xs[1], h: xs[2], w: xs[3], co: ws[0], kh: ws[2], kw: ws[3], pad }
 }
 
-fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+pub(super) fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(Shape::from(shape)), DType::F32)
 }
 
@@ -201,7 +201,7 @@ impl Backward<Flex, 2> for ConvNoBias {
     }
 }
 
-type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
+pub(super) type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
 fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad: usize, choice: KernelChoice) -> AdPrim {
     match b {

@@ -3,9 +3,11 @@
 //! filters), im2col plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution
 //! with a 28×28 "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,950 to ≈16,500 images/s
 //! at one thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
-//! checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for comparisons.
+//! checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for comparisons. The
+//! activations whose slope follows from their output run as one op each, forward and backward (`pointwise`).
 
 mod autodiff;
+mod pointwise;
 
 use std::sync::OnceLock;
 
@@ -13,6 +15,7 @@ use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 
 pub use convscope_kernels::Isa;
+pub use convscope_kernels::pointwise::Pointwise;
 
 /// Which kernels run the convolutions and the 2×2 pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,4 +110,24 @@ pub fn max_pool2d(x: Tensor<4>, size: usize) -> Tensor<4> {
 /// [`max_pool2d`] with the kernels named.
 pub fn max_pool2d_using(choice: KernelChoice, x: Tensor<4>, size: usize) -> Tensor<4> {
     if choice != KernelChoice::Burn { autodiff::max_pool_custom(x, size) } else { burn_max_pool2d(x, size) }
+}
+
+/// The activation `f` as one op on flex — in place, its backward one pass read off the output —; any other
+/// backend, or `CONVSCOPE_KERNELS=burn`, goes to `otherwise` (burn's own activation).
+pub fn pointwise<const D: usize>(
+    f: Pointwise,
+    x: Tensor<D>,
+    otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    pointwise_using(kernel_choice(), f, x, otherwise)
+}
+
+/// [`pointwise`] with the kernels named.
+pub fn pointwise_using<const D: usize>(
+    choice: KernelChoice,
+    f: Pointwise,
+    x: Tensor<D>,
+    otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    if choice == KernelChoice::Burn { otherwise(x) } else { pointwise::pointwise_custom(f, x, otherwise) }
 }

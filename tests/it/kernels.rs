@@ -1,5 +1,6 @@
 //! The project's conv and pool kernels against burn's own ops on random inputs: forward values and the
-//! gradients of the input, the weights and the bias, for the direct and the im2col + gemm paths.
+//! gradients of the input, the weights and the bias, for the direct and the im2col + gemm paths; the one-pass
+//! activations against burn's.
 
 use burn::tensor::{Device, Distribution, Tensor};
 use convscope::kernels::{self, Isa, KernelChoice};
@@ -137,4 +138,56 @@ fn every_activation_s_host_curve_matches_burn_s_kernel() {
             assert!((host - y).abs() <= 2e-3 * (1.0 + y.abs()), "{activation} at {x}: host {host}, burn {y}");
         }
     }
+}
+
+#[test]
+fn the_pointwise_activations_match_burn_forward_and_backward() {
+    use burn::tensor::activation;
+    use convscope::kernels::Pointwise;
+    let device = Device::flex().autodiff();
+    // 40,000 values (split over the compute threads), rounded to quarters so that many sit exactly on the kink.
+    let x = Tensor::<4>::random([4, 10, 25, 40], Distribution::Normal(0.0, 2.0), &device)
+        .mul_scalar(4.0)
+        .round()
+        .div_scalar(4.0);
+    let r = Tensor::<4>::random([4, 10, 25, 40], Distribution::Normal(0.0, 1.0), &device);
+    type BurnOp = fn(Tensor<4>) -> Tensor<4>;
+    let cases: [(Pointwise, BurnOp); 5] = [
+        (Pointwise::Relu, activation::relu),
+        (Pointwise::LeakyRelu(0.01), |x| activation::leaky_relu(x, 0.01)),
+        (Pointwise::Elu(1.0), |x| activation::elu(x, 1.0)),
+        (Pointwise::Sigmoid, activation::sigmoid),
+        (Pointwise::Tanh, activation::tanh),
+    ];
+    for (f, burn_op) in cases {
+        let run = |custom: bool| {
+            let x = x.clone().require_grad();
+            // A fresh tensor that nothing else holds, as a layer's pre-activation is: the custom op works in place.
+            let z = x.clone().mul_scalar(1.0);
+            let y = match custom {
+                true => kernels::pointwise_using(KernelChoice::best(), f, z, |_| panic!("{f:?} fell back to burn")),
+                false => burn_op(z),
+            };
+            let grads = y.clone().mul(r.clone()).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y, dx), (y0, dx0)) = (run(true), run(false));
+        let exact = matches!(f, Pointwise::Relu | Pointwise::LeakyRelu(_));
+        let tolerance = if exact { 0.0 } else { 1e-6 };
+        let (forward, backward) = (relative_error(y, y0), relative_error(dx, dx0));
+        assert!(forward <= tolerance && backward <= tolerance, "{f:?}: forward {forward}, backward {backward}");
+    }
+    // burn's own activation where asked for; and a tensor held elsewhere is never changed in place.
+    let mut fell_back = false;
+    kernels::pointwise_using(KernelChoice::Burn, Pointwise::Relu, x.clone(), |x| {
+        fell_back = true;
+        x
+    });
+    assert!(fell_back, "CONVSCOPE_KERNELS=burn runs burn's activation");
+    let held = x.clone().inner();
+    let negatives = |t: Tensor<4>| t.lower_elem(0.0).int().sum().into_scalar::<i64>();
+    let before = negatives(held.clone());
+    let y = kernels::pointwise_using(KernelChoice::best(), Pointwise::Relu, held.clone(), |_| panic!("fell back"));
+    assert_eq!(negatives(y), 0);
+    assert!(before > 0 && negatives(held) == before, "the input a caller still holds stays as it was");
 }

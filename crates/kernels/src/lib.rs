@@ -1,12 +1,13 @@
-//! Convolution and 2×2 max-pool kernels for convscope, on plain `f32` slices (NCHW): im2col plus the `gemm`
-//! crate on any CPU, direct register-blocked kernels where the CPU has AVX-512 or AVX2. A crate of its own so
-//! that it is optimised even in test builds (`[profile.dev.package.convscope-kernels]`) and so its `unsafe`
-//! stays here; the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
+//! Convolution, max-pool and element-wise activation kernels for convscope, on plain `f32` slices (NCHW):
+//! im2col plus the `gemm` crate on any CPU, direct register-blocked kernels where the CPU has AVX-512 or AVX2. A
+//! crate of its own so that it is optimised even in test builds (`[profile.dev.package.convscope-kernels]`) and
+//! so its `unsafe` stays here; the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
 
 pub mod direct;
 pub mod gemm;
 pub mod moments;
 pub mod peak;
+pub mod pointwise;
 pub mod pool;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, stride 1.

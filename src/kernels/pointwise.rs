@@ -1,0 +1,98 @@
+//! The activations whose slope follows from their output (ReLU, leaky ReLU, ELU, sigmoid, tanh) as one
+//! differentiable op each on flex: the forward in place where nothing else holds the pre-activation, the backward
+//! one pass over dY and the saved output. burn's autodiff builds leaky ReLU and ELU from three to six ops and
+//! recomputes tanh and sigmoid in their backward, all on one thread.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor};
+
+use convscope_kernels::pointwise::{self, Pointwise};
+
+use super::autodiff::{Ad, AdPrim, flex};
+
+/// `x` contiguous, with the caller's handle gone, so that it is unique where nothing else holds it.
+fn owned_contiguous(x: FlexTensor) -> FlexTensor {
+    let contiguous = x.to_contiguous();
+    drop(x);
+    contiguous
+}
+
+/// Applies `values` to a copy of `x` or, when `x` is unique, to `x` itself.
+fn in_place_or_copy(x: FlexTensor, values: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut x = owned_contiguous(x);
+    if let Some(storage) = x.try_storage_mut::<f32>() {
+        values(storage);
+        return x;
+    }
+    let mut copy = x.storage::<f32>().to_vec();
+    values(&mut copy);
+    flex(copy, x.layout().shape().to_vec())
+}
+
+/// f(x): in place when nothing else holds `x`, else into a new tensor in the same pass.
+fn forward(f: Pointwise, x: FlexTensor) -> FlexTensor {
+    let mut x = owned_contiguous(x);
+    if let Some(storage) = x.try_storage_mut::<f32>() {
+        pointwise::forward_in_place(f, storage);
+        return x;
+    }
+    let input = x.storage::<f32>();
+    // `vec!` of zeros is a calloc: fresh pages, faulted in by the threads that write them.
+    let mut output = vec![0.0; input.len()];
+    pointwise::forward_into(f, input, &mut output);
+    flex(output, x.layout().shape().to_vec())
+}
+
+/// The op's backward; its state is the output.
+#[derive(Debug)]
+struct Activation(Pointwise);
+
+impl Backward<Flex, 1> for Activation {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(n) = nx {
+            let y = ops.state.to_contiguous();
+            let dz = in_place_or_copy(dy, |g| pointwise::backward_in_place(self.0, y.storage(), g));
+            grads.register::<Flex>(n.id, dz);
+        }
+    }
+}
+
+fn ad_forward(f: Pointwise, x: AdPrim) -> AdPrim {
+    match Activation(f).prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let y = forward(f, x.into_primitive());
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(f, x.into_primitive())),
+    }
+}
+
+/// `f` on an f32 flex tensor (with or without autodiff); any other tensor goes to `otherwise` (burn's op).
+pub fn pointwise_custom<const D: usize>(
+    f: Pointwise,
+    x: Tensor<D>,
+    otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
+) -> Tensor<D> {
+    if x.dtype() != DType::F32 {
+        return otherwise(x);
+    }
+    // The probes are clones; `x` is dropped before the op so that its storage can be reused in place.
+    if let Ok(xp) = x.clone().try_into_primitive::<Ad>() {
+        drop(x);
+        return Tensor::from_primitive::<Ad>(ad_forward(f, xp));
+    }
+    if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
+        drop(x);
+        return Tensor::from_primitive::<Flex>(forward(f, xp));
+    }
+    otherwise(x)
+}
