@@ -68,17 +68,13 @@ fn by_batch(
     out_per_image: usize,
     run: impl Fn(&Geom, &[f32], &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out = zeroed(g.b * out_per_image);
     let chunks = batch_chunks(g);
-    if chunks.len() <= 1 {
-        run(g, input, &mut out);
-        return out;
-    }
-    let per = chunks[0].1;
-    out.par_chunks_mut(per * out_per_image).zip(chunks.par_iter()).for_each(|(part, &(start, count))| {
+    let per = chunks.first().map_or(g.b, |&(_, count)| count);
+    // Each thread zeroes its images' outputs and writes them while they are in its cache.
+    convscope_kernels::zeroed_then(g.b * out_per_image, per * out_per_image, |index, part| {
+        let (start, count) = chunks.get(index).copied().unwrap_or((0, g.b));
         run(&Geom { b: count, ..*g }, &input[start * in_per_image..(start + count) * in_per_image], part);
-    });
-    out
+    })
 }
 
 /// Runs `run` on each chunk of the batch in parallel and sums the outputs (a gradient summed over the batch).
@@ -300,16 +296,13 @@ fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize], size: usize) -> Flex
     let dy = dy.to_contiguous();
     let (planes, h, w) = (in_shape[0] * in_shape[1], in_shape[2], in_shape[3]);
     let per_plane = (h / size) * (w / size);
-    let mut dx = zeroed(planes * h * w);
     let per = planes_per_thread(planes, per_plane);
-    if per >= planes {
-        pool::backward_into(dy.storage(), arg, planes, h, w, size, &mut dx);
-    } else {
-        let dys: &[f32] = dy.storage();
-        (dx.par_chunks_mut(per * h * w).zip(dys.par_chunks(per * per_plane)))
-            .zip(arg.par_chunks(per * per_plane))
-            .for_each(|((d, dys), a)| pool::backward_into(dys, a, d.len() / (h * w), h, w, size, d));
-    }
+    let dys: &[f32] = dy.storage();
+    // Each thread zeroes its planes' gradient and scatters into it while it is in its cache.
+    let dx = convscope_kernels::zeroed_then(planes * h * w, per * h * w, |index, d| {
+        let outputs = index * per * per_plane..((index + 1) * per * per_plane).min(planes * per_plane);
+        pool::backward_into(&dys[outputs.clone()], &arg[outputs], d.len() / (h * w).max(1), h, w, size, d);
+    });
     flex(dx, in_shape.to_vec())
 }
 

@@ -41,11 +41,7 @@ fn forward(f: Pointwise, x: FlexTensor) -> FlexTensor {
         pointwise::forward_in_place(f, storage);
         return x;
     }
-    let input = x.storage::<f32>();
-    // `vec!` of zeros is a calloc: fresh pages, faulted in by the threads that write them.
-    let mut output = vec![0.0; input.len()];
-    pointwise::forward_into(f, input, &mut output);
-    flex(output, x.layout().shape().to_vec())
+    flex(pointwise::forward_to_vec(f, x.storage::<f32>()), x.layout().shape().to_vec())
 }
 
 /// The op's backward; its state is the output.

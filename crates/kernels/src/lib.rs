@@ -68,6 +68,31 @@ pub fn zeroed(n: usize, run: usize) -> Vec<f32> {
     v
 }
 
+/// `n` values in runs of `run`, each run zeroed and then handed to `fill(index of the run, run)` by the thread of
+/// the current rayon pool that zeroed it, while the run is still in that thread's cache: one parallel pass where
+/// [`zeroed`] and a second pass over the same memory took two (and a second wake-up of the other threads).
+pub fn zeroed_then(n: usize, run: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    let run = run.max(1);
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    let zero_then_fill = |(index, part): (usize, &mut [MaybeUninit<f32>])| {
+        part.fill(MaybeUninit::new(0.0));
+        // SAFETY: every value of `part` was written just above, and `MaybeUninit<f32>` has the layout of `f32`.
+        let part = unsafe { &mut *(std::ptr::from_mut(part) as *mut [f32]) };
+        fill(index, part);
+    };
+    let spare = &mut v.spare_capacity_mut()[..n];
+    if run >= n {
+        zero_then_fill((0, spare));
+    } else {
+        spare.par_chunks_mut(run).enumerate().for_each(zero_then_fill);
+    }
+    // SAFETY: the capacity is at least `n`, and each of the first `n` values was written above.
+    unsafe { v.set_len(n) };
+    v
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -76,6 +101,24 @@ mod tests {
             let v = super::zeroed(n, run);
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|&x| x == 0.0));
+        }
+    }
+
+    #[test]
+    fn zeroed_then_hands_every_run_zeroed_to_fill_once() {
+        for (n, run) in [(0, 4), (1, 4), (10, 3), (100_000, 4096), (7, 0), (9, 9)] {
+            let v = super::zeroed_then(n, run, |index, part| {
+                assert!(part.iter().all(|&x| x == 0.0), "handed over zeroed");
+                // Values in the second half of each run are left at zero.
+                let half = part.len() / 2;
+                part[..half].iter_mut().enumerate().for_each(|(i, x)| *x = (index * run.max(1) + i) as f32 + 1.0);
+            });
+            assert_eq!(v.len(), n);
+            for (i, &x) in v.iter().enumerate() {
+                let (run, at) = (run.max(1), i % run.max(1));
+                let len = run.min(n - i / run * run);
+                assert_eq!(x, if at < len / 2 { i as f32 + 1.0 } else { 0.0 }, "value {i} of {n} in runs of {run}");
+            }
         }
     }
 }

@@ -104,15 +104,14 @@ pub fn forward_in_place(f: Pointwise, values: &mut [f32]) {
     values.par_chunks_mut(run).for_each(|part| forward_run(f, part));
 }
 
-/// Writes f(z) for every z in `input` into `output` (the same length): for an input that others still read.
-pub fn forward_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
-    let n = input.len().min(output.len());
-    let (input, output) = (&input[..n], &mut output[..n]);
-    let run = run_length(n);
-    if run >= n {
-        return forward_run_into(f, input, output);
-    }
-    output.par_chunks_mut(run).zip(input.par_chunks(run)).for_each(|(y, z)| forward_run_into(f, z, y));
+/// f(z) for every z in `input`, as a new vector: for an input that others still read. Each thread zeroes and
+/// writes its run while it is in its cache (a zeroed allocation, then the map, read and wrote it twice).
+pub fn forward_to_vec(f: Pointwise, input: &[f32]) -> Vec<f32> {
+    let run = run_length(input.len());
+    crate::zeroed_then(input.len(), run, |index, output| {
+        let start = index * run;
+        forward_run_into(f, &input[start..start + output.len()], output);
+    })
 }
 
 /// Replaces every dy in `grads` by dy · f′, read off the outputs `outputs` (the same length).
@@ -278,8 +277,7 @@ mod tests {
             for (a, b) in y.iter().zip(z.iter().map(|&z| f.apply(z))) {
                 assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{f:?}: {a} vs {b}");
             }
-            let mut copied = vec![0.0; z.len()];
-            forward_into(f, &z, &mut copied);
+            let copied = forward_to_vec(f, &z);
             assert!(copied.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()), "{f:?}: into = in place");
             let dy: Vec<f32> = (0..z.len()).map(|i| ((i as f32) * 0.37).cos()).collect();
             let mut dz = dy.clone();
