@@ -72,6 +72,10 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 8, 11, 9], 8, 7, 3, true),
             // deep6's last layers: rows of 7, one vector × 8 channels on AVX2, forward and dX.
             ([2, 16, 7, 7], 32, 3, 1, true),
+            // dW by output rows: a 7×7 first layer with rows of a vector and a part (20 = 16 + 4 columns), and
+            // 16 → 8 3×3, past its channel limit (gemm on AVX-512, direct on AVX2).
+            ([2, 1, 20, 20], 16, 7, 3, true),
+            ([2, 16, 12, 12], 8, 3, 1, true),
         ] {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
@@ -88,16 +92,21 @@ fn the_direct_kernels_take_the_shapes_they_are_written_for() {
         let all = DirectOps { forward: true, input_grad: true, weight_grad: true };
         // ref-mnist's second layer: every op direct.
         assert_eq!(direct_ops(isa, &geom(8, 14, 16, 5, 2)), all, "{isa:?}");
-        // deep6's 3×3 layers from 16 filters: every op direct; with 8 filters dW is direct only where 8 fill a
-        // vector (AVX2; AVX-512's lanes would be half empty), and the one-channel first layer takes only the
-        // forward pass. 7×7: forward and dX.
+        // deep6's 3×3 layers from 16 filters: every op direct. With 8 filters dW goes by output rows on
+        // AVX-512 (8 would fill half its lanes) and is direct on AVX2; so does a first layer's (1 to 3 input
+        // channels, where the direct kernel takes no dX at all) and a 7×7 layer's from up to 8 channels.
         assert_eq!(direct_ops(isa, &geom(8, 26, 16, 3, 0)), all, "{isa:?}");
         assert_eq!(direct_ops(isa, &geom(16, 12, 32, 3, 1)), all, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(8, 26, 8, 3, 0)), all, "{isa:?}");
+        let first_layer = DirectOps { input_grad: false, ..all };
+        assert_eq!(direct_ops(isa, &geom(1, 28, 8, 3, 0)), first_layer, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(3, 32, 16, 5, 2)), first_layer, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(8, 11, 8, 7, 3)), all, "{isa:?}");
+        // Past 8 input channels, dW that the direct kernel does not take goes to gemm.
         let no_dw = DirectOps { weight_grad: false, ..all };
+        assert_eq!(direct_ops(isa, &geom(16, 11, 8, 7, 3)), no_dw, "{isa:?}");
         let eight = if isa == Isa::Avx2 { all } else { no_dw };
-        assert_eq!(direct_ops(isa, &geom(8, 26, 8, 3, 0)), eight, "{isa:?}");
-        assert_eq!(direct_ops(isa, &geom(1, 28, 8, 3, 0)), DirectOps { input_grad: false, ..no_dw }, "{isa:?}");
-        assert_eq!(direct_ops(isa, &geom(8, 11, 8, 7, 3)), no_dw, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(16, 12, 8, 3, 1)), eight, "{isa:?}");
     }
     println!("direct kernels checked on: {:?}", [Isa::Avx512, Isa::Avx2].map(|isa| (isa, isa.runs_here())));
 }

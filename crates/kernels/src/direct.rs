@@ -101,6 +101,16 @@ fn takes_weight_grad(isa: Isa, g: &Geom) -> bool {
     (three || (direct_shape(g) && g.co >= 16)) && g.ci >= 2
 }
 
+/// dW by output rows (`dw_rows`) where it measured faster, per op at one thread with 16 images: up to three
+/// input channels always (3→32 5×5: 748 µs against the direct kernel's 1,145 on AVX-512, 1,133 against 1,450 on
+/// AVX2), up to eight where the direct kernel does not take the shape (ref-mnist's 1→8 5×5: 63 µs against
+/// gemm's 116–136; 8→8 3×3 on AVX-512: 197–239 against 445–545). At 8→16 the direct kernel won (65–88 against
+/// 116).
+fn takes_weight_grad_by_rows(isa: Isa, g: &Geom) -> bool {
+    let square = g.kh == g.kw && matches!(g.kh, 3 | 5 | 7) && fits(g);
+    square && (g.ci <= 3 || (g.ci <= 8 && !takes_weight_grad(isa, g)))
+}
+
 /// Which of a convolution's three ops the direct kernels for `isa` run (the others go to im2col + gemm): what
 /// the tests check, so a rule change that sends a shape to gemm cannot pass unnoticed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,12 +129,12 @@ pub fn direct_ops(isa: Isa, g: &Geom) -> DirectOps {
     DirectOps {
         forward: here && takes_forward(isa, g),
         input_grad: here && takes_input_grad(isa, g),
-        weight_grad: here && takes_weight_grad(isa, g),
+        weight_grad: here && (takes_weight_grad(isa, g) || takes_weight_grad_by_rows(isa, g)),
     }
 }
 
 /// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad).
-fn pad_image(x: &[f32], c: usize, h: usize, w: usize, pad: usize, hp: usize, wpp: usize, out: &mut [f32]) {
+pub(crate) fn pad_image(x: &[f32], c: usize, h: usize, w: usize, pad: usize, hp: usize, wpp: usize, out: &mut [f32]) {
     out.fill(0.0);
     for ch in 0..c {
         for r in 0..h {
@@ -204,6 +214,11 @@ pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]
 
 /// dW[co][ci][i][j] = Σ_{b,oh,ow} dY[b][co][oh][ow] · xpad[b][ci][oh+i][ow+j] (direct where faster).
 pub fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if isa.runs_here() && takes_weight_grad_by_rows(isa, g) {
+        // SAFETY: `runs_here` checked the CPU features, `takes` the shape.
+        return unsafe { crate::dw_rows::weight_grad(isa, g, x, dy) };
+    }
     if !isa.runs_here() || !takes_weight_grad(isa, g) {
         return crate::gemm::weight_grad(g, x, dy);
     }
@@ -218,96 +233,8 @@ pub fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod vector {
-    use std::arch::x86_64::*;
-
     use super::{Geom, Isa, pad_image};
-
-    /// The handful of vector operations the kernels use, so each kernel is written once for both widths.
-    /// Every method is `inline(always)`: it must melt into the `#[target_feature]` entry point that calls it.
-    pub(super) trait Vector {
-        /// f32 lanes per vector.
-        const L: usize;
-        type V: Copy;
-        unsafe fn zero() -> Self::V;
-        unsafe fn splat(v: f32) -> Self::V;
-        unsafe fn load(p: *const f32) -> Self::V;
-        unsafe fn store(p: *mut f32, v: Self::V);
-        /// a·b + c
-        unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-        /// Stores the first `n` lanes (n ≤ L).
-        unsafe fn store_first(p: *mut f32, n: usize, v: Self::V);
-    }
-
-    pub(super) struct Avx512;
-    pub(super) struct Avx2;
-
-    impl Vector for Avx512 {
-        const L: usize = 16;
-        type V = __m512;
-        #[inline(always)]
-        unsafe fn zero() -> __m512 {
-            unsafe { _mm512_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m512 {
-            unsafe { _mm512_set1_ps(v) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m512 {
-            unsafe { _mm512_loadu_ps(p) }
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m512) {
-            unsafe { _mm512_storeu_ps(p, v) }
-        }
-        #[inline(always)]
-        unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
-            unsafe { _mm512_fmadd_ps(a, b, c) }
-        }
-        #[inline(always)]
-        unsafe fn store_first(p: *mut f32, n: usize, v: __m512) {
-            let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
-            unsafe { _mm512_mask_storeu_ps(p, mask, v) }
-        }
-    }
-
-    impl Vector for Avx2 {
-        const L: usize = 8;
-        type V = __m256;
-        #[inline(always)]
-        unsafe fn zero() -> __m256 {
-            unsafe { _mm256_setzero_ps() }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> __m256 {
-            unsafe { _mm256_set1_ps(v) }
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> __m256 {
-            unsafe { _mm256_loadu_ps(p) }
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: __m256) {
-            unsafe { _mm256_storeu_ps(p, v) }
-        }
-        #[inline(always)]
-        unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
-            unsafe { _mm256_fmadd_ps(a, b, c) }
-        }
-        #[inline(always)]
-        unsafe fn store_first(p: *mut f32, n: usize, v: __m256) {
-            unsafe {
-                if n >= 8 {
-                    _mm256_storeu_ps(p, v);
-                } else {
-                    // Lane i is stored where its mask element has the top bit set: i < n.
-                    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
-                    _mm256_maskstore_ps(p, mask, v);
-                }
-            }
-        }
-    }
+    use crate::simd::{Avx2, Avx512, Vector};
 
     /// y[b][co][oh][ow] = bias[co] + Σ_{ci,i,j} wt[(ci,i,j)][co] · xpad[b][ci][oh+i][ow+j].
     /// `wt` is the weight laid out [ci][kh][kw][co]. Each block of output is NB vectors of columns × CB

@@ -4,11 +4,15 @@
 //! so its `unsafe` stays here; the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
 
 pub mod direct;
+#[cfg(target_arch = "x86_64")]
+mod dw_rows;
 pub mod gemm;
 pub mod moments;
 pub mod peak;
 pub mod pointwise;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, stride 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
