@@ -5,8 +5,8 @@
 //! Path: `Tensor<4>::try_into_primitive::<Autodiff<Flex>>()` (burn feature `extension`) gives the
 //! `AutodiffTensor<Flex>`; `Backward::prepare([node guards]).compute_bound().stateful()` records the
 //! op; the backward gets dY from `Gradients::consume::<Flex>` and registers dX/dW/db.
-//! Anything that is not Flex/Autodiff<Flex> (or not f32, or stride/dilation ≠ 1) falls back to
-//! burn's `conv2d`.
+//! Anything that is not Flex/Autodiff<Flex> (or not f32) falls back to burn's `conv2d`, and says so
+//! (`fallbacks_on_this_thread`).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -24,10 +24,10 @@ use super::KernelChoice;
 
 pub(super) type Ad = Autodiff<Flex, NoCheckpointing>;
 
-fn geom(x: &FlexTensor, w: &FlexTensor, pad: usize) -> Geom {
+fn geom(x: &FlexTensor, w: &FlexTensor, [pad, stride]: [usize; 2]) -> Geom {
     let xs = x.layout().shape();
     let ws = w.layout().shape();
-    Geom { b: xs[0], ci: xs[1], h: xs[2], w: xs[3], co: ws[0], kh: ws[2], kw: ws[3], pad }
+    Geom { b: xs[0], ci: xs[1], h: xs[2], w: xs[3], co: ws[0], kh: ws[2], kw: ws[3], pad, stride }
 }
 
 pub(super) fn flex(v: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
@@ -105,9 +105,15 @@ fn sum_by_batch(
         .unwrap_or_default()
 }
 
-fn fwd(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>, pad: usize, choice: KernelChoice) -> FlexTensor {
+fn fwd(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+    pad_stride: [usize; 2],
+    choice: KernelChoice,
+) -> FlexTensor {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
-    let g = geom(&x, &w, pad);
+    let g = geom(&x, &w, pad_stride);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
     let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
@@ -128,12 +134,12 @@ fn conv_grads(
     x: FlexTensor,
     w: FlexTensor,
     dy: FlexTensor,
-    pad: usize,
+    pad_stride: [usize; 2],
     choice: KernelChoice,
     [need_x, need_w, need_b]: [bool; 3],
 ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
     let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
-    let g = geom(&x, &w, pad);
+    let g = geom(&x, &w, pad_stride);
     let dyv: &[f32] = dy.storage();
     let direct = direct_isa(choice);
     let dx = need_x.then(|| {
@@ -157,15 +163,15 @@ fn conv_grads(
 }
 
 impl Backward<Flex, 3> for ConvBias {
-    type State = (NodeId, NodeId, usize, KernelChoice);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw, nb] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad, choice) = ops.state;
+        let (xs, ws, pad_stride, choice) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let (dx, dw, db) = conv_grads(x, w, dy, pad, choice, [nx.is_some(), nw.is_some(), nb.is_some()]);
+        let (dx, dw, db) = conv_grads(x, w, dy, pad_stride, choice, [nx.is_some(), nw.is_some(), nb.is_some()]);
         if let (Some(n), Some(g)) = (nx, dx) {
             grads.register::<Flex>(n.id, g);
         }
@@ -179,15 +185,15 @@ impl Backward<Flex, 3> for ConvBias {
 }
 
 impl Backward<Flex, 2> for ConvNoBias {
-    type State = (NodeId, NodeId, usize, KernelChoice);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad, choice) = ops.state;
+        let (xs, ws, pad_stride, choice) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let (dx, dw, _) = conv_grads(x, w, dy, pad, choice, [nx.is_some(), nw.is_some(), false]);
+        let (dx, dw, _) = conv_grads(x, w, dy, pad_stride, choice, [nx.is_some(), nw.is_some(), false]);
         if let (Some(n), Some(g)) = (nx, dx) {
             grads.register::<Flex>(n.id, g);
         }
@@ -199,42 +205,44 @@ impl Backward<Flex, 2> for ConvNoBias {
 
 pub(super) type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
-fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad: usize, choice: KernelChoice) -> AdPrim {
+fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad_stride: [usize; 2], choice: KernelChoice) -> AdPrim {
     match b {
         Some(b) => match ConvBias.prepare::<NoCheckpointing>([x.node(), w.node(), b.node()]).compute_bound().stateful()
         {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let y = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad, choice);
-                prep.finish((xs, ws, pad, choice), y)
+                let y = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice);
+                prep.finish((xs, ws, pad_stride, choice), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad, choice))
+                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice))
             }
         },
         None => match ConvNoBias.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let y = fwd(x.primitive(), w.primitive(), None, pad, choice);
-                prep.finish((xs, ws, pad, choice), y)
+                let y = fwd(x.primitive(), w.primitive(), None, pad_stride, choice);
+                prep.finish((xs, ws, pad_stride, choice), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(fwd(x.primitive(), w.primitive(), None, pad, choice)),
+            OpsKind::UnTracked(prep) => prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice)),
         },
     }
 }
 
-/// conv2d, stride 1, dilation 1, groups 1, zero padding `pad` on every side, f32.
+/// conv2d, square `stride`, dilation 1, groups 1, zero padding `pad` on every side, f32 (strides above 1 run
+/// im2col + gemm).
 pub fn conv2d_custom(
     x: Tensor<4>,
     w: Tensor<4>,
     bias: Option<Tensor<1>>,
-    pad: usize,
+    [pad, stride]: [usize; 2],
     choice: KernelChoice,
 ) -> Tensor<4> {
     if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
-        return super::burn_conv2d(x, w, bias, 1, pad);
+        super::fell_back();
+        return super::burn_conv2d(x, w, bias, stride, pad);
     }
     // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
     let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
@@ -245,7 +253,7 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, pad, choice));
+            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, [pad, stride], choice));
         }
     } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
         let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
@@ -254,10 +262,11 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), pad, choice));
+            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice));
         }
     }
-    super::burn_conv2d(x, w, bias, 1, pad)
+    super::fell_back();
+    super::burn_conv2d(x, w, bias, stride, pad)
 }
 
 // --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------
@@ -341,5 +350,6 @@ pub fn max_pool_custom(x: Tensor<4>, size: usize) -> Tensor<4> {
             return Tensor::from_primitive::<Flex>(pool_fwd(&xp, size).0);
         }
     }
+    super::fell_back();
     super::burn_max_pool2d(x, size)
 }

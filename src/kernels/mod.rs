@@ -1,14 +1,15 @@
-//! The project's own conv2d and 2×2 max-pool for the flex CPU backend, plugged into burn's autodiff through its
-//! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (5×5
-//! filters), im2col plus the `gemm` crate elsewhere. burn-flex's conv builds its weight gradient as a convolution
-//! with a 28×28 "kernel" and its max-pool is scalar; these take a ref-mnist step from ≈3,950 to ≈16,500 images/s
-//! at one thread (see the README). Any other case — another backend, stride ≠ 1, other pool sizes, gradient
+//! The project's own conv2d and max-pool for the flex CPU backend, plugged into burn's autodiff through its
+//! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (3×3, 5×5 and
+//! 7×7 filters at stride 1), im2col plus the `gemm` crate elsewhere (any stride). burn-flex's conv builds its
+//! weight gradient as a convolution with a 28×28 "kernel" and its max-pool is scalar; these take a ref-mnist step
+//! from ≈3,950 to ≈16,500 images/s at one thread (see the README). Any other case — another backend, gradient
 //! checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for comparisons. The
 //! activations whose slope follows from their output run as one op each, forward and backward (`pointwise`).
 
 mod autodiff;
 mod pointwise;
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use burn::tensor::Tensor;
@@ -65,7 +66,7 @@ pub fn kernel_choice() -> KernelChoice {
     })
 }
 
-/// conv2d with square `stride` and zero `padding`: the project's kernels for stride 1 on flex, burn's otherwise.
+/// conv2d with square `stride` and zero `padding`: the project's kernels on flex, burn's otherwise.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, padding: usize) -> Tensor<4> {
     conv2d_using(kernel_choice(), x, weight, bias, stride, padding)
 }
@@ -84,11 +85,26 @@ pub fn conv2d_using(
         KernelChoice::Direct(isa) if !isa.runs_here() => KernelChoice::Gemm,
         other => other,
     };
-    if stride == 1 && choice != KernelChoice::Burn {
-        autodiff::conv2d_custom(x, weight, bias, padding, choice)
+    if stride > 0 && choice != KernelChoice::Burn {
+        autodiff::conv2d_custom(x, weight, bias, [padding, stride], choice)
     } else {
         burn_conv2d(x, weight, bias, stride, padding)
     }
+}
+
+thread_local! {
+    static FALLBACKS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times on this thread an op that was to run the project's kernels ran burn's instead (an input they
+/// do not take: another backend or element type, a pool window over 15). The kernel tests assert that it stays
+/// put, so that they never compare burn with burn.
+pub fn fallbacks_on_this_thread() -> u64 {
+    FALLBACKS.with(Cell::get)
+}
+
+fn fell_back() {
+    FALLBACKS.with(|count| count.set(count.get() + 1));
 }
 
 /// burn's own conv2d (the fallback for everything the project's kernels do not take).

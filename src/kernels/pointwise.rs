@@ -79,6 +79,7 @@ pub fn pointwise_custom<const D: usize>(
     otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
     if x.dtype() != DType::F32 {
+        super::fell_back();
         return otherwise(x);
     }
     // The probes are clones; `x` is dropped before the op so that its storage can be reused in place.
@@ -90,5 +91,6 @@ pub fn pointwise_custom<const D: usize>(
         drop(x);
         return Tensor::from_primitive::<Flex>(forward(f, xp));
     }
+    super::fell_back();
     otherwise(x)
 }

@@ -17,16 +17,31 @@ fn relative_error(actual: Tensor<4>, expected: Tensor<4>) -> f32 {
 /// Runs conv2d with `choice` and with burn's kernels on the same inputs; returns the worst relative error over
 /// the output and the three gradients.
 fn compare_conv(choice: KernelChoice, shape: [usize; 4], filters: usize, kernel: usize, pad: usize, bias: bool) -> f32 {
+    compare_strided_conv(choice, shape, [filters, kernel], [pad, 1], bias)
+}
+
+/// [`compare_conv`] with a stride.
+fn compare_strided_conv(
+    choice: KernelChoice,
+    shape: [usize; 4],
+    [filters, kernel]: [usize; 2],
+    [pad, stride]: [usize; 2],
+    bias: bool,
+) -> f32 {
     let device = Device::flex().autodiff();
     let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<4>::random([filters, shape[1], kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
     let b = Tensor::<1>::random([filters], Distribution::Normal(0.0, 0.5), &device);
     // A fixed random weighting of the output, so every output element's gradient differs.
-    let out_shape = [shape[0], filters, shape[2] + 2 * pad + 1 - kernel, shape[3] + 2 * pad + 1 - kernel];
+    let side = |n: usize| (n + 2 * pad - kernel) / stride + 1;
+    let out_shape = [shape[0], filters, side(shape[2]), side(shape[3])];
     let r = Tensor::<4>::random(out_shape, Distribution::Normal(0.0, 1.0), &device);
     let run = |choice: KernelChoice| {
         let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
-        let y = kernels::conv2d_using(choice, x.clone(), w.clone(), bias.then(|| b.clone()), 1, pad);
+        let fallbacks = kernels::fallbacks_on_this_thread();
+        let y = kernels::conv2d_using(choice, x.clone(), w.clone(), bias.then(|| b.clone()), stride, pad);
+        let ran_burn = kernels::fallbacks_on_this_thread() > fallbacks;
+        assert!(!ran_burn, "{choice:?} ran burn's conv2d: the comparison would be burn against burn");
         let grads = y.clone().mul(r.clone()).sum().backward();
         let dx = x.grad(&grads).unwrap();
         let dw = w.grad(&grads).unwrap();
@@ -46,7 +61,9 @@ fn compare_conv(choice: KernelChoice, shape: [usize; 4], filters: usize, kernel:
 fn convolution_kernels_match_burn_forward_and_backward() {
     // Every instruction set this CPU runs (an AVX-512 machine checks the AVX2 kernels too).
     let direct = [Isa::Avx512, Isa::Avx2].into_iter().filter(|isa| isa.runs_here()).map(KernelChoice::Direct);
-    for choice in direct.chain([KernelChoice::Gemm]) {
+    let choices: Vec<KernelChoice> = direct.chain([KernelChoice::Gemm]).collect();
+    println!("convolutions checked against burn with: {choices:?}");
+    for choice in choices {
         // ref-mnist's two layers, a 3×3 layer (gemm even on the direct path), no bias, odd sizes.
         for (shape, filters, kernel, pad, bias) in [
             ([4, 1, 28, 28], 8, 5, 2, true),
@@ -80,6 +97,18 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
         }
+        // Strides above 1 (im2col + gemm whatever the choice): 3×3 "same" on even and odd sides, 5×5 and 7×7,
+        // stride 3 without padding (a column left over).
+        for (shape, filters, kernel, pad, stride) in [
+            ([2, 3, 12, 12], 8, 3, 1, 2),
+            ([3, 4, 11, 13], 6, 3, 1, 2),
+            ([2, 2, 14, 14], 5, 5, 2, 2),
+            ([2, 1, 20, 20], 4, 7, 3, 2),
+            ([2, 3, 13, 10], 4, 3, 0, 3),
+        ] {
+            let error = compare_strided_conv(choice, shape, [filters, kernel], [pad, stride], true);
+            assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} stride {stride}: error {error}");
+        }
     }
 }
 
@@ -87,7 +116,7 @@ fn convolution_kernels_match_burn_forward_and_backward() {
 fn the_direct_kernels_take_the_shapes_they_are_written_for() {
     use convscope_kernels::Geom;
     use convscope_kernels::direct::{DirectOps, direct_ops};
-    let geom = |ci, h, co, k, pad| Geom { b: 4, ci, h, w: h, co, kh: k, kw: k, pad };
+    let geom = |ci, h, co, k, pad| Geom { b: 4, ci, h, w: h, co, kh: k, kw: k, pad, stride: 1 };
     for isa in [Isa::Avx512, Isa::Avx2].into_iter().filter(|isa| isa.runs_here()) {
         let all = DirectOps { forward: true, input_grad: true, weight_grad: true };
         // ref-mnist's second layer: every op direct.
@@ -123,7 +152,9 @@ fn the_pool_kernel_matches_burn_including_ties() {
         let r = Tensor::<4>::random([b, c, h / size, w / size], Distribution::Normal(0.0, 1.0), &device);
         let run = |choice: KernelChoice| {
             let x = x.clone().require_grad();
+            let fallbacks = kernels::fallbacks_on_this_thread();
             let y = kernels::max_pool2d_using(choice, x.clone(), size);
+            assert_eq!(kernels::fallbacks_on_this_thread(), fallbacks, "{choice:?} pool {size} ran burn's");
             let grads = y.clone().mul(r.clone()).sum().backward();
             (y.inner(), x.grad(&grads).unwrap())
         };

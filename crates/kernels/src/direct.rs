@@ -82,9 +82,9 @@ fn direct_shape(g: &Geom) -> bool {
     g.kh == 5 && g.kw == 5 && fits(g)
 }
 
-/// At least one output pixel.
+/// At least one output pixel, and stride 1 (the only one the direct kernels are written for).
 fn fits(g: &Geom) -> bool {
-    g.h + 2 * g.pad >= g.kh && g.w + 2 * g.pad >= g.kw
+    g.h + 2 * g.pad >= g.kh && g.w + 2 * g.pad >= g.kw && g.stride == 1
 }
 
 fn takes_forward(isa: Isa, g: &Geom) -> bool {
@@ -204,7 +204,7 @@ pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]
         }
     }
     // The forward kernel over dY: its channels in, the input's channels out, padded so the output is x's size.
-    let flipped = Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh, kw, pad: kh - 1 - g.pad };
+    let flipped = Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh, kw, pad: kh - 1 - g.pad, stride: 1 };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
@@ -247,7 +247,7 @@ mod vector {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        let Geom { b: b_count, ci, h, w, co, kh, kw, pad } = *g;
+        let Geom { b: b_count, ci, h, w, co, kh, kw, pad, .. } = *g;
         let (ho, wo) = (g.ho(), g.wo());
         let span = S::L * NB;
         let blocks = wo.div_ceil(span);

@@ -1,5 +1,6 @@
-//! im2col + gemm conv2d kernels (f32, NCHW, stride 1, square zero padding, dilation 1, groups 1): the portable
-//! path, on any CPU. Shapes: x [B, Ci, H, W], w [Co, Ci, KH, KW], y [B, Co, Ho, Wo], Ho = H + 2p − KH + 1.
+//! im2col + gemm conv2d kernels (f32, NCHW, any stride, square zero padding, dilation 1, groups 1): the portable
+//! path, on any CPU, and the one for strides above 1. Shapes: x [B, Ci, H, W], w [Co, Ci, KH, KW],
+//! y [B, Co, Ho, Wo], Ho = (H + 2p − KH) / s + 1.
 // The `gemm` crate's entry point takes raw pointers and strides; every call below passes slices whose lengths
 // cover the strided extents (checked by the shape arithmetic of `Geom` and by the gradient tests).
 #![allow(unsafe_code)]
@@ -29,8 +30,11 @@ fn out_vec(len: usize) -> Vec<f32> {
     vec![0.0; len]
 }
 
-/// cols[K, HWo] for one image: row (c, i, j) holds x[c, oh+i-p, ow+j-p] (0 outside).
+/// cols[K, HWo] for one image: row (c, i, j) holds x[c, oh·s+i-p, ow·s+j-p] (0 outside).
 pub fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
+    if g.stride > 1 {
+        return im2col_strided(g, x, cols);
+    }
     let (ho, wo, p) = (g.ho(), g.wo(), g.pad);
     let hw = ho * wo;
     let mut r = 0;
@@ -61,8 +65,39 @@ pub fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
     }
 }
 
+/// The input row and column each output position of a strided window tap reads (`None` in the padding).
+fn source(o: usize, tap: usize, g: &Geom, size: usize) -> Option<usize> {
+    (o * g.stride + tap).checked_sub(g.pad).filter(|&at| at < size)
+}
+
+/// [`im2col`] for stride > 1: a gather, value by value.
+fn im2col_strided(g: &Geom, x: &[f32], cols: &mut [f32]) {
+    let (ho, wo) = (g.ho(), g.wo());
+    let mut rows = cols.chunks_exact_mut(ho * wo);
+    for c in 0..g.ci {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let Some(row) = rows.next() else { return };
+                for (oh, dst) in row.chunks_exact_mut(wo).enumerate() {
+                    let Some(ih) = source(oh, i, g, g.h) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    for (ow, d) in dst.iter_mut().enumerate() {
+                        *d = source(ow, j, g, g.w).map_or(0.0, |iw| xc[ih * g.w + iw]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// dx[Ci, H, W] += col2im(dcols[K, HWo]).
 pub fn col2im_add(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
+    if g.stride > 1 {
+        return col2im_add_strided(g, dcols, dx);
+    }
     let (ho, wo, p) = (g.ho(), g.wo(), g.pad);
     let hw = ho * wo;
     let mut r = 0;
@@ -86,6 +121,28 @@ pub fn col2im_add(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
                     }
                 }
                 r += 1;
+            }
+        }
+    }
+}
+
+/// [`col2im_add`] for stride > 1: a scatter-add, value by value (in the same order on every run).
+fn col2im_add_strided(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
+    let (ho, wo) = (g.ho(), g.wo());
+    let mut rows = dcols.chunks_exact(ho * wo);
+    for c in 0..g.ci {
+        let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let Some(row) = rows.next() else { return };
+                for (oh, src) in row.chunks_exact(wo).enumerate() {
+                    let Some(ih) = source(oh, i, g, g.h) else { continue };
+                    for (ow, &v) in src.iter().enumerate() {
+                        if let Some(iw) = source(ow, j, g, g.w) {
+                            dxc[ih * g.w + iw] += v;
+                        }
+                    }
+                }
             }
         }
     }

@@ -14,7 +14,8 @@ pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 
-/// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, stride 1.
+/// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, the same
+/// stride in both directions (the direct kernels take stride 1; im2col + gemm any).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geom {
     /// Batch.
@@ -33,16 +34,18 @@ pub struct Geom {
     pub kw: usize,
     /// Zero padding on every side.
     pub pad: usize,
+    /// Stride (at least 1).
+    pub stride: usize,
 }
 
 impl Geom {
     /// Output height.
     pub fn ho(&self) -> usize {
-        self.h + 2 * self.pad + 1 - self.kh
+        (self.h + 2 * self.pad - self.kh) / self.stride.max(1) + 1
     }
     /// Output width.
     pub fn wo(&self) -> usize {
-        self.w + 2 * self.pad + 1 - self.kw
+        (self.w + 2 * self.pad - self.kw) / self.stride.max(1) + 1
     }
     /// Values in one im2col column: ci × kh × kw.
     pub fn k(&self) -> usize {
