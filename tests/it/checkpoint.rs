@@ -231,6 +231,13 @@ fn a_run_on_its_own_data_continues_on_that_data() {
     for needle in ["cannot continue from", "gone", "--data PATH --resume"] {
         assert!(message.contains(needle), "expected {needle:?} in: {message}");
     }
+    // Said once: no refusal of the load the worker itself asked for follows (the next answer is to this step).
+    worker.send(Command::Step(0));
+    wait_for(&worker, &mut rows, |e| match e {
+        WorkerEvent::Rejected { command: Command::Step(0), .. } => Some(()),
+        WorkerEvent::Rejected { command, reason } => panic!("{command:?} refused as well: {reason}"),
+        _ => None,
+    });
 }
 
 fn rows_up_to(event: &WorkerEvent, step: u64) -> Option<()> {

@@ -68,6 +68,8 @@ impl Worker {
     /// Takes a finished load: new data is built on (if the net fits it), a probe image becomes the probe.
     pub(super) fn loaded(&mut self, command: Command, result: LoadResult) {
         self.send(WorkerEvent::Loading(None));
+        // The data of a run to continue: the worker asked for it at start-up, not the window.
+        let resuming = self.resume.is_some();
         let outcome = match (&command, result) {
             (Command::LoadData { request, config }, LoadResult::Data(data)) => match (*data, self.resume.take()) {
                 (Ok(loaded), Some(checkpoint)) => self.resume_on(loaded, &checkpoint),
@@ -98,7 +100,13 @@ impl Worker {
             (_, LoadResult::Data(_)) => Err(Refused::WrongLoad),
         };
         let data_load = matches!(command, Command::LoadData { .. });
-        self.answer(command, outcome);
+        if resuming && outcome.is_err() {
+            // `cannot_resume` has said what went wrong and how to go on; the window never sent this load, so a
+            // second line refusing it would only repeat that.
+            (self.waker)();
+        } else {
+            self.answer(command, outcome);
+        }
         if data_load {
             self.fork_after_load();
         }
