@@ -41,11 +41,11 @@ pub struct Geom {
 impl Geom {
     /// Output height.
     pub fn ho(&self) -> usize {
-        (self.h + 2 * self.pad - self.kh) / self.stride.max(1) + 1
+        outputs(self.h + 2 * self.pad, self.kh, self.stride)
     }
     /// Output width.
     pub fn wo(&self) -> usize {
-        (self.w + 2 * self.pad - self.kw) / self.stride.max(1) + 1
+        outputs(self.w + 2 * self.pad, self.kw, self.stride)
     }
     /// Values in one im2col column: ci × kh × kw.
     pub fn k(&self) -> usize {
@@ -59,6 +59,12 @@ impl Geom {
     pub fn hw_in(&self) -> usize {
         self.h * self.w
     }
+}
+
+/// Window positions along a padded side of `padded` values: none where the window is wider than the side (the
+/// stride-1 formula this replaced, padded + 1 − kernel, gave 0 there too rather than wrapping).
+fn outputs(padded: usize, kernel: usize, stride: usize) -> usize {
+    padded.checked_sub(kernel).map_or(0, |span| span / stride.max(1) + 1)
 }
 
 pub use direct::Isa;
@@ -109,6 +115,13 @@ mod tests {
             assert_eq!(v.len(), n);
             assert!(v.iter().all(|&x| x == 0.0));
         }
+    }
+
+    #[test]
+    fn output_sides_follow_the_stride_and_are_zero_where_the_window_does_not_fit() {
+        let g = super::Geom { b: 1, ci: 1, h: 28, w: 13, co: 1, kh: 3, kw: 3, pad: 1, stride: 2 };
+        assert_eq!((g.ho(), g.wo()), (14, 7));
+        assert_eq!((super::Geom { stride: 1, ..g }.ho(), super::Geom { kw: 16, pad: 1, ..g }.wo()), (28, 0));
     }
 
     #[test]
