@@ -2,6 +2,7 @@
 //! ranges, each unit's mean slope f′(z) and largest output. The statistics and the snapshot both read it.
 
 use crate::arch::{Activation, ELU_ALPHA, LEAKY_RELU_SLOPE};
+use convscope_kernels::moments::Slope;
 
 /// What one pass over a layer's `[batch, units, height, width]` pre-activations and activations yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,22 +32,20 @@ impl LayerActivity {
     ///
     /// Slices shorter than `dims` (a caller's mistake) are measured as far as they both go, never read past.
     pub fn measure(activation: Activation, dims: [usize; 4], pre: &[f32], post: &[f32]) -> LayerActivity {
-        // One monomorphised loop per activation, so the slope is inlined into it.
-        match activation {
-            Activation::Relu => measure_with(dims, pre, post, |z, _| if z > 0.0 { 1.0 } else { 0.0 }),
-            Activation::LeakyRelu => {
-                measure_with(dims, pre, post, |z, _| if z > 0.0 { 1.0 } else { LEAKY_RELU_SLOPE as f32 })
-            }
+        let slope = match activation {
+            Activation::Relu => Slope::Step { below: 0.0 },
+            Activation::LeakyRelu => Slope::Step { below: LEAKY_RELU_SLOPE as f32 },
             // σ′ = σ(1 − σ), tanh′ = 1 − tanh²: cheaper from the output than from z.
-            Activation::Sigmoid => measure_with(dims, pre, post, |_, a| a - a * a),
-            Activation::Tanh => measure_with(dims, pre, post, |_, a| 1.0 - a * a),
+            Activation::Sigmoid => Slope::Logistic,
+            Activation::Tanh => Slope::Tanh,
             // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
-            Activation::Elu => measure_with(dims, pre, post, |z, a| if z > 0.0 { 1.0 } else { a + ELU_ALPHA as f32 }),
-            Activation::Gelu => measure_with(dims, pre, post, |z, _| Activation::Gelu.df(f64::from(z)) as f32),
+            Activation::Elu => Slope::Elu { alpha: ELU_ALPHA as f32 },
+            Activation::Gelu => Slope::Other(|z, _| Activation::Gelu.df(f64::from(z)) as f32),
             // softplus′ = σ(z) = 1 − e^(−f(z)): again cheaper from the output.
-            Activation::Softplus => measure_with(dims, pre, post, |_, a| 1.0 - (-a).exp()),
-            Activation::Identity => measure_with(dims, pre, post, |_, _| 1.0),
-        }
+            Activation::Softplus => Slope::Other(|_, a| 1.0 - (-a).exp()),
+            Activation::Identity => Slope::One,
+        };
+        measure_with(dims, pre, post, slope)
     }
 }
 
@@ -57,7 +56,7 @@ fn range(low: f32, high: f32) -> Option<(f32, f32)> {
 
 /// The pass itself runs in `crates/kernels` (compiled for the CPU's widest vectors); this turns its sums into
 /// means per value and per unit.
-fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: impl Fn(f32, f32) -> f32 + Copy) -> LayerActivity {
+fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> LayerActivity {
     let m = convscope_kernels::moments::measure(dims, pre, post, slope);
     let units = dims[1];
     let values = m.measured.max(1) as f64;

@@ -4,6 +4,13 @@
 //! the CPU runs (AVX-512, AVX2) and picked at run time, like the convolution kernels.
 
 use crate::direct::Isa;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod in_registers;
+#[cfg(target_arch = "x86_64")]
+use in_registers::InRegisters;
 
 /// Rounds of lanes summed in f32 before the sums move to f64: few enough that f32 keeps the sums of squares
 /// exact to about 1e-5, so a variance taken from them (mean of squares − squared mean) stays meaningful.
@@ -29,9 +36,53 @@ pub struct Moments {
     pub unit_peaks: Vec<f32>,
 }
 
-/// Measures `pre` and `post` laid out `[batch, units, height, width]` as `dims` says, with `slope(z, a)` as f′.
+/// f′ of a layer's activation, from z and a = f(z): the common ones in forms the vector pass computes itself.
+#[derive(Clone, Copy, Debug)]
+pub enum Slope {
+    /// 1 where z > 0, `below` elsewhere (ReLU: 0; leaky ReLU: its slope).
+    Step { below: f32 },
+    /// 1 where z > 0, a + α elsewhere (ELU: α·eᶻ = f(z) + α).
+    Elu { alpha: f32 },
+    /// a − a² (the sigmoid's σ(1 − σ)).
+    Logistic,
+    /// 1 − a² (tanh).
+    Tanh,
+    /// 1 (identity).
+    One,
+    /// Any other, computed value by value.
+    Other(fn(f32, f32) -> f32),
+}
+
+impl Slope {
+    /// f′ at one value: what every vector form must match.
+    #[inline(always)]
+    pub fn at(self, z: f32, a: f32) -> f32 {
+        match self {
+            Slope::Step { below } => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    below
+                }
+            }
+            Slope::Elu { alpha } => {
+                if z > 0.0 {
+                    1.0
+                } else {
+                    a + alpha
+                }
+            }
+            Slope::Logistic => a - a * a,
+            Slope::Tanh => 1.0 - a * a,
+            Slope::One => 1.0,
+            Slope::Other(f) => f(z, a),
+        }
+    }
+}
+
+/// Measures `pre` and `post` laid out `[batch, units, height, width]` as `dims` says, with `slope.at(z, a)` as f′.
 /// Slices shorter than `dims` are measured as far as they both go.
-pub fn measure<F: Fn(f32, f32) -> f32 + Copy>(dims: [usize; 4], pre: &[f32], post: &[f32], slope: F) -> Moments {
+pub fn measure(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> Moments {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: each entry point runs only where `runs_here` found its CPU features.
@@ -42,31 +93,21 @@ pub fn measure<F: Fn(f32, f32) -> f32 + Copy>(dims: [usize; 4], pre: &[f32], pos
             return unsafe { measure_avx2(dims, pre, post, slope) };
         }
     }
-    measure_plain::<F, 8>(dims, pre, post, slope)
+    measure_plain::<Plain, 8>(dims, pre, post, slope)
 }
 
 /// One AVX-512 register per running quantity.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn measure_avx512<F: Fn(f32, f32) -> f32 + Copy>(
-    dims: [usize; 4],
-    pre: &[f32],
-    post: &[f32],
-    slope: F,
-) -> Moments {
-    measure_plain::<F, 16>(dims, pre, post, slope)
+unsafe fn measure_avx512(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> Moments {
+    measure_plain::<InRegisters<Avx512>, 16>(dims, pre, post, slope)
 }
 
 /// One AVX2 register per running quantity: eleven of them fit the sixteen registers (sixteen lanes would spill).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn measure_avx2<F: Fn(f32, f32) -> f32 + Copy>(
-    dims: [usize; 4],
-    pre: &[f32],
-    post: &[f32],
-    slope: F,
-) -> Moments {
-    measure_plain::<F, 8>(dims, pre, post, slope)
+unsafe fn measure_avx2(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> Moments {
+    measure_plain::<InRegisters<Avx2>, 8>(dims, pre, post, slope)
 }
 
 /// Running sums of one unit's values, lane by lane.
@@ -83,7 +124,8 @@ struct Lanes<const L: usize> {
     post_low: [f32; L],
     post_high: [f32; L],
     peak: [f32; L],
-    pre_non_finite: [u32; L],
+    /// Counted in f32, exact to 2²⁴ a lane: flushed with the sums, long before.
+    pre_non_finite: [f32; L],
 }
 
 impl<const L: usize> Lanes<L> {
@@ -98,7 +140,7 @@ impl<const L: usize> Lanes<L> {
         post_low: [f32::INFINITY; L],
         post_high: [f32::NEG_INFINITY; L],
         peak: [f32::NEG_INFINITY; L],
-        pre_non_finite: [0; L],
+        pre_non_finite: [0.0; L],
     };
 
     #[inline(always)]
@@ -116,7 +158,7 @@ impl<const L: usize> Lanes<L> {
         self.post_low[lane] = smaller(finite_a, self.post_low[lane]);
         self.post_high[lane] = larger(finite_a, self.post_high[lane]);
         self.peak[lane] = larger(a, self.peak[lane]);
-        self.pre_non_finite[lane] += u32::from(!z.is_finite());
+        self.pre_non_finite[lane] += if z.is_finite() { 0.0 } else { 1.0 };
     }
 
     /// Moves the running sums into `m` (and the slope sum into `unit_slope`), and starts them again.
@@ -136,18 +178,60 @@ impl<const L: usize> Lanes<L> {
         m.pre_square += sum(&self.pre_square);
         m.post_sum += sum(&self.post_sum);
         m.post_square += sum(&self.post_square);
-        (self.pre_sum, self.pre_square, self.post_sum, self.post_square, self.slope) =
-            ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
+        m.pre_non_finite += sum(&self.pre_non_finite) as u32;
+        (self.pre_sum, self.pre_square, self.post_sum, self.post_square, self.slope, self.pre_non_finite) =
+            ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
     }
 
-    /// Folds the lanes' ranges and non-finite count into `m`.
+    /// Folds the lanes' ranges into `m`.
     fn fold_ranges(&self, m: &mut Moments) {
         // f32::min / max skip NaN: a unit or lane without a finite value changes nothing.
         m.pre_low = m.pre_low.min(fold(&self.pre_low, f32::INFINITY, f32::min));
         m.pre_high = m.pre_high.max(fold(&self.pre_high, f32::NEG_INFINITY, f32::max));
         m.post_low = m.post_low.min(fold(&self.post_low, f32::INFINITY, f32::min));
         m.post_high = m.post_high.max(fold(&self.post_high, f32::NEG_INFINITY, f32::max));
-        m.pre_non_finite += self.pre_non_finite.iter().sum::<u32>();
+    }
+}
+
+/// How blocks of consecutive values go into the lanes: lane by lane in plain code, or held in registers from
+/// one flush of the sums to the next.
+///
+/// # Safety
+/// Every method needs the implementation's instructions to run on this CPU.
+trait AddBlock<const L: usize> {
+    /// The lanes as the implementation holds them while adding.
+    type Held;
+    unsafe fn hold(lanes: &Lanes<L>) -> Self::Held;
+    unsafe fn release(held: &Self::Held, lanes: &mut Lanes<L>);
+    /// Adds `pre` and `post` (equally long), value i to lane i mod L.
+    unsafe fn add_block(held: &mut Self::Held, pre: &[f32], post: &[f32], slope: Slope);
+}
+
+/// Lane by lane, left to the compiler (which kept the running vectors on the stack, ~40 cycles a vector).
+struct Plain;
+
+impl<const L: usize> AddBlock<L> for Plain {
+    type Held = Lanes<L>;
+    #[inline(always)]
+    unsafe fn hold(lanes: &Lanes<L>) -> Lanes<L> {
+        *lanes
+    }
+    #[inline(always)]
+    unsafe fn release(held: &Lanes<L>, lanes: &mut Lanes<L>) {
+        *lanes = *held;
+    }
+    #[inline(always)]
+    unsafe fn add_block(lanes: &mut Lanes<L>, pre: &[f32], post: &[f32], slope: Slope) {
+        let (mut zs, mut activations) = (pre.chunks_exact(L), post.chunks_exact(L));
+        for (zs, activations) in (&mut zs).zip(&mut activations) {
+            for lane in 0..L {
+                let (z, a) = (zs[lane], activations[lane]);
+                lanes.add(lane, z, a, slope.at(z, a));
+            }
+        }
+        for (lane, (&z, &a)) in zs.remainder().iter().zip(activations.remainder()).enumerate() {
+            lanes.add(lane, z, a, slope.at(z, a));
+        }
     }
 }
 
@@ -175,12 +259,7 @@ fn fold<const L: usize>(lanes: &[f32; L], unset: f32, pick: fn(f32, f32) -> f32)
 /// The pass: unit by unit where a unit has a map of values per example (convolutions), across units where it
 /// has one (dense layers).
 #[inline(always)]
-fn measure_plain<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
-    dims: [usize; 4],
-    pre: &[f32],
-    post: &[f32],
-    slope: F,
-) -> Moments {
+fn measure_plain<W: AddBlock<L>, const L: usize>(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> Moments {
     let [_, units, height, width] = dims;
     let mut moments = Moments {
         measured: 0,
@@ -197,9 +276,9 @@ fn measure_plain<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
         unit_peaks: vec![f32::NAN; units],
     };
     if height * width == 1 {
-        measure_across_units::<F, L>(dims, pre, post, slope, &mut moments);
+        measure_across_units::<W, L>(dims, pre, post, slope, &mut moments);
     } else {
-        measure_unit_by_unit::<F, L>(dims, pre, post, slope, &mut moments);
+        measure_unit_by_unit::<W, L>(dims, pre, post, slope, &mut moments);
     }
     moments
 }
@@ -208,11 +287,11 @@ fn measure_plain<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
 /// 7×7 layer's 49 values per example no longer pay for a fold each), its sums moved to f64 every
 /// [`FLUSH_ROUNDS`] rounds.
 #[inline(always)]
-fn measure_unit_by_unit<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
+fn measure_unit_by_unit<W: AddBlock<L>, const L: usize>(
     dims: [usize; 4],
     pre: &[f32],
     post: &[f32],
-    slope: F,
+    slope: Slope,
     m: &mut Moments,
 ) {
     let [batch, units, height, width] = dims;
@@ -220,6 +299,8 @@ fn measure_unit_by_unit<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
     let available = pre.len().min(post.len()).min(batch * units * per_unit);
     for unit in 0..units {
         let (mut lanes, mut rounds, mut unit_slope) = (Lanes::<L>::EMPTY, 0, 0.0f64);
+        // SAFETY (here and below): `W` runs here, as the entry point that picked it checked.
+        let mut held = unsafe { W::hold(&lanes) };
         // Each (example, unit) pair owns `per_unit` consecutive values.
         for example in 0..batch {
             let start = (example * units + unit) * per_unit;
@@ -229,23 +310,16 @@ fn measure_unit_by_unit<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
             }
             let (pre_block, post_block) = (&pre[start..end], &post[start..end]);
             m.measured += end - start;
-            let mut pre_chunks = pre_block.chunks_exact(L);
-            let mut post_chunks = post_block.chunks_exact(L);
-            for (zs, activations) in (&mut pre_chunks).zip(&mut post_chunks) {
-                for lane in 0..L {
-                    let (z, a) = (zs[lane], activations[lane]);
-                    lanes.add(lane, z, a, slope(z, a));
-                }
-            }
-            for (lane, (&z, &a)) in pre_chunks.remainder().iter().zip(post_chunks.remainder()).enumerate() {
-                lanes.add(lane, z, a, slope(z, a));
-            }
+            unsafe { W::add_block(&mut held, pre_block, post_block, slope) };
             rounds += (end - start).div_ceil(L);
             if rounds >= FLUSH_ROUNDS {
+                unsafe { W::release(&held, &mut lanes) };
                 lanes.flush(m, &mut unit_slope);
+                held = unsafe { W::hold(&lanes) };
                 rounds = 0;
             }
         }
+        unsafe { W::release(&held, &mut lanes) };
         lanes.flush(m, &mut unit_slope);
         lanes.fold_ranges(m);
         m.unit_slope_sums[unit] = unit_slope;
@@ -257,16 +331,18 @@ fn measure_unit_by_unit<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
 /// block of L, read from each example's row as one contiguous vector. Unit by unit, a dense unit's 32 values
 /// went through one lane and paid for folding all L: the pass cost 12 % of an `mlp` step.
 #[inline(always)]
-fn measure_across_units<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
+fn measure_across_units<W: AddBlock<L>, const L: usize>(
     [batch, units, ..]: [usize; 4],
     pre: &[f32],
     post: &[f32],
-    slope: F,
+    slope: Slope,
     m: &mut Moments,
 ) {
     let available = pre.len().min(post.len()).min(batch * units);
     for first in (0..units).step_by(L) {
         let (mut lanes, mut rounds, mut slopes) = (Lanes::<L>::EMPTY, 0, [0.0f64; L]);
+        // SAFETY (here and below): as in `measure_unit_by_unit`.
+        let mut held = unsafe { W::hold(&lanes) };
         for example in 0..batch {
             let start = example * units + first;
             let end = (start + L.min(units - first)).min(available);
@@ -275,21 +351,16 @@ fn measure_across_units<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
             }
             m.measured += end - start;
             let (zs, activations) = (&pre[start..end], &post[start..end]);
-            if let (Ok(zs), Ok(activations)) = (<&[f32; L]>::try_from(zs), <&[f32; L]>::try_from(activations)) {
-                for lane in 0..L {
-                    lanes.add(lane, zs[lane], activations[lane], slope(zs[lane], activations[lane]));
-                }
-            } else {
-                for (lane, (&z, &a)) in zs.iter().zip(activations).enumerate() {
-                    lanes.add(lane, z, a, slope(z, a));
-                }
-            }
+            unsafe { W::add_block(&mut held, zs, activations, slope) };
             rounds += 1;
             if rounds >= FLUSH_ROUNDS {
+                unsafe { W::release(&held, &mut lanes) };
                 lanes.flush_per_lane(m, &mut slopes);
+                held = unsafe { W::hold(&lanes) };
                 rounds = 0;
             }
         }
+        unsafe { W::release(&held, &mut lanes) };
         lanes.flush_per_lane(m, &mut slopes);
         lanes.fold_ranges(m);
         for (lane, unit) in (first..units.min(first + L)).enumerate() {
@@ -301,58 +372,4 @@ fn measure_across_units<F: Fn(f32, f32) -> f32 + Copy, const L: usize>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_instruction_set_gives_the_plain_pass_s_figures() {
-        let dims = [3, 5, 7, 5];
-        let count = dims.iter().product::<usize>();
-        let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect();
-        pre[17] = f32::NAN;
-        pre[40] = f32::NEG_INFINITY;
-        let post: Vec<f32> = pre.iter().map(|z| z.max(0.0)).collect();
-        let slope = |z: f32, _: f32| if z > 0.0 { 1.0 } else { 0.0 };
-        let plain = measure_plain::<_, 16>(dims, &pre, &post, slope);
-        assert_eq!(plain.pre_non_finite, 2);
-        assert_eq!(plain.measured, count);
-        // Sums may round differently with other vector widths; ranges and peaks must agree exactly.
-        let dispatched = measure(dims, &pre, &post, slope);
-        assert_eq!((dispatched.pre_low, dispatched.pre_high), (plain.pre_low, plain.pre_high));
-        assert_eq!((dispatched.post_low, dispatched.post_high), (plain.post_low, plain.post_high));
-        assert_eq!(dispatched.unit_peaks, plain.unit_peaks);
-        assert!((dispatched.post_sum - plain.post_sum).abs() < 1e-3);
-        assert_eq!(dispatched.unit_slope_sums, plain.unit_slope_sums);
-    }
-
-    #[test]
-    fn dense_layers_measured_across_units_give_the_unit_by_unit_figures() {
-        // 37 units: two full blocks of 16 and a partial one; 70 examples: a flush in between; a short slice.
-        for (dims, cut) in [([70, 37, 1, 1], 0), ([5, 3, 1, 1], 0), ([9, 20, 1, 1], 7)] {
-            let count = dims.iter().product::<usize>() - cut;
-            let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect();
-            pre[4] = f32::NAN;
-            pre[count - 1] = f32::INFINITY;
-            let post: Vec<f32> = pre.iter().map(|z| z.max(0.0)).collect();
-            let slope = |z: f32, _: f32| if z > 0.0 { 1.0 } else { 0.0 };
-            let empty = || measure_plain::<_, 16>([0, dims[1], 2, 2], &[], &[], slope);
-            let (mut across, mut by_unit) = (empty(), empty());
-            measure_across_units::<_, 16>(dims, &pre, &post, slope, &mut across);
-            measure_unit_by_unit::<_, 16>(dims, &pre, &post, slope, &mut by_unit);
-            assert_eq!(across.measured, count);
-            assert_eq!(across.measured, by_unit.measured);
-            assert_eq!(across.pre_non_finite, by_unit.pre_non_finite);
-            assert_eq!((across.pre_low, across.pre_high), (by_unit.pre_low, by_unit.pre_high));
-            assert_eq!((across.post_low, across.post_high), (by_unit.post_low, by_unit.post_high));
-            assert_eq!(across.unit_slope_sums, by_unit.unit_slope_sums);
-            let bits = |m: &Moments| m.unit_peaks.iter().map(|p| p.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&across), bits(&by_unit));
-            // Sums in another order: equal up to rounding (or both NaN or the same infinity).
-            let close =
-                |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() < 1e-3 * b.abs().max(1.0);
-            assert!(close(across.pre_square, by_unit.pre_square) && close(across.post_sum, by_unit.post_sum));
-            assert!(close(across.post_square, by_unit.post_square) && !across.post_sum.is_finite());
-            assert_eq!(measure(dims, &pre, &post, slope).unit_peaks.len(), dims[1]);
-        }
-    }
-}
+mod tests;

@@ -20,6 +20,19 @@ pub(crate) trait Vector {
     unsafe fn load_first(p: *const f32, n: usize) -> Self::V;
     /// The sum of the lanes, always added in the same order.
     unsafe fn sum(v: Self::V) -> f32;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane by lane `v > 0 ? yes : no` (so `no` where v is NaN).
+    unsafe fn where_positive(v: Self::V, yes: Self::V, no: Self::V) -> Self::V;
+    /// Lane by lane `a < b ? a : b` (so `b` where either is NaN), as `minps` does.
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane by lane `a > b ? a : b` (so `b` where either is NaN), as `maxps` does.
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// `v` with NaN in its non-finite lanes, and 1 in those lanes of the second vector (0 elsewhere).
+    unsafe fn finite_or_nan(v: Self::V) -> (Self::V, Self::V);
+    /// `v` in the first `n` lanes (n ≤ L), `fill` in the others.
+    unsafe fn keep_first(n: usize, v: Self::V, fill: f32) -> Self::V;
 }
 
 pub(crate) struct Avx512;
@@ -61,6 +74,46 @@ impl Vector for Avx512 {
     #[inline(always)]
     unsafe fn sum(v: __m512) -> f32 {
         unsafe { _mm512_reduce_add_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn where_positive(v: __m512, yes: __m512, no: __m512) -> __m512 {
+        unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps()), no, yes) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        unsafe { _mm512_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn finite_or_nan(v: __m512) -> (__m512, __m512) {
+        unsafe {
+            // |v| < ∞ is false for ±∞ and NaN alike.
+            let finite = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(_mm512_abs_ps(v), _mm512_set1_ps(f32::INFINITY));
+            (
+                _mm512_mask_blend_ps(finite, _mm512_set1_ps(f32::NAN), v),
+                _mm512_maskz_mov_ps(!finite, _mm512_set1_ps(1.0)),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn keep_first(n: usize, v: __m512, fill: f32) -> __m512 {
+        let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        unsafe { _mm512_mask_blend_ps(mask, _mm512_set1_ps(fill), v) }
     }
 }
 
@@ -115,6 +168,47 @@ impl Vector for Avx2 {
             let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
             let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
             _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_mul_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_sub_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn where_positive(v: __m256, yes: __m256, no: __m256) -> __m256 {
+        unsafe { _mm256_blendv_ps(no, yes, _mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps())) }
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_min_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        unsafe { _mm256_max_ps(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn finite_or_nan(v: __m256) -> (__m256, __m256) {
+        unsafe {
+            let magnitude = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX)));
+            // All ones where |v| < ∞, which is false for ±∞ and NaN alike.
+            let finite = _mm256_cmp_ps::<_CMP_LT_OQ>(magnitude, _mm256_set1_ps(f32::INFINITY));
+            (_mm256_blendv_ps(_mm256_set1_ps(f32::NAN), v, finite), _mm256_andnot_ps(finite, _mm256_set1_ps(1.0)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn keep_first(n: usize, v: __m256, fill: f32) -> __m256 {
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let first = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes);
+            _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(first))
         }
     }
 }

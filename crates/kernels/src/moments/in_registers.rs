@@ -1,0 +1,182 @@
+//! The moments pass with its running quantities in vector registers (AVX-512 or AVX2), f′ computed in them
+//! too for the common activations.
+
+use std::marker::PhantomData;
+
+use super::{AddBlock, Lanes, Slope};
+use crate::simd::Vector;
+
+/// A [`Slope::Other`]'s slopes are computed ahead of the vector pass in blocks this long (a multiple of every
+/// vector width).
+const SLOPE_BLOCK: usize = 256;
+
+/// The running quantities in registers of `V` (L = `V::L`), the slope computed in them too, the last partial
+/// vector masked: lane by lane the operations of [`Lanes::add`], so the figures are the plain pass's.
+pub(super) struct InRegisters<V>(PhantomData<V>);
+
+impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
+    /// The running sums, and room for a [`Slope::Other`]'s slopes, computed ahead (zeroed once here: zeroing it
+    /// for every block cost more than a 7×7 map's pass).
+    type Held = (Running<V>, [f32; SLOPE_BLOCK]);
+    #[inline(always)]
+    unsafe fn hold(lanes: &Lanes<L>) -> Self::Held {
+        debug_assert!(L == V::L);
+        (unsafe { Running::load(lanes) }, [0.0; SLOPE_BLOCK])
+    }
+    #[inline(always)]
+    unsafe fn release(held: &Self::Held, lanes: &mut Lanes<L>) {
+        unsafe { held.0.store(lanes) }
+    }
+    #[inline(always)]
+    unsafe fn add_block(held: &mut Self::Held, pre: &[f32], post: &[f32], slope: Slope) {
+        debug_assert!(pre.len() == post.len());
+        let (sums, slopes) = held;
+        // SAFETY: the caller's CPU runs V; every load stays within a slice or `slopes` (the last partial vector
+        // is read with `load_first`).
+        unsafe {
+            if let Slope::Other(slope) = slope {
+                return add_block_slopes_ahead(sums, slopes, pre, post, slope);
+            }
+            let whole = pre.len() / L * L;
+            for at in (0..whole).step_by(L) {
+                let (z, a) = (V::load(pre.as_ptr().add(at)), V::load(post.as_ptr().add(at)));
+                sums.add(z, a, slope.vector::<V>(z, a), L);
+            }
+            let n = pre.len() - whole;
+            if n > 0 {
+                let (z, a) = (V::load_first(pre.as_ptr().add(whole), n), V::load_first(post.as_ptr().add(whole), n));
+                sums.add(z, a, V::keep_first(n, slope.vector::<V>(z, a), 0.0), n);
+            }
+        }
+    }
+}
+
+/// As [`InRegisters::add_block`] for a slope the vector pass cannot compute: value by value into `slopes`
+/// first, a block ahead.
+#[inline(always)]
+unsafe fn add_block_slopes_ahead<V: Vector>(
+    sums: &mut Running<V>,
+    slopes: &mut [f32; SLOPE_BLOCK],
+    pre: &[f32],
+    post: &[f32],
+    slope: fn(f32, f32) -> f32,
+) {
+    let l = V::L;
+    // SAFETY: as in `InRegisters::add_block`.
+    unsafe {
+        for (zs, activations) in pre.chunks(SLOPE_BLOCK).zip(post.chunks(SLOPE_BLOCK)) {
+            for ((s, &z), &a) in slopes.iter_mut().zip(zs).zip(activations) {
+                *s = slope(z, a);
+            }
+            let whole = zs.len() / l * l;
+            for at in (0..whole).step_by(l) {
+                let (z, a) = (V::load(zs.as_ptr().add(at)), V::load(activations.as_ptr().add(at)));
+                sums.add(z, a, V::load(slopes.as_ptr().add(at)), l);
+            }
+            let n = zs.len() - whole;
+            if n > 0 {
+                let z = V::load_first(zs.as_ptr().add(whole), n);
+                let a = V::load_first(activations.as_ptr().add(whole), n);
+                sums.add(z, a, V::load_first(slopes.as_ptr().add(whole), n), n);
+            }
+        }
+    }
+}
+
+/// [`Lanes`] held in registers.
+pub(super) struct Running<V: Vector> {
+    pre_sum: V::V,
+    pre_square: V::V,
+    post_sum: V::V,
+    post_square: V::V,
+    slope: V::V,
+    pre_non_finite: V::V,
+    pre_low: V::V,
+    pre_high: V::V,
+    post_low: V::V,
+    post_high: V::V,
+    peak: V::V,
+}
+
+impl<V: Vector> Running<V> {
+    #[inline(always)]
+    unsafe fn load<const L: usize>(lanes: &Lanes<L>) -> Self {
+        // SAFETY: each lane array is L = V::L long.
+        let load = |lane: &[f32; L]| unsafe { V::load(lane.as_ptr()) };
+        Running {
+            pre_sum: load(&lanes.pre_sum),
+            pre_square: load(&lanes.pre_square),
+            post_sum: load(&lanes.post_sum),
+            post_square: load(&lanes.post_square),
+            slope: load(&lanes.slope),
+            pre_non_finite: load(&lanes.pre_non_finite),
+            pre_low: load(&lanes.pre_low),
+            pre_high: load(&lanes.pre_high),
+            post_low: load(&lanes.post_low),
+            post_high: load(&lanes.post_high),
+            peak: load(&lanes.peak),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn store<const L: usize>(&self, lanes: &mut Lanes<L>) {
+        // SAFETY: as in `load`.
+        let store = |lane: &mut [f32; L], v| unsafe { V::store(lane.as_mut_ptr(), v) };
+        store(&mut lanes.pre_sum, self.pre_sum);
+        store(&mut lanes.pre_square, self.pre_square);
+        store(&mut lanes.post_sum, self.post_sum);
+        store(&mut lanes.post_square, self.post_square);
+        store(&mut lanes.slope, self.slope);
+        store(&mut lanes.pre_non_finite, self.pre_non_finite);
+        store(&mut lanes.pre_low, self.pre_low);
+        store(&mut lanes.pre_high, self.pre_high);
+        store(&mut lanes.post_low, self.post_low);
+        store(&mut lanes.post_high, self.post_high);
+        store(&mut lanes.peak, self.peak);
+    }
+
+    /// Adds the first `n` lanes of z, a and the slopes; the others must be 0 (so they add nothing to a sum).
+    #[inline(always)]
+    unsafe fn add(&mut self, z: V::V, a: V::V, slope: V::V, n: usize) {
+        unsafe {
+            self.pre_sum = V::add(self.pre_sum, z);
+            self.pre_square = V::add(self.pre_square, V::mul(z, z));
+            self.post_sum = V::add(self.post_sum, a);
+            self.post_square = V::add(self.post_square, V::mul(a, a));
+            self.slope = V::add(self.slope, slope);
+            let ((mut finite_z, z_not_finite), (mut finite_a, _)) = (V::finite_or_nan(z), V::finite_or_nan(a));
+            let mut a = a;
+            if n < V::L {
+                // Lanes past the end range over NaN, which a comparison never takes.
+                (finite_z, finite_a, a) = (
+                    V::keep_first(n, finite_z, f32::NAN),
+                    V::keep_first(n, finite_a, f32::NAN),
+                    V::keep_first(n, a, f32::NAN),
+                );
+            }
+            self.pre_non_finite = V::add(self.pre_non_finite, z_not_finite);
+            self.pre_low = V::min(finite_z, self.pre_low);
+            self.pre_high = V::max(finite_z, self.pre_high);
+            self.post_low = V::min(finite_a, self.post_low);
+            self.post_high = V::max(finite_a, self.post_high);
+            self.peak = V::max(a, self.peak);
+        }
+    }
+}
+
+impl Slope {
+    /// f′ lane by lane (not for [`Slope::Other`]).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn vector<V: Vector>(self, z: V::V, a: V::V) -> V::V {
+        unsafe {
+            match self {
+                Slope::Step { below } => V::where_positive(z, V::splat(1.0), V::splat(below)),
+                Slope::Elu { alpha } => V::where_positive(z, V::splat(1.0), V::add(a, V::splat(alpha))),
+                Slope::Logistic => V::sub(a, V::mul(a, a)),
+                Slope::Tanh => V::sub(V::splat(1.0), V::mul(a, a)),
+                Slope::One | Slope::Other(_) => V::splat(1.0),
+            }
+        }
+    }
+}
