@@ -12,8 +12,9 @@ mod pointwise;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use burn::tensor::Tensor;
+use burn::backend::Flex;
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{DType, Tensor};
 
 pub use convscope_kernels::Isa;
 pub use convscope_kernels::pointwise::Pointwise;
@@ -90,6 +91,31 @@ pub fn conv2d_using(
     } else {
         burn_conv2d(x, weight, bias, stride, padding)
     }
+}
+
+/// Sums of squares over flex f32 tensors, each read in place in one pass (`convscope_kernels::squares`): for
+/// each pair Σ(a − b)² with a `b`, Σa² without. `None` on another backend or element type, and with
+/// `CONVSCOPE_KERNELS=burn`: the caller then takes burn's ops.
+pub fn sums_of_squares(pairs: &[(Tensor<1>, Option<Tensor<1>>)]) -> Option<Vec<f64>> {
+    use convscope_kernels::squares::{squared_distance, sum_of_squares};
+    if kernel_choice() == KernelChoice::Burn {
+        return None;
+    }
+    let values = |t: &Tensor<1>| {
+        let flex = (t.dtype() == DType::F32).then(|| t.clone().try_into_primitive::<Flex>().ok()).flatten();
+        // Contiguous and covering its whole buffer, so its storage holds exactly its values in order.
+        flex.map(|x| x.to_contiguous())
+    };
+    pairs
+        .iter()
+        .map(|(a, b)| {
+            let a = values(a)?;
+            Some(match b {
+                None => sum_of_squares(a.storage()),
+                Some(b) => squared_distance(a.storage(), values(b)?.storage()),
+            })
+        })
+        .collect()
 }
 
 thread_local! {

@@ -92,6 +92,29 @@ pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tens
     Ok((layers, trace.inputs))
 }
 
+/// Σ(a − b)² with a `b`, Σa² without, for each pair: one pass each on flex, read in place; burn's ops read
+/// back in one go elsewhere.
+pub(super) fn square_sums(
+    pairs: Vec<(Tensor<1>, Option<Tensor<1>>)>,
+    what: &'static str,
+) -> Result<Vec<f32>, TrainError> {
+    if let Some(sums) = crate::kernels::sums_of_squares(&pairs) {
+        return Ok(sums.into_iter().map(|s| s as f32).collect());
+    }
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pieces = pairs
+        .into_iter()
+        .map(|(a, b)| match b {
+            Some(b) => a.sub(b),
+            None => a,
+        })
+        .map(|d| d.square().sum())
+        .collect();
+    readback(what, Tensor::cat(pieces, 0).into_data())
+}
+
 fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError> {
     readback(what, tensor.inner().into_data())
 }
@@ -109,17 +132,19 @@ pub fn layer_stats(
     grad_norms: &[f32],
     tracker: &mut UnitTracker,
 ) -> Result<Vec<LayerStats>, TrainError> {
-    // The few device-side sums, read back in one go.
-    let mut pieces: Vec<Tensor<1>> = Vec::new();
+    // ‖ΔW‖², ‖W‖² and Σx² of each layer's input (over its count, for the mean square).
+    let mut pairs = Vec::new();
+    let mut input_counts = Vec::new();
     for (layer, (input, before)) in model.layers.iter().zip(inputs.iter().zip(weights_before)) {
         let Some(after) = layer.flat_weight() else { continue };
-        let input = input.clone().inner();
-        pieces.extend([after.clone().sub(before.clone()).square().sum(), after.square().sum(), input.square().mean()]);
+        let input = input.clone().inner().flatten::<1>(0, 3);
+        input_counts.push(input.dims()[0].max(1) as f32);
+        pairs.extend([(after.clone(), Some(before.clone())), (after, None), (input, None)]);
     }
-    if pieces.is_empty() {
-        return Ok(Vec::new());
+    let mut scalars = square_sums(pairs, "the layer statistics")?;
+    for (sums, count) in scalars.chunks_exact_mut(DEVICE_SCALARS).zip(input_counts) {
+        sums[2] /= count;
     }
-    let scalars = readback("the layer statistics", Tensor::cat(pieces, 0).into_data())?;
 
     let mut stats = Vec::with_capacity(host.len());
     for ((index, layer), (host, device)) in

@@ -76,17 +76,17 @@ impl Gradients {
             };
             let before = pieces.len();
             // A weight always takes part in the forward pass; a zero keeps the layout if one ever does not.
-            pieces.push(grad.clone().map_or_else(|| Tensor::zeros([1], &device.clone().inner()), |g| g.square().sum()));
+            pieces.push((grad.clone().unwrap_or_else(|| Tensor::zeros([1], &device.clone().inner())), None));
             weights.push(grad);
             for extra in [layer.bias.grad(grads), layer.norm.gamma.grad(grads), layer.norm.beta.grad(grads)]
                 .into_iter()
                 .flatten()
             {
-                pieces.push(extra.square().sum());
+                pieces.push((extra, None));
             }
             counts.push(pieces.len() - before);
         }
-        let flat = readback("the gradient norms", Tensor::cat(pieces, 0).into_data())?;
+        let flat = super::stats::square_sums(pieces, "the gradient norms")?;
         let mut rest = flat.as_slice();
         let squares: Vec<Vec<f32>> = counts
             .iter()

@@ -13,6 +13,7 @@ pub mod pointwise;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+pub mod squares;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, the same
 /// stride in both directions (the direct kernels take stride 1; im2col + gemm any).
