@@ -146,9 +146,9 @@ impl<const L: usize> Lanes<L> {
     #[inline(always)]
     fn add(&mut self, lane: usize, z: f32, a: f32, slope: f32) {
         self.pre_sum[lane] += z;
-        self.pre_square[lane] += z * z;
+        self.pre_square[lane] = z.mul_add(z, self.pre_square[lane]);
         self.post_sum[lane] += a;
-        self.post_square[lane] += a * a;
+        self.post_square[lane] = a.mul_add(a, self.post_square[lane]);
         self.slope[lane] += slope;
         let finite_z = if z.is_finite() { z } else { f32::NAN };
         let finite_a = if a.is_finite() { a } else { f32::NAN };

@@ -31,6 +31,8 @@ pub(crate) trait Vector {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// `v` with NaN in its non-finite lanes, and 1 in those lanes of the second vector (0 elsewhere).
     unsafe fn finite_or_nan(v: Self::V) -> (Self::V, Self::V);
+    /// Whether no lane is ±∞ or NaN.
+    unsafe fn all_finite(v: Self::V) -> bool;
     /// `v` in the first `n` lanes (n ≤ L), `fill` in the others.
     unsafe fn keep_first(n: usize, v: Self::V, fill: f32) -> Self::V;
 }
@@ -109,6 +111,11 @@ impl Vector for Avx512 {
                 _mm512_maskz_mov_ps(!finite, _mm512_set1_ps(1.0)),
             )
         }
+    }
+    #[inline(always)]
+    unsafe fn all_finite(v: __m512) -> bool {
+        // v − v is 0 where v is finite, NaN elsewhere; NaN is unordered.
+        unsafe { _mm512_cmp_ps_mask::<_CMP_ORD_Q>(_mm512_sub_ps(v, v), _mm512_setzero_ps()) == 0xffff }
     }
     #[inline(always)]
     unsafe fn keep_first(n: usize, v: __m512, fill: f32) -> __m512 {
@@ -202,6 +209,11 @@ impl Vector for Avx2 {
             let finite = _mm256_cmp_ps::<_CMP_LT_OQ>(magnitude, _mm256_set1_ps(f32::INFINITY));
             (_mm256_blendv_ps(_mm256_set1_ps(f32::NAN), v, finite), _mm256_andnot_ps(finite, _mm256_set1_ps(1.0)))
         }
+    }
+    #[inline(always)]
+    unsafe fn all_finite(v: __m256) -> bool {
+        // As for AVX-512: v − v is NaN exactly where v is not finite.
+        unsafe { _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_ORD_Q>(_mm256_sub_ps(v, v), _mm256_setzero_ps())) == 0xff }
     }
     #[inline(always)]
     unsafe fn keep_first(n: usize, v: __m256, fill: f32) -> __m256 {

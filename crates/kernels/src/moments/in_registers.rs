@@ -37,16 +37,44 @@ impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
             if let Slope::Other(slope) = slope {
                 return add_block_slopes_ahead(sums, slopes, pre, post, slope);
             }
-            let whole = pre.len() / L * L;
-            for at in (0..whole).step_by(L) {
-                let (z, a) = (V::load(pre.as_ptr().add(at)), V::load(post.as_ptr().add(at)));
-                sums.add(z, a, slope.vector::<V>(z, a), L);
+            // Every value finite is the rule: the block goes through without the checks for ±∞ and NaN, and again
+            // with them only if a sum came out non-finite (a non-finite value, or an overflow, leaves its lane's
+            // sum non-finite to the block's end). On finite values both ways give the same figures.
+            // Copies in locals, which the compiler keeps in registers.
+            let mut running = *sums;
+            if running.finite() {
+                add_values::<V, false, L>(&mut running, pre, post, slope);
+                if running.finite() {
+                    *sums = running;
+                    return;
+                }
+                running = *sums;
             }
-            let n = pre.len() - whole;
-            if n > 0 {
-                let (z, a) = (V::load_first(pre.as_ptr().add(whole), n), V::load_first(post.as_ptr().add(whole), n));
-                sums.add(z, a, V::keep_first(n, slope.vector::<V>(z, a), 0.0), n);
-            }
+            add_values::<V, true, L>(&mut running, pre, post, slope);
+            *sums = running;
+        }
+    }
+}
+
+/// Adds `pre` and `post` lane by lane, the last partial vector masked; `CHECKED` takes care of ±∞ and NaN.
+#[inline(always)]
+unsafe fn add_values<V: Vector, const CHECKED: bool, const L: usize>(
+    sums: &mut Running<V>,
+    pre: &[f32],
+    post: &[f32],
+    slope: Slope,
+) {
+    // SAFETY: as in `InRegisters::add_block`.
+    unsafe {
+        let whole = pre.len() / L * L;
+        for at in (0..whole).step_by(L) {
+            let (z, a) = (V::load(pre.as_ptr().add(at)), V::load(post.as_ptr().add(at)));
+            sums.add::<CHECKED>(z, a, slope.vector::<V>(z, a), L);
+        }
+        let n = pre.len() - whole;
+        if n > 0 {
+            let (z, a) = (V::load_first(pre.as_ptr().add(whole), n), V::load_first(post.as_ptr().add(whole), n));
+            sums.add::<CHECKED>(z, a, V::keep_first(n, slope.vector::<V>(z, a), 0.0), n);
         }
     }
 }
@@ -71,13 +99,13 @@ unsafe fn add_block_slopes_ahead<V: Vector>(
             let whole = zs.len() / l * l;
             for at in (0..whole).step_by(l) {
                 let (z, a) = (V::load(zs.as_ptr().add(at)), V::load(activations.as_ptr().add(at)));
-                sums.add(z, a, V::load(slopes.as_ptr().add(at)), l);
+                sums.add::<true>(z, a, V::load(slopes.as_ptr().add(at)), l);
             }
             let n = zs.len() - whole;
             if n > 0 {
                 let z = V::load_first(zs.as_ptr().add(whole), n);
                 let a = V::load_first(activations.as_ptr().add(whole), n);
-                sums.add(z, a, V::load_first(slopes.as_ptr().add(whole), n), n);
+                sums.add::<true>(z, a, V::load_first(slopes.as_ptr().add(whole), n), n);
             }
         }
     }
@@ -135,34 +163,52 @@ impl<V: Vector> Running<V> {
         store(&mut lanes.peak, self.peak);
     }
 
-    /// Adds the first `n` lanes of z, a and the slopes; the others must be 0 (so they add nothing to a sum).
+    /// Whether every running sum of z and of a is finite.
     #[inline(always)]
-    unsafe fn add(&mut self, z: V::V, a: V::V, slope: V::V, n: usize) {
+    unsafe fn finite(&self) -> bool {
+        unsafe { V::all_finite(V::add(V::mul(self.pre_sum, V::splat(0.0)), V::mul(self.post_sum, V::splat(0.0)))) }
+    }
+
+    /// Adds the first `n` lanes of z, a and the slopes; the others must be 0 (so they add nothing to a sum).
+    /// Unless `CHECKED`, every value must be finite.
+    #[inline(always)]
+    unsafe fn add<const CHECKED: bool>(&mut self, z: V::V, a: V::V, slope: V::V, n: usize) {
         unsafe {
             self.pre_sum = V::add(self.pre_sum, z);
-            self.pre_square = V::add(self.pre_square, V::mul(z, z));
+            self.pre_square = V::fmadd(z, z, self.pre_square);
             self.post_sum = V::add(self.post_sum, a);
-            self.post_square = V::add(self.post_square, V::mul(a, a));
+            self.post_square = V::fmadd(a, a, self.post_square);
             self.slope = V::add(self.slope, slope);
-            let ((mut finite_z, z_not_finite), (mut finite_a, _)) = (V::finite_or_nan(z), V::finite_or_nan(a));
-            let mut a = a;
+            let (mut z_ranged, mut a_ranged, mut a) = (z, a, a);
+            if CHECKED {
+                let ((finite_z, z_not_finite), (finite_a, _)) = (V::finite_or_nan(z), V::finite_or_nan(a));
+                self.pre_non_finite = V::add(self.pre_non_finite, z_not_finite);
+                (z_ranged, a_ranged) = (finite_z, finite_a);
+            }
             if n < V::L {
                 // Lanes past the end range over NaN, which a comparison never takes.
-                (finite_z, finite_a, a) = (
-                    V::keep_first(n, finite_z, f32::NAN),
-                    V::keep_first(n, finite_a, f32::NAN),
+                (z_ranged, a_ranged, a) = (
+                    V::keep_first(n, z_ranged, f32::NAN),
+                    V::keep_first(n, a_ranged, f32::NAN),
                     V::keep_first(n, a, f32::NAN),
                 );
             }
-            self.pre_non_finite = V::add(self.pre_non_finite, z_not_finite);
-            self.pre_low = V::min(finite_z, self.pre_low);
-            self.pre_high = V::max(finite_z, self.pre_high);
-            self.post_low = V::min(finite_a, self.post_low);
-            self.post_high = V::max(finite_a, self.post_high);
+            self.pre_low = V::min(z_ranged, self.pre_low);
+            self.pre_high = V::max(z_ranged, self.pre_high);
+            self.post_low = V::min(a_ranged, self.post_low);
+            self.post_high = V::max(a_ranged, self.post_high);
             self.peak = V::max(a, self.peak);
         }
     }
 }
+
+impl<V: Vector> Clone for Running<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V: Vector> Copy for Running<V> {}
 
 impl Slope {
     /// f′ lane by lane (not for [`Slope::Other`]).
