@@ -105,7 +105,9 @@ struct BenchSummary {
     snapshot_overhead_pct: f64,
     /// Throughput with layer statistics on every step, as `convscope train` takes them.
     images_per_sec_with_stats: f64,
-    /// How much slower statistics on every step make training, in percent.
+    /// How much slower statistics on every step make training, in percent: the median over the rounds (a round's
+    /// steps with statistics against the plain steps just before them), which a burst of load elsewhere on the
+    /// machine moves far less than the totals' ratio.
     stats_overhead_pct: f64,
     /// Two arms of an A/B comparison stepping in turn (arm B a fork of A, as in the window), snapshots of both
     /// at the window's cadence: images per second of both arms together.
@@ -152,16 +154,21 @@ pub fn run_bench(args: &BenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Rounds in which the plain and the snapshot variant alternate, so drift in machine speed hits both.
-const BENCH_ROUNDS: u64 = 3;
+/// Steps of each variant in a round. The variants take turns in short rounds, so that drift in machine speed (a
+/// neighbour's burst on a shared VM) hits all of them alike.
+const ROUND_STEPS: u64 = 10;
 const BENCH_WARMUP_STEPS: u64 = 20;
 
 /// Runs `count` steps of each arm in turn, as the window's worker does (B right after A, a snapshot of both
 /// when A's is due); returns the time taken.
-fn timed_two_arms(arms: (&mut Driver, &mut Driver), count: u64, final_loss: &mut f32) -> Result<Duration, Failure> {
+fn timed_two_arms(
+    arms: (&mut Driver, &mut Driver),
+    count: u64,
+    cadence: &mut SnapshotCadence,
+    final_loss: &mut f32,
+) -> Result<Duration, Failure> {
     let (a, b) = arms;
     let interval = Duration::from_millis(a.trainer().config().snapshot_interval_ms);
-    let mut cadence = SnapshotCadence::default();
     let started = Instant::now();
     for _ in 0..count {
         let capture = cadence.due(interval);
@@ -177,11 +184,20 @@ fn timed_two_arms(arms: (&mut Driver, &mut Driver), count: u64, final_loss: &mut
     Ok(started.elapsed())
 }
 
-/// Runs `count` steps, with snapshots at the window's cadence when `snapshots`; returns the time taken.
-fn timed_steps(driver: &mut Driver, count: u64, snapshots: bool, final_loss: &mut f32) -> Result<Duration, Failure> {
+/// Runs `count` steps, with snapshots at the window's cadence (kept in `cadence`, as the window's worker keeps
+/// it) when `snapshots`; returns the time taken.
+fn timed_steps(
+    driver: &mut Driver,
+    count: u64,
+    snapshots: Option<&mut SnapshotCadence>,
+    final_loss: &mut f32,
+) -> Result<Duration, Failure> {
     let interval = Duration::from_millis(driver.trainer().config().snapshot_interval_ms);
-    // The window's cadence, as its worker keeps it.
-    let mut cadence = SnapshotCadence::default();
+    let mut unused = SnapshotCadence::default();
+    let (snapshots, cadence) = match snapshots {
+        Some(cadence) => (true, cadence),
+        None => (false, &mut unused),
+    };
     let started = Instant::now();
     for _ in 0..count {
         let capture = snapshots && cadence.due(interval);
@@ -211,19 +227,23 @@ fn bench(
     let flops_per_image = plan.training_flops_per_example();
     let mut driver = Driver::new(config, data, backend, Evaluation::Never).map_err(Failure::bad_input)?;
     let mut final_loss = f32::NAN;
-    timed_steps(&mut driver, BENCH_WARMUP_STEPS, true, &mut final_loss)?;
+    let (mut one_cadence, mut two_cadence) = (SnapshotCadence::default(), SnapshotCadence::default());
+    timed_steps(&mut driver, BENCH_WARMUP_STEPS, Some(&mut one_cadence), &mut final_loss)?;
     let mut arm_b = driver.fork(&[]).map_err(Failure::internal)?;
     let cpu_started = cpu_time::ProcessTime::now();
     let (mut plain, mut with_snapshots, mut with_stats) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut two_arms = Duration::ZERO;
-    let per_round = steps.div_ceil(BENCH_ROUNDS);
-    for _ in 0..BENCH_ROUNDS {
-        plain += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
-        with_snapshots += timed_steps(&mut driver, per_round, true, &mut final_loss)?;
+    let rounds = steps.div_ceil(ROUND_STEPS);
+    let mut stats_costs = Vec::new();
+    for _ in 0..rounds {
+        let round_plain = timed_steps(&mut driver, ROUND_STEPS, None, &mut final_loss)?;
+        with_snapshots += timed_steps(&mut driver, ROUND_STEPS, Some(&mut one_cadence), &mut final_loss)?;
         driver.trainer_mut().set_stats_every(1);
-        with_stats += timed_steps(&mut driver, per_round, false, &mut final_loss)?;
+        let round_stats = timed_steps(&mut driver, ROUND_STEPS, None, &mut final_loss)?;
         driver.trainer_mut().set_stats_every(0);
-        two_arms += timed_two_arms((&mut driver, &mut arm_b), per_round, &mut final_loss)?;
+        two_arms += timed_two_arms((&mut driver, &mut arm_b), ROUND_STEPS, &mut two_cadence, &mut final_loss)?;
+        stats_costs.push((round_stats.as_secs_f64() / round_plain.as_secs_f64().max(1e-9) - 1.0) as f32);
+        (plain, with_stats) = (plain + round_plain, with_stats + round_stats);
     }
     let cpu_s = cpu_started.elapsed().as_secs_f64();
     let mut evals = Vec::new();
@@ -233,7 +253,7 @@ fn bench(
         evals.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     evals.sort_by(f64::total_cmp);
-    let images = (per_round * BENCH_ROUNDS * batch as u64) as f64;
+    let images = (rounds * ROUND_STEPS * batch as u64) as f64;
     let rate = |took: Duration| images / took.as_secs_f64().max(1e-9);
     let (images_per_sec, with_snapshots, with_stats) = (rate(plain), rate(with_snapshots), rate(with_stats));
     // Both arms' images count: each took per_round steps.
@@ -248,7 +268,7 @@ fn bench(
         threads,
         input: format!("{}x{}x{}", input.channels, input.height, input.width),
         batch,
-        steps: per_round * BENCH_ROUNDS,
+        steps: rounds * ROUND_STEPS,
         mflop_per_image: flops_per_image / 1e6,
         gflop_per_sec,
         fma_peak_gflop_per_core: peak,
@@ -257,7 +277,7 @@ fn bench(
         images_per_sec_with_snapshots: with_snapshots,
         snapshot_overhead_pct: 100.0 * (images_per_sec / with_snapshots - 1.0),
         images_per_sec_with_stats: with_stats,
-        stats_overhead_pct: 100.0 * (images_per_sec / with_stats - 1.0),
+        stats_overhead_pct: 100.0 * f64::from(crate::diagnose::facts::median(stats_costs)),
         images_per_sec_two_arms: two_arms,
         two_arms_ratio: two_arms / with_snapshots,
         cpu_s,
