@@ -45,6 +45,9 @@ impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
             if running.finite() {
                 add_values::<V, false, L>(&mut running, pre, post, slope);
                 if running.finite() {
+                    // Every a was finite, so the block's largest is its largest finite one: the unit's peak
+                    // follows from the finite range's top (which it never falls below), one max fewer a vector.
+                    running.peak = V::max(running.post_high, running.peak);
                     *sums = running;
                     return;
                 }
@@ -170,7 +173,7 @@ impl<V: Vector> Running<V> {
     }
 
     /// Adds the first `n` lanes of z, a and the slopes; the others must be 0 (so they add nothing to a sum).
-    /// Unless `CHECKED`, every value must be finite.
+    /// Unless `CHECKED`, every value must be finite, and the peak is left to the caller.
     #[inline(always)]
     unsafe fn add<const CHECKED: bool>(&mut self, z: V::V, a: V::V, slope: V::V, n: usize) {
         unsafe {
@@ -197,7 +200,9 @@ impl<V: Vector> Running<V> {
             self.pre_high = V::max(z_ranged, self.pre_high);
             self.post_low = V::min(a_ranged, self.post_low);
             self.post_high = V::max(a_ranged, self.post_high);
-            self.peak = V::max(a, self.peak);
+            if CHECKED {
+                self.peak = V::max(a, self.peak);
+            }
         }
     }
 }
