@@ -93,27 +93,34 @@ pub fn conv2d_using(
     }
 }
 
-/// Sums of squares over flex f32 tensors, each read in place in one pass (`convscope_kernels::squares`): for
-/// each pair Σ(a − b)² with a `b`, Σa² without. `None` on another backend or element type, and with
-/// `CONVSCOPE_KERNELS=burn`: the caller then takes burn's ops.
-pub fn sums_of_squares(pairs: &[(Tensor<1>, Option<Tensor<1>>)]) -> Option<Vec<f64>> {
-    use convscope_kernels::squares::{squared_distance, sum_of_squares};
+/// Runs `read` on the values of flex f32 tensors where they lie (each made contiguous first if it was not), in
+/// memory order; `None` on another backend or element type, and with `CONVSCOPE_KERNELS=burn`: the caller then
+/// reads them back through burn.
+pub fn read_in_place<const D: usize, const N: usize, R>(
+    tensors: [&Tensor<D>; N],
+    read: impl FnOnce([&[f32]; N]) -> R,
+) -> Option<R> {
     if kernel_choice() == KernelChoice::Burn {
         return None;
     }
-    let values = |t: &Tensor<1>| {
-        let flex = (t.dtype() == DType::F32).then(|| t.clone().try_into_primitive::<Flex>().ok()).flatten();
+    let mut flex = Vec::with_capacity(N);
+    for t in tensors {
+        let x = (t.dtype() == DType::F32).then(|| t.clone().try_into_primitive::<Flex>().ok()).flatten()?;
         // Contiguous and covering its whole buffer, so its storage holds exactly its values in order.
-        flex.map(|x| x.to_contiguous())
-    };
+        flex.push(x.to_contiguous());
+    }
+    Some(read(std::array::from_fn(|i| flex[i].storage::<f32>())))
+}
+
+/// Sums of squares over flex f32 tensors, each read in place in one pass (`convscope_kernels::squares`): for
+/// each pair Σ(a − b)² with a `b`, Σa² without. `None` where [`read_in_place`] gives none.
+pub fn sums_of_squares(pairs: &[(Tensor<1>, Option<Tensor<1>>)]) -> Option<Vec<f64>> {
+    use convscope_kernels::squares::{squared_distance, sum_of_squares};
     pairs
         .iter()
-        .map(|(a, b)| {
-            let a = values(a)?;
-            Some(match b {
-                None => sum_of_squares(a.storage()),
-                Some(b) => squared_distance(a.storage(), values(b)?.storage()),
-            })
+        .map(|(a, b)| match b {
+            None => read_in_place([a], |[a]| sum_of_squares(a)),
+            Some(b) => read_in_place([a, b], |[a, b]| squared_distance(a, b)),
         })
         .collect()
 }

@@ -40,7 +40,7 @@ impl Trainer {
                     &self.device,
                 )?;
                 let (_, trace) = self.model.valid().forward_traced(images.inner());
-                stats::read_trace(&self.model, trace)?.0
+                stats::read_trace(&self.model, trace, true)?.0
             }
         };
         let no_grad = None;

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::arch::Activation;
 use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
+use crate::kernels::read_in_place;
 use crate::model::{Cnn, Trace};
 use crate::snapshot::LayerStats;
 use crate::train::activity::LayerActivity;
@@ -59,15 +60,16 @@ impl UnitTracker {
 /// snapshot's histogram and range both come from here.
 #[derive(Debug)]
 pub struct HostLayer {
-    /// The pre-activations, `[batch, units, height, width]` (dense layers: height = width = 1).
+    /// The pre-activations, `[batch, units, height, width]` (dense layers: height = width = 1), read to the host
+    /// where a snapshot wants them; empty otherwise (the statistics are measured where the values lie).
     pub pre: Vec<f32>,
     pub activity: LayerActivity,
 }
 
-/// Reads every layer's pre-activations and activations to the host and measures them. Takes the trace by
-/// value: once the backward pass has run nothing else holds these tensors, so the read moves rather than
-/// copies them. Returns the host layers and the layers' inputs, which stay on the device.
-pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tensor<4>>), TrainError> {
+/// Measures every layer's pre-activations and activations: where they lie on flex, read back to the host
+/// elsewhere; `keep_pre` (a snapshot's histograms) also reads the pre-activations back. Returns the host layers
+/// and the layers' inputs, which stay on the device.
+pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<HostLayer>, Vec<Tensor<4>>), TrainError> {
     let layers: Vec<_> = model
         .layers
         .iter()
@@ -83,9 +85,15 @@ pub fn read_trace(model: &Cnn, trace: Trace) -> Result<(Vec<HostLayer>, Vec<Tens
         .into_par_iter()
         .map(|(activation, pre, post)| {
             let dims = pre.dims();
+            let (pre, post) = (pre.inner(), post.inner());
+            let measure = |z: &[f32], a: &[f32]| LayerActivity::measure(activation, dims, z, a);
+            // In place, the read-back of a step's activations cost more than measuring them (deep6: 16 MB).
+            if let Some(activity) = read_in_place([&pre, &post], |[z, a]| measure(z, a)) {
+                let pre = if keep_pre { to_host("the pre-activations", pre)? } else { Vec::new() };
+                return Ok(HostLayer { pre, activity });
+            }
             let pre = to_host("the pre-activations", pre)?;
-            let post = to_host("the activations", post)?;
-            let activity = LayerActivity::measure(activation, dims, &pre, &post);
+            let activity = measure(&pre, &to_host("the activations", post)?);
             Ok(HostLayer { pre, activity })
         })
         .collect::<Result<Vec<_>, TrainError>>()?;
@@ -115,8 +123,9 @@ pub(super) fn square_sums(
     readback(what, Tensor::cat(pieces, 0).into_data())
 }
 
+/// `tensor` (an inner, not autodiff, tensor) read back to the host.
 fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError> {
-    readback(what, tensor.inner().into_data())
+    readback(what, tensor.into_data())
 }
 
 /// Number of scalars read from the device per layer: ‖ΔW‖², ‖W‖² and the mean square of the layer's input.

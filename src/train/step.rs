@@ -226,7 +226,8 @@ impl Trainer {
         grad_norms: Vec<f32>,
     ) -> StepOutcome {
         let mut warnings = Vec::new();
-        let host = trace.and_then(|trace| stats::read_trace(&self.model, trace).map_err(|e| warnings.push(e)).ok());
+        let host =
+            trace.and_then(|trace| stats::read_trace(&self.model, trace, capture).map_err(|e| warnings.push(e)).ok());
         let stats = match &host {
             Some((layers, inputs)) => {
                 stats::layer_stats(&self.model, layers, inputs, weights_before, &grad_norms, &mut self.units)
