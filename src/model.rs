@@ -16,7 +16,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use crate::arch::{
     Activation, ELU_ALPHA, Init, LEAKY_RELU_SLOPE, LayerKind, LayerSettings, NetPlan, OutputKind, Shape,
 };
-use crate::kernels::{self, Pointwise};
+use crate::kernels::{self, Moments, Pointwise, Slope};
 
 /// A regression head's output weights start this much smaller than its init draws them. The hidden ReLU
 /// layers' activations are large enough that a Xavier output starts with predictions of standard deviation ≈ 2
@@ -81,13 +81,25 @@ pub struct Trace {
     /// What each layer received (after the previous layer's pooling; dense layers `[batch, inputs, 1, 1]`).
     pub inputs: Vec<Tensor<4>>,
     /// After the bias and batch-norm, before the activation.
-    pub pre: Vec<Tensor<4>>,
+    pub pre: Vec<PreActivation>,
     /// After the activation, before pooling.
     pub post: Vec<Tensor<4>>,
     /// With [`Cnn::forward_hooked`]: per layer, a zero leaf added to its post-activation, whose gradient after
     /// a backward pass is ∂loss/∂activation (the sum leaves the graph to the input connected).
     pub hooks: Vec<Hook>,
     hooked: bool,
+    /// With [`Cnn::forward_measured`]: layers whose activation has a one-pass op are measured in that pass.
+    measured: bool,
+}
+
+/// A layer's pre-activation as a [`Trace`] holds it.
+#[derive(Debug)]
+pub enum PreActivation {
+    /// The tensor itself.
+    Kept(Tensor<4>),
+    /// Measured in the activation's pass, which overwrote it: the layer's figures, and its `[batch, units, height,
+    /// width]`.
+    Measured { moments: Moments, dims: [usize; 4] },
 }
 
 /// A zero leaf added to one layer's post-activation: conv layers `[batch, c, h, w]`, dense `[batch, units]`.
@@ -194,6 +206,14 @@ impl Cnn {
         (logits, trace)
     }
 
+    /// Logits plus a trace in which each convolution whose activation has a one-pass op was measured in that pass
+    /// ([`PreActivation::Measured`]) instead of kept: a statistics step without a copy of those pre-activations.
+    pub fn forward_measured(&self, images: Tensor<4>) -> (Tensor<2>, Trace) {
+        let mut trace = Trace { measured: true, ..Trace::default() };
+        let logits = self.forward_impl(images, Some(&mut trace));
+        (logits, trace)
+    }
+
     /// Logits plus a trace whose [`Trace::hooks`] give each layer's activation gradient after a backward pass
     /// (on an autodiff device).
     pub fn forward_hooked(&self, images: Tensor<4>) -> (Tensor<2>, Trace) {
@@ -216,8 +236,13 @@ impl Cnn {
                 let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
                 // Untraced, the activation takes `pre` whole and may reuse its storage.
-                let traced_pre = trace.is_some().then(|| pre.clone());
-                let mut post = apply_activation(settings.activation, pre);
+                let (mut post, traced_pre) = match trace.as_deref() {
+                    Some(trace) => {
+                        let (post, pre) = activate_traced(settings.activation, pre, trace.measured && !trace.hooked);
+                        (post, Some(pre))
+                    }
+                    None => (apply_activation(settings.activation, pre), None),
+                };
                 if let (Some(trace), Some(pre)) = (trace.as_deref_mut(), traced_pre) {
                     if trace.hooked {
                         let leaf = Tensor::<4>::zeros(post.dims(), &post.device()).require_grad();
@@ -249,7 +274,7 @@ impl Cnn {
                         trace.hooks.push(Hook::Flat(leaf));
                     }
                     let [batch, units] = pre.dims();
-                    trace.pre.push(pre.reshape([batch, units, 1, 1]));
+                    trace.pre.push(PreActivation::Kept(pre.reshape([batch, units, 1, 1])));
                     trace.post.push(post.clone().reshape([batch, units, 1, 1]));
                 }
                 flat = Some(post);
@@ -342,6 +367,38 @@ fn pointwise_of(act: Activation) -> Option<Pointwise> {
         Activation::LeakyRelu => Some(Pointwise::LeakyRelu(LEAKY_RELU_SLOPE as f32)),
         Activation::Elu => Some(Pointwise::Elu(ELU_ALPHA as f32)),
         Activation::Gelu | Activation::Softplus | Activation::Identity => None,
+    }
+}
+
+/// Applies `act` to a traced layer's `pre`; returns the activation and what the trace keeps of `pre`. With
+/// `measure`, where `act` has a one-pass op on flex, the layer is measured in that pass; else `pre` is kept (a
+/// copy, so the activation cannot work in place).
+fn activate_traced(act: Activation, pre: Tensor<4>, measure: bool) -> (Tensor<4>, PreActivation) {
+    let mut pre = pre;
+    if let (true, Some(f)) = (measure, pointwise_of(act)) {
+        let dims = pre.dims();
+        match kernels::pointwise_measured(f, pre, slope_of(act)) {
+            Ok((post, moments)) => return (post, PreActivation::Measured { moments, dims }),
+            Err(untouched) => pre = *untouched,
+        }
+    }
+    (apply_activation(act, pre.clone()), PreActivation::Kept(pre))
+}
+
+/// f′ of `act` in the form the statistics pass takes, from z and a = f(z).
+pub fn slope_of(act: Activation) -> Slope {
+    match act {
+        Activation::Relu => Slope::Step { below: 0.0 },
+        Activation::LeakyRelu => Slope::Step { below: LEAKY_RELU_SLOPE as f32 },
+        // σ′ = σ(1 − σ), tanh′ = 1 − tanh²: cheaper from the output than from z.
+        Activation::Sigmoid => Slope::Logistic,
+        Activation::Tanh => Slope::Tanh,
+        // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
+        Activation::Elu => Slope::Elu { alpha: ELU_ALPHA as f32 },
+        Activation::Gelu => Slope::Other(|z, _| Activation::Gelu.df(f64::from(z)) as f32),
+        // softplus′ = σ(z) = 1 − e^(−f(z)): again cheaper from the output.
+        Activation::Softplus => Slope::Other(|_, a| 1.0 - (-a).exp()),
+        Activation::Identity => Slope::One,
     }
 }
 

@@ -17,6 +17,7 @@ use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{DType, Tensor};
 
 pub use convscope_kernels::Isa;
+pub use convscope_kernels::moments::{Moments, Slope};
 pub use convscope_kernels::pointwise::Pointwise;
 
 /// Which kernels run the convolutions and the 2×2 pooling.
@@ -169,6 +170,13 @@ pub fn pointwise<const D: usize>(
     otherwise: impl FnOnce(Tensor<D>) -> Tensor<D>,
 ) -> Tensor<D> {
     pointwise_using(kernel_choice(), f, x, otherwise)
+}
+
+/// The activation `f` as [`pointwise`] does it, measuring the layer (`[batch, units, height, width]`) in the
+/// same pass with `slope` as f′: the output and the layer's figures. Another backend or element type, or
+/// `CONVSCOPE_KERNELS=burn`, gets `x` back untouched, for the caller to activate and measure apart.
+pub fn pointwise_measured(f: Pointwise, x: Tensor<4>, slope: Slope) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
+    if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x, slope) }
 }
 
 /// [`pointwise`] with the kernels named.

@@ -1,8 +1,10 @@
 //! One pass on the host over a layer's traced pre-activations and activations: their moments and finite
 //! ranges, each unit's mean slope f′(z) and largest output. The statistics and the snapshot both read it.
 
-use crate::arch::{Activation, ELU_ALPHA, LEAKY_RELU_SLOPE};
-use convscope_kernels::moments::Slope;
+use crate::arch::Activation;
+use convscope_kernels::moments::Moments;
+
+use crate::model::slope_of;
 
 /// What one pass over a layer's `[batch, units, height, width]` pre-activations and activations yields.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,20 +34,7 @@ impl LayerActivity {
     ///
     /// Slices shorter than `dims` (a caller's mistake) are measured as far as they both go, never read past.
     pub fn measure(activation: Activation, dims: [usize; 4], pre: &[f32], post: &[f32]) -> LayerActivity {
-        let slope = match activation {
-            Activation::Relu => Slope::Step { below: 0.0 },
-            Activation::LeakyRelu => Slope::Step { below: LEAKY_RELU_SLOPE as f32 },
-            // σ′ = σ(1 − σ), tanh′ = 1 − tanh²: cheaper from the output than from z.
-            Activation::Sigmoid => Slope::Logistic,
-            Activation::Tanh => Slope::Tanh,
-            // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
-            Activation::Elu => Slope::Elu { alpha: ELU_ALPHA as f32 },
-            Activation::Gelu => Slope::Other(|z, _| Activation::Gelu.df(f64::from(z)) as f32),
-            // softplus′ = σ(z) = 1 − e^(−f(z)): again cheaper from the output.
-            Activation::Softplus => Slope::Other(|_, a| 1.0 - (-a).exp()),
-            Activation::Identity => Slope::One,
-        };
-        measure_with(dims, pre, post, slope)
+        from_moments(dims, convscope_kernels::moments::measure(dims, pre, post, slope_of(activation)))
     }
 }
 
@@ -54,10 +43,9 @@ fn range(low: f32, high: f32) -> Option<(f32, f32)> {
     (!low.is_nan() && !high.is_nan()).then_some((low, high))
 }
 
-/// The pass itself runs in `crates/kernels` (compiled for the CPU's widest vectors); this turns its sums into
-/// means per value and per unit.
-fn measure_with(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> LayerActivity {
-    let m = convscope_kernels::moments::measure(dims, pre, post, slope);
+/// The pass itself runs in `crates/kernels` (compiled for the CPU's widest vectors, or fused with the activation
+/// in the forward pass); this turns its sums into means per value and per unit.
+pub fn from_moments(dims: [usize; 4], m: Moments) -> LayerActivity {
     let units = dims[1];
     let values = m.measured.max(1) as f64;
     // A unit's share of the values measured (all of its batch × positions when the slices are whole).

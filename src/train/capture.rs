@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::model::Hook;
+use crate::model::{Hook, PreActivation};
 use crate::snapshot::{FloatArray, HISTOGRAM_BINS, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::{self, HostLayer};
@@ -115,6 +115,8 @@ impl Trainer {
         let mut pre_activations = Vec::with_capacity(trace.pre.len());
         let mut post_activations = Vec::with_capacity(trace.post.len());
         for (pre, post) in trace.pre.into_iter().zip(trace.post) {
+            // `forward_traced` keeps every pre-activation.
+            let PreActivation::Kept(pre) = pre else { continue };
             // [1, c, h, w] → [c, h, w]; dense layers come as [1, units, 1, 1] → [units].
             let [_, c, h, w] = pre.dims();
             let shape = if h == 1 && w == 1 && dense_at(pre_activations.len()) { vec![c] } else { vec![c, h, w] };

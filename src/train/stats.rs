@@ -10,9 +10,9 @@ use rayon::prelude::*;
 use crate::arch::Activation;
 use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
 use crate::kernels::read_in_place;
-use crate::model::{Cnn, Trace};
+use crate::model::{Cnn, PreActivation, Trace};
 use crate::snapshot::LayerStats;
-use crate::train::activity::LayerActivity;
+use crate::train::activity::{self, LayerActivity};
 use crate::train::error::{TrainError, readback};
 
 /// Which units of each layer produced any output lately: the memory behind the dead-unit count.
@@ -84,6 +84,13 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
     let layers = layers
         .into_par_iter()
         .map(|(activation, pre, post)| {
+            let pre = match pre {
+                PreActivation::Kept(pre) => pre,
+                // Measured in the forward pass (never on a snapshot's step, whose histograms need the values).
+                PreActivation::Measured { moments, dims } => {
+                    return Ok(HostLayer { pre: Vec::new(), activity: activity::from_moments(dims, moments) });
+                }
+            };
             let dims = pre.dims();
             let (pre, post) = (pre.inner(), post.inner());
             let measure = |z: &[f32], a: &[f32]| LayerActivity::measure(activation, dims, z, a);

@@ -135,7 +135,9 @@ impl Trainer {
         let step = self.step + 1;
         let want_stats = capture || (self.stats_every > 0 && step.is_multiple_of(self.stats_every));
         let (logits, trace) = if want_stats {
-            let (logits, trace) = self.model.forward_traced(images);
+            // A snapshot's histograms need the pre-activations; statistics alone are measured in the pass.
+            let (logits, trace) =
+                if capture { self.model.forward_traced(images) } else { self.model.forward_measured(images) };
             (logits, Some(trace))
         } else {
             (self.model.forward(images), None)

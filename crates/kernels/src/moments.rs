@@ -7,8 +7,11 @@ use crate::direct::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
 
+mod activated;
 #[cfg(target_arch = "x86_64")]
 mod in_registers;
+
+pub use activated::activate_and_measure;
 #[cfg(target_arch = "x86_64")]
 use in_registers::InRegisters;
 
@@ -34,6 +37,26 @@ pub struct Moments {
     pub unit_slope_sums: Vec<f64>,
     /// Per unit, its largest a (NaN when every a was NaN).
     pub unit_peaks: Vec<f32>,
+}
+
+impl Moments {
+    /// Nothing measured yet, for `units` units.
+    fn empty(units: usize) -> Moments {
+        Moments {
+            measured: 0,
+            pre_sum: 0.0,
+            pre_square: 0.0,
+            post_sum: 0.0,
+            post_square: 0.0,
+            pre_low: f32::NAN,
+            pre_high: f32::NAN,
+            post_low: f32::NAN,
+            post_high: f32::NAN,
+            pre_non_finite: 0,
+            unit_slope_sums: vec![0.0; units],
+            unit_peaks: vec![f32::NAN; units],
+        }
+    }
 }
 
 /// f′ of a layer's activation, from z and a = f(z): the common ones in forms the vector pass computes itself.
@@ -261,20 +284,7 @@ fn fold<const L: usize>(lanes: &[f32; L], unset: f32, pick: fn(f32, f32) -> f32)
 #[inline(always)]
 fn measure_plain<W: AddBlock<L>, const L: usize>(dims: [usize; 4], pre: &[f32], post: &[f32], slope: Slope) -> Moments {
     let [_, units, height, width] = dims;
-    let mut moments = Moments {
-        measured: 0,
-        pre_sum: 0.0,
-        pre_square: 0.0,
-        post_sum: 0.0,
-        post_square: 0.0,
-        pre_low: f32::NAN,
-        pre_high: f32::NAN,
-        post_low: f32::NAN,
-        post_high: f32::NAN,
-        pre_non_finite: 0,
-        unit_slope_sums: vec![0.0; units],
-        unit_peaks: vec![f32::NAN; units],
-    };
+    let mut moments = Moments::empty(units);
     if height * width == 1 {
         measure_across_units::<W, L>(dims, pre, post, slope, &mut moments);
     } else {
@@ -285,7 +295,8 @@ fn measure_plain<W: AddBlock<L>, const L: usize>(dims: [usize; 4], pre: &[f32], 
 
 /// Unit by unit: each unit's values over the whole batch go through one set of lanes, folded once per unit (a
 /// 7×7 layer's 49 values per example no longer pay for a fold each), its sums moved to f64 every
-/// [`FLUSH_ROUNDS`] rounds.
+/// [`FLUSH_ROUNDS`] rounds. Units go side by side on the compute threads where the layer is large; their figures
+/// are merged in unit order, so the thread count changes nothing.
 #[inline(always)]
 fn measure_unit_by_unit<W: AddBlock<L>, const L: usize>(
     dims: [usize; 4],
@@ -298,33 +309,106 @@ fn measure_unit_by_unit<W: AddBlock<L>, const L: usize>(
     let per_unit = (height * width).max(1);
     let available = pre.len().min(post.len()).min(batch * units * per_unit);
     for unit in 0..units {
-        let (mut lanes, mut rounds, mut unit_slope) = (Lanes::<L>::EMPTY, 0, 0.0f64);
-        // SAFETY (here and below): `W` runs here, as the entry point that picked it checked.
-        let mut held = unsafe { W::hold(&lanes) };
-        // Each (example, unit) pair owns `per_unit` consecutive values.
-        for example in 0..batch {
-            let start = (example * units + unit) * per_unit;
-            let end = (start + per_unit).min(available);
-            if start >= end {
-                continue;
-            }
-            let (pre_block, post_block) = (&pre[start..end], &post[start..end]);
-            m.measured += end - start;
-            unsafe { W::add_block(&mut held, pre_block, post_block, slope) };
-            rounds += (end - start).div_ceil(L);
-            if rounds >= FLUSH_ROUNDS {
-                unsafe { W::release(&held, &mut lanes) };
-                lanes.flush(m, &mut unit_slope);
-                held = unsafe { W::hold(&lanes) };
-                rounds = 0;
-            }
-        }
-        unsafe { W::release(&held, &mut lanes) };
-        lanes.flush(m, &mut unit_slope);
-        lanes.fold_ranges(m);
-        m.unit_slope_sums[unit] = unit_slope;
-        m.unit_peaks[unit] = fold(&lanes.peak, f32::NEG_INFINITY, f32::max);
+        let mut examples = Stored { pre, post, units, unit, per_unit, available };
+        // SAFETY: `W` runs here, as the entry point that picked it checked.
+        let figures = unsafe { unit_figures::<W, _, L>(batch, &mut examples, slope) };
+        figures.merge_into(m, unit);
     }
+}
+
+/// Where a unit's values come from, example by example.
+trait Examples {
+    /// Adds example `example`'s values of the unit to `held`; returns how many there were.
+    ///
+    /// # Safety
+    /// `W`'s instructions must run on this CPU.
+    unsafe fn add<W: AddBlock<L>, const L: usize>(&mut self, held: &mut W::Held, example: usize, slope: Slope)
+    -> usize;
+}
+
+/// Values already computed: z in `pre`, a in `post`, both `[batch, units, per_unit]` (read as far as `available`).
+struct Stored<'a> {
+    pre: &'a [f32],
+    post: &'a [f32],
+    units: usize,
+    unit: usize,
+    per_unit: usize,
+    available: usize,
+}
+
+impl Examples for Stored<'_> {
+    #[inline(always)]
+    unsafe fn add<W: AddBlock<L>, const L: usize>(
+        &mut self,
+        held: &mut W::Held,
+        example: usize,
+        slope: Slope,
+    ) -> usize {
+        let start = (example * self.units + self.unit) * self.per_unit;
+        let end = (start + self.per_unit).min(self.available);
+        if start >= end {
+            return 0;
+        }
+        // SAFETY: the caller's CPU runs `W`.
+        unsafe { W::add_block(held, &self.pre[start..end], &self.post[start..end], slope) };
+        end - start
+    }
+}
+
+/// One unit's figures.
+struct UnitFigures {
+    /// Its sums, ranges and counts (no per-unit vectors).
+    moments: Moments,
+    slope: f64,
+    peak: f32,
+}
+
+impl UnitFigures {
+    /// Adds the unit's sums and counts to `m`, widens its ranges, and sets unit `unit`'s slope sum and peak.
+    fn merge_into(self, m: &mut Moments, unit: usize) {
+        let u = self.moments;
+        m.measured += u.measured;
+        (m.pre_sum, m.pre_square) = (m.pre_sum + u.pre_sum, m.pre_square + u.pre_square);
+        (m.post_sum, m.post_square) = (m.post_sum + u.post_sum, m.post_square + u.post_square);
+        m.pre_non_finite += u.pre_non_finite;
+        // f32::min / max skip NaN: a unit without a finite value changes nothing.
+        (m.pre_low, m.pre_high) = (m.pre_low.min(u.pre_low), m.pre_high.max(u.pre_high));
+        (m.post_low, m.post_high) = (m.post_low.min(u.post_low), m.post_high.max(u.post_high));
+        if let (Some(slope), Some(peak)) = (m.unit_slope_sums.get_mut(unit), m.unit_peaks.get_mut(unit)) {
+            (*slope, *peak) = (self.slope, self.peak);
+        }
+    }
+}
+
+/// Measures one unit over `batch` examples.
+///
+/// # Safety
+/// `W`'s instructions must run on this CPU.
+#[inline(always)]
+unsafe fn unit_figures<W: AddBlock<L>, E: Examples, const L: usize>(
+    batch: usize,
+    examples: &mut E,
+    slope: Slope,
+) -> UnitFigures {
+    let mut m = Moments::empty(0);
+    let (mut lanes, mut rounds, mut unit_slope) = (Lanes::<L>::EMPTY, 0, 0.0f64);
+    // SAFETY (here and below): the caller's CPU runs `W`.
+    let mut held = unsafe { W::hold(&lanes) };
+    for example in 0..batch {
+        let added = unsafe { examples.add::<W, L>(&mut held, example, slope) };
+        m.measured += added;
+        rounds += added.div_ceil(L);
+        if rounds >= FLUSH_ROUNDS {
+            unsafe { W::release(&held, &mut lanes) };
+            lanes.flush(&mut m, &mut unit_slope);
+            held = unsafe { W::hold(&lanes) };
+            rounds = 0;
+        }
+    }
+    unsafe { W::release(&held, &mut lanes) };
+    lanes.flush(&mut m, &mut unit_slope);
+    lanes.fold_ranges(&mut m);
+    UnitFigures { moments: m, slope: unit_slope, peak: fold(&lanes.peak, f32::NEG_INFINITY, f32::max) }
 }
 
 /// Across units, for one value per unit and example (a dense layer, `[batch, units]`): lane i is unit i of a

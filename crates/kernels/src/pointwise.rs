@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::direct::Isa;
 
 /// Slices shorter than this stay on one thread: a split costs more than it saves.
-const PARALLEL_FROM: usize = 1 << 15;
+pub(crate) const PARALLEL_FROM: usize = 1 << 15;
 
 /// An activation with its derivative known from its output.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -132,7 +132,7 @@ fn run_length(n: usize) -> usize {
 }
 
 /// `f` over one run, on the widest vectors this CPU runs (the match is hoisted so each loop vectorises).
-fn forward_run(f: Pointwise, values: &mut [f32]) {
+pub(crate) fn forward_run(f: Pointwise, values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: each entry point runs only where `runs_here` found its CPU features.

@@ -1,0 +1,148 @@
+//! A layer's activation and its statistics in one pass: each block of pre-activations is copied aside, activated
+//! in place and measured while both are in the cache. A statistics step no longer keeps a copy of every
+//! pre-activation (the activation had to write a new tensor), nor reads both back from memory afterwards.
+
+use rayon::prelude::*;
+
+use super::{AddBlock, Examples, Moments, Plain, Slope, UnitFigures, unit_figures};
+use crate::pointwise::{self, PARALLEL_FROM, Pointwise};
+
+/// Values activated and measured at a time: a block and its copy stay in the first-level cache.
+const BLOCK: usize = 256;
+
+/// Replaces every z in `values` (laid out `[batch, units, height, width]` as `dims` says) by f(z), and measures
+/// the pre-activations and activations as [`super::measure`] does, with `slope` as f′ — the same figures, to the
+/// bit. Units go side by side on the compute threads; their figures are merged in unit order.
+pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32], slope: Slope) -> Moments {
+    let [batch, units, height, width] = dims;
+    let per_unit = height * width;
+    if per_unit <= 1 || values.len() != batch * units * per_unit {
+        // Dense layers (measured across units) and slices that do not match: copy, activate, measure.
+        let pre = values.to_vec();
+        pointwise::forward_in_place(f, values);
+        return super::measure(dims, &pre, values, slope);
+    }
+    let base = Values(values.as_mut_ptr());
+    let unit = |unit: usize| {
+        let mut examples = Activated { base: &base, units, unit, per_unit, f, copy: [0.0; BLOCK] };
+        measure_unit(batch, &mut examples, slope)
+    };
+    let figures: Vec<UnitFigures> = if values.len() >= PARALLEL_FROM {
+        (0..units).into_par_iter().map(unit).collect()
+    } else {
+        (0..units).map(unit).collect()
+    };
+    let mut moments = Moments::empty(units);
+    for (index, figures) in figures.into_iter().enumerate() {
+        figures.merge_into(&mut moments, index);
+    }
+    moments
+}
+
+/// The layer's values, shared by the units' tasks: each writes only its own unit's planes.
+struct Values(*mut f32);
+
+// SAFETY: the tasks touch disjoint planes of the slice behind the pointer, which outlives them.
+unsafe impl Sync for Values {}
+
+/// One unit's planes, activated as they are measured.
+struct Activated<'a> {
+    base: &'a Values,
+    units: usize,
+    unit: usize,
+    per_unit: usize,
+    f: Pointwise,
+    /// A block of pre-activations, copied aside before the activation overwrites them.
+    copy: [f32; BLOCK],
+}
+
+impl Examples for Activated<'_> {
+    #[inline(always)]
+    unsafe fn add<W: AddBlock<L>, const L: usize>(
+        &mut self,
+        held: &mut W::Held,
+        example: usize,
+        slope: Slope,
+    ) -> usize {
+        // SAFETY: `activate_and_measure` checked that the slice holds every (example, unit) plane; this unit's
+        // planes are this task's alone.
+        let plane = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.0.add((example * self.units + self.unit) * self.per_unit),
+                self.per_unit,
+            )
+        };
+        for block in plane.chunks_mut(BLOCK) {
+            let copy = &mut self.copy[..block.len()];
+            copy.copy_from_slice(block);
+            pointwise::forward_run(self.f, block);
+            // SAFETY: the caller's CPU runs `W`.
+            unsafe { W::add_block(held, copy, block, slope) };
+        }
+        self.per_unit
+    }
+}
+
+/// One unit's figures, on the widest vectors the CPU runs.
+fn measure_unit(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::direct::Isa;
+        // SAFETY: each entry point runs only where `runs_here` found its CPU features.
+        if Isa::Avx512.runs_here() {
+            return unsafe { unit_avx512(batch, examples, slope) };
+        }
+        if Isa::Avx2.runs_here() {
+            return unsafe { unit_avx2(batch, examples, slope) };
+        }
+    }
+    // SAFETY: plain code runs anywhere.
+    unsafe { unit_figures::<Plain, _, 8>(batch, examples, slope) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn unit_avx512(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>(batch, examples, slope) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn unit_avx2(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>(batch, examples, slope) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fused pass against activating first and measuring after: the same activations and figures, to the bit,
+    /// on one thread and split over units (a layer of 32k values or more), tails and non-finite values included.
+    #[test]
+    fn activating_while_measuring_changes_nothing() {
+        let cases = [
+            (Pointwise::Relu, Slope::Step { below: 0.0 }),
+            (Pointwise::LeakyRelu(0.01), Slope::Step { below: 0.01 }),
+            (Pointwise::Elu(1.0), Slope::Elu { alpha: 1.0 }),
+            (Pointwise::Sigmoid, Slope::Logistic),
+            (Pointwise::Tanh, Slope::Tanh),
+        ];
+        for dims in [[3, 5, 7, 5], [2, 3, 30, 30], [32, 8, 28, 28], [4, 6, 1, 1]] {
+            let count = dims.iter().product::<usize>();
+            let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect();
+            pre[count / 3] = f32::NAN;
+            pre[count / 2] = f32::INFINITY;
+            for (f, slope) in cases {
+                let mut separate = pre.clone();
+                pointwise::forward_in_place(f, &mut separate);
+                let expected = super::super::measure(dims, &pre, &separate, slope);
+                let mut fused = pre.clone();
+                let got = activate_and_measure(f, dims, &mut fused, slope);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fused), bits(&separate), "{f:?} {dims:?}: the activations");
+                assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{f:?} {dims:?}: the figures");
+                assert_eq!(got.measured, count);
+            }
+        }
+    }
+}
