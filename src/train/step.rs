@@ -109,7 +109,7 @@ impl Trainer {
     /// Runs one training step on the next batch; with `capture`, also returns a snapshot.
     pub fn step(&mut self, capture: bool) -> Result<StepOutcome, TrainError> {
         let indices = self.sampler.next_indices(self.config.batch_size);
-        self.step_on(&indices, capture)
+        convscope_kernels::with_threads_awake(|| self.step_on(&indices, capture))
     }
 
     /// Runs one training step on the given training-set indices.
