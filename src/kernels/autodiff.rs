@@ -19,6 +19,7 @@ use burn::tensor::{Bytes, DType, Shape, Tensor};
 
 use convscope_kernels::{Geom, Isa, direct, gemm as kernels, pool};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use super::KernelChoice;
 
@@ -105,23 +106,48 @@ fn sum_by_batch(
         .unwrap_or_default()
 }
 
+/// A strided layer's im2col columns (K × HWo per image) are kept for its backward up to this many values.
+const KEPT_COLUMNS_MAX: usize = 1 << 22;
+
+/// The im2col columns a strided layer's forward kept for its weight gradient.
+type Columns = Option<Arc<Vec<f32>>>;
+
+/// y = conv(x, w) + b; with `for_backward`, a strided layer (im2col + gemm) also keeps its columns, so its weight
+/// gradient does not gather them again (on a net of two stride-2 layers im2col was 28 % of a step).
 fn fwd(
     x: &FlexTensor,
     w: &FlexTensor,
     b: Option<&FlexTensor>,
     pad_stride: [usize; 2],
     choice: KernelChoice,
-) -> FlexTensor {
+    for_backward: bool,
+) -> (FlexTensor, Columns) {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let g = geom(&x, &w, pad_stride);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
     let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
+    let shape = vec![g.b, g.co, g.ho(), g.wo()];
+    let per_image = g.k() * g.hw_out();
+    if for_backward && g.stride > 1 && g.b * per_image <= KEPT_COLUMNS_MAX {
+        let (chunks, (xv, x_per), y_per) =
+            (batch_chunks(&g), (x.storage::<f32>(), g.ci * g.hw_in()), g.co * g.hw_out());
+        let per = chunks.first().map_or(g.b, |&(_, count)| count);
+        // Zeroed by the threads side by side (zeroed by one, a fresh megabyte cost the second thread its gain).
+        let (mut y, mut columns) = (zeroed(g.b * y_per), zeroed(g.b * per_image));
+        y.par_chunks_mut(per * y_per).zip(columns.par_chunks_mut(per * per_image)).zip(&chunks).for_each(
+            |((ys, cs), &(start, count))| {
+                let xs = &xv[start * x_per..(start + count) * x_per];
+                kernels::forward_into_keeping_cols(&Geom { b: count, ..g }, xs, wv, bias, ys, cs);
+            },
+        );
+        return (flex(y, shape), Some(Arc::new(columns)));
+    }
     let y = by_batch(&g, (x.storage(), g.ci * g.hw_in()), g.co * g.hw_out(), |gs, xs, ys| match direct {
         Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
         None => kernels::forward_into(gs, xs, wv, bias, ys),
     });
-    flex(y, vec![g.b, g.co, g.ho(), g.wo()])
+    (flex(y, shape), None)
 }
 
 #[derive(Debug)]
@@ -136,6 +162,7 @@ fn conv_grads(
     dy: FlexTensor,
     pad_stride: [usize; 2],
     choice: KernelChoice,
+    columns: &Columns,
     [need_x, need_w, need_b]: [bool; 3],
 ) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
     let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
@@ -151,11 +178,15 @@ fn conv_grads(
         flex(v, vec![g.b, g.ci, g.h, g.w])
     });
     let dw = need_w.then(|| {
-        let v =
-            sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), (dyv, g.co * g.hw_out()), |gs, xs, dys| match direct {
+        let dy_part = (dyv, g.co * g.hw_out());
+        let v = match columns {
+            // The same chunks and per-image products as from x: the same figures.
+            Some(cols) => sum_by_batch(&g, (cols, g.k() * g.hw_out()), dy_part, kernels::weight_grad_from_cols),
+            None => sum_by_batch(&g, (x.storage(), g.ci * g.hw_in()), dy_part, |gs, xs, dys| match direct {
                 Some(isa) => direct::weight_grad(isa, gs, xs, dys),
                 None => kernels::weight_grad(gs, xs, dys),
-            });
+            }),
+        };
         flex(v, vec![g.co, g.ci, g.kh, g.kw])
     });
     let db = need_b.then(|| flex(kernels::bias_grad(&g, dyv), vec![g.co]));
@@ -163,15 +194,16 @@ fn conv_grads(
 }
 
 impl Backward<Flex, 3> for ConvBias {
-    type State = (NodeId, NodeId, [usize; 2], KernelChoice);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw, nb] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad_stride, choice) = ops.state;
+        let (xs, ws, pad_stride, choice, columns) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let (dx, dw, db) = conv_grads(x, w, dy, pad_stride, choice, [nx.is_some(), nw.is_some(), nb.is_some()]);
+        let (dx, dw, db) =
+            conv_grads(x, w, dy, pad_stride, choice, &columns, [nx.is_some(), nw.is_some(), nb.is_some()]);
         if let (Some(n), Some(g)) = (nx, dx) {
             grads.register::<Flex>(n.id, g);
         }
@@ -185,15 +217,15 @@ impl Backward<Flex, 3> for ConvBias {
 }
 
 impl Backward<Flex, 2> for ConvNoBias {
-    type State = (NodeId, NodeId, [usize; 2], KernelChoice);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad_stride, choice) = ops.state;
+        let (xs, ws, pad_stride, choice, columns) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let (dx, dw, _) = conv_grads(x, w, dy, pad_stride, choice, [nx.is_some(), nw.is_some(), false]);
+        let (dx, dw, _) = conv_grads(x, w, dy, pad_stride, choice, &columns, [nx.is_some(), nw.is_some(), false]);
         if let (Some(n), Some(g)) = (nx, dx) {
             grads.register::<Flex>(n.id, g);
         }
@@ -212,21 +244,23 @@ fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad_stride: [usize; 2], choi
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let y = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice);
-                prep.finish((xs, ws, pad_stride, choice), y)
+                let (y, columns) = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, true);
+                prep.finish((xs, ws, pad_stride, choice, columns), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice))
+                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, false).0)
             }
         },
         None => match ConvNoBias.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let y = fwd(x.primitive(), w.primitive(), None, pad_stride, choice);
-                prep.finish((xs, ws, pad_stride, choice), y)
+                let (y, columns) = fwd(x.primitive(), w.primitive(), None, pad_stride, choice, true);
+                prep.finish((xs, ws, pad_stride, choice, columns), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice)),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice, false).0)
+            }
         },
     }
 }
@@ -262,7 +296,7 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice));
+            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice, false).0);
         }
     }
     super::fell_back();

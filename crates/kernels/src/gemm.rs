@@ -211,32 +211,54 @@ pub fn forward_into(g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mu
     let (k, hw) = (g.k(), g.hw_out());
     with_scratch(k * hw, |cols| {
         for b in 0..g.b {
-            im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
-            let yb = &mut y[b * g.co * hw..(b + 1) * g.co * hw];
-            if let Some(bias) = bias {
-                for (c, row) in yb.chunks_exact_mut(hw).enumerate() {
-                    row.fill(bias[c]);
-                }
-            }
-            // y_b[Co, HW] = w[Co, K] · cols[K, HW]
-            unsafe {
-                mm(
-                    g.co,
-                    hw,
-                    k,
-                    yb.as_mut_ptr(),
-                    hw as isize,
-                    bias.is_some(),
-                    w.as_ptr(),
-                    k as isize,
-                    1,
-                    cols.as_ptr(),
-                    hw as isize,
-                    1,
-                );
-            }
+            forward_image(g, b, x, w, bias, y, cols);
         }
     });
+}
+
+/// [`forward_into`] that keeps each image's im2col matrix in `cols` (`g.b` × K × HWo values) for
+/// [`weight_grad_from_cols`]: a strided layer's backward no longer gathers the same columns again.
+pub fn forward_into_keeping_cols(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    cols: &mut [f32],
+) {
+    let per_image = g.k() * g.hw_out();
+    for (b, cols) in cols.chunks_exact_mut(per_image).take(g.b).enumerate() {
+        forward_image(g, b, x, w, bias, y, cols);
+    }
+}
+
+/// Image `b`'s columns into `cols`, then y_b[Co, HW] = w[Co, K] · cols[K, HW] (+ bias).
+fn forward_image(g: &Geom, b: usize, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32], cols: &mut [f32]) {
+    let (k, hw) = (g.k(), g.hw_out());
+    im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
+    let yb = &mut y[b * g.co * hw..(b + 1) * g.co * hw];
+    if let Some(bias) = bias {
+        for (c, row) in yb.chunks_exact_mut(hw).enumerate() {
+            row.fill(bias[c]);
+        }
+    }
+    // SAFETY: the matrices lie within `yb`, `w` and `cols`, whose lengths the geometry gives.
+    unsafe {
+        mm(
+            g.co,
+            hw,
+            k,
+            yb.as_mut_ptr(),
+            hw as isize,
+            bias.is_some(),
+            w.as_ptr(),
+            k as isize,
+            1,
+            cols.as_ptr(),
+            hw as isize,
+            1,
+        );
+    }
 }
 
 /// dW[Co, K] = Σ_b dy_b[Co, HW] · cols_bᵀ.
@@ -246,27 +268,43 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     with_scratch(k * hw, |cols| {
         for b in 0..g.b {
             im2col(g, &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()], cols);
-            let dyb = &dy[b * g.co * hw..(b + 1) * g.co * hw];
-            unsafe {
-                mm(
-                    g.co,
-                    k,
-                    hw,
-                    dw.as_mut_ptr(),
-                    k as isize,
-                    b > 0,
-                    dyb.as_ptr(),
-                    hw as isize,
-                    1,
-                    // rhs[hw][r] = cols[r][hw]
-                    cols.as_ptr(),
-                    1,
-                    hw as isize,
-                );
-            }
+            add_image_weight_grad(g, b, cols, dy, &mut dw);
         }
     });
     dw
+}
+
+/// [`weight_grad`] from the columns [`forward_into_keeping_cols`] kept (the same figures).
+pub fn weight_grad_from_cols(g: &Geom, cols: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dw = vec![0.0f32; g.co * g.k()];
+    for (b, cols) in cols.chunks_exact(g.k() * g.hw_out()).take(g.b).enumerate() {
+        add_image_weight_grad(g, b, cols, dy, &mut dw);
+    }
+    dw
+}
+
+/// dW (= for image 0, += after) dy_b[Co, HW] · cols_bᵀ.
+fn add_image_weight_grad(g: &Geom, b: usize, cols: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (k, hw) = (g.k(), g.hw_out());
+    let dyb = &dy[b * g.co * hw..(b + 1) * g.co * hw];
+    // SAFETY: the matrices lie within `dw`, `dyb` and `cols`, whose lengths the geometry gives.
+    unsafe {
+        mm(
+            g.co,
+            k,
+            hw,
+            dw.as_mut_ptr(),
+            k as isize,
+            b > 0,
+            dyb.as_ptr(),
+            hw as isize,
+            1,
+            // rhs[hw][r] = cols[r][hw]
+            cols.as_ptr(),
+            1,
+            hw as isize,
+        );
+    }
 }
 
 /// dX = col2im(wᵀ · dy_b) per image.
