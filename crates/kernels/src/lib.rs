@@ -107,6 +107,9 @@ pub fn zeroed_then(n: usize, run: usize, fill: impl Fn(usize, &mut [f32]) + Sync
     v
 }
 
+/// How long [`with_threads_awake`] waits for its spinners to start (a sleeping thread wakes in well under it).
+const SPINNERS_WAITED_FOR: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Runs `work` (a training step) with the current rayon pool's other threads kept awake: each spins on the
 /// pool's pending work until `work` returns, so that the step's parallel ops start on them at once. Asleep
 /// between ops, a thread took a futex wake-up per op (about a tenth of a two-thread ref-mnist step). Which thread
@@ -140,8 +143,15 @@ pub fn with_threads_awake<R>(work: impl FnOnce() -> R) -> R {
             });
         }
         // Not before every spinner has a thread: one left in this thread's deque could be run by this thread
-        // while it waits inside `work`, and would never return.
+        // while it waits inside `work`, and would never return. A thread busy elsewhere (another step in the
+        // same pool, waiting for this one's threads in turn) is not waited for long: the spinning is called
+        // off, and a spinner that starts later stops at once.
+        let asked = std::time::Instant::now();
         while awake.load(Ordering::Acquire) < others {
+            if asked.elapsed() > SPINNERS_WAITED_FOR {
+                finished.store(true, Ordering::Release);
+                break;
+            }
             std::hint::spin_loop();
         }
         work()
@@ -163,6 +173,9 @@ mod tests {
             let panicked = std::panic::catch_unwind(|| super::with_threads_awake(|| panic!("a failed step")));
             assert!(panicked.is_err(), "a panic comes out, and the spinners stop");
             assert_eq!(super::with_threads_awake(|| rayon::join(|| 1, || 2)), (1, 2));
+            // Two steps at once in one pool, each asking for the other's thread: neither waits for ever.
+            let (a, b) = rayon::join(|| super::with_threads_awake(|| 1), || super::with_threads_awake(|| 2));
+            assert_eq!((a, b), (1, 2));
         });
     }
 
