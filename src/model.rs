@@ -377,7 +377,7 @@ fn activate_traced(act: Activation, pre: Tensor<4>, measure: bool) -> (Tensor<4>
     let mut pre = pre;
     if let (true, Some(f)) = (measure, pointwise_of(act)) {
         let dims = pre.dims();
-        match kernels::pointwise_measured(f, pre, slope_of(act)) {
+        match kernels::pointwise_measured(f, pre) {
             Ok((post, moments)) => return (post, PreActivation::Measured { moments, dims }),
             Err(untouched) => pre = *untouched,
         }
@@ -388,13 +388,10 @@ fn activate_traced(act: Activation, pre: Tensor<4>, measure: bool) -> (Tensor<4>
 /// f′ of `act` in the form the statistics pass takes, from z and a = f(z).
 pub fn slope_of(act: Activation) -> Slope {
     match act {
-        Activation::Relu => Slope::Step { below: 0.0 },
-        Activation::LeakyRelu => Slope::Step { below: LEAKY_RELU_SLOPE as f32 },
-        // σ′ = σ(1 − σ), tanh′ = 1 − tanh²: cheaper from the output than from z.
-        Activation::Sigmoid => Slope::Logistic,
-        Activation::Tanh => Slope::Tanh,
-        // For z ≤ 0, ELU′ = α·eᶻ = f(z) + α.
-        Activation::Elu => Slope::Elu { alpha: ELU_ALPHA as f32 },
+        // f′ from f(z): the one-pass op's own slope, the one its backward applies (each of these has one).
+        Activation::Relu | Activation::LeakyRelu | Activation::Sigmoid | Activation::Tanh | Activation::Elu => {
+            pointwise_of(act).map_or(Slope::One, Pointwise::slope)
+        }
         Activation::Gelu => Slope::Other(|z, _| Activation::Gelu.df(f64::from(z)) as f32),
         // softplus′ = σ(z) = 1 − e^(−f(z)): again cheaper from the output.
         Activation::Softplus => Slope::Other(|_, a| 1.0 - (-a).exp()),

@@ -173,10 +173,10 @@ pub fn pointwise<const D: usize>(
 }
 
 /// The activation `f` as [`pointwise`] does it, measuring the layer (`[batch, units, height, width]`) in the
-/// same pass with `slope` as f′: the output and the layer's figures. Another backend or element type, or
+/// same pass with `f.slope()` as f′: the output and the layer's figures. Another backend or element type, or
 /// `CONVSCOPE_KERNELS=burn`, gets `x` back untouched, for the caller to activate and measure apart.
-pub fn pointwise_measured(f: Pointwise, x: Tensor<4>, slope: Slope) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
-    if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x, slope) }
+pub fn pointwise_measured(f: Pointwise, x: Tensor<4>) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
+    if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x) }
 }
 
 /// [`pointwise`] with the kernels named.

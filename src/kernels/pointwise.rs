@@ -11,7 +11,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor};
 
-use convscope_kernels::moments::{self, Moments, Slope};
+use convscope_kernels::moments::{self, Moments};
 use convscope_kernels::pointwise::{self, Pointwise};
 
 use super::autodiff::{Ad, AdPrim, flex};
@@ -65,7 +65,7 @@ impl Backward<Flex, 1> for Activation {
 
 /// [`forward`] that also measures the layer (`moments::activate_and_measure`): in place where nothing else
 /// holds `x`, else on a copy that becomes the output.
-fn forward_measured(f: Pointwise, x: FlexTensor, slope: Slope) -> (FlexTensor, Moments) {
+fn forward_measured(f: Pointwise, x: FlexTensor) -> (FlexTensor, Moments) {
     let mut x = owned_contiguous(x);
     let shape = x.layout().shape().to_vec();
     let dims = match shape[..] {
@@ -73,23 +73,23 @@ fn forward_measured(f: Pointwise, x: FlexTensor, slope: Slope) -> (FlexTensor, M
         _ => [1, 1, 1, shape.iter().product()],
     };
     if let Some(storage) = x.try_storage_mut::<f32>() {
-        let measured = moments::activate_and_measure(f, dims, storage, slope);
+        let measured = moments::activate_and_measure(f, dims, storage);
         return (x, measured);
     }
     let mut copy = x.storage::<f32>().to_vec();
-    let measured = moments::activate_and_measure(f, dims, &mut copy, slope);
+    let measured = moments::activate_and_measure(f, dims, &mut copy);
     (flex(copy, shape), measured)
 }
 
 /// The activation op on autodiff (as [`ad_forward`]), measuring the layer on the way.
-fn ad_forward_measured(f: Pointwise, x: AdPrim, slope: Slope) -> (AdPrim, Moments) {
+fn ad_forward_measured(f: Pointwise, x: AdPrim) -> (AdPrim, Moments) {
     match Activation(f).prepare::<NoCheckpointing>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let (y, measured) = forward_measured(f, x.into_primitive(), slope);
+            let (y, measured) = forward_measured(f, x.into_primitive());
             (prep.finish(y.clone(), y), measured)
         }
         OpsKind::UnTracked(prep) => {
-            let (y, measured) = forward_measured(f, x.into_primitive(), slope);
+            let (y, measured) = forward_measured(f, x.into_primitive());
             (prep.finish(y), measured)
         }
     }
@@ -97,19 +97,19 @@ fn ad_forward_measured(f: Pointwise, x: AdPrim, slope: Slope) -> (AdPrim, Moment
 
 /// `f` on an f32 flex tensor `[batch, units, height, width]` (with or without autodiff), the layer measured on
 /// the way; any other tensor comes back untouched.
-pub fn pointwise_measured(f: Pointwise, x: Tensor<4>, slope: Slope) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
+pub fn pointwise_measured(f: Pointwise, x: Tensor<4>) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
     if x.dtype() != DType::F32 {
         return Err(Box::new(x));
     }
     // As in `pointwise_custom`: `x` is dropped before the op so that its storage can be reused in place.
     if let Ok(xp) = x.clone().try_into_primitive::<Ad>() {
         drop(x);
-        let (y, measured) = ad_forward_measured(f, xp, slope);
+        let (y, measured) = ad_forward_measured(f, xp);
         return Ok((Tensor::from_primitive::<Ad>(y), measured));
     }
     if let Ok(xp) = x.clone().try_into_primitive::<Flex>() {
         drop(x);
-        let (y, measured) = forward_measured(f, xp, slope);
+        let (y, measured) = forward_measured(f, xp);
         return Ok((Tensor::from_primitive::<Flex>(y), measured));
     }
     Err(Box::new(x))

@@ -237,27 +237,22 @@ fn the_pointwise_activations_match_burn_forward_and_backward() {
 /// a tensor held elsewhere is measured on a copy and left as it was.
 #[test]
 fn the_measured_activation_is_the_plain_one_plus_the_layer_s_figures() {
-    use convscope::kernels::{Pointwise, Slope};
+    use convscope::kernels::Pointwise;
     use convscope_kernels::moments;
     let device = Device::flex().autodiff();
     let dims = [8, 6, 20, 20];
     let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 2.0), &device);
     let r = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
     let host = |t: Tensor<4>| t.inner().into_data().try_to_vec::<f32>().unwrap();
-    let cases = [
-        (Pointwise::Relu, Slope::Step { below: 0.0 }),
-        (Pointwise::LeakyRelu(0.01), Slope::Step { below: 0.01 }),
-        (Pointwise::Elu(1.0), Slope::Elu { alpha: 1.0 }),
-        (Pointwise::Sigmoid, Slope::Logistic),
-        (Pointwise::Tanh, Slope::Tanh),
-    ];
-    for (f, slope) in cases {
+    let activations =
+        [Pointwise::Relu, Pointwise::LeakyRelu(0.01), Pointwise::Elu(1.0), Pointwise::Sigmoid, Pointwise::Tanh];
+    for f in activations {
         let run = |measured: bool| {
             let x = x.clone().require_grad();
             let z = x.clone().mul_scalar(1.0);
             let (y, figures) = match measured {
                 true => {
-                    let (y, m) = kernels::pointwise_measured(f, z, slope).unwrap_or_else(|_| panic!("{f:?} not taken"));
+                    let (y, m) = kernels::pointwise_measured(f, z).unwrap_or_else(|_| panic!("{f:?} not taken"));
                     (y, Some(m))
                 }
                 false => (kernels::pointwise_using(KernelChoice::best(), f, z, |_| panic!("fell back")), None),
@@ -268,12 +263,12 @@ fn the_measured_activation_is_the_plain_one_plus_the_layer_s_figures() {
         let ((y, dx, figures), (y0, dx0, _)) = (run(true), run(false));
         assert_eq!(y, y0, "{f:?}: the activation");
         assert_eq!(dx, dx0, "{f:?}: its gradient");
-        let expected = moments::measure(dims, &host(x.clone()), &y0, slope);
+        let expected = moments::measure(dims, &host(x.clone()), &y0, f.slope());
         assert_eq!(format!("{:?}", figures.unwrap()), format!("{expected:?}"), "{f:?}: the figures");
     }
     let held = x.clone().inner();
     let before = host(held.clone());
-    let (y, _) = kernels::pointwise_measured(Pointwise::Relu, held.clone(), Slope::Step { below: 0.0 }).unwrap();
+    let (y, _) = kernels::pointwise_measured(Pointwise::Relu, held.clone()).unwrap();
     assert!(host(y).iter().all(|&v| v >= 0.0));
     assert_eq!(host(held), before, "the input a caller still holds stays as it was");
 }

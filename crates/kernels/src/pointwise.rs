@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use crate::direct::Isa;
+use crate::moments::Slope;
 
 /// Slices shorter than this stay on one thread: a split costs more than it saves.
 pub(crate) const PARALLEL_FROM: usize = 1 << 15;
@@ -60,6 +61,17 @@ impl Pointwise {
                 }
             }
             Pointwise::Tanh => z.tanh(),
+        }
+    }
+
+    /// f′ in the form the statistics pass computes it (`moments`): the same slope [`Pointwise::grad`] applies.
+    pub fn slope(self) -> Slope {
+        match self {
+            Pointwise::Relu => Slope::Step { below: 0.0 },
+            Pointwise::LeakyRelu(below) => Slope::Step { below },
+            Pointwise::Elu(alpha) => Slope::Elu { alpha },
+            Pointwise::Sigmoid => Slope::Logistic,
+            Pointwise::Tanh => Slope::Tanh,
         }
     }
 
@@ -297,6 +309,9 @@ mod tests {
                 let numeric = (f.apply(z + h) - f.apply(z - h)) / (2.0 * h);
                 let analytic = f.grad(f.apply(z), 1.0);
                 assert!((numeric - analytic).abs() < 2e-3, "{f:?} at {z}: {numeric} vs {analytic}");
+                // The statistics' form of the slope is the same slope.
+                let measured = f.slope().at(z, f.apply(z));
+                assert!((measured - analytic).abs() < 1e-6, "{f:?} at {z}: slope {measured} vs {analytic}");
             }
         }
     }

@@ -11,9 +11,10 @@ use crate::pointwise::{self, PARALLEL_FROM, Pointwise};
 const BLOCK: usize = 256;
 
 /// Replaces every z in `values` (laid out `[batch, units, height, width]` as `dims` says) by f(z), and measures
-/// the pre-activations and activations as [`super::measure`] does, with `slope` as f′ — the same figures, to the
-/// bit. Units go side by side on the compute threads; their figures are merged in unit order.
-pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32], slope: Slope) -> Moments {
+/// the pre-activations and activations as [`super::measure`] does with `f.slope()` as f′ — the same figures, to
+/// the bit. Units go side by side on the compute threads; their figures are merged in unit order.
+pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) -> Moments {
+    let slope = f.slope();
     let [batch, units, height, width] = dims;
     let per_unit = height * width;
     if per_unit <= 1 || values.len() != batch * units * per_unit {
@@ -120,24 +121,19 @@ mod tests {
     /// on one thread and split over units (a layer of 32k values or more), tails and non-finite values included.
     #[test]
     fn activating_while_measuring_changes_nothing() {
-        let cases = [
-            (Pointwise::Relu, Slope::Step { below: 0.0 }),
-            (Pointwise::LeakyRelu(0.01), Slope::Step { below: 0.01 }),
-            (Pointwise::Elu(1.0), Slope::Elu { alpha: 1.0 }),
-            (Pointwise::Sigmoid, Slope::Logistic),
-            (Pointwise::Tanh, Slope::Tanh),
-        ];
+        let activations =
+            [Pointwise::Relu, Pointwise::LeakyRelu(0.01), Pointwise::Elu(1.0), Pointwise::Sigmoid, Pointwise::Tanh];
         for dims in [[3, 5, 7, 5], [2, 3, 30, 30], [32, 8, 28, 28], [4, 6, 1, 1]] {
             let count = dims.iter().product::<usize>();
             let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect();
             pre[count / 3] = f32::NAN;
             pre[count / 2] = f32::INFINITY;
-            for (f, slope) in cases {
+            for f in activations {
                 let mut separate = pre.clone();
                 pointwise::forward_in_place(f, &mut separate);
-                let expected = super::super::measure(dims, &pre, &separate, slope);
+                let expected = super::super::measure(dims, &pre, &separate, f.slope());
                 let mut fused = pre.clone();
-                let got = activate_and_measure(f, dims, &mut fused, slope);
+                let got = activate_and_measure(f, dims, &mut fused);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&fused), bits(&separate), "{f:?} {dims:?}: the activations");
                 assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{f:?} {dims:?}: the figures");
