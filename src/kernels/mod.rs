@@ -114,16 +114,20 @@ pub fn read_in_place<const D: usize, const N: usize, R>(
 }
 
 /// Sums of squares over flex f32 tensors, each read in place in one pass (`convscope_kernels::squares`): for
-/// each pair Σ(a − b)² with a `b`, Σa² without. `None` where [`read_in_place`] gives none.
+/// each pair with a `b`, Σ(a − b)² then Σa²; without, Σa². `None` where [`read_in_place`] gives none.
 pub fn sums_of_squares(pairs: &[(Tensor<1>, Option<Tensor<1>>)]) -> Option<Vec<f64>> {
-    use convscope_kernels::squares::{squared_distance, sum_of_squares};
-    pairs
-        .iter()
-        .map(|(a, b)| match b {
-            None => read_in_place([a], |[a]| sum_of_squares(a)),
-            Some(b) => read_in_place([a, b], |[a, b]| squared_distance(a, b)),
-        })
-        .collect()
+    use convscope_kernels::squares::{distance_and_norm, sum_of_squares};
+    let mut sums = Vec::with_capacity(2 * pairs.len());
+    for (a, b) in pairs {
+        match b {
+            None => sums.push(read_in_place([a], |[a]| sum_of_squares(a))?),
+            Some(b) => {
+                let (distance, norm) = read_in_place([a, b], |[a, b]| distance_and_norm(a, b))?;
+                sums.extend([distance, norm]);
+            }
+        }
+    }
+    Some(sums)
 }
 
 thread_local! {

@@ -107,8 +107,8 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
     Ok((layers, trace.inputs))
 }
 
-/// Σ(a − b)² with a `b`, Σa² without, for each pair: one pass each on flex, read in place; burn's ops read
-/// back in one go elsewhere.
+/// For each pair, Σ(a − b)² then Σa² with a `b`, Σa² without: one pass each on flex, read in place; burn's
+/// ops read back in one go elsewhere.
 pub(super) fn square_sums(
     pairs: Vec<(Tensor<1>, Option<Tensor<1>>)>,
     what: &'static str,
@@ -121,9 +121,9 @@ pub(super) fn square_sums(
     }
     let pieces = pairs
         .into_iter()
-        .map(|(a, b)| match b {
-            Some(b) => a.sub(b),
-            None => a,
+        .flat_map(|(a, b)| match b {
+            Some(b) => vec![a.clone().sub(b), a],
+            None => vec![a],
         })
         .map(|d| d.square().sum())
         .collect();
@@ -155,7 +155,8 @@ pub fn layer_stats(
         let Some(after) = layer.flat_weight() else { continue };
         let input = input.clone().inner().flatten::<1>(0, 3);
         input_counts.push(input.dims()[0].max(1) as f32);
-        pairs.extend([(after.clone(), Some(before.clone())), (after, None), (input, None)]);
+        // ‖ΔW‖² and ‖W‖² from one pass over the weights.
+        pairs.extend([(after, Some(before.clone())), (input, None)]);
     }
     let mut scalars = square_sums(pairs, "the layer statistics")?;
     for (sums, count) in scalars.chunks_exact_mut(DEVICE_SCALARS).zip(input_counts) {
