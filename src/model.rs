@@ -75,7 +75,8 @@ pub struct Cnn {
 }
 
 /// Pre- and post-activation of every layer with weights, taken during a forward pass.
-/// Dense layers are reshaped to `[batch, units, 1, 1]` so one type holds both kinds.
+/// Dense layers are reshaped to `[batch, units, 1, 1]` so one type holds both kinds. Its tensors are values
+/// outside the autodiff graph: read, never differentiated (the hooks are how gradients are taken).
 #[derive(Debug, Default)]
 pub struct Trace {
     /// What each layer received (after the previous layer's pooling; dense layers `[batch, inputs, 1, 1]`).
@@ -230,7 +231,7 @@ impl Cnn {
             let bias = settings.bias.then(|| layer.bias.val());
             if let Some(weight) = &layer.conv_weight {
                 if let Some(trace) = trace.as_deref_mut() {
-                    trace.inputs.push(map.clone());
+                    trace.inputs.push(map.clone().inner());
                 }
                 let g = layer.geometry;
                 let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
@@ -250,7 +251,7 @@ impl Cnn {
                         trace.hooks.push(Hook::Map(leaf));
                     }
                     trace.pre.push(pre);
-                    trace.post.push(post.clone());
+                    trace.post.push(post.clone().inner());
                 }
                 map = pool_all(post, &layer.pools_after);
             } else if let Some(weight) = &layer.dense_weight {
@@ -259,23 +260,27 @@ impl Cnn {
                     None => map.clone().flatten::<2>(1, 3),
                 };
                 if let Some(trace) = trace.as_deref_mut() {
-                    let [batch, inputs] = input.dims();
-                    trace.inputs.push(input.clone().reshape([batch, inputs, 1, 1]));
+                    trace.inputs.push(traced(input.clone(), as_maps(input.dims())));
                 }
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
                 // A classifier's output layer is identity (its plan says so); a regression head's is the user's choice.
-                let traced_pre = trace.is_some().then(|| pre.clone());
-                let mut post = apply_activation(settings.activation, pre);
+                let (mut post, traced_pre) = match trace.as_deref() {
+                    Some(trace) => {
+                        let measure = trace.measured && !trace.hooked;
+                        let (post, pre) = activate_traced(settings.activation, pre, measure);
+                        (post, Some(pre))
+                    }
+                    None => (apply_activation(settings.activation, pre), None),
+                };
                 if let (Some(trace), Some(pre)) = (trace.as_deref_mut(), traced_pre) {
                     if trace.hooked {
                         let leaf = Tensor::<2>::zeros(post.dims(), &post.device()).require_grad();
                         post = post + leaf.clone();
                         trace.hooks.push(Hook::Flat(leaf));
                     }
-                    let [batch, units] = pre.dims();
-                    trace.pre.push(PreActivation::Kept(pre.reshape([batch, units, 1, 1])));
-                    trace.post.push(post.clone().reshape([batch, units, 1, 1]));
+                    trace.pre.push(pre);
+                    trace.post.push(traced(post.clone(), as_maps(post.dims())));
                 }
                 flat = Some(post);
             }
@@ -370,19 +375,34 @@ fn pointwise_of(act: Activation) -> Option<Pointwise> {
     }
 }
 
-/// Applies `act` to a traced layer's `pre`; returns the activation and what the trace keeps of `pre`. With
-/// `measure`, where `act` has a one-pass op on flex, the layer is measured in that pass; else `pre` is kept (a
-/// copy, so the activation cannot work in place).
-fn activate_traced(act: Activation, pre: Tensor<4>, measure: bool) -> (Tensor<4>, PreActivation) {
+/// Applies `act` to a traced layer's `pre` (`[batch, units, height, width]`, or a dense layer's `[batch, units]`);
+/// returns the activation and what the trace keeps of `pre`. With `measure`, where `act` has a one-pass op on
+/// flex, the layer is measured in that pass; else `pre` is kept (a copy, so the activation cannot work in place).
+fn activate_traced<const D: usize>(act: Activation, pre: Tensor<D>, measure: bool) -> (Tensor<D>, PreActivation) {
+    let dims = as_maps(pre.dims());
     let mut pre = pre;
     if let (true, Some(f)) = (measure, pointwise_of(act)) {
-        let dims = pre.dims();
         match kernels::pointwise_measured(f, pre) {
             Ok((post, moments)) => return (post, PreActivation::Measured { moments, dims }),
             Err(untouched) => pre = *untouched,
         }
     }
-    (apply_activation(act, pre.clone()), PreActivation::Kept(pre))
+    (apply_activation(act, pre.clone()), PreActivation::Kept(traced(pre, dims)))
+}
+
+/// A layer's `[batch, units, height, width]`; a dense layer's `[batch, units]` as `[batch, units, 1, 1]`.
+fn as_maps<const D: usize>(dims: [usize; D]) -> [usize; 4] {
+    match dims[..] {
+        [batch, units, height, width] => [batch, units, height, width],
+        [batch, units] => [batch, units, 1, 1],
+        _ => [1, 1, 1, dims.iter().product()],
+    }
+}
+
+/// What a trace keeps of a tensor: its values as `dims`, outside the autodiff graph (a reshape inside it would
+/// be one more node for the backward pass to walk, on every statistics step).
+fn traced<const D: usize>(tensor: Tensor<D>, dims: [usize; 4]) -> Tensor<4> {
+    tensor.inner().reshape(dims)
 }
 
 /// f′ of `act` in the form the statistics pass takes, from z and a = f(z).

@@ -176,10 +176,11 @@ pub fn pointwise<const D: usize>(
     pointwise_using(kernel_choice(), f, x, otherwise)
 }
 
-/// The activation `f` as [`pointwise`] does it, measuring the layer (`[batch, units, height, width]`) in the
-/// same pass with `f.slope()` as f′: the output and the layer's figures. Another backend or element type, or
-/// `CONVSCOPE_KERNELS=burn`, gets `x` back untouched, for the caller to activate and measure apart.
-pub fn pointwise_measured(f: Pointwise, x: Tensor<4>) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
+/// The activation `f` as [`pointwise`] does it, measuring the layer (`[batch, units, height, width]`, or a dense
+/// layer's `[batch, units]`) in the same pass with `f.slope()` as f′: the output and the layer's figures. Another
+/// backend or element type, or `CONVSCOPE_KERNELS=burn`, gets `x` back untouched, for the caller to activate and
+/// measure apart.
+pub fn pointwise_measured<const D: usize>(f: Pointwise, x: Tensor<D>) -> Result<(Tensor<D>, Moments), Box<Tensor<D>>> {
     if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x) }
 }
 

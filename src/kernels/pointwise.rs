@@ -68,8 +68,10 @@ impl Backward<Flex, 1> for Activation {
 fn forward_measured(f: Pointwise, x: FlexTensor) -> (FlexTensor, Moments) {
     let mut x = owned_contiguous(x);
     let shape = x.layout().shape().to_vec();
+    // A dense layer's `[batch, units]` is measured as `[batch, units, 1, 1]` maps.
     let dims = match shape[..] {
         [batch, units, height, width] => [batch, units, height, width],
+        [batch, units] => [batch, units, 1, 1],
         _ => [1, 1, 1, shape.iter().product()],
     };
     if let Some(storage) = x.try_storage_mut::<f32>() {
@@ -95,9 +97,9 @@ fn ad_forward_measured(f: Pointwise, x: AdPrim) -> (AdPrim, Moments) {
     }
 }
 
-/// `f` on an f32 flex tensor `[batch, units, height, width]` (with or without autodiff), the layer measured on
-/// the way; any other tensor comes back untouched.
-pub fn pointwise_measured(f: Pointwise, x: Tensor<4>) -> Result<(Tensor<4>, Moments), Box<Tensor<4>>> {
+/// `f` on an f32 flex tensor `[batch, units, height, width]` or `[batch, units]` (with or without autodiff), the
+/// layer measured on the way; any other tensor comes back untouched.
+pub fn pointwise_measured<const D: usize>(f: Pointwise, x: Tensor<D>) -> Result<(Tensor<D>, Moments), Box<Tensor<D>>> {
     if x.dtype() != DType::F32 {
         return Err(Box::new(x));
     }

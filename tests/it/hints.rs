@@ -145,3 +145,34 @@ fn the_rules_fire_at_the_windows_cadence_of_statistics_too() {
     let (_, hints) = diagnose_every(TrainConfig::default(), 300, 12);
     assert!(hints.is_empty(), "a healthy run stays quiet: {hints:#?}");
 }
+
+/// A statistics step measures each layer inside its activation's pass (convolutions and dense layers alike);
+/// a snapshot step keeps the pre-activations and measures them after. Both give the same figures, to the bit.
+#[test]
+fn statistics_measured_in_the_activation_s_pass_are_the_snapshot_step_s() {
+    use convscope::arch::Activation;
+    for activation in [Activation::Tanh, Activation::Relu, Activation::Sigmoid] {
+        let config = TrainConfig {
+            arch: "conv 4 3x3, pool 2, dense 24, dense 16".into(),
+            activation,
+            test_every: 0,
+            ..TrainConfig::default()
+        };
+        let rows = |capture: bool| {
+            let mut trainer = Trainer::new(config.clone(), mnist(), BackendKind::Flex).unwrap();
+            trainer.set_stats_every(1);
+            (0..3)
+                .map(|_| match trainer.step(capture).unwrap() {
+                    StepOutcome::Updated { row, snapshot, .. } => {
+                        assert_eq!(snapshot.is_some(), capture);
+                        format!("{:?}", row.stats)
+                    }
+                    StepOutcome::Diverged { message, .. } => panic!("diverged: {message}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        let (measured, kept) = (rows(false), rows(true));
+        assert!(measured[0].contains("mean_slope: Some"), "{activation:?}: {}", measured[0]);
+        assert_eq!(measured, kept, "{activation:?}");
+    }
+}
