@@ -107,6 +107,13 @@ pub fn zeroed_then(n: usize, run: usize, fill: impl Fn(usize, &mut [f32]) + Sync
     v
 }
 
+/// The cores this process may run on, asked once: the standard library reads the affinity mask and the cgroup's
+/// quota files each time (tens of microseconds, more than a small net's whole step takes to measure).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// How long [`with_threads_awake`] waits for its spinners to start (a sleeping thread wakes in well under it).
 const SPINNERS_WAITED_FOR: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -117,9 +124,8 @@ const SPINNERS_WAITED_FOR: std::time::Duration = std::time::Duration::from_milli
 pub fn with_threads_awake<R>(work: impl FnOnce() -> R) -> R {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let others = rayon::current_num_threads().saturating_sub(1);
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     // More threads than cores: a spinner would take a core from a thread with work.
-    if others == 0 || others >= cores || rayon::current_thread_index().is_none() {
+    if others == 0 || others >= cores() || rayon::current_thread_index().is_none() {
         return work();
     }
     /// Ends the spinning however `work` ends (a panic included: the scope waits for its spinners).
