@@ -377,9 +377,16 @@ fn pointwise_of(act: Activation) -> Option<Pointwise> {
 
 /// Applies `act` to a traced layer's `pre` (`[batch, units, height, width]`, or a dense layer's `[batch, units]`);
 /// returns the activation and what the trace keeps of `pre`. With `measure`, where `act` has a one-pass op on
-/// flex, the layer is measured in that pass; else `pre` is kept (a copy, so the activation cannot work in place).
+/// flex (or is the identity), the layer is measured in that pass; else `pre` is kept (a copy, so the activation
+/// cannot work in place).
 fn activate_traced<const D: usize>(act: Activation, pre: Tensor<D>, measure: bool) -> (Tensor<D>, PreActivation) {
     let dims = as_maps(pre.dims());
+    // An identity layer (a classifier's output) is its own activation: measured where it lies.
+    if let (true, Activation::Identity) = (measure, act)
+        && let Some(moments) = kernels::measure_identity(&pre, dims)
+    {
+        return (pre, PreActivation::Measured { moments, dims });
+    }
     let mut pre = pre;
     if let (true, Some(f)) = (measure, pointwise_of(act)) {
         match kernels::pointwise_measured(f, pre) {

@@ -184,6 +184,13 @@ pub fn pointwise_measured<const D: usize>(f: Pointwise, x: Tensor<D>) -> Result<
     if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x) }
 }
 
+/// The figures of a layer whose activation is the identity (its output is its pre-activation, `dims` as
+/// [`pointwise_measured`] takes them), read in place with f′ = 1; `None` where [`read_in_place`] gives none.
+pub fn measure_identity<const D: usize>(x: &Tensor<D>, dims: [usize; 4]) -> Option<Moments> {
+    let x = x.clone().inner();
+    read_in_place([&x], |[z]| convscope_kernels::moments::measure(dims, z, z, Slope::One))
+}
+
 /// [`pointwise`] with the kernels named.
 pub fn pointwise_using<const D: usize>(
     choice: KernelChoice,

@@ -151,7 +151,7 @@ fn the_rules_fire_at_the_windows_cadence_of_statistics_too() {
 #[test]
 fn statistics_measured_in_the_activation_s_pass_are_the_snapshot_step_s() {
     use convscope::arch::Activation;
-    for activation in [Activation::Tanh, Activation::Relu, Activation::Sigmoid] {
+    for activation in [Activation::Tanh, Activation::Relu, Activation::Sigmoid, Activation::Identity] {
         let config = TrainConfig {
             arch: "conv 4 3x3, pool 2, dense 24, dense 16".into(),
             activation,
