@@ -79,31 +79,34 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
             (if layer.output { Activation::Identity } else { layer.settings.activation }, pre, post)
         })
         .collect();
-    // Side by side on the compute threads, each layer read and measured by one of them while it is in its cache
-    // (a layer's pass is one thread's, so its sums do not depend on the thread count).
-    let layers = layers
-        .into_par_iter()
-        .map(|(activation, pre, post)| {
-            let pre = match pre {
-                PreActivation::Kept(pre) => pre,
-                // Measured in the forward pass (never on a snapshot's step, whose histograms need the values).
-                PreActivation::Measured { moments, dims } => {
-                    return Ok(HostLayer { pre: Vec::new(), activity: activity::from_moments(dims, moments) });
-                }
-            };
-            let dims = pre.dims();
-            let (pre, post) = (pre.inner(), post.inner());
-            let measure = |z: &[f32], a: &[f32]| LayerActivity::measure(activation, dims, z, a);
-            // In place, the read-back of a step's activations cost more than measuring them (deep6: 16 MB).
-            if let Some(activity) = read_in_place([&pre, &post], |[z, a]| measure(z, a)) {
-                let pre = if keep_pre { to_host("the pre-activations", pre)? } else { Vec::new() };
-                return Ok(HostLayer { pre, activity });
+    let read = |(activation, pre, post): (Activation, PreActivation, Tensor<4>)| {
+        let pre = match pre {
+            PreActivation::Kept(pre) => pre,
+            // Measured in the forward pass (never on a snapshot's step, whose histograms need the values).
+            PreActivation::Measured { moments, dims } => {
+                return Ok(HostLayer { pre: Vec::new(), activity: activity::from_moments(dims, moments) });
             }
-            let pre = to_host("the pre-activations", pre)?;
-            let activity = measure(&pre, &to_host("the activations", post)?);
-            Ok(HostLayer { pre, activity })
-        })
-        .collect::<Result<Vec<_>, TrainError>>()?;
+        };
+        let dims = pre.dims();
+        let (pre, post) = (pre.inner(), post.inner());
+        let measure = |z: &[f32], a: &[f32]| LayerActivity::measure(activation, dims, z, a);
+        // In place, the read-back of a step's activations cost more than measuring them (deep6: 16 MB).
+        if let Some(activity) = read_in_place([&pre, &post], |[z, a]| measure(z, a)) {
+            let pre = if keep_pre { to_host("the pre-activations", pre)? } else { Vec::new() };
+            return Ok(HostLayer { pre, activity });
+        }
+        let pre = to_host("the pre-activations", pre)?;
+        let activity = measure(&pre, &to_host("the activations", post)?);
+        Ok(HostLayer { pre, activity })
+    };
+    // Side by side on the compute threads, each layer read and measured by one of them while it is in its cache
+    // (a layer's pass is one thread's, so its sums do not depend on the thread count); layers measured in the
+    // pass have nothing left to read, and moving their figures to another thread only cost time.
+    let layers = if layers.iter().any(|(_, pre, _)| matches!(pre, PreActivation::Kept(_))) {
+        layers.into_par_iter().map(read).collect::<Result<Vec<_>, TrainError>>()?
+    } else {
+        layers.into_iter().map(read).collect::<Result<Vec<_>, TrainError>>()?
+    };
     Ok((layers, trace.inputs))
 }
 
