@@ -116,6 +116,18 @@ pub fn forward_in_place(f: Pointwise, values: &mut [f32]) {
     values.par_chunks_mut(run).for_each(|part| forward_run(f, part));
 }
 
+/// f(z) for every z in `input` into `output` (as long), side by side on the threads where it is long.
+pub(crate) fn forward_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
+    let run = run_length(input.len());
+    if run >= input.len() {
+        return forward_run_into(f, input, output);
+    }
+    output
+        .par_chunks_mut(run)
+        .zip(input.par_chunks(run))
+        .for_each(|(output, input)| forward_run_into(f, input, output));
+}
+
 /// f(z) for every z in `input`, as a new vector: for an input that others still read. Each thread zeroes and
 /// writes its run while it is in its cache (a zeroed allocation, then the map, read and wrote it twice).
 pub fn forward_to_vec(f: Pointwise, input: &[f32]) -> Vec<f32> {
@@ -158,7 +170,7 @@ pub(crate) fn forward_run(f: Pointwise, values: &mut [f32]) {
     forward_plain(f, values);
 }
 
-fn forward_run_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
+pub(crate) fn forward_run_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as in `forward_run`.

@@ -1,32 +1,48 @@
-//! A layer's activation and its statistics in one pass: each block of pre-activations is copied aside, activated
-//! in place and measured while both are in the cache. A statistics step no longer keeps a copy of every
-//! pre-activation (the activation had to write a new tensor), nor reads both back from memory afterwards.
+//! A layer's activation and its statistics in one step, unit by unit side by side on the threads: each unit's
+//! planes are copied aside, activated from the copy into place, then measured. A statistics step no longer keeps
+//! a copy of every pre-activation in the autodiff graph (the activation had to write a new tensor), nor reads
+//! both back afterwards.
 
 use rayon::prelude::*;
 
-use super::{AddBlock, Examples, Moments, Plain, Slope, UnitFigures, unit_figures};
+use super::{AddBlock, Examples, Moments, Slope, UnitFigures, unit_figures};
 use crate::pointwise::{self, PARALLEL_FROM, Pointwise};
-
-/// Values activated and measured at a time: a block and its copy stay in the first-level cache.
-const BLOCK: usize = 256;
 
 /// Replaces every z in `values` (laid out `[batch, units, height, width]` as `dims` says) by f(z), and measures
 /// the pre-activations and activations as [`super::measure`] does with `f.slope()` as f′ — the same figures, to
-/// the bit. Units go side by side on the compute threads; their figures are merged in unit order.
+/// the bit. Units go side by side on the compute threads, each unit's values touched by one thread only; their
+/// figures are merged in unit order. (Activating and measuring each plane in turn took two to four times as long
+/// on small maps: the measurement read values whose activation had just stored them, masked, and waited for the
+/// stores to reach the cache; and the activation was run in place, where the compiler stores only the lanes that
+/// change.)
 pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) -> Moments {
     let slope = f.slope();
     let [batch, units, height, width] = dims;
     let per_unit = height * width;
     if per_unit <= 1 || values.len() != batch * units * per_unit {
-        // Dense layers (measured across units) and slices that do not match: copy, activate, measure.
+        // Dense layers (measured across units) and slices that do not match.
         let pre = values.to_vec();
-        pointwise::forward_in_place(f, values);
+        pointwise::forward_into(f, &pre, values);
         return super::measure(dims, &pre, values, slope);
     }
-    let base = Values(values.as_mut_ptr());
+    let values_at = Values(values.as_mut_ptr());
     let unit = |unit: usize| {
-        let mut examples = Activated { base: &base, units, unit, per_unit, f, copy: [0.0; BLOCK] };
-        measure_unit(batch, &mut examples, slope)
+        // The whole `Values` (a closure would take its pointer field alone, which is not `Sync`).
+        let base = &values_at;
+        // SAFETY: the slice holds every (example, unit) plane (checked above); this unit's are this task's alone.
+        let planes = (0..batch).map(|example| unsafe {
+            std::slice::from_raw_parts_mut(base.0.add((example * units + unit) * per_unit), per_unit)
+        });
+        let mut pre = Vec::with_capacity(batch * per_unit);
+        let planes: Vec<&mut [f32]> = planes.inspect(|plane| pre.extend_from_slice(plane)).collect();
+        for (plane, z) in planes.into_iter().zip(pre.chunks_exact(per_unit)) {
+            pointwise::forward_run_into(f, z, plane);
+        }
+        // SAFETY: as above; the planes' mutable references have ended.
+        let post = |example: usize| unsafe {
+            std::slice::from_raw_parts(base.0.add((example * units + unit) * per_unit).cast_const(), per_unit)
+        };
+        measure_unit(batch, &mut Copied { pre: &pre, post: &post, per_unit }, slope)
     };
     let figures: Vec<UnitFigures> = if values.len() >= PARALLEL_FROM {
         (0..units).into_par_iter().map(unit).collect()
@@ -40,24 +56,20 @@ pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) 
     moments
 }
 
-/// The layer's values, shared by the units' tasks: each writes only its own unit's planes.
+/// The layer's values, shared by the units' tasks: each touches only its own unit's planes.
 struct Values(*mut f32);
 
 // SAFETY: the tasks touch disjoint planes of the slice behind the pointer, which outlives them.
 unsafe impl Sync for Values {}
 
-/// One unit's planes, activated as they are measured.
-struct Activated<'a> {
-    base: &'a Values,
-    units: usize,
-    unit: usize,
+/// One unit's values: its pre-activations copied aside (`[batch, per_unit]`), its activations where they lie.
+struct Copied<'a> {
+    pre: &'a [f32],
+    post: &'a dyn Fn(usize) -> &'a [f32],
     per_unit: usize,
-    f: Pointwise,
-    /// A block of pre-activations, copied aside before the activation overwrites them.
-    copy: [f32; BLOCK],
 }
 
-impl Examples for Activated<'_> {
+impl Examples for Copied<'_> {
     #[inline(always)]
     unsafe fn add<W: AddBlock<L>, const L: usize>(
         &mut self,
@@ -65,27 +77,15 @@ impl Examples for Activated<'_> {
         example: usize,
         slope: Slope,
     ) -> usize {
-        // SAFETY: `activate_and_measure` checked that the slice holds every (example, unit) plane; this unit's
-        // planes are this task's alone.
-        let plane = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.base.0.add((example * self.units + self.unit) * self.per_unit),
-                self.per_unit,
-            )
-        };
-        for block in plane.chunks_mut(BLOCK) {
-            let copy = &mut self.copy[..block.len()];
-            copy.copy_from_slice(block);
-            pointwise::forward_run(self.f, block);
-            // SAFETY: the caller's CPU runs `W`.
-            unsafe { W::add_block(held, copy, block, slope) };
-        }
+        let pre = &self.pre[example * self.per_unit..(example + 1) * self.per_unit];
+        // SAFETY: the caller's CPU runs `W`.
+        unsafe { W::add_block(held, pre, (self.post)(example), slope) };
         self.per_unit
     }
 }
 
 /// One unit's figures, on the widest vectors the CPU runs.
-fn measure_unit(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+fn measure_unit(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::direct::Isa;
@@ -98,18 +98,18 @@ fn measure_unit(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFig
         }
     }
     // SAFETY: plain code runs anywhere.
-    unsafe { unit_figures::<Plain, _, 8>(batch, examples, slope) }
+    unsafe { unit_figures::<super::Plain, _, 8>(batch, examples, slope) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn unit_avx512(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+unsafe fn unit_avx512(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
     unsafe { unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>(batch, examples, slope) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unit_avx2(batch: usize, examples: &mut Activated, slope: Slope) -> UnitFigures {
+unsafe fn unit_avx2(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
     unsafe { unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>(batch, examples, slope) }
 }
 
