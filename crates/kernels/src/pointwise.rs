@@ -297,7 +297,7 @@ fn forward_plain(f: Pointwise, values: &mut [f32]) {
 }
 
 #[inline(always)]
-fn forward_into_plain(f: Pointwise, input: &[f32], output: &mut [f32]) {
+pub(crate) fn forward_into_plain(f: Pointwise, input: &[f32], output: &mut [f32]) {
     fn each(input: &[f32], output: &mut [f32], f: impl Fn(f32) -> f32) {
         output.iter_mut().zip(input).for_each(|(y, &z)| *y = f(z));
     }

@@ -29,20 +29,8 @@ pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) 
     let unit = |unit: usize| {
         // The whole `Values` (a closure would take its pointer field alone, which is not `Sync`).
         let base = &values_at;
-        // SAFETY: the slice holds every (example, unit) plane (checked above); this unit's are this task's alone.
-        let planes = (0..batch).map(|example| unsafe {
-            std::slice::from_raw_parts_mut(base.0.add((example * units + unit) * per_unit), per_unit)
-        });
-        let mut pre = Vec::with_capacity(batch * per_unit);
-        let planes: Vec<&mut [f32]> = planes.inspect(|plane| pre.extend_from_slice(plane)).collect();
-        for (plane, z) in planes.into_iter().zip(pre.chunks_exact(per_unit)) {
-            pointwise::forward_run_into(f, z, plane);
-        }
-        // SAFETY: as above; the planes' mutable references have ended.
-        let post = |example: usize| unsafe {
-            std::slice::from_raw_parts(base.0.add((example * units + unit) * per_unit).cast_const(), per_unit)
-        };
-        measure_unit(batch, &mut Copied { pre: &pre, post: &post, per_unit }, slope)
+        let mut planes = UnitPlanes { base, units, unit, per_unit, batch, f, pre: Vec::new() };
+        measure_unit(&mut planes, slope)
     };
     let figures: Vec<UnitFigures> = if values.len() >= PARALLEL_FROM {
         (0..units).into_par_iter().map(unit).collect()
@@ -62,14 +50,53 @@ struct Values(*mut f32);
 // SAFETY: the tasks touch disjoint planes of the slice behind the pointer, which outlives them.
 unsafe impl Sync for Values {}
 
-/// One unit's values: its pre-activations copied aside (`[batch, per_unit]`), its activations where they lie.
-struct Copied<'a> {
-    pre: &'a [f32],
-    post: &'a dyn Fn(usize) -> &'a [f32],
+/// One unit's planes in the layer: activated where they lie, their pre-activations copied aside
+/// (`[batch, per_unit]`) first.
+struct UnitPlanes<'a> {
+    base: &'a Values,
+    units: usize,
+    unit: usize,
     per_unit: usize,
+    batch: usize,
+    f: Pointwise,
+    pre: Vec<f32>,
 }
 
-impl Examples for Copied<'_> {
+impl UnitPlanes<'_> {
+    /// Example `example`'s plane of the unit.
+    ///
+    /// # Safety
+    /// `example` is below the batch (`activate_and_measure` checked that the slice holds every plane); this
+    /// unit's planes are this task's alone, and no other reference to this plane is alive.
+    unsafe fn plane<'p>(&self, example: usize) -> &'p mut [f32] {
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.0.add((example * self.units + self.unit) * self.per_unit),
+                self.per_unit,
+            )
+        }
+    }
+
+    /// Copies every plane aside, then activates each from its copy. Inlined into the entry point of the
+    /// caller's instruction set: a call per plane (an activation's dispatch and its loop's tail, for a few
+    /// dozen values) cost more than the plane's measurement.
+    #[inline(always)]
+    fn activate(&mut self) {
+        let (batch, per_unit) = (self.batch, self.per_unit);
+        self.pre.reserve_exact(batch * per_unit);
+        for example in 0..batch {
+            // SAFETY: as in `plane`; the reference ends with this iteration.
+            let plane = unsafe { self.plane(example) };
+            self.pre.extend_from_slice(plane);
+        }
+        for (example, z) in self.pre.chunks_exact(per_unit).enumerate() {
+            // SAFETY: as above.
+            pointwise::forward_into_plain(self.f, z, unsafe { self.plane(example) });
+        }
+    }
+}
+
+impl Examples for UnitPlanes<'_> {
     #[inline(always)]
     unsafe fn add<W: AddBlock<L>, const L: usize>(
         &mut self,
@@ -78,39 +105,43 @@ impl Examples for Copied<'_> {
         slope: Slope,
     ) -> usize {
         let pre = &self.pre[example * self.per_unit..(example + 1) * self.per_unit];
-        // SAFETY: the caller's CPU runs `W`.
-        unsafe { W::add_block(held, pre, (self.post)(example), slope) };
+        // SAFETY: `unit_figures` asks for each example of the batch once, after `activate`; the caller's CPU
+        // runs `W`.
+        unsafe { W::add_block(held, pre, self.plane(example), slope) };
         self.per_unit
     }
 }
 
-/// One unit's figures, on the widest vectors the CPU runs.
-fn measure_unit(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
+/// One unit activated and measured, on the widest vectors the CPU runs.
+fn measure_unit(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::direct::Isa;
         // SAFETY: each entry point runs only where `runs_here` found its CPU features.
         if Isa::Avx512.runs_here() {
-            return unsafe { unit_avx512(batch, examples, slope) };
+            return unsafe { unit_avx512(planes, slope) };
         }
         if Isa::Avx2.runs_here() {
-            return unsafe { unit_avx2(batch, examples, slope) };
+            return unsafe { unit_avx2(planes, slope) };
         }
     }
+    planes.activate();
     // SAFETY: plain code runs anywhere.
-    unsafe { unit_figures::<super::Plain, _, 8>(batch, examples, slope) }
+    unsafe { unit_figures::<super::Plain, _, 8>(planes.batch, planes, slope) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn unit_avx512(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
-    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>(batch, examples, slope) }
+unsafe fn unit_avx512(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
+    planes.activate();
+    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>(planes.batch, planes, slope) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn unit_avx2(batch: usize, examples: &mut Copied, slope: Slope) -> UnitFigures {
-    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>(batch, examples, slope) }
+unsafe fn unit_avx2(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
+    planes.activate();
+    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>(planes.batch, planes, slope) }
 }
 
 #[cfg(test)]
