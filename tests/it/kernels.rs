@@ -98,13 +98,16 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
         }
         // Strides above 1 (im2col + gemm whatever the choice): 3×3 "same" on even and odd sides, 5×5 and 7×7,
-        // stride 3 without padding (a column left over).
+        // stride 3 without padding (a column left over), long rows.
         for (shape, filters, kernel, pad, stride) in [
             ([2, 3, 12, 12], 8, 3, 1, 2),
             ([3, 4, 11, 13], 6, 3, 1, 2),
             ([2, 2, 14, 14], 5, 5, 2, 2),
             ([2, 1, 20, 20], 4, 7, 3, 2),
             ([2, 3, 13, 10], 4, 3, 0, 3),
+            // Rows of 21 and 23 outputs: more than one vector of them.
+            ([2, 2, 9, 41], 3, 3, 1, 2),
+            ([1, 2, 6, 47], 3, 3, 0, 2),
         ] {
             let error = compare_strided_conv(choice, shape, [filters, kernel], [pad, stride], true);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} stride {stride}: error {error}");
