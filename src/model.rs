@@ -89,7 +89,8 @@ pub struct Trace {
     /// a backward pass is ∂loss/∂activation (the sum leaves the graph to the input connected).
     pub hooks: Vec<Hook>,
     hooked: bool,
-    /// With [`Cnn::forward_measured`]: layers whose activation has a one-pass op are measured in that pass.
+    /// With [`Cnn::forward_measured`]: layers whose activation has a one-pass op, or is the identity, are measured
+    /// in that pass.
     measured: bool,
 }
 
@@ -207,8 +208,9 @@ impl Cnn {
         (logits, trace)
     }
 
-    /// Logits plus a trace in which each convolution whose activation has a one-pass op was measured in that pass
-    /// ([`PreActivation::Measured`]) instead of kept: a statistics step without a copy of those pre-activations.
+    /// Logits plus a trace in which each layer whose activation has a one-pass op, or is the identity, was measured
+    /// in that pass ([`PreActivation::Measured`]) instead of kept: a statistics step without a copy of those
+    /// pre-activations.
     pub fn forward_measured(&self, images: Tensor<4>) -> (Tensor<2>, Trace) {
         let mut trace = Trace { measured: true, ..Trace::default() };
         let logits = self.forward_impl(images, Some(&mut trace));
@@ -260,7 +262,7 @@ impl Cnn {
                     None => map.clone().flatten::<2>(1, 3),
                 };
                 if let Some(trace) = trace.as_deref_mut() {
-                    trace.inputs.push(traced(input.clone(), as_maps(input.dims())));
+                    trace.inputs.push(traced(input.clone(), kernels::as_maps(&input.dims())));
                 }
                 let pre = linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
@@ -280,7 +282,7 @@ impl Cnn {
                         trace.hooks.push(Hook::Flat(leaf));
                     }
                     trace.pre.push(pre);
-                    trace.post.push(traced(post.clone(), as_maps(post.dims())));
+                    trace.post.push(traced(post.clone(), kernels::as_maps(&post.dims())));
                 }
                 flat = Some(post);
             }
@@ -380,7 +382,7 @@ fn pointwise_of(act: Activation) -> Option<Pointwise> {
 /// flex (or is the identity), the layer is measured in that pass; else `pre` is kept (a copy, so the activation
 /// cannot work in place).
 fn activate_traced<const D: usize>(act: Activation, pre: Tensor<D>, measure: bool) -> (Tensor<D>, PreActivation) {
-    let dims = as_maps(pre.dims());
+    let dims = kernels::as_maps(&pre.dims());
     // An identity layer (a classifier's output) is its own activation: measured where it lies.
     if let (true, Activation::Identity) = (measure, act)
         && let Some(moments) = kernels::measure_identity(&pre, dims)
@@ -395,15 +397,6 @@ fn activate_traced<const D: usize>(act: Activation, pre: Tensor<D>, measure: boo
         }
     }
     (apply_activation(act, pre.clone()), PreActivation::Kept(traced(pre, dims)))
-}
-
-/// A layer's `[batch, units, height, width]`; a dense layer's `[batch, units]` as `[batch, units, 1, 1]`.
-fn as_maps<const D: usize>(dims: [usize; D]) -> [usize; 4] {
-    match dims[..] {
-        [batch, units, height, width] => [batch, units, height, width],
-        [batch, units] => [batch, units, 1, 1],
-        _ => [1, 1, 1, dims.iter().product()],
-    }
 }
 
 /// What a trace keeps of a tensor: its values as `dims`, outside the autodiff graph (a reshape inside it would

@@ -184,6 +184,16 @@ pub fn pointwise_measured<const D: usize>(f: Pointwise, x: Tensor<D>) -> Result<
     if kernel_choice() == KernelChoice::Burn { Err(Box::new(x)) } else { pointwise::pointwise_measured(f, x) }
 }
 
+/// A layer's `[batch, units, height, width]` as the statistics pass takes it: a dense layer's `[batch, units]` as
+/// `[batch, units, 1, 1]` maps, any other shape as one run of values.
+pub fn as_maps(shape: &[usize]) -> [usize; 4] {
+    match *shape {
+        [batch, units, height, width] => [batch, units, height, width],
+        [batch, units] => [batch, units, 1, 1],
+        _ => [1, 1, 1, shape.iter().product()],
+    }
+}
+
 /// The figures of a layer whose activation is the identity (its output is its pre-activation, `dims` as
 /// [`pointwise_measured`] takes them), read in place with f′ = 1; `None` where [`read_in_place`] gives none.
 pub fn measure_identity<const D: usize>(x: &Tensor<D>, dims: [usize; 4]) -> Option<Moments> {

@@ -68,12 +68,7 @@ impl Backward<Flex, 1> for Activation {
 fn forward_measured(f: Pointwise, x: FlexTensor) -> (FlexTensor, Moments) {
     let mut x = owned_contiguous(x);
     let shape = x.layout().shape().to_vec();
-    // A dense layer's `[batch, units]` is measured as `[batch, units, 1, 1]` maps.
-    let dims = match shape[..] {
-        [batch, units, height, width] => [batch, units, height, width],
-        [batch, units] => [batch, units, 1, 1],
-        _ => [1, 1, 1, shape.iter().product()],
-    };
+    let dims = super::as_maps(&shape);
     if let Some(storage) = x.try_storage_mut::<f32>() {
         let measured = moments::activate_and_measure(f, dims, storage);
         return (x, measured);

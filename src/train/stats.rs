@@ -88,7 +88,6 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
             }
         };
         let dims = pre.dims();
-        let (pre, post) = (pre.inner(), post.inner());
         let measure = |z: &[f32], a: &[f32]| LayerActivity::measure(activation, dims, z, a);
         // In place, the read-back of a step's activations cost more than measuring them (deep6: 16 MB).
         if let Some(activity) = read_in_place([&pre, &post], |[z, a]| measure(z, a)) {
@@ -133,7 +132,7 @@ pub(super) fn square_sums(
     readback(what, Tensor::cat(pieces, 0).into_data())
 }
 
-/// `tensor` (an inner, not autodiff, tensor) read back to the host.
+/// `tensor` (a trace's, outside the autodiff graph) read back to the host.
 fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError> {
     readback(what, tensor.into_data())
 }
@@ -156,7 +155,7 @@ pub fn layer_stats(
     let mut input_counts = Vec::new();
     for (layer, (input, before)) in model.layers.iter().zip(inputs.iter().zip(weights_before)) {
         let Some(after) = layer.flat_weight() else { continue };
-        let input = input.clone().inner().flatten::<1>(0, 3);
+        let input = input.clone().flatten::<1>(0, 3);
         input_counts.push(input.dims()[0].max(1) as f32);
         // ‖ΔW‖² and ‖W‖² from one pass over the weights.
         pairs.extend([(after, Some(before.clone())), (input, None)]);

@@ -204,7 +204,7 @@ fn run_length(n: usize) -> usize {
 }
 
 /// `f` over one run, on the widest vectors this CPU runs (the match is hoisted so each loop vectorises).
-pub(crate) fn forward_run(f: Pointwise, values: &mut [f32]) {
+fn forward_run(f: Pointwise, values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: each entry point runs only where `runs_here` found its CPU features.
@@ -218,7 +218,7 @@ pub(crate) fn forward_run(f: Pointwise, values: &mut [f32]) {
     forward_plain(f, values);
 }
 
-pub(crate) fn forward_run_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
+fn forward_run_into(f: Pointwise, input: &[f32], output: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: as in `forward_run`.
