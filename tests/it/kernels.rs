@@ -93,6 +93,12 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             // 16 → 8 3×3, past its channel limit (gemm on AVX-512, direct on AVX2).
             ([2, 1, 20, 20], 16, 7, 3, true),
             ([2, 16, 12, 12], 8, 3, 1, true),
+            // Output channels in the lanes: `wide`'s second layer (forward and dX on AVX-512), rows of 10 (AVX2's
+            // forward), of 9 and 17 (the last block of a row runs past it).
+            ([2, 32, 14, 14], 64, 5, 2, true),
+            ([2, 16, 12, 12], 16, 3, 0, false),
+            ([2, 16, 9, 9], 32, 3, 1, true),
+            ([2, 8, 17, 17], 16, 3, 1, true),
         ] {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
@@ -118,7 +124,7 @@ fn convolution_kernels_match_burn_forward_and_backward() {
 #[test]
 fn the_direct_kernels_take_the_shapes_they_are_written_for() {
     use convscope_kernels::Geom;
-    use convscope_kernels::direct::{DirectOps, direct_ops};
+    use convscope_kernels::direct::{ChannelLanes, DirectOps, channel_lanes, direct_ops};
     let geom = |ci, h, co, k, pad| Geom { b: 4, ci, h, w: h, co, kh: k, kw: k, pad, stride: 1 };
     for isa in [Isa::Avx512, Isa::Avx2].into_iter().filter(|isa| isa.runs_here()) {
         let all = DirectOps { forward: true, input_grad: true, weight_grad: true };
@@ -139,6 +145,20 @@ fn the_direct_kernels_take_the_shapes_they_are_written_for() {
         assert_eq!(direct_ops(isa, &geom(16, 11, 8, 7, 3)), no_dw, "{isa:?}");
         let eight = if isa == Isa::Avx2 { all } else { no_dw };
         assert_eq!(direct_ops(isa, &geom(16, 12, 8, 3, 1)), eight, "{isa:?}");
+
+        // Output channels in the lanes where rows leave the column kernel's idle: on AVX-512 for `wide`'s
+        // second layer (14 of 16 lanes), forward and dX; on AVX2 only from rows that fill 5 of 8 lanes down.
+        let both = ChannelLanes { forward: true, input_grad: true };
+        let neither = ChannelLanes { forward: false, input_grad: false };
+        let wide = if isa == Isa::Avx512 { both } else { neither };
+        assert_eq!(channel_lanes(isa, &geom(32, 14, 64, 5, 2)), wide, "{isa:?}");
+        assert!(channel_lanes(isa, &geom(16, 12, 16, 3, 0)).forward, "{isa:?}");
+        assert_eq!(channel_lanes(isa, &geom(16, 9, 32, 3, 1)), both, "{isa:?}");
+        // A one-channel first layer sums too few taps per output to pay for the transpose; 12 output channels
+        // are not whole vectors; full rows need no help.
+        assert_eq!(channel_lanes(isa, &geom(1, 28, 32, 5, 2)), neither, "{isa:?}");
+        assert!(!channel_lanes(isa, &geom(16, 10, 12, 3, 1)).forward, "{isa:?}");
+        assert_eq!(channel_lanes(isa, &geom(16, 16, 32, 3, 1)), neither, "{isa:?}");
     }
     println!("direct kernels checked on: {:?}", [Isa::Avx512, Isa::Avx2].map(|isa| (isa, isa.runs_here())));
 }

@@ -3,6 +3,8 @@
 //!
 //! forward:  NB vectors of output columns × CB output channels of accumulators per output row (AVX-512 1 × up
 //!           to 16, AVX2 2 × 4); per kernel tap NB unaligned loads of the padded input row and CB broadcasts.
+//!           Rows that would leave lanes idle (14 of 16 for a 14-wide map) put output channels in the lanes
+//!           instead (`direct/channels.rs`).
 //! dX:       the same forward kernel on dY padded by k-1-p with flipped, transposed weights.
 //! dW:       dY transposed to [b][oh][ow][co] so output channels are the vector lanes; per output pixel
 //!           one load of dY and broadcast-FMAs into one accumulator per kernel tap (AVX2 has 16 registers,
@@ -19,6 +21,8 @@
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables, unused_mut))]
 
 use crate::Geom;
+
+mod channels;
 
 /// A vector instruction set the direct kernels are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +137,30 @@ pub fn direct_ops(isa: Isa, g: &Geom) -> DirectOps {
     }
 }
 
+/// Which of the direct forward and dX put output channels in the vector lanes ([`channels`]) rather than
+/// columns: rows that leave the column kernel's lanes idle (the tests check both layouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelLanes {
+    /// y = conv(x, w).
+    pub forward: bool,
+    /// dX.
+    pub input_grad: bool,
+}
+
+/// Where `isa`'s direct forward and dX for `g` hold output channels in the lanes.
+pub fn channel_lanes(isa: Isa, g: &Geom) -> ChannelLanes {
+    let ops = direct_ops(isa, g);
+    ChannelLanes {
+        forward: ops.forward && channels::takes(isa, g),
+        input_grad: ops.input_grad && channels::takes(isa, &flipped(g)),
+    }
+}
+
+/// dX's geometry as a forward convolution: dY's channels in, the input's out, padded so the output is x's size.
+fn flipped(g: &Geom) -> Geom {
+    Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh: g.kh, kw: g.kw, pad: g.kh - 1 - g.pad, stride: 1 }
+}
+
 /// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad).
 pub(crate) fn pad_image(x: &[f32], c: usize, h: usize, w: usize, pad: usize, hp: usize, wpp: usize, out: &mut [f32]) {
     out.fill(0.0);
@@ -203,8 +231,7 @@ pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]
             }
         }
     }
-    // The forward kernel over dY: its channels in, the input's channels out, padded so the output is x's size.
-    let flipped = Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh, kw, pad: kh - 1 - g.pad, stride: 1 };
+    let flipped = flipped(g);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
@@ -347,6 +374,9 @@ mod vector {
     /// `isa` must run on this CPU.
     pub(super) unsafe fn forward(isa: Isa, g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
         unsafe {
+            if super::channels::takes(isa, g) {
+                return super::channels::vector::forward(isa, g, x, wt, bias, y);
+            }
             match isa {
                 Isa::Avx512 => fwd_avx512(g, x, wt, bias, y),
                 Isa::Avx2 => fwd_avx2(g, x, wt, bias, y),

@@ -1,0 +1,218 @@
+//! The forward kernel with output channels in the vector lanes, for rows that leave the column kernel's lanes
+//! idle: a 14-wide map fills 14 of AVX-512's 16 lanes, a 10-wide one 10. Here each accumulator holds one output
+//! pixel for a vector of channels, each block is V channel vectors × P pixels of one output row with P picked
+//! to fit the row, and per tap V weight loads and P broadcast inputs feed V·P FMAs. The block's results go
+//! through a small [pixel][channel] buffer that is transposed to NCHW once per output row, which is why it only
+//! pays where each output sums many taps. It serves dX as well (the forward kernel on dY).
+// Same conventions as `direct.rs`: raw pointers in the innermost loops, bounds asserted before them.
+#![allow(unsafe_code, clippy::needless_range_loop, clippy::too_many_arguments)]
+
+use super::Isa;
+use crate::Geom;
+
+/// Taps (input channels × kernel rows × columns) each output sums below which the column kernel stays: the
+/// transpose costs about what a few taps do, and a one-channel 5×5 layer (25 taps) ran at 39 % of the FMA peak
+/// this way against the column kernel's 71 %.
+const MIN_TAPS: usize = 64;
+
+/// Most pixels per block for `vectors` channel vectors: accumulators, the weights and a broadcast within the
+/// registers (32 on AVX-512, 16 on AVX2).
+fn max_pixels(isa: Isa, vectors: usize) -> usize {
+    match (isa, vectors) {
+        (Isa::Avx512, _) => 14,
+        (Isa::Avx2, 1) => 12,
+        (Isa::Avx2, _) => 6,
+    }
+}
+
+/// Channel vectors per block: two where the channels come in pairs of vectors (each broadcast feeds two FMAs).
+fn vectors(isa: Isa, g: &Geom) -> usize {
+    if g.co.is_multiple_of(2 * isa.lanes()) { 2 } else { 1 }
+}
+
+/// Pixels per block for a row of `wo`: the fewest computed (the last block of a row may run past it), then
+/// the widest block; at least 4 where the row has them (each block loads its weights once: blocks of 2 for a
+/// 26-wide row made an AVX2 dX 2.4× slower than 9), at least 2.
+fn pixels(wo: usize, most: usize) -> usize {
+    let fewest = wo.clamp(2, 4).min(most);
+    (fewest..=most.max(fewest)).min_by_key(|&p| (wo.div_ceil(p) * p, usize::MAX - p)).unwrap_or(fewest)
+}
+
+/// Lanes the column kernel fills for a row of `wo` outputs: its blocks are whole vectors of columns.
+fn column_lanes_used(isa: Isa, wo: usize) -> f64 {
+    let span = match isa {
+        Isa::Avx512 => 16,
+        // AVX2's column kernel takes two vectors per block, or one for rows of at most one vector.
+        Isa::Avx2 if wo <= 8 => 8,
+        Isa::Avx2 => 16,
+    };
+    wo as f64 / (wo.div_ceil(span) * span) as f64
+}
+
+/// Whether this kernel takes `g` (stride 1, a square filter the column kernel takes): whole vectors of output
+/// channels, enough taps per output, and fewer idle lanes than the column kernel's.
+pub(super) fn takes(isa: Isa, g: &Geom) -> bool {
+    let wo = g.wo();
+    if !g.co.is_multiple_of(isa.lanes()) || g.ci * g.kh * g.kw < MIN_TAPS || wo == 0 {
+        return false;
+    }
+    let p = pixels(wo, max_pixels(isa, vectors(isa, g)));
+    let used = wo as f64 / (wo.div_ceil(p) * p) as f64;
+    used > column_lanes_used(isa, wo) + margin(isa)
+}
+
+/// How many more of the lanes this kernel must fill than the column kernel does to take a shape. AVX2 has no
+/// broadcast inside an FMA, so each FMA here costs a broadcast load more: with 8 lanes it lost where the column
+/// kernel fills 7 of 8 (a 14-wide 5×5 or 3×3 layer: 476 → 726 and 1,686 → 2,141 µs) and won from 5 of 8 down
+/// (a 10-wide one: 150 → 100 µs). AVX-512 folds the broadcast into the FMA and wins wherever it fills more.
+fn margin(isa: Isa) -> f64 {
+    match isa {
+        Isa::Avx512 => 0.0,
+        Isa::Avx2 => 0.25,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod vector {
+    use super::{Geom, Isa, max_pixels, pixels, vectors};
+    use crate::direct::pad_image;
+    use crate::simd::{Avx2, Avx512, Vector};
+
+    /// y[b][co][oh][ow] = bias[co] + Σ_{ci,i,j} wt[(ci,i,j)][co] · xpad[b][ci][oh+i][ow+j], `wt` laid out
+    /// [ci][kh][kw][co]; blocks of V channel vectors × P pixels.
+    #[inline(always)]
+    unsafe fn fwd_impl<S: Vector, const V: usize, const P: usize>(
+        g: &Geom,
+        x: &[f32],
+        wt: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let Geom { b: b_count, ci, h, w, co, kh, kw, pad, .. } = *g;
+        let (ho, wo) = (g.ho(), g.wo());
+        let blocks = wo.div_ceil(P);
+        let row = blocks * P;
+        let hp = h + 2 * pad;
+        let wpp = row + kw - 1;
+        let mut xpad = vec![0.0f32; ci * hp * wpp];
+        // One output row's blocks, [ow (whole blocks)][co]: small enough to stay in L1 for its transpose.
+        let mut yt = vec![0.0f32; row * co];
+        assert!(co.is_multiple_of(V * S::L) && wt.len() >= ci * kh * kw * co && y.len() >= b_count * co * ho * wo);
+        assert!(bias.is_none_or(|bias| bias.len() >= co));
+        // The last tap of a row's last block reads xpad[ci - 1][ho - 1 + kh - 1][row - 1 + kw - 1].
+        assert!(ho + kh - 1 <= hp);
+        for b in 0..b_count {
+            pad_image(&x[b * ci * h * w..(b + 1) * ci * h * w], ci, h, w, pad, hp, wpp, &mut xpad);
+            for oh in 0..ho {
+                for ow0 in (0..row).step_by(P) {
+                    for co0 in (0..co).step_by(V * S::L) {
+                        // SAFETY: the asserts above bound every offset: c_in < ci, oh + i < hp, ow0 + p + j <
+                        // wpp, co0 + V·L ≤ co, and the stores stay within row·co.
+                        unsafe {
+                            let mut acc = [[S::zero(); P]; V];
+                            if let Some(bias) = bias {
+                                for v in 0..V {
+                                    acc[v] = [S::load(bias.as_ptr().add(co0 + v * S::L)); P];
+                                }
+                            }
+                            for c_in in 0..ci {
+                                for i in 0..kh {
+                                    let xs = xpad.as_ptr().add((c_in * hp + oh + i) * wpp + ow0);
+                                    let ws = wt.as_ptr().add((c_in * kh + i) * kw * co + co0);
+                                    for j in 0..kw {
+                                        let mut wv = [S::zero(); V];
+                                        for v in 0..V {
+                                            wv[v] = S::load(ws.add(j * co + v * S::L));
+                                        }
+                                        for p in 0..P {
+                                            let input = S::splat(*xs.add(j + p));
+                                            for v in 0..V {
+                                                acc[v][p] = S::fmadd(wv[v], input, acc[v][p]);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            for p in 0..P {
+                                for v in 0..V {
+                                    S::store(yt.as_mut_ptr().add((ow0 + p) * co + co0 + v * S::L), acc[v][p]);
+                                }
+                            }
+                        }
+                    }
+                }
+                let yb = &mut y[b * co * ho * wo..(b + 1) * co * ho * wo];
+                for (c, plane) in yb.chunks_exact_mut(ho * wo).enumerate() {
+                    for (ow, value) in plane[oh * wo..(oh + 1) * wo].iter_mut().enumerate() {
+                        *value = yt[ow * co + c];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Dispatches on the block's channel vectors and pixels (V, P) to the kernel compiled for them.
+    macro_rules! dispatch {
+        ($s:ty, $g:expr, $x:expr, $wt:expr, $bias:expr, $y:expr, $v:expr, $p:expr; $($vv:literal: [$($pp:literal)*])*) => {
+            match ($v, $p) {
+                $($(($vv, $pp) => fwd_impl::<$s, $vv, $pp>($g, $x, $wt, $bias, $y),)*)*
+                // Not reached (`pixels` stays within `max_pixels`); one vector × 2 pixels fits any row.
+                _ => fwd_impl::<$s, 1, 2>($g, $x, $wt, $bias, $y),
+            }
+        };
+    }
+
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn fwd_avx512(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let v = vectors(Isa::Avx512, g);
+        let p = pixels(g.wo(), max_pixels(Isa::Avx512, v));
+        unsafe {
+            dispatch!(Avx512, g, x, wt, bias, y, v, p;
+                1: [2 3 4 5 6 7 8 9 10 11 12 13 14]
+                2: [2 3 4 5 6 7 8 9 10 11 12 13 14])
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn fwd_avx2(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let v = vectors(Isa::Avx2, g);
+        let p = pixels(g.wo(), max_pixels(Isa::Avx2, v));
+        unsafe {
+            dispatch!(Avx2, g, x, wt, bias, y, v, p;
+                1: [2 3 4 5 6 7 8 9 10 11 12]
+                2: [2 3 4 5 6])
+        }
+    }
+
+    /// # Safety
+    /// `isa` must run on this CPU, and [`super::takes`] must take `g`.
+    pub(crate) unsafe fn forward(isa: Isa, g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        unsafe {
+            match isa {
+                Isa::Avx512 => fwd_avx512(g, x, wt, bias, y),
+                Isa::Avx2 => fwd_avx2(g, x, wt, bias, y),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_fit_the_row() {
+        assert_eq!(pixels(14, 14), 14);
+        assert_eq!(pixels(28, 14), 14);
+        assert_eq!(pixels(10, 14), 10);
+        assert_eq!(pixels(24, 14), 12);
+        assert_eq!(pixels(24, 6), 6);
+        assert_eq!(pixels(1, 14), 2);
+        assert_eq!(pixels(3, 14), 3);
+        assert_eq!(pixels(15, 12), 5);
+        assert_eq!(pixels(17, 12), 9);
+        assert_eq!(pixels(26, 12), 9);
+        assert_eq!(pixels(26, 14), 13);
+        assert_eq!(pixels(26, 6), 4);
+    }
+}
