@@ -99,6 +99,9 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 16, 12, 12], 16, 3, 0, false),
             ([2, 16, 9, 9], 32, 3, 1, true),
             ([2, 8, 17, 17], 16, 3, 1, true),
+            // 7×7 dW one kernel row at a time: two vectors of filters (one on AVX2), and one.
+            ([2, 16, 9, 9], 32, 7, 3, true),
+            ([2, 4, 10, 10], 16, 7, 3, false),
         ] {
             let error = compare_conv(choice, shape, filters, kernel, pad, bias);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} pad {pad}: error {error}");
@@ -140,10 +143,12 @@ fn the_direct_kernels_take_the_shapes_they_are_written_for() {
         assert_eq!(direct_ops(isa, &geom(1, 28, 8, 3, 0)), first_layer, "{isa:?}");
         assert_eq!(direct_ops(isa, &geom(3, 32, 16, 5, 2)), first_layer, "{isa:?}");
         assert_eq!(direct_ops(isa, &geom(8, 11, 8, 7, 3)), all, "{isa:?}");
-        // Past 8 input channels, dW that the direct kernel does not take goes to gemm.
+        // Past 8 input channels, dW that the direct kernel does not take (fewer output channels than a vector)
+        // goes to gemm.
         let no_dw = DirectOps { weight_grad: false, ..all };
-        assert_eq!(direct_ops(isa, &geom(16, 11, 8, 7, 3)), no_dw, "{isa:?}");
         let eight = if isa == Isa::Avx2 { all } else { no_dw };
+        assert_eq!(direct_ops(isa, &geom(16, 11, 8, 7, 3)), eight, "{isa:?}");
+        assert_eq!(direct_ops(isa, &geom(16, 14, 32, 7, 3)), all, "{isa:?}");
         assert_eq!(direct_ops(isa, &geom(16, 12, 8, 3, 1)), eight, "{isa:?}");
 
         // Output channels in the lanes where rows leave the column kernel's idle: on AVX-512 for `wide`'s

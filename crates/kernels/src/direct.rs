@@ -68,12 +68,13 @@ impl Isa {
 // Where the direct kernels beat im2col + gemm, measured per op on ref-mnist's and `wide`'s layers, an RGB first
 // layer and 16/32-channel layers:
 // - forward and dX for square 3×3, 5×5 and 7×7 filters (3×3: deep6 3,080 → 3,830 images/s at one thread, 3,720 →
-//   4,230 at two; a CIFAR-sized 3×3 net 1,650 → 1,820), dW for 3×3 and 5×5 (unrolled for them; 3×3 dW:
-//   deep6 3,870 → 4,700 images/s at one thread with AVX-512);
+//   4,230 at two; a CIFAR-sized 3×3 net 1,650 → 1,820), dW for 3×3, 5×5 and 7×7 (3×3 dW: deep6 3,870 →
+//   4,700 images/s at one thread with AVX-512; 7×7 one kernel row at a time, 16 → 32 channels on 14×14 maps
+//   6.3 → 2.9 ms on AVX-512 and 3.5 ms on AVX2, 8 → 16 by output rows 1.2 → 0.73 ms);
 // - dX only into 8 or more channels: it runs the forward kernel with the input channels as outputs, and with
 //   fewer each load feeds too few FMAs;
 // - dW only with 2 or more input channels (a one-channel image is gemm's best case: 0.75 ms against 1.45 ms for
-//   `wide`'s first layer), for 5×5 with 16 or more output channels, for 3×3 with a whole vector of them (8 on
+//   `wide`'s first layer), for 5×5 with 16 or more output channels, for 3×3 and 7×7 with a whole vector of them (8 on
 //   AVX2: deep6's 8 → 8 layers make a 300-step AVX2 `train` 12 % faster than leaving them to gemm);
 // - with AVX2, forward and dX only while input × output channels ≤ 1,024: for `wide`'s 32 → 64 layer gemm's
 //   larger blocking wins (7.9 against 8.7 ms with gemm's AVX2 microkernels), for 32 → 16 the direct kernel
@@ -102,7 +103,8 @@ fn takes_input_grad(isa: Isa, g: &Geom) -> bool {
 
 fn takes_weight_grad(isa: Isa, g: &Geom) -> bool {
     let three = g.kh == 3 && g.kw == 3 && fits(g) && g.co >= isa.lanes();
-    (three || (direct_shape(g) && g.co >= 16)) && g.ci >= 2
+    let seven = g.kh == 7 && g.kw == 7 && fits(g) && g.co >= isa.lanes();
+    (three || seven || (direct_shape(g) && g.co >= 16)) && g.ci >= 2
 }
 
 /// dW by output rows (`dw_rows`) where it measured faster, per op at one thread with 16 images: up to three
@@ -492,6 +494,8 @@ mod vector {
         unsafe {
             match g.kh {
                 3 => dw_impl::<Avx512, 3, 3, 3, 1>(g, x, dy),
+                7 if g.co > Avx512::L => dw_impl::<Avx512, 7, 7, 1, 2>(g, x, dy),
+                7 => dw_impl::<Avx512, 7, 7, 1, 1>(g, x, dy),
                 _ => dw_impl::<Avx512, 5, 5, 5, 1>(g, x, dy),
             }
         }
@@ -502,13 +506,14 @@ mod vector {
         unsafe {
             match g.kh {
                 3 => dw_impl::<Avx2, 3, 3, 3, 1>(g, x, dy),
+                7 => dw_impl::<Avx2, 7, 7, 1, 1>(g, x, dy),
                 _ => dw_impl::<Avx2, 5, 5, 1, 2>(g, x, dy),
             }
         }
     }
 
     /// # Safety
-    /// `isa` must run on this CPU, and the filters must be 3×3 or 5×5.
+    /// `isa` must run on this CPU, and the filters must be 3×3, 5×5 or 7×7.
     pub(super) unsafe fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         unsafe {
             match isa {
