@@ -163,9 +163,10 @@ fn flipped(g: &Geom) -> Geom {
     Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh: g.kh, kw: g.kw, pad: g.kh - 1 - g.pad, stride: 1 }
 }
 
-/// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad).
+/// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad). Only the data is written: `out`
+/// must hold zeros around it, as a fresh zeroed buffer does and one only ever written by this function with the
+/// same geometry still does (clearing the whole buffer for every image was most of a `wide` step's memset).
 pub(crate) fn pad_image(x: &[f32], c: usize, h: usize, w: usize, pad: usize, hp: usize, wpp: usize, out: &mut [f32]) {
-    out.fill(0.0);
     for ch in 0..c {
         for r in 0..h {
             let src = &x[(ch * h + r) * w..(ch * h + r + 1) * w];
