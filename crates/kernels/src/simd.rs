@@ -35,6 +35,8 @@ pub(crate) trait Vector {
     unsafe fn all_finite(v: Self::V) -> bool;
     /// `v` in the first `n` lanes (n ≤ L), `fill` in the others.
     unsafe fn keep_first(n: usize, v: Self::V, fill: f32) -> Self::V;
+    /// Lane i holds `p[i·stride]` (stride·(L − 1) < 2³¹).
+    unsafe fn gather(p: *const f32, stride: usize) -> Self::V;
 }
 
 pub(crate) struct Avx512;
@@ -121,6 +123,13 @@ impl Vector for Avx512 {
     unsafe fn keep_first(n: usize, v: __m512, fill: f32) -> __m512 {
         let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
         unsafe { _mm512_mask_blend_ps(mask, _mm512_set1_ps(fill), v) }
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, stride: usize) -> __m512 {
+        unsafe {
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            _mm512_i32gather_ps::<4>(_mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32)), p)
+        }
     }
 }
 
@@ -221,6 +230,13 @@ impl Vector for Avx2 {
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             let first = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes);
             _mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(first))
+        }
+    }
+    #[inline(always)]
+    unsafe fn gather(p: *const f32, stride: usize) -> __m256 {
+        unsafe {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_i32gather_ps::<4>(p, _mm256_mullo_epi32(lanes, _mm256_set1_epi32(stride as i32)))
         }
     }
 }
