@@ -112,8 +112,9 @@ const KEPT_COLUMNS_MAX: usize = 1 << 22;
 /// The im2col columns a strided layer's forward kept for its weight gradient.
 type Columns = Option<Arc<Vec<f32>>>;
 
-/// y = conv(x, w) + b; with `for_backward`, a strided layer (im2col + gemm) also keeps its columns, so its weight
-/// gradient does not gather them again (on a net of two stride-2 layers im2col was 28 % of a step).
+/// y = conv(x, w) + b; with `for_backward`, a strided layer that goes to im2col + gemm also keeps its columns, so
+/// its weight gradient does not gather them again (on a net of two stride-2 layers im2col was 28 % of a step).
+/// One the direct kernels take keeps none: its dW is direct too wherever the filters have a direct dW.
 fn fwd(
     x: &FlexTensor,
     w: &FlexTensor,
@@ -129,7 +130,8 @@ fn fwd(
     let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
     let shape = vec![g.b, g.co, g.ho(), g.wo()];
     let per_image = g.k() * g.hw_out();
-    if for_backward && g.stride > 1 && g.b * per_image <= KEPT_COLUMNS_MAX {
+    let direct_forward = direct.is_some_and(|isa| direct::direct_ops(isa, &g).forward);
+    if for_backward && g.stride > 1 && !direct_forward && g.b * per_image <= KEPT_COLUMNS_MAX {
         let (chunks, (xv, x_per), y_per) =
             (batch_chunks(&g), (x.storage::<f32>(), g.ci * g.hw_in()), g.co * g.hw_out());
         let per = chunks.first().map_or(g.b, |&(_, count)| count);

@@ -16,7 +16,7 @@ mod simd;
 pub mod squares;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, the same
-/// stride in both directions (the direct kernels take stride 1; im2col + gemm any).
+/// stride in both directions (im2col + gemm take any; the direct kernels any for forward and dW, 1 for dX).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geom {
     /// Batch.

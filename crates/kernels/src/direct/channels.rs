@@ -56,6 +56,10 @@ pub(super) fn takes(isa: Isa, g: &Geom) -> bool {
     if !g.co.is_multiple_of(isa.lanes()) || g.ci * g.kh * g.kw < MIN_TAPS || wo == 0 {
         return false;
     }
+    if g.stride > 1 {
+        // The column kernel takes no stride: the choice is against im2col + gemm, which this beats.
+        return true;
+    }
     let p = pixels(wo, max_pixels(isa, vectors(isa, g)));
     let used = wo as f64 / (wo.div_ceil(p) * p) as f64;
     used > column_lanes_used(isa, wo) + margin(isa)
@@ -88,26 +92,27 @@ pub(super) mod vector {
         bias: Option<&[f32]>,
         y: &mut [f32],
     ) {
-        let Geom { b: b_count, ci, h, w, co, kh, kw, pad, .. } = *g;
+        let Geom { b: b_count, ci, h, w, co, kh, kw, pad, stride } = *g;
         let (ho, wo) = (g.ho(), g.wo());
         let blocks = wo.div_ceil(P);
         let row = blocks * P;
         let hp = h + 2 * pad;
-        let wpp = row + kw - 1;
+        // Wide enough for the last block's last tap and for the padded image (a stride may skip its end).
+        let wpp = ((row - 1) * stride + kw).max(w + 2 * pad);
         let mut xpad = vec![0.0f32; ci * hp * wpp];
         // One output row's blocks, [ow (whole blocks)][co]: small enough to stay in L1 for its transpose.
         let mut yt = vec![0.0f32; row * co];
         assert!(co.is_multiple_of(V * S::L) && wt.len() >= ci * kh * kw * co && y.len() >= b_count * co * ho * wo);
         assert!(bias.is_none_or(|bias| bias.len() >= co));
-        // The last tap of a row's last block reads xpad[ci - 1][ho - 1 + kh - 1][row - 1 + kw - 1].
-        assert!(ho + kh - 1 <= hp);
+        // The last tap of a row's last block reads xpad[ci - 1][(ho - 1)·stride + kh - 1][(row - 1)·stride + kw - 1].
+        assert!((ho - 1) * stride + kh <= hp && stride >= 1);
         for b in 0..b_count {
             pad_image(&x[b * ci * h * w..(b + 1) * ci * h * w], ci, h, w, pad, hp, wpp, &mut xpad);
             for oh in 0..ho {
                 for ow0 in (0..row).step_by(P) {
                     for co0 in (0..co).step_by(V * S::L) {
-                        // SAFETY: the asserts above bound every offset: c_in < ci, oh + i < hp, ow0 + p + j <
-                        // wpp, co0 + V·L ≤ co, and the stores stay within row·co.
+                        // SAFETY: the asserts above bound every offset: c_in < ci, oh·stride + i < hp, (ow0 + p)·stride
+                        // + j < wpp, co0 + V·L ≤ co, and the stores stay within row·co.
                         unsafe {
                             let mut acc = [[S::zero(); P]; V];
                             if let Some(bias) = bias {
@@ -117,7 +122,7 @@ pub(super) mod vector {
                             }
                             for c_in in 0..ci {
                                 for i in 0..kh {
-                                    let xs = xpad.as_ptr().add((c_in * hp + oh + i) * wpp + ow0);
+                                    let xs = xpad.as_ptr().add((c_in * hp + oh * stride + i) * wpp + ow0 * stride);
                                     let ws = wt.as_ptr().add((c_in * kh + i) * kw * co + co0);
                                     for j in 0..kw {
                                         let mut wv = [S::zero(); V];
@@ -125,7 +130,7 @@ pub(super) mod vector {
                                             wv[v] = S::load(ws.add(j * co + v * S::L));
                                         }
                                         for p in 0..P {
-                                            let input = S::splat(*xs.add(j + p));
+                                            let input = S::splat(*xs.add(j + p * stride));
                                             for v in 0..V {
                                                 acc[v][p] = S::fmadd(wv[v], input, acc[v][p]);
                                             }
