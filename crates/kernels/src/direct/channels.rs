@@ -3,7 +3,8 @@
 //! pixel for a vector of channels, each block is V channel vectors × P pixels of one output row with P picked
 //! to fit the row, and per tap V weight loads and P broadcast inputs feed V·P FMAs. The block's results go
 //! through a small [pixel][channel] buffer that is transposed to NCHW once per output row, which is why it only
-//! pays where each output sums many taps. It serves dX as well (the forward kernel on dY).
+//! pays where each output sums many taps. It serves dX as well (the forward kernel on dY), and it is the direct
+//! forward at strides above 1 (each pixel's inputs `stride` apart in the padded row).
 // Same conventions as `direct.rs`: raw pointers in the innermost loops, bounds asserted before them.
 #![allow(unsafe_code, clippy::needless_range_loop, clippy::too_many_arguments)]
 
@@ -49,8 +50,8 @@ fn column_lanes_used(isa: Isa, wo: usize) -> f64 {
     wo as f64 / (wo.div_ceil(span) * span) as f64
 }
 
-/// Whether this kernel takes `g` (stride 1, a square filter the column kernel takes): whole vectors of output
-/// channels, enough taps per output, and fewer idle lanes than the column kernel's.
+/// Whether this kernel takes `g` (a square filter the direct forward takes): whole vectors of output channels,
+/// enough taps per output, and at stride 1 fewer idle lanes than the column kernel's (which takes no other).
 pub(super) fn takes(isa: Isa, g: &Geom) -> bool {
     let wo = g.wo();
     if !g.co.is_multiple_of(isa.lanes()) || g.ci * g.kh * g.kw < MIN_TAPS || wo == 0 {

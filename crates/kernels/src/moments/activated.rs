@@ -154,7 +154,7 @@ mod tests {
     fn activating_while_measuring_changes_nothing() {
         let activations =
             [Pointwise::Relu, Pointwise::LeakyRelu(0.01), Pointwise::Elu(1.0), Pointwise::Sigmoid, Pointwise::Tanh];
-        for dims in [[3, 5, 7, 5], [2, 3, 30, 30], [32, 8, 28, 28], [4, 6, 1, 1]] {
+        for dims in [[3, 5, 7, 5], [2, 3, 30, 30], [32, 8, 28, 28], [4, 6, 1, 1], [2, 4, 3, 3], [2, 3, 4, 4]] {
             let count = dims.iter().product::<usize>();
             let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 8.0).collect();
             pre[count / 3] = f32::NAN;
