@@ -99,6 +99,10 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 16, 12, 12], 16, 3, 0, false),
             ([2, 16, 9, 9], 32, 3, 1, true),
             ([2, 8, 17, 17], 16, 3, 1, true),
+            // Maps narrower than the padding (1×2 and 1×1 under a 7×7 filter padded by 3): taps with no valid
+            // column at all (im2col once underflowed there).
+            ([2, 16, 1, 2], 8, 7, 3, true),
+            ([2, 16, 1, 1], 8, 7, 3, true),
             // 7×7 dW one kernel row at a time: two vectors of filters (one on AVX2), and one.
             ([2, 16, 9, 9], 32, 7, 3, true),
             ([2, 4, 10, 10], 16, 7, 3, false),

@@ -56,7 +56,9 @@ pub fn im2col(g: &Geom, x: &[f32], cols: &mut [f32]) {
                     let src = &xc[(ih - p) * g.w..(ih - p + 1) * g.w];
                     dst[..ow0].fill(0.0);
                     dst[ow1..].fill(0.0);
-                    let iw0 = ow0 + j - p;
+                    // A map narrower than the padding leaves no valid column for some taps (ow0 = ow1): then
+                    // ow0 + j may fall short of p.
+                    let iw0 = (ow0 + j).saturating_sub(p).min(g.w);
                     dst[ow0..ow1].copy_from_slice(&src[iw0..iw0 + (ow1 - ow0)]);
                 }
                 r += 1;
@@ -127,7 +129,7 @@ pub fn col2im_add(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
                         continue;
                     }
                     let src = &row[oh * wo + ow0..oh * wo + ow1];
-                    let iw0 = ow0 + j - p;
+                    let iw0 = (ow0 + j).saturating_sub(p).min(g.w);
                     let dst = &mut dxc[(ih - p) * g.w + iw0..(ih - p) * g.w + iw0 + (ow1 - ow0)];
                     for (d, s) in dst.iter_mut().zip(src) {
                         *d += *s;
