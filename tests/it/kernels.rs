@@ -113,7 +113,8 @@ fn convolution_kernels_match_burn_forward_and_backward() {
         // Strides above 1: 3×3 "same" on even and odd sides, 5×5 and 7×7, stride 3 without padding (a column
         // left over), long rows: im2col + gemm for few input channels (dW direct on AVX2 from 8 filters); then
         // the channel-lane forward and the direct dW, with a padded column no window reaches, 5×5 and 7×7 and
-        // stride 3 (dX stays with gemm).
+        // stride 3; the phase-split dX (AVX-512, from 16 input channels) with one and two vectors of them, a
+        // 7×7 filter at stride 3, padding past the filter.
         for (shape, filters, kernel, pad, stride) in [
             ([2, 3, 12, 12], 8, 3, 1, 2),
             ([3, 4, 11, 13], 6, 3, 1, 2),
@@ -128,6 +129,9 @@ fn convolution_kernels_match_burn_forward_and_backward() {
             ([2, 8, 15, 15], 16, 5, 2, 2),
             ([2, 8, 11, 11], 16, 7, 3, 2),
             ([2, 16, 20, 20], 32, 3, 0, 3),
+            ([2, 32, 9, 9], 16, 5, 2, 2),
+            ([2, 16, 11, 11], 16, 7, 3, 3),
+            ([2, 16, 6, 6], 16, 3, 3, 2),
         ] {
             let error = compare_strided_conv(choice, shape, [filters, kernel], [pad, stride], true);
             assert!(error < 1e-4, "{choice:?} {shape:?} → {filters}×{kernel}×{kernel} stride {stride}: error {error}");
@@ -176,15 +180,14 @@ fn the_direct_kernels_take_the_shapes_they_are_written_for() {
         assert!(!channel_lanes(isa, &geom(16, 10, 12, 3, 1)).forward, "{isa:?}");
         assert_eq!(channel_lanes(isa, &geom(16, 16, 32, 3, 1)), neither, "{isa:?}");
 
-        // Strided layers: the channel-lane forward and the direct dW where they take the shape, dX never; im2col
-        // + gemm for a first layer's few taps.
+        // Strided layers: the channel-lane forward and the direct dW where they take the shape, dX on AVX-512
+        // from whole vectors of input channels; im2col + gemm for a first layer's few taps.
         let strided = |ci, h, co, k, pad, stride| Geom { stride, ..geom(ci, h, co, k, pad) };
         let no_dx = DirectOps { input_grad: false, ..all };
-        assert_eq!(direct_ops(isa, &strided(16, 13, 32, 3, 0, 2)), no_dx, "{isa:?}");
-        assert_eq!(
-            channel_lanes(isa, &strided(16, 13, 32, 3, 0, 2)),
-            ChannelLanes { forward: true, input_grad: false }
-        );
+        let (ops, lanes) =
+            if isa == Isa::Avx512 { (all, both) } else { (no_dx, ChannelLanes { input_grad: false, ..both }) };
+        assert_eq!(direct_ops(isa, &strided(16, 13, 32, 3, 0, 2)), ops, "{isa:?}");
+        assert_eq!(channel_lanes(isa, &strided(16, 13, 32, 3, 0, 2)), lanes, "{isa:?}");
         assert_eq!(direct_ops(isa, &strided(8, 28, 32, 5, 2, 3)), no_dx, "{isa:?}");
         let none = DirectOps { forward: false, input_grad: false, weight_grad: false };
         assert_eq!(direct_ops(isa, &strided(1, 28, 16, 3, 0, 2)), none, "{isa:?}");

@@ -81,9 +81,8 @@ impl Isa {
 //   does (2.2 against 3.3 ms).
 // - strided layers (any stride): the forward by the channel-lane kernel where it takes the shape (whole vectors
 //   of filters, 64 taps or more per output; against im2col + gemm, 16 → 32 3×3 stride 2 on 13×13 maps 320 →
-//   138 µs, 32 → 64 on 16×16 1,160 → 820), dW as at stride 1 (322 → 130 and 1,372 → 786 µs), dX never (a
-//   strided dX is a transposed convolution; gemm and col2im keep it). Two stride-2 nets trained 1.22× and 1.28×
-//   faster at one thread.
+//   138 µs, 32 → 64 on 16×16 1,160 → 820), dW as at stride 1 (322 → 130 and 1,372 → 786 µs), dX split into
+//   the stride's phases on AVX-512 (318 → 237 and 1,159 → 853 µs; gemm and col2im elsewhere).
 // Shapes the kernels are not written for go to gemm too: an empty output, and for dX padding of a whole
 // kernel or more (its own padding, kh − 1 − pad, would be negative).
 
@@ -109,7 +108,11 @@ fn takes_forward(isa: Isa, g: &Geom) -> bool {
 }
 
 fn takes_input_grad(isa: Isa, g: &Geom) -> bool {
-    takes_forward(isa, g) && g.stride == 1 && g.ci >= 8 && g.pad < g.kh
+    if g.stride > 1 {
+        let square = g.kh == g.kw && matches!(g.kh, 3 | 5 | 7);
+        return square && fits_strided(g) && channels::takes_strided_input_grad(isa, g);
+    }
+    takes_forward(isa, g) && g.ci >= 8 && g.pad < g.kh
 }
 
 fn takes_weight_grad(isa: Isa, g: &Geom) -> bool {
@@ -165,7 +168,8 @@ pub fn channel_lanes(isa: Isa, g: &Geom) -> ChannelLanes {
     let ops = direct_ops(isa, g);
     ChannelLanes {
         forward: ops.forward && channels::takes(isa, g),
-        input_grad: ops.input_grad && channels::takes(isa, &flipped(g)),
+        // A strided dX is always the channel-lane kernel.
+        input_grad: ops.input_grad && (g.stride > 1 || channels::takes(isa, &flipped(g))),
     }
 }
 
@@ -231,6 +235,24 @@ pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
 pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]) {
     if !isa.runs_here() || !takes_input_grad(isa, g) {
         return crate::gemm::input_grad_into(g, w, dy, dx);
+    }
+    if g.stride > 1 {
+        // [co][ci][kh][kw] → [co][kh][kw][ci]: the input channels in the lanes.
+        let taps = g.kh * g.kw;
+        let mut wt = vec![0.0f32; g.co * taps * g.ci];
+        for (c, filters) in w.chunks_exact(g.ci * taps).enumerate().take(g.co) {
+            for (d, filter) in filters.chunks_exact(taps).enumerate() {
+                for (t, &value) in filter.iter().enumerate() {
+                    wt[(c * taps + t) * g.ci + d] = value;
+                }
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `runs_here` checked the CPU features, `takes_input_grad` the shape.
+        unsafe {
+            channels::vector::strided_input_grad(isa, g, dy, &wt, dx)
+        };
+        return;
     }
     // w2[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]; as "wt" layout [co][i][j][ci].
     let (kh, kw) = (g.kh, g.kw);

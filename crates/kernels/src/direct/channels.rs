@@ -4,7 +4,8 @@
 //! to fit the row, and per tap V weight loads and P broadcast inputs feed V·P FMAs. The block's results go
 //! through a small [pixel][channel] buffer that is transposed to NCHW once per output row, which is why it only
 //! pays where each output sums many taps. It serves dX as well (the forward kernel on dY), and it is the direct
-//! forward at strides above 1 (each pixel's inputs `stride` apart in the padded row).
+//! forward at strides above 1 (each pixel's inputs `stride` apart in the padded row). A strided dX runs the same
+//! blocks phase by phase: the dX pixels one stride apart take the same taps and read adjacent dY values.
 // Same conventions as `direct.rs`: raw pointers in the innermost loops, bounds asserted before them.
 #![allow(unsafe_code, clippy::needless_range_loop, clippy::too_many_arguments)]
 
@@ -66,6 +67,21 @@ pub(super) fn takes(isa: Isa, g: &Geom) -> bool {
     used > column_lanes_used(isa, wo) + margin(isa)
 }
 
+/// Whether the strided dX below takes `g`: a stride above 1, whole vectors of input channels (dX's lanes), and
+/// enough taps per input pixel (output channels × the taps of its phase, about k²/s²).
+/// AVX-512 only: with AVX2's separate broadcast loads it lost to gemm + col2im (16 → 32 3×3 stride 2 on 13×13
+/// maps: 418 against 312 µs; on AVX-512 237 against 318).
+pub(super) fn takes_strided_input_grad(isa: Isa, g: &Geom) -> bool {
+    let phase_taps = g.kh.div_ceil(g.stride) * g.kw.div_ceil(g.stride);
+    let shape = g.ci.is_multiple_of(isa.lanes()) && g.co * phase_taps >= MIN_TAPS && g.ho() > 0 && g.wo() > 0;
+    isa == Isa::Avx512 && g.stride > 1 && shape
+}
+
+/// Pixels of one phase in a row of `w` at stride `s` (at most).
+fn phase_pixels(w: usize, s: usize) -> usize {
+    w.div_ceil(s.max(1))
+}
+
 /// How many more of the lanes this kernel must fill than the column kernel does to take a shape. AVX2 has no
 /// broadcast inside an FMA, so each FMA here costs a broadcast load more: with 8 lanes it lost where the column
 /// kernel fills 7 of 8 (a 14-wide 5×5 or 3×3 layer: 476 → 726 and 1,686 → 2,141 µs) and won from 5 of 8 down
@@ -79,7 +95,7 @@ fn margin(isa: Isa) -> f64 {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod vector {
-    use super::{Geom, Isa, max_pixels, pixels, vectors};
+    use super::{Geom, Isa, max_pixels, phase_pixels, pixels, vectors};
     use crate::direct::pad_image;
     use crate::simd::{Avx2, Avx512, Vector};
 
@@ -157,13 +173,96 @@ pub(super) mod vector {
         }
     }
 
+    /// dX of a strided layer: dx[b][ci][y][x] = Σ_{co,i,j} w[co][ci][i][j] · dy[b][co][oy][ox] over the taps with
+    /// y = oy·s + i − pad and x = ox·s + j − pad. Output pixels fall into s × s phases ((y + pad) mod s, (x + pad)
+    /// mod s); a phase's pixels take only the taps of that phase, and P of them in a row (s apart) read P
+    /// adjacent values of a dY row: the forward's blocks, input channels in the lanes. `wt` is laid out
+    /// [co][kh][kw][ci]. dY is copied into a zero border wide enough for every tap that falls outside it.
+    #[inline(always)]
+    unsafe fn strided_dx_impl<S: Vector, const V: usize, const P: usize>(
+        g: &Geom,
+        dy: &[f32],
+        wt: &[f32],
+        dx: &mut [f32],
+    ) {
+        let Geom { b: b_count, ci, h, w, co, kh, kw, pad, stride: s } = *g;
+        let (ho, wo) = (g.ho(), g.wo());
+        // dY row oy is stored at oy + border: the lowest index a tap asks for is −⌈(k − 1 − pad)/s⌉.
+        let border = (kh.max(kw) - 1).saturating_sub(pad).div_ceil(s);
+        let hp = border + ((h - 1 + pad) / s).max(ho - 1) + 1;
+        // A row's last block may run P − 1 phase pixels past the row.
+        let wpp = border + ((w - 1 + pad) / s).max(wo - 1) + P + 1;
+        let mut dyp = vec![0.0f32; co * hp * wpp];
+        let row_len = w.div_ceil(s) * s + P * s;
+        // One dX row, [x (room for a whole last block of each phase)][ci].
+        let mut row = vec![0.0f32; row_len * ci];
+        assert!(ci.is_multiple_of(V * S::L) && wt.len() >= co * kh * kw * ci && dx.len() >= b_count * ci * h * w);
+        assert!(dy.len() >= b_count * co * ho * wo && s >= 2);
+        for b in 0..b_count {
+            pad_image(&dy[b * co * ho * wo..(b + 1) * co * ho * wo], co, ho, wo, border, hp, wpp, &mut dyp);
+            for y in 0..h {
+                let row_phase = (y + pad) % s;
+                for col_phase in 0..s {
+                    // The first x of this phase, and how many there are in the row.
+                    let first = (col_phase + s - pad % s) % s;
+                    if first >= w {
+                        continue;
+                    }
+                    let count = (w - first).div_ceil(s);
+                    for q0 in (0..count).step_by(P) {
+                        let x0 = first + q0 * s;
+                        for ci0 in (0..ci).step_by(V * S::L) {
+                            // SAFETY: every dY index is (y + pad − i)/s + border ∈ [0, hp) by rows and
+                            // (x0 + pad − j)/s + border + p < wpp by columns (border and wpp above); the weights
+                            // stay within co·kh·kw·ci, the row buffer within row_len·ci.
+                            unsafe {
+                                let mut acc = [[S::zero(); P]; V];
+                                for c in 0..co {
+                                    for i in (row_phase..kh).step_by(s) {
+                                        let oy = (y + pad + border * s - i) / s;
+                                        let dyr = dyp.as_ptr().add((c * hp + oy) * wpp);
+                                        for j in (col_phase..kw).step_by(s) {
+                                            let ox = (x0 + pad + border * s - j) / s;
+                                            let ws = wt.as_ptr().add(((c * kh + i) * kw + j) * ci + ci0);
+                                            let mut wv = [S::zero(); V];
+                                            for v in 0..V {
+                                                wv[v] = S::load(ws.add(v * S::L));
+                                            }
+                                            for p in 0..P {
+                                                let grad = S::splat(*dyr.add(ox + p));
+                                                for v in 0..V {
+                                                    acc[v][p] = S::fmadd(wv[v], grad, acc[v][p]);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                for p in 0..P {
+                                    for v in 0..V {
+                                        S::store(row.as_mut_ptr().add((x0 + p * s) * ci + ci0 + v * S::L), acc[v][p]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                let image = &mut dx[b * ci * h * w..(b + 1) * ci * h * w];
+                for (c, plane) in image.chunks_exact_mut(h * w).enumerate() {
+                    for (x, value) in plane[y * w..(y + 1) * w].iter_mut().enumerate() {
+                        *value = row[x * ci + c];
+                    }
+                }
+            }
+        }
+    }
+
     /// Dispatches on the block's channel vectors and pixels (V, P) to the kernel compiled for them.
     macro_rules! dispatch {
-        ($s:ty, $g:expr, $x:expr, $wt:expr, $bias:expr, $y:expr, $v:expr, $p:expr; $($vv:literal: [$($pp:literal)*])*) => {
+        ($f:ident, $s:ty, $args:tt, $v:expr, $p:expr; $($vv:literal: [$($pp:literal)*])*) => {
             match ($v, $p) {
-                $($(($vv, $pp) => fwd_impl::<$s, $vv, $pp>($g, $x, $wt, $bias, $y),)*)*
+                $($(($vv, $pp) => $f::<$s, $vv, $pp> $args,)*)*
                 // Not reached (`pixels` stays within `max_pixels`); one vector × 2 pixels fits any row.
-                _ => fwd_impl::<$s, 1, 2>($g, $x, $wt, $bias, $y),
+                _ => $f::<$s, 1, 2> $args,
             }
         };
     }
@@ -173,7 +272,7 @@ pub(super) mod vector {
         let v = vectors(Isa::Avx512, g);
         let p = pixels(g.wo(), max_pixels(Isa::Avx512, v));
         unsafe {
-            dispatch!(Avx512, g, x, wt, bias, y, v, p;
+            dispatch!(fwd_impl, Avx512, (g, x, wt, bias, y), v, p;
                 1: [2 3 4 5 6 7 8 9 10 11 12 13 14]
                 2: [2 3 4 5 6 7 8 9 10 11 12 13 14])
         }
@@ -184,9 +283,44 @@ pub(super) mod vector {
         let v = vectors(Isa::Avx2, g);
         let p = pixels(g.wo(), max_pixels(Isa::Avx2, v));
         unsafe {
-            dispatch!(Avx2, g, x, wt, bias, y, v, p;
+            dispatch!(fwd_impl, Avx2, (g, x, wt, bias, y), v, p;
                 1: [2 3 4 5 6 7 8 9 10 11 12]
                 2: [2 3 4 5 6])
+        }
+    }
+
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn strided_dx_avx512(g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+        let v = if g.ci.is_multiple_of(32) { 2 } else { 1 };
+        let p = pixels(phase_pixels(g.w, g.stride), max_pixels(Isa::Avx512, v));
+        unsafe {
+            dispatch!(strided_dx_impl, Avx512, (g, dy, wt, dx), v, p;
+                1: [2 3 4 5 6 7 8 9 10 11 12 13 14]
+                2: [2 3 4 5 6 7 8 9 10 11 12 13 14])
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn strided_dx_avx2(g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+        let v = if g.ci.is_multiple_of(16) { 2 } else { 1 };
+        let p = pixels(phase_pixels(g.w, g.stride), max_pixels(Isa::Avx2, v));
+        unsafe {
+            dispatch!(strided_dx_impl, Avx2, (g, dy, wt, dx), v, p;
+                1: [2 3 4 5 6 7 8 9 10 11 12]
+                2: [2 3 4 5 6])
+        }
+    }
+
+    /// dX of a strided layer, every value of `dx` written; `wt` is the weight laid out [co][kh][kw][ci].
+    ///
+    /// # Safety
+    /// `isa` must run on this CPU, and [`super::takes_strided_input_grad`] must take `g`.
+    pub(crate) unsafe fn strided_input_grad(isa: Isa, g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+        unsafe {
+            match isa {
+                Isa::Avx512 => strided_dx_avx512(g, dy, wt, dx),
+                Isa::Avx2 => strided_dx_avx2(g, dy, wt, dx),
+            }
         }
     }
 
