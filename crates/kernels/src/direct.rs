@@ -101,16 +101,19 @@ fn fits_strided(g: &Geom) -> bool {
     g.h + 2 * g.pad >= g.kh && g.w + 2 * g.pad >= g.kw && g.stride >= 1
 }
 
+/// A square 3×3, 5×5 or 7×7 filter, the sizes the direct kernels are written for.
+fn square(g: &Geom) -> bool {
+    g.kh == g.kw && matches!(g.kh, 3 | 5 | 7)
+}
+
 fn takes_forward(isa: Isa, g: &Geom) -> bool {
-    let square = g.kh == g.kw && matches!(g.kh, 3 | 5 | 7);
     let columns = fits(g) && (isa == Isa::Avx512 || g.ci * g.co <= 1024);
-    square && (columns || (fits_strided(g) && g.stride > 1 && channels::takes(isa, g)))
+    square(g) && (columns || (fits_strided(g) && g.stride > 1 && channels::takes(isa, g)))
 }
 
 fn takes_input_grad(isa: Isa, g: &Geom) -> bool {
     if g.stride > 1 {
-        let square = g.kh == g.kw && matches!(g.kh, 3 | 5 | 7);
-        return square && fits_strided(g) && channels::takes_strided_input_grad(isa, g);
+        return square(g) && fits_strided(g) && channels::takes_strided_input_grad(isa, g);
     }
     takes_forward(isa, g) && g.ci >= 8 && g.pad < g.kh
 }
@@ -127,8 +130,7 @@ fn takes_weight_grad(isa: Isa, g: &Geom) -> bool {
 /// gemm's 116–136; 8→8 3×3 on AVX-512: 197–239 against 445–545). At 8→16 the direct kernel won (65–88 against
 /// 116).
 fn takes_weight_grad_by_rows(isa: Isa, g: &Geom) -> bool {
-    let square = g.kh == g.kw && matches!(g.kh, 3 | 5 | 7) && fits(g);
-    square && (g.ci <= 3 || (g.ci <= 8 && !takes_weight_grad(isa, g)))
+    square(g) && fits(g) && (g.ci <= 3 || (g.ci <= 8 && !takes_weight_grad(isa, g)))
 }
 
 /// Which of a convolution's three ops the direct kernels for `isa` run (the others go to im2col + gemm): what
@@ -237,42 +239,39 @@ pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]
         return crate::gemm::input_grad_into(g, w, dy, dx);
     }
     if g.stride > 1 {
-        // [co][ci][kh][kw] → [co][kh][kw][ci]: the input channels in the lanes.
-        let taps = g.kh * g.kw;
-        let mut wt = vec![0.0f32; g.co * taps * g.ci];
-        for (c, filters) in w.chunks_exact(g.ci * taps).enumerate().take(g.co) {
-            for (d, filter) in filters.chunks_exact(taps).enumerate() {
-                for (t, &value) in filter.iter().enumerate() {
-                    wt[(c * taps + t) * g.ci + d] = value;
-                }
-            }
-        }
+        let wt = input_channels_last(g, w, false);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `runs_here` checked the CPU features, `takes_input_grad` the shape.
+        // SAFETY: `runs_here` checked the CPU features, `takes_input_grad` the shape (AVX-512 only).
         unsafe {
-            channels::vector::strided_input_grad(isa, g, dy, &wt, dx)
+            channels::vector::strided_input_grad(g, dy, &wt, dx)
         };
         return;
     }
-    // w2[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]; as "wt" layout [co][i][j][ci].
-    let (kh, kw) = (g.kh, g.kw);
-    let mut wt = vec![0.0f32; g.co * kh * kw * g.ci];
-    for c in 0..g.co {
-        for d in 0..g.ci {
-            for i in 0..kh {
-                for j in 0..kw {
-                    wt[((c * kh + i) * kw + j) * g.ci + d] =
-                        w[((c * g.ci + d) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
-                }
-            }
-        }
-    }
+    // The forward kernel over dY with w2[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j], as its "wt" layout.
+    let wt = input_channels_last(g, w, true);
     let flipped = flipped(g);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward`.
     unsafe {
         vector::forward(isa, &flipped, dy, &wt, None, dx)
     };
+}
+
+/// The weight [co][ci][kh][kw] laid out [co][kh][kw][ci], the input channels in the lanes for dX; `flip` turns
+/// each filter by 180° (dX at stride 1 runs the forward kernel over dY with the flipped filters).
+fn input_channels_last(g: &Geom, w: &[f32], flip: bool) -> Vec<f32> {
+    let taps = g.kh * g.kw;
+    let mut wt = vec![0.0f32; g.co * taps * g.ci];
+    for (c, filters) in w.chunks_exact(g.ci * taps).enumerate().take(g.co) {
+        for (d, filter) in filters.chunks_exact(taps).enumerate() {
+            for (t, &value) in filter.iter().enumerate() {
+                // Tap (i, j) of a flipped filter is tap (kh − 1 − i, kw − 1 − j) of the filter: index taps − 1 − t.
+                let at = if flip { taps - 1 - t } else { t };
+                wt[(c * taps + at) * g.ci + d] = value;
+            }
+        }
+    }
+    wt
 }
 
 /// dW[co][ci][i][j] = Σ_{b,oh,ow} dY[b][co][oh][ow] · xpad[b][ci][oh+i][ow+j] (direct where faster).

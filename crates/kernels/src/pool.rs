@@ -73,10 +73,7 @@ mod vector {
     #![allow(unsafe_code)]
     use std::arch::x86_64::*;
 
-    /// Lanes 0..n of a 16-lane mask.
-    fn first(n: usize) -> __mmask16 {
-        if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 }
-    }
+    use crate::simd::first_lanes as first;
 
     /// [`super::forward_2x2`] on AVX-512: the same outputs and winners, NaNs and ties included.
     ///

@@ -39,6 +39,12 @@ pub(crate) trait Vector {
     unsafe fn gather(p: *const f32, stride: usize) -> Self::V;
 }
 
+/// Lanes 0..n of a 16-lane mask (all of them from n = 16 on).
+#[inline(always)]
+pub(crate) fn first_lanes(n: usize) -> __mmask16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 }
+}
+
 pub(crate) struct Avx512;
 pub(crate) struct Avx2;
 
@@ -67,12 +73,12 @@ impl Vector for Avx512 {
     }
     #[inline(always)]
     unsafe fn store_first(p: *mut f32, n: usize, v: __m512) {
-        let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        let mask = first_lanes(n);
         unsafe { _mm512_mask_storeu_ps(p, mask, v) }
     }
     #[inline(always)]
     unsafe fn load_first(p: *const f32, n: usize) -> __m512 {
-        let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        let mask = first_lanes(n);
         unsafe { _mm512_maskz_loadu_ps(mask, p) }
     }
     #[inline(always)]
@@ -121,7 +127,7 @@ impl Vector for Avx512 {
     }
     #[inline(always)]
     unsafe fn keep_first(n: usize, v: __m512, fill: f32) -> __m512 {
-        let mask: __mmask16 = if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as u16 };
+        let mask = first_lanes(n);
         unsafe { _mm512_mask_blend_ps(mask, _mm512_set1_ps(fill), v) }
     }
     #[inline(always)]

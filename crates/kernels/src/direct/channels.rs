@@ -27,9 +27,10 @@ fn max_pixels(isa: Isa, vectors: usize) -> usize {
     }
 }
 
-/// Channel vectors per block: two where the channels come in pairs of vectors (each broadcast feeds two FMAs).
-fn vectors(isa: Isa, g: &Geom) -> usize {
-    if g.co.is_multiple_of(2 * isa.lanes()) { 2 } else { 1 }
+/// Channel vectors per block for the `channels` in the lanes: two where they come in pairs of vectors (each
+/// broadcast feeds two FMAs).
+fn vectors(isa: Isa, channels: usize) -> usize {
+    if channels.is_multiple_of(2 * isa.lanes()) { 2 } else { 1 }
 }
 
 /// Pixels per block for a row of `wo`: the fewest computed (the last block of a row may run past it), then
@@ -62,7 +63,7 @@ pub(super) fn takes(isa: Isa, g: &Geom) -> bool {
         // The column kernel takes no stride: the choice is against im2col + gemm, which this beats.
         return true;
     }
-    let p = pixels(wo, max_pixels(isa, vectors(isa, g)));
+    let p = pixels(wo, max_pixels(isa, vectors(isa, g.co)));
     let used = wo as f64 / (wo.div_ceil(p) * p) as f64;
     used > column_lanes_used(isa, wo) + margin(isa)
 }
@@ -269,7 +270,7 @@ pub(super) mod vector {
 
     #[target_feature(enable = "avx512f,fma")]
     unsafe fn fwd_avx512(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let v = vectors(Isa::Avx512, g);
+        let v = vectors(Isa::Avx512, g.co);
         let p = pixels(g.wo(), max_pixels(Isa::Avx512, v));
         unsafe {
             dispatch!(fwd_impl, Avx512, (g, x, wt, bias, y), v, p;
@@ -280,7 +281,7 @@ pub(super) mod vector {
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fwd_avx2(g: &Geom, x: &[f32], wt: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-        let v = vectors(Isa::Avx2, g);
+        let v = vectors(Isa::Avx2, g.co);
         let p = pixels(g.wo(), max_pixels(Isa::Avx2, v));
         unsafe {
             dispatch!(fwd_impl, Avx2, (g, x, wt, bias, y), v, p;
@@ -289,38 +290,19 @@ pub(super) mod vector {
         }
     }
 
+    /// dX of a strided layer, every value of `dx` written; `wt` is the weight laid out [co][kh][kw][ci]. AVX-512
+    /// only ([`super::takes_strided_input_grad`]).
+    ///
+    /// # Safety
+    /// The CPU must run AVX-512F, and [`super::takes_strided_input_grad`] must take `g`.
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn strided_dx_avx512(g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
-        let v = if g.ci.is_multiple_of(32) { 2 } else { 1 };
+    pub(crate) unsafe fn strided_input_grad(g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+        let v = vectors(Isa::Avx512, g.ci);
         let p = pixels(phase_pixels(g.w, g.stride), max_pixels(Isa::Avx512, v));
         unsafe {
             dispatch!(strided_dx_impl, Avx512, (g, dy, wt, dx), v, p;
                 1: [2 3 4 5 6 7 8 9 10 11 12 13 14]
                 2: [2 3 4 5 6 7 8 9 10 11 12 13 14])
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn strided_dx_avx2(g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
-        let v = if g.ci.is_multiple_of(16) { 2 } else { 1 };
-        let p = pixels(phase_pixels(g.w, g.stride), max_pixels(Isa::Avx2, v));
-        unsafe {
-            dispatch!(strided_dx_impl, Avx2, (g, dy, wt, dx), v, p;
-                1: [2 3 4 5 6 7 8 9 10 11 12]
-                2: [2 3 4 5 6])
-        }
-    }
-
-    /// dX of a strided layer, every value of `dx` written; `wt` is the weight laid out [co][kh][kw][ci].
-    ///
-    /// # Safety
-    /// `isa` must run on this CPU, and [`super::takes_strided_input_grad`] must take `g`.
-    pub(crate) unsafe fn strided_input_grad(isa: Isa, g: &Geom, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
-        unsafe {
-            match isa {
-                Isa::Avx512 => strided_dx_avx512(g, dy, wt, dx),
-                Isa::Avx2 => strided_dx_avx2(g, dy, wt, dx),
-            }
         }
     }
 
