@@ -60,7 +60,10 @@ unsafe fn rows<S: Vector, const KW: usize, const CB: usize>(g: &Geom, x: &[f32],
     let mut xpad = vec![0.0f32; g.b * g.ci * plane];
     for b in 0..g.b {
         let image = &x[b * g.ci * g.hw_in()..(b + 1) * g.ci * g.hw_in()];
-        pad_image(image, g.ci, g.h, g.w, g.pad, hp, wpp, &mut xpad[b * g.ci * plane..(b + 1) * g.ci * plane]);
+        // SAFETY: this kernel runs on `S`'s instruction set.
+        unsafe {
+            pad_image::<S>(image, g.ci, g.h, g.w, g.pad, hp, wpp, &mut xpad[b * g.ci * plane..(b + 1) * g.ci * plane])
+        };
     }
     let (full, rest) = (wo / l * l, wo % l);
     let mut dw = vec![0.0f32; g.co * g.ci * kh * KW];

@@ -125,7 +125,8 @@ pub(super) mod vector {
         // The last tap of a row's last block reads xpad[ci - 1][(ho - 1)·stride + kh - 1][(row - 1)·stride + kw - 1].
         assert!((ho - 1) * stride + kh <= hp && stride >= 1);
         for b in 0..b_count {
-            pad_image(&x[b * ci * h * w..(b + 1) * ci * h * w], ci, h, w, pad, hp, wpp, &mut xpad);
+            // SAFETY: this kernel runs on `S`'s instruction set.
+            unsafe { pad_image::<S>(&x[b * ci * h * w..(b + 1) * ci * h * w], ci, h, w, pad, hp, wpp, &mut xpad) };
             for oh in 0..ho {
                 for ow0 in (0..row).step_by(P) {
                     for co0 in (0..co).step_by(V * S::L) {
@@ -200,7 +201,10 @@ pub(super) mod vector {
         assert!(ci.is_multiple_of(V * S::L) && wt.len() >= co * kh * kw * ci && dx.len() >= b_count * ci * h * w);
         assert!(dy.len() >= b_count * co * ho * wo && s >= 2);
         for b in 0..b_count {
-            pad_image(&dy[b * co * ho * wo..(b + 1) * co * ho * wo], co, ho, wo, border, hp, wpp, &mut dyp);
+            // SAFETY: this kernel runs on `S`'s instruction set.
+            unsafe {
+                pad_image::<S>(&dy[b * co * ho * wo..(b + 1) * co * ho * wo], co, ho, wo, border, hp, wpp, &mut dyp)
+            };
             for y in 0..h {
                 let row_phase = (y + pad) % s;
                 for col_phase in 0..s {
