@@ -23,6 +23,9 @@
 use crate::Geom;
 
 mod channels;
+pub(crate) mod layout;
+
+use layout::{input_channels_last, transpose_w};
 
 /// A vector instruction set the direct kernels are compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,61 +183,6 @@ fn flipped(g: &Geom) -> Geom {
     Geom { b: g.b, ci: g.co, h: g.ho(), w: g.wo(), co: g.ci, kh: g.kh, kw: g.kw, pad: g.kh - 1 - g.pad, stride: 1 }
 }
 
-/// Zero-padded copy of one image: [c][hp][wpp] with the data at (pad, pad). Only the data is written: `out`
-/// must hold zeros around it, as a fresh zeroed buffer does and one only ever written by this function with the
-/// same geometry still does (clearing the whole buffer for every image was most of a `wide` step's memset).
-/// Rows are copied a vector at a time: `copy_from_slice` called `memmove` once per row (a 14-wide row costs the
-/// call more than the copy: 1.6 % of a `wide` step).
-///
-/// # Safety
-/// The CPU must run `S`'s instruction set.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub(crate) unsafe fn pad_image<S: crate::simd::Vector>(
-    x: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    pad: usize,
-    hp: usize,
-    wpp: usize,
-    out: &mut [f32],
-) {
-    for ch in 0..c {
-        for r in 0..h {
-            let src = &x[(ch * h + r) * w..(ch * h + r + 1) * w];
-            let d0 = (ch * hp + r + pad) * wpp + pad;
-            let dst = &mut out[d0..d0 + w];
-            let full = w - w % S::L;
-            // SAFETY: `src` and `dst` hold `w` values each: whole vectors up to `full`, the rest masked.
-            unsafe {
-                for j in (0..full).step_by(S::L) {
-                    S::store(dst.as_mut_ptr().add(j), S::load(src.as_ptr().add(j)));
-                }
-                if full < w {
-                    S::store_first(
-                        dst.as_mut_ptr().add(full),
-                        w - full,
-                        S::load_first(src.as_ptr().add(full), w - full),
-                    );
-                }
-            }
-        }
-    }
-}
-
-fn transpose_w(w: &[f32], co: usize, ci: usize, kh: usize, kw: usize) -> Vec<f32> {
-    // [co][ci][kh][kw] -> [ci][kh][kw][co]
-    let k = ci * kh * kw;
-    let mut wt = vec![0.0f32; k * co];
-    for c in 0..co {
-        for r in 0..k {
-            wt[r * co + c] = w[c * k + r];
-        }
-    }
-    wt
-}
-
 /// y = conv(x, w) + bias: the direct kernel for `isa` where it is the faster, else im2col + gemm.
 pub fn forward(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let mut y = vec![0.0f32; g.b * g.co * g.hw_out()];
@@ -287,23 +235,6 @@ pub fn input_grad_into(isa: Isa, g: &Geom, w: &[f32], dy: &[f32], dx: &mut [f32]
     };
 }
 
-/// The weight [co][ci][kh][kw] laid out [co][kh][kw][ci], the input channels in the lanes for dX; `flip` turns
-/// each filter by 180° (dX at stride 1 runs the forward kernel over dY with the flipped filters).
-fn input_channels_last(g: &Geom, w: &[f32], flip: bool) -> Vec<f32> {
-    let taps = g.kh * g.kw;
-    let mut wt = vec![0.0f32; g.co * taps * g.ci];
-    for (c, filters) in w.chunks_exact(g.ci * taps).enumerate().take(g.co) {
-        for (d, filter) in filters.chunks_exact(taps).enumerate() {
-            for (t, &value) in filter.iter().enumerate() {
-                // Tap (i, j) of a flipped filter is tap (kh − 1 − i, kw − 1 − j) of the filter: index taps − 1 − t.
-                let at = if flip { taps - 1 - t } else { t };
-                wt[(c * taps + at) * g.ci + d] = value;
-            }
-        }
-    }
-    wt
-}
-
 /// dW[co][ci][i][j] = Σ_{b,oh,ow} dY[b][co][oh][ow] · xpad[b][ci][oh+i][ow+j] (direct where faster).
 pub fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
@@ -325,7 +256,8 @@ pub fn weight_grad(isa: Isa, g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod vector {
-    use super::{Geom, Isa, pad_image};
+    use super::layout::{pad_image, transpose_channels};
+    use super::{Geom, Isa};
     use crate::simd::{Avx2, Avx512, Vector};
 
     /// y[b][co][oh][ow] = bias[co] + Σ_{ci,i,j} wt[(ci,i,j)][co] · xpad[b][ci][oh+i][ow+j].
@@ -558,46 +490,6 @@ mod vector {
             }
         }
         dw
-    }
-
-    /// dY [b][co][pixel] into [b][pixel][cpad]: a vector of channels at a time gathered from their planes
-    /// (the value-by-value loop was about 7 % of `wide`'s dW), the channels past the last whole vector one by
-    /// one.
-    ///
-    /// # Safety
-    /// The CPU must run `S`'s vectors.
-    #[inline(always)]
-    unsafe fn transpose_channels<S: Vector>(
-        dy: &[f32],
-        images: usize,
-        co: usize,
-        pixels: usize,
-        cpad: usize,
-        dyt: &mut [f32],
-    ) {
-        let whole = co / S::L * S::L;
-        assert!(dy.len() >= images * co * pixels && dyt.len() >= images * pixels * cpad && cpad >= co);
-        assert!(i32::try_from(pixels * S::L).is_ok());
-        for b in 0..images {
-            let (src, out) = (&dy[b * co * pixels..(b + 1) * co * pixels], &mut dyt[b * pixels * cpad..]);
-            for c0 in (0..whole).step_by(S::L) {
-                for p in 0..pixels {
-                    // SAFETY: lane i reads src[(c0 + i)·pixels + p] with c0 + i < co and p < pixels, and the
-                    // store writes out[p·cpad + c0 .. + L] with c0 + L ≤ co ≤ cpad (asserted above).
-                    unsafe {
-                        S::store(
-                            out.as_mut_ptr().add(p * cpad + c0),
-                            S::gather(src.as_ptr().add(c0 * pixels + p), pixels),
-                        )
-                    };
-                }
-            }
-            for c in whole..co {
-                for (p, &v) in src[c * pixels..(c + 1) * pixels].iter().enumerate() {
-                    out[p * cpad + c] = v;
-                }
-            }
-        }
     }
 
     #[target_feature(enable = "avx512f,fma")]

@@ -8,7 +8,8 @@
 //! filter and one (unaligned) input vector per tap; each accumulator is summed across its lanes once, at the end.
 
 use crate::Geom;
-use crate::direct::{Isa, pad_image};
+use crate::direct::Isa;
+use crate::direct::layout::pad_image;
 use crate::simd::{Avx2, Avx512, Vector};
 
 /// dW `[co][ci][kh][kw]` of `g`.

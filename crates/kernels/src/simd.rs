@@ -1,6 +1,9 @@
 //! The handful of vector operations the direct kernels use, over AVX-512 and AVX2 registers, so that each
 //! kernel is written once for both widths.
 
+// Index loops over fixed arrays of registers unroll into straight-line shuffles.
+#![allow(clippy::needless_range_loop)]
+
 use std::arch::x86_64::*;
 
 /// The vector operations. Every method is `inline(always)`: it must melt into the `#[target_feature]` entry point that calls it.
@@ -37,6 +40,10 @@ pub(crate) trait Vector {
     unsafe fn keep_first(n: usize, v: Self::V, fill: f32) -> Self::V;
     /// Lane i holds `p[i·stride]` (stride·(L − 1) < 2³¹).
     unsafe fn gather(p: *const f32, stride: usize) -> Self::V;
+    /// Transposes the L × L block whose row i is the L values at `src + i·src_stride`: its column c, the values
+    /// `src[i·src_stride + c]` for i < n (n ≤ L), goes to `dst + c·dst_stride`. In registers: a gather per
+    /// column (or a scalar copy) cost several times more.
+    unsafe fn transpose_store(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize, n: usize);
 }
 
 /// Lanes 0..n of a 16-lane mask (all of them from n = 16 on).
@@ -135,6 +142,48 @@ impl Vector for Avx512 {
         unsafe {
             let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
             _mm512_i32gather_ps::<4>(_mm512_mullo_epi32(lanes, _mm512_set1_epi32(stride as i32)), p)
+        }
+    }
+    #[inline(always)]
+    unsafe fn transpose_store(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize, n: usize) {
+        unsafe {
+            // Plain loops over fixed arrays (unrolled in the caller): closures would not inherit its target
+            // features, and their intrinsics would become calls.
+            let mut r = [_mm512_setzero_ps(); 16];
+            for i in 0..16 {
+                r[i] = _mm512_loadu_ps(src.add(i * src_stride));
+            }
+            // Pairs of rows interleaved, then quadruples: u[4k + m]'s 128-bit lane j holds rows 4k..4k+3 of
+            // column 4j + m.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            let mut u = [_mm512_setzero_ps(); 16];
+            for k in 0..4 {
+                for h in 0..2 {
+                    let (a, b) = (t[4 * k + h], t[4 * k + h + 2]);
+                    u[4 * k + 2 * h] = _mm512_shuffle_ps::<0x44>(a, b);
+                    u[4 * k + 2 * h + 1] = _mm512_shuffle_ps::<0xEE>(a, b);
+                }
+            }
+            // Then the 128-bit lanes: column 4j + m takes lane j of u[m], u[4 + m], u[8 + m], u[12 + m].
+            let (mut x, mut y) = ([_mm512_setzero_ps(); 8], [_mm512_setzero_ps(); 8]);
+            for m in 0..4 {
+                x[2 * m] = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+                x[2 * m + 1] = _mm512_shuffle_f32x4::<0xDD>(u[m], u[4 + m]);
+                y[2 * m] = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+                y[2 * m + 1] = _mm512_shuffle_f32x4::<0xDD>(u[8 + m], u[12 + m]);
+            }
+            let mask = first_lanes(n);
+            for c in 0..16 {
+                let (j, m) = (c / 4, c % 4);
+                // Lanes 0 and 2 of j's pair sit in the even x/y, 1 and 3 in the odd ones.
+                let (a, b) = (x[2 * m + j % 2], y[2 * m + j % 2]);
+                let v = if j < 2 { _mm512_shuffle_f32x4::<0x88>(a, b) } else { _mm512_shuffle_f32x4::<0xDD>(a, b) };
+                _mm512_mask_storeu_ps(dst.add(c * dst_stride), mask, v);
+            }
         }
     }
 }
@@ -243,6 +292,38 @@ impl Vector for Avx2 {
         unsafe {
             let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             _mm256_i32gather_ps::<4>(p, _mm256_mullo_epi32(lanes, _mm256_set1_epi32(stride as i32)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn transpose_store(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize, n: usize) {
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for i in 0..8 {
+                r[i] = _mm256_loadu_ps(src.add(i * src_stride));
+            }
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            // u[4k + m]'s 128-bit lane j holds rows 4k..4k+3 of column 4j + m.
+            let mut u = [_mm256_setzero_ps(); 8];
+            for k in 0..2 {
+                for h in 0..2 {
+                    let (a, b) = (t[4 * k + h], t[4 * k + h + 2]);
+                    u[4 * k + 2 * h] = _mm256_shuffle_ps::<0x44>(a, b);
+                    u[4 * k + 2 * h + 1] = _mm256_shuffle_ps::<0xEE>(a, b);
+                }
+            }
+            for c in 0..8 {
+                let (j, m) = (c / 4, c % 4);
+                let v = if j == 0 {
+                    _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m])
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m])
+                };
+                Self::store_first(dst.add(c * dst_stride), n, v);
+            }
         }
     }
 }

@@ -97,7 +97,7 @@ fn margin(isa: Isa) -> f64 {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod vector {
     use super::{Geom, Isa, max_pixels, phase_pixels, pixels, vectors};
-    use crate::direct::pad_image;
+    use crate::direct::layout::{pad_image, transpose_row};
     use crate::simd::{Avx2, Avx512, Vector};
 
     /// y[b][co][oh][ow] = bias[co] + Σ_{ci,i,j} wt[(ci,i,j)][co] · xpad[b][ci][oh+i][ow+j], `wt` laid out
@@ -119,7 +119,7 @@ pub(super) mod vector {
         let wpp = ((row - 1) * stride + kw).max(w + 2 * pad);
         let mut xpad = vec![0.0f32; ci * hp * wpp];
         // One output row's blocks, [ow (whole blocks)][co]: small enough to stay in L1 for its transpose.
-        let mut yt = vec![0.0f32; row * co];
+        let mut yt = vec![0.0f32; row.div_ceil(S::L) * S::L * co];
         assert!(co.is_multiple_of(V * S::L) && wt.len() >= ci * kh * kw * co && y.len() >= b_count * co * ho * wo);
         assert!(bias.is_none_or(|bias| bias.len() >= co));
         // The last tap of a row's last block reads xpad[ci - 1][(ho - 1)·stride + kh - 1][(row - 1)·stride + kw - 1].
@@ -165,12 +165,9 @@ pub(super) mod vector {
                         }
                     }
                 }
-                let yb = &mut y[b * co * ho * wo..(b + 1) * co * ho * wo];
-                for (c, plane) in yb.chunks_exact_mut(ho * wo).enumerate() {
-                    for (ow, value) in plane[oh * wo..(oh + 1) * wo].iter_mut().enumerate() {
-                        *value = yt[ow * co + c];
-                    }
-                }
+                // SAFETY: yt holds whole vectors of pixels (the gathers stay within it), and each store the
+                // first pixels of row oh of a plane of image b (asserted above).
+                unsafe { transpose_row::<S>(&yt, co, wo, y.as_mut_ptr().add(b * co * ho * wo + oh * wo), ho * wo) };
             }
         }
     }
@@ -197,7 +194,7 @@ pub(super) mod vector {
         let mut dyp = vec![0.0f32; co * hp * wpp];
         let row_len = w.div_ceil(s) * s + P * s;
         // One dX row, [x (room for a whole last block of each phase)][ci].
-        let mut row = vec![0.0f32; row_len * ci];
+        let mut row = vec![0.0f32; row_len.max(w.div_ceil(S::L) * S::L) * ci];
         assert!(ci.is_multiple_of(V * S::L) && wt.len() >= co * kh * kw * ci && dx.len() >= b_count * ci * h * w);
         assert!(dy.len() >= b_count * co * ho * wo && s >= 2);
         for b in 0..b_count {
@@ -251,12 +248,9 @@ pub(super) mod vector {
                         }
                     }
                 }
-                let image = &mut dx[b * ci * h * w..(b + 1) * ci * h * w];
-                for (c, plane) in image.chunks_exact_mut(h * w).enumerate() {
-                    for (x, value) in plane[y * w..(y + 1) * w].iter_mut().enumerate() {
-                        *value = row[x * ci + c];
-                    }
-                }
+                // SAFETY: `row` holds whole vectors of pixels, each store the first pixels of row y of a plane
+                // of image b (asserted above).
+                unsafe { transpose_row::<S>(&row, ci, w, dx.as_mut_ptr().add(b * ci * h * w + y * w), h * w) };
             }
         }
     }
