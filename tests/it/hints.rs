@@ -176,3 +176,23 @@ fn statistics_measured_in_the_activation_s_pass_are_the_snapshot_step_s() {
         assert_eq!(measured, kept, "{activation:?}");
     }
 }
+
+#[test]
+fn a_layer_s_input_is_its_predecessor_s_activations_unless_a_pool_comes_between() {
+    // conv2 takes conv1's activations as they are (their mean square measured in the activation pass);
+    // dense1 takes conv2's after a pool, whose maxima have the larger mean square (one pass over the input).
+    let config = TrainConfig {
+        arch: "conv 8 3x3, conv 8 3x3, pool 2, dense 16".into(),
+        init: Some(convscope::arch::Init::He),
+        ..TrainConfig::default()
+    };
+    let (rows, _) = diagnose(config, 5);
+    let stats = &rows.last().unwrap().stats;
+    let mean_square = |s: &convscope::snapshot::LayerStats| s.activation_var + s.activation_mean * s.activation_mean;
+    // He: fan-in × the init variance is 2 on every layer, so the expected variance is twice the input's mean square.
+    let (conv1, conv2, dense1) = (&stats[0], &stats[1], &stats[2]);
+    let unpooled = conv2.init_pre_activation_var / (2.0 * mean_square(conv1));
+    assert!((unpooled - 1.0).abs() < 1e-3, "{unpooled}: {conv1:?} {conv2:?}");
+    let pooled = dense1.init_pre_activation_var / (2.0 * mean_square(conv2));
+    assert!(pooled > 1.1, "a 2×2 max-pool of ReLU maps raises the mean square: {pooled}");
+}
