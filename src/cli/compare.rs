@@ -151,6 +151,8 @@ fn arm_setups(args: &CompareArgs) -> Result<[ArmSetup; 2], Failure> {
 
 /// Compares the two arms as `args` say and prints the summary.
 pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
+    // Before anything is written: a signal that came before the handlers killed the process outright.
+    let interrupt = Interrupt::install();
     train::check_threads(args.threads).map_err(Failure::bad_input)?;
     crate::budget::set_max_memory(args.max_memory);
     let setups = arm_setups(args)?;
@@ -177,7 +179,6 @@ pub fn run_compare(args: &CompareArgs) -> Result<(), Failure> {
         .map_err(Failure::output)?;
 
     let started = Instant::now();
-    let interrupt = Interrupt::install();
     let runs = Runs { setups: &setups, data, backend: args.backend, steps, interrupt: &interrupt };
     let outcome =
         train::with_compute_threads(args.threads, train::ComputePriority::Normal, || runs.all(&seeds, &mut csv))

@@ -173,6 +173,9 @@ fn start_and_config(args: &TrainArgs) -> Result<(Start, TrainConfig), Failure> {
 
 /// Trains as `args` say and prints the summary.
 pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
+    // First of all: a signal that came before the handlers (while the data loads, or just after config.json
+    // appeared) killed the process outright, with no summary.
+    let interrupt = Interrupt::install();
     train::check_threads(args.threads).map_err(Failure::bad_input)?;
     crate::budget::set_max_memory(args.max_memory);
     let (start, config) = start_and_config(args)?;
@@ -211,7 +214,6 @@ pub fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         .map_err(Failure::output)?;
 
     let data = Arc::new(data);
-    let interrupt = Interrupt::install();
     let outcome = train::with_compute_threads(args.threads, train::ComputePriority::Normal, || {
         train_loop(start, config, data, args, steps, &mut csv, &interrupt)
     })
