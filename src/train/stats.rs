@@ -157,12 +157,13 @@ pub fn layer_stats(
             host.get(previous).filter(|_| unpooled).map(|h| h.activity.post_square_mean)
         })
         .collect();
-    let mut pairs = Vec::new();
-    let mut input_counts = Vec::new();
+    let (mut pairs, mut input_counts, mut weighted) = (Vec::new(), Vec::new(), Vec::new());
     for ((layer, (input, before)), measured) in
         model.layers.iter().zip(inputs.iter().zip(weights_before)).zip(&measured_input)
     {
-        let Some(after) = layer.flat_weight() else { continue };
+        let after = layer.flat_weight();
+        weighted.push(after.is_some());
+        let Some(after) = after else { continue };
         // ‖ΔW‖² and ‖W‖² from one pass over the weights.
         pairs.push((after, Some(before.clone())));
         if measured.is_none() {
@@ -174,9 +175,9 @@ pub fn layer_stats(
     let mut scalars = square_sums(pairs, "the layer statistics")?.into_iter();
     let mut counts = input_counts.into_iter();
     let mut device = Vec::with_capacity(model.layers.len());
-    for (layer, measured) in model.layers.iter().zip(&measured_input) {
-        if layer.conv_weight.is_none() && layer.dense_weight.is_none() {
-            // No weights, nothing summed (as above).
+    for (&weighted, measured) in weighted.iter().zip(&measured_input) {
+        if !weighted {
+            // No weights, nothing summed.
             device.push([f32::NAN; 3]);
             continue;
         }

@@ -44,6 +44,21 @@ pub(crate) trait Vector {
     /// `src[i·src_stride + c]` for i < n (n ≤ L), goes to `dst + c·dst_stride`. In registers: a gather per
     /// column (or a scalar copy) cost several times more.
     unsafe fn transpose_store(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize, n: usize);
+    /// Copies `n` values from `src` to `dst` a vector at a time, the last partial vector masked: inlined where
+    /// `copy_from_slice` called `memmove`, which on a short row or plane costs more than the copy.
+    #[inline(always)]
+    unsafe fn copy(src: *const f32, dst: *mut f32, n: usize) {
+        let whole = n - n % Self::L;
+        // SAFETY: the caller's `src` and `dst` hold `n` values each: whole vectors up to `whole`, the rest masked.
+        unsafe {
+            for at in (0..whole).step_by(Self::L) {
+                Self::store(dst.add(at), Self::load(src.add(at)));
+            }
+            if whole < n {
+                Self::store_first(dst.add(whole), n - whole, Self::load_first(src.add(whole), n - whole));
+            }
+        }
+    }
 }
 
 /// Lanes 0..n of a 16-lane mask (all of them from n = 16 on).

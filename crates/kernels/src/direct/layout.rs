@@ -65,20 +65,8 @@ mod vector {
                 let src = &x[(ch * h + r) * w..(ch * h + r + 1) * w];
                 let d0 = (ch * hp + r + pad) * wpp + pad;
                 let dst = &mut out[d0..d0 + w];
-                let full = w - w % S::L;
-                // SAFETY: `src` and `dst` hold `w` values each: whole vectors up to `full`, the rest masked.
-                unsafe {
-                    for j in (0..full).step_by(S::L) {
-                        S::store(dst.as_mut_ptr().add(j), S::load(src.as_ptr().add(j)));
-                    }
-                    if full < w {
-                        S::store_first(
-                            dst.as_mut_ptr().add(full),
-                            w - full,
-                            S::load_first(src.as_ptr().add(full), w - full),
-                        );
-                    }
-                }
+                // SAFETY: `src` and `dst` hold `w` values each.
+                unsafe { S::copy(src.as_ptr(), dst.as_mut_ptr(), w) };
             }
         }
     }

@@ -103,21 +103,10 @@ impl UnitPlanes<'_> {
         let (batch, per_unit) = (self.batch, self.per_unit);
         self.pre.clear();
         self.pre.reserve_exact(batch * per_unit);
-        let whole = per_unit / V::L * V::L;
         let copies = self.pre.spare_capacity_mut().as_mut_ptr().cast::<f32>();
         for example in 0..batch {
-            // SAFETY: as in `plane`; `copies` has room for batch·per_unit values (reserved above), and each
-            // load and store stays within its plane.
-            unsafe {
-                let (plane, copy) = (self.plane(example).as_ptr(), copies.add(example * per_unit));
-                for at in (0..whole).step_by(V::L) {
-                    V::store(copy.add(at), V::load(plane.add(at)));
-                }
-                if whole < per_unit {
-                    let n = per_unit - whole;
-                    V::store_first(copy.add(whole), n, V::load_first(plane.add(whole), n));
-                }
-            }
+            // SAFETY: as in `plane`; `copies` has room for batch·per_unit values (reserved above); the CPU runs V.
+            unsafe { V::copy(self.plane(example).as_ptr(), copies.add(example * per_unit), per_unit) };
         }
         // SAFETY: the first batch·per_unit values were written just above.
         unsafe { self.pre.set_len(batch * per_unit) };
