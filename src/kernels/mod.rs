@@ -202,6 +202,13 @@ pub fn measure_identity<const D: usize>(x: &Tensor<D>, dims: [usize; 4]) -> Opti
     read_in_place([&x], |[z]| convscope_kernels::moments::measure(dims, z, z, Slope::One))
 }
 
+/// The figures of a layer whose activations are `f` of `x` (`dims` as [`pointwise_measured`] takes them),
+/// measured without storing those activations; `None` where [`read_in_place`] gives none.
+pub fn measure_activated<const D: usize>(f: Pointwise, x: &Tensor<D>, dims: [usize; 4]) -> Option<Moments> {
+    let x = x.clone().inner();
+    read_in_place([&x], |[z]| convscope_kernels::moments::measure_activated(f, dims, z))
+}
+
 /// [`pointwise`] with the kernels named.
 pub fn pointwise_using<const D: usize>(
     choice: KernelChoice,

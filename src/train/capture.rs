@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::model::{Hook, PreActivation};
+use crate::model::{Hook, LayerValues};
 use crate::snapshot::{FloatArray, HISTOGRAM_BINS, Histogram, LayerSnapshot, ProbeSnapshot, Snapshot};
 use crate::train::error::{TrainError, readback};
 use crate::train::stats::{self, HostLayer};
@@ -112,11 +112,11 @@ impl Trainer {
         let (logits, trace) = model.forward_traced(image.clone().inner());
         let probabilities = readback("the probabilities", model.probabilities(logits).into_data())?;
         let dense_at = |layer: usize| self.model.layers.get(layer).is_some_and(|l| l.dense_weight.is_some());
-        let mut pre_activations = Vec::with_capacity(trace.pre.len());
-        let mut post_activations = Vec::with_capacity(trace.post.len());
-        for (pre, post) in trace.pre.into_iter().zip(trace.post) {
-            // `forward_traced` keeps every pre-activation.
-            let PreActivation::Kept(pre) = pre else { continue };
+        let mut pre_activations = Vec::with_capacity(trace.layers.len());
+        let mut post_activations = Vec::with_capacity(trace.layers.len());
+        for values in trace.layers {
+            // `forward_traced` keeps every layer's values.
+            let LayerValues::Kept { pre, post } = values else { continue };
             // [1, c, h, w] → [c, h, w]; dense layers come as [1, units, 1, 1] → [units].
             let [_, c, h, w] = pre.dims();
             let shape = if h == 1 && w == 1 && dense_at(pre_activations.len()) { vec![c] } else { vec![c, h, w] };

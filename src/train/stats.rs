@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::arch::Activation;
 use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
 use crate::kernels::read_in_place;
-use crate::model::{Cnn, PreActivation, Trace};
+use crate::model::{Cnn, LayerValues, Trace};
 use crate::snapshot::LayerStats;
 use crate::train::activity::{self, LayerActivity};
 use crate::train::error::{TrainError, readback};
@@ -73,17 +73,14 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
     let layers: Vec<_> = model
         .layers
         .iter()
-        .zip(trace.pre)
-        .zip(trace.post)
-        .map(|((layer, pre), post)| {
-            (if layer.output { Activation::Identity } else { layer.settings.activation }, pre, post)
-        })
+        .zip(trace.layers)
+        .map(|(layer, values)| (if layer.output { Activation::Identity } else { layer.settings.activation }, values))
         .collect();
-    let read = |(activation, pre, post): (Activation, PreActivation, Tensor<4>)| {
-        let pre = match pre {
-            PreActivation::Kept(pre) => pre,
+    let read = |(activation, values): (Activation, LayerValues)| {
+        let (pre, post) = match values {
+            LayerValues::Kept { pre, post } => (pre, post),
             // Measured in the forward pass (never on a snapshot's step, whose histograms need the values).
-            PreActivation::Measured { moments, dims } => {
+            LayerValues::Measured { moments, dims } => {
                 return Ok(HostLayer { pre: Vec::new(), activity: activity::from_moments(dims, moments) });
             }
         };
@@ -101,7 +98,7 @@ pub fn read_trace(model: &Cnn, trace: Trace, keep_pre: bool) -> Result<(Vec<Host
     // Side by side on the compute threads, each layer read and measured by one of them while it is in its cache
     // (a layer's pass is one thread's, so its sums do not depend on the thread count); layers measured in the
     // pass have nothing left to read, and moving their figures to another thread only cost time.
-    let layers = if layers.iter().any(|(_, pre, _)| matches!(pre, PreActivation::Kept(_))) {
+    let layers = if layers.iter().any(|(_, values)| matches!(values, LayerValues::Kept { .. })) {
         layers.into_par_iter().map(read).collect::<Result<Vec<_>, TrainError>>()?
     } else {
         layers.into_iter().map(read).collect::<Result<Vec<_>, TrainError>>()?

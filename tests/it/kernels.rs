@@ -327,3 +327,45 @@ fn the_measured_activation_is_the_plain_one_plus_the_layer_s_figures() {
     assert!(host(y).iter().all(|&v| v >= 0.0));
     assert_eq!(host(held), before, "the input a caller still holds stays as it was");
 }
+
+/// A ReLU layer followed by max-pooling activates after the pool where its activations are not kept whole (an
+/// untraced step, a statistics step measuring them aside): the loss, the gradient and the layers' figures are
+/// those of activating first, to the bit — for a 2×2 and a 3×3 pool (floor mode), and beside a sigmoid layer,
+/// which keeps its order.
+#[test]
+fn relu_after_the_pool_changes_no_bit() {
+    use convscope::arch::{ArchSpec, ImageShape, LayerDefaults};
+    use convscope::model::Cnn;
+    use convscope::train::stats::read_trace;
+
+    // Five layers with weights: the spec's four and the output.
+    let spec = "conv 6 3x3, pool 2, conv 8 3x3, pool 3, conv 4 3x3 sigmoid, pool 2, dense 10";
+    let shape = ImageShape { channels: 1, height: 28, width: 28 };
+    let plan = ArchSpec::parse(spec).unwrap().plan(shape, 10, &LayerDefaults::default()).unwrap();
+    let device = Device::flex().autodiff();
+    let model = Cnn::new(&plan, 7, &device);
+    let x = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
+    let targets = Tensor::<2>::random([4, 10], Distribution::Uniform(0.0, 1.0), &device);
+    let bits = |t: Tensor<4>| t.into_data().iter::<f32>().map(f32::to_bits).collect::<Vec<_>>();
+    let run = |forward: &dyn Fn(Tensor<4>) -> (Tensor<2>, Option<convscope::model::Trace>)| {
+        let x = x.clone().require_grad();
+        let (logits, trace) = forward(x.clone());
+        let loss = model.loss(logits, targets.clone());
+        let grads = loss.clone().backward();
+        let figures = trace.map(|t| format!("{:?}", read_trace(&model, t, false).unwrap().0));
+        (loss.into_data().iter::<f32>().next().unwrap().to_bits(), bits(x.grad(&grads).unwrap()), figures)
+    };
+    let kept = run(&|x| {
+        let (logits, trace) = model.forward_traced(x);
+        (logits, Some(trace))
+    });
+    let untraced = run(&|x| (model.forward(x), None));
+    let measured = run(&|x| {
+        let (logits, trace) = model.forward_measured(x);
+        (logits, Some(trace))
+    });
+    assert_eq!((untraced.0, &untraced.1), (kept.0, &kept.1), "untraced: loss and input gradient");
+    assert_eq!((measured.0, &measured.1), (kept.0, &kept.1), "measured: loss and input gradient");
+    assert!(kept.2.as_deref().is_some_and(|f| f.matches("unit_peak").count() == 5), "{:?}", kept.2);
+    assert_eq!(measured.2, kept.2, "the layers' figures");
+}

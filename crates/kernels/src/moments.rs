@@ -11,7 +11,7 @@ mod activated;
 #[cfg(target_arch = "x86_64")]
 mod in_registers;
 
-pub use activated::activate_and_measure;
+pub use activated::{activate_and_measure, measure_activated};
 #[cfg(target_arch = "x86_64")]
 use in_registers::InRegisters;
 

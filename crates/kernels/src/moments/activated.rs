@@ -1,5 +1,6 @@
 //! A layer's activation and its statistics in one step, unit by unit side by side on the threads: each unit's
-//! planes are copied aside, activated from the copy into place, then measured. A statistics step no longer keeps
+//! planes are copied aside, activated from the copy into place, then measured (or, where the activations are
+//! not to be stored, activated into the aside buffer and measured there). A statistics step no longer keeps
 //! a copy of every pre-activation in the autodiff graph (the activation had to write a new tensor), nor reads
 //! both back afterwards.
 
@@ -16,23 +17,43 @@ use crate::pointwise::{self, PARALLEL_FROM, Pointwise};
 /// stores to reach the cache; and the activation was run in place, where the compiler stores only the lanes that
 /// change.)
 pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) -> Moments {
-    let slope = f.slope();
     let [batch, units, height, width] = dims;
-    let per_unit = height * width;
-    if per_unit <= 1 || values.len() != batch * units * per_unit {
+    if height * width <= 1 || values.len() != batch * units * height * width {
         // Dense layers (measured across units) and slices that do not match.
         let pre = values.to_vec();
         pointwise::forward_into(f, &pre, values);
-        return super::measure(dims, &pre, values, slope);
+        return super::measure(dims, &pre, values, f.slope());
     }
-    let values_at = Values(values.as_mut_ptr());
+    by_units(f, dims, Values(values.as_mut_ptr()), Mode::InPlace)
+}
+
+/// The figures [`activate_and_measure`] gives, with `values` left as they are: each unit's activations are
+/// computed aside and measured there (a layer whose activations are never stored whole, such as a ReLU run
+/// after its max-pool).
+pub fn measure_activated(f: Pointwise, dims: [usize; 4], values: &[f32]) -> Moments {
+    let [batch, units, height, width] = dims;
+    if height * width <= 1 || values.len() != batch * units * height * width {
+        let mut post = vec![0.0; values.len()];
+        pointwise::forward_into(f, values, &mut post);
+        return super::measure(dims, values, &post, f.slope());
+    }
+    // The pointer is only read through in this mode (`UnitPlanes::plane_values`).
+    by_units(f, dims, Values(values.as_ptr().cast_mut()), Mode::Aside)
+}
+
+/// The units measured side by side on the compute threads, each unit's values touched by one thread only;
+/// their figures merged in unit order. `values_at` holds `dims`' values.
+fn by_units(f: Pointwise, dims: [usize; 4], values_at: Values, mode: Mode) -> Moments {
+    let [batch, units, height, width] = dims;
+    let per_unit = height * width;
+    let slope = f.slope();
     let unit = |unit: usize| {
         // The whole `Values` (a closure would take its pointer field alone, which is not `Sync`).
         let base = &values_at;
-        let mut planes = UnitPlanes { base, units, unit, per_unit, batch, f, pre: Vec::new() };
+        let mut planes = UnitPlanes { base, units, unit, per_unit, batch, f, mode, aside: Vec::new() };
         measure_unit(&mut planes, slope)
     };
-    let figures: Vec<UnitFigures> = if values.len() >= PARALLEL_FROM {
+    let figures: Vec<UnitFigures> = if batch * units * per_unit >= PARALLEL_FROM {
         (0..units).into_par_iter().map(unit).collect()
     } else {
         (0..units).map(unit).collect()
@@ -44,14 +65,22 @@ pub fn activate_and_measure(f: Pointwise, dims: [usize; 4], values: &mut [f32]) 
     moments
 }
 
+/// What a unit's buffer holds while it is measured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The pre-activations, copied aside; the planes are activated in place.
+    InPlace,
+    /// The activations; the planes are only read.
+    Aside,
+}
+
 /// The layer's values, shared by the units' tasks: each touches only its own unit's planes.
 struct Values(*mut f32);
 
 // SAFETY: the tasks touch disjoint planes of the slice behind the pointer, which outlives them.
 unsafe impl Sync for Values {}
 
-/// One unit's planes in the layer: activated where they lie, their pre-activations copied aside
-/// (`[batch, per_unit]`) first.
+/// One unit's planes in the layer and its buffer (`[batch, per_unit]`), as `mode` says.
 struct UnitPlanes<'a> {
     base: &'a Values,
     units: usize,
@@ -59,15 +88,16 @@ struct UnitPlanes<'a> {
     per_unit: usize,
     batch: usize,
     f: Pointwise,
-    pre: Vec<f32>,
+    mode: Mode,
+    aside: Vec<f32>,
 }
 
 impl UnitPlanes<'_> {
     /// Example `example`'s plane of the unit.
     ///
     /// # Safety
-    /// `example` is below the batch (`activate_and_measure` checked that the slice holds every plane); this
-    /// unit's planes are this task's alone, and no other reference to this plane is alive.
+    /// `example` is below the batch (the entry point checked that the slice holds every plane); this unit's
+    /// planes are this task's alone, no other reference to this plane is alive, and `mode` is `InPlace`.
     unsafe fn plane<'p>(&self, example: usize) -> &'p mut [f32] {
         unsafe {
             std::slice::from_raw_parts_mut(
@@ -77,17 +107,35 @@ impl UnitPlanes<'_> {
         }
     }
 
-    /// Copies every plane aside, then activates each from its copy. Inlined into the entry point of the
-    /// caller's instruction set: a call per plane (an activation's dispatch and its loop's tail, for a few
-    /// dozen values) cost more than the plane's measurement.
+    /// Example `example`'s plane of the unit, read only.
+    ///
+    /// # Safety
+    /// As for `plane`, in either mode.
+    unsafe fn plane_values<'p>(&self, example: usize) -> &'p [f32] {
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base.0.add((example * self.units + self.unit) * self.per_unit),
+                self.per_unit,
+            )
+        }
+    }
+
+    /// Fills the buffer: in place, copies every plane aside, then activates each from its copy; aside, writes
+    /// each plane's activations there. Inlined into the entry point of the caller's instruction set: a call per
+    /// plane (an activation's dispatch and its loop's tail, for a few dozen values) cost more than the plane's
+    /// measurement.
     #[inline(always)]
     fn activate(&mut self) {
         let (batch, per_unit) = (self.batch, self.per_unit);
-        self.pre.reserve_exact(batch * per_unit);
+        self.aside.clear();
+        if self.mode == Mode::Aside {
+            return self.activate_aside();
+        }
+        self.aside.reserve_exact(batch * per_unit);
         for example in 0..batch {
             // SAFETY: as in `plane`; the reference ends with this iteration.
             let plane = unsafe { self.plane(example) };
-            self.pre.extend_from_slice(plane);
+            self.aside.extend_from_slice(plane);
         }
         self.activate_copied();
     }
@@ -101,26 +149,42 @@ impl UnitPlanes<'_> {
     #[inline(always)]
     unsafe fn activate_vectors<V: crate::simd::Vector>(&mut self) {
         let (batch, per_unit) = (self.batch, self.per_unit);
-        self.pre.clear();
-        self.pre.reserve_exact(batch * per_unit);
-        let copies = self.pre.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+        self.aside.clear();
+        if self.mode == Mode::Aside {
+            return self.activate_aside();
+        }
+        self.aside.reserve_exact(batch * per_unit);
+        let copies = self.aside.spare_capacity_mut().as_mut_ptr().cast::<f32>();
         for example in 0..batch {
             // SAFETY: as in `plane`; `copies` has room for batch·per_unit values (reserved above); the CPU runs V.
             unsafe { V::copy(self.plane(example).as_ptr(), copies.add(example * per_unit), per_unit) };
         }
         // SAFETY: the first batch·per_unit values were written just above.
-        unsafe { self.pre.set_len(batch * per_unit) };
+        unsafe { self.aside.set_len(batch * per_unit) };
         self.activate_copied();
     }
 
-    /// Activates each plane from its copy in `pre`.
+    /// Activates each plane from its copy in the buffer.
     #[inline(always)]
     fn activate_copied(&mut self) {
         let per_unit = self.per_unit;
-        for (example, z) in self.pre.chunks_exact(per_unit).enumerate() {
+        for (example, z) in self.aside.chunks_exact(per_unit).enumerate() {
             // SAFETY: as above.
             pointwise::forward_into_plain(self.f, z, unsafe { self.plane(example) });
         }
+    }
+
+    /// Writes each plane's activations into the (empty) buffer, the planes untouched.
+    #[inline(always)]
+    fn activate_aside(&mut self) {
+        let per_unit = self.per_unit;
+        let mut aside = std::mem::take(&mut self.aside);
+        aside.resize(self.batch * per_unit, 0.0);
+        for (example, a) in aside.chunks_exact_mut(per_unit).enumerate() {
+            // SAFETY: as in `plane_values`.
+            pointwise::forward_into_plain(self.f, unsafe { self.plane_values(example) }, a);
+        }
+        self.aside = aside;
     }
 }
 
@@ -132,10 +196,12 @@ impl Examples for UnitPlanes<'_> {
         example: usize,
         slope: Slope,
     ) -> usize {
-        let pre = &self.pre[example * self.per_unit..(example + 1) * self.per_unit];
+        let aside = &self.aside[example * self.per_unit..(example + 1) * self.per_unit];
         // SAFETY: `unit_figures` asks for each example of the batch once, after `activate`; the caller's CPU
         // runs `W`.
-        unsafe { W::add_block(held, pre, self.plane(example), slope) };
+        let plane = unsafe { self.plane_values(example) };
+        let (pre, post) = if self.mode == Mode::InPlace { (aside, plane) } else { (plane, aside) };
+        unsafe { W::add_block(held, pre, post, slope) };
         self.per_unit
     }
 }
@@ -177,7 +243,8 @@ mod tests {
     use super::*;
 
     /// The fused pass against activating first and measuring after: the same activations and figures, to the bit,
-    /// on one thread and split over units (a layer of 32k values or more), tails and non-finite values included.
+    /// on one thread and split over units (a layer of 32k values or more), tails and non-finite values included;
+    /// and the pass that leaves the values as they are gives the same figures.
     #[test]
     fn activating_while_measuring_changes_nothing() {
         let activations =
@@ -197,6 +264,8 @@ mod tests {
                 assert_eq!(bits(&fused), bits(&separate), "{f:?} {dims:?}: the activations");
                 assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{f:?} {dims:?}: the figures");
                 assert_eq!(got.measured, count);
+                let aside = measure_activated(f, dims, &pre);
+                assert_eq!(format!("{aside:?}"), format!("{expected:?}"), "{f:?} {dims:?}: measured aside");
             }
         }
     }
