@@ -340,15 +340,8 @@ fn pool_fwd(x: &FlexTensor, size: usize) -> (FlexTensor, Vec<u8>) {
 fn pool_bwd(dy: FlexTensor, arg: &[u8], in_shape: &[usize], size: usize) -> FlexTensor {
     let dy = dy.to_contiguous();
     let (planes, h, w) = (in_shape[0] * in_shape[1], in_shape[2], in_shape[3]);
-    let per_plane = (h / size) * (w / size);
-    let per = planes_per_thread(planes, per_plane);
-    let dys: &[f32] = dy.storage();
-    // Each thread zeroes its planes' gradient and scatters into it while it is in its cache.
-    let dx = convscope_kernels::zeroed_then(planes * h * w, per * h * w, |index, d| {
-        let outputs = index * per * per_plane..((index + 1) * per * per_plane).min(planes * per_plane);
-        pool::backward_into(&dys[outputs.clone()], &arg[outputs], d.len() / (h * w).max(1), h, w, size, d);
-    });
-    flex(dx, in_shape.to_vec())
+    let per = planes_per_thread(planes, (h / size) * (w / size));
+    flex(pool::backward_in_runs(dy.storage(), arg, [planes, h, w], size, per), in_shape.to_vec())
 }
 
 #[derive(Debug)]

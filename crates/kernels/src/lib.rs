@@ -107,6 +107,30 @@ pub fn zeroed_then(n: usize, run: usize, fill: impl Fn(usize, &mut [f32]) + Sync
     v
 }
 
+/// `n` values in runs of `run`, each handed to `fill(index of the run, run)` on the current rayon pool's threads,
+/// unwritten: for a kernel that writes every value, where [`zeroed_then`] would write them twice.
+///
+/// # Safety
+/// `fill` writes every value of the run it is given.
+pub(crate) unsafe fn written_in_runs(
+    n: usize,
+    run: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let run = run.max(1);
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    let spare = &mut v.spare_capacity_mut()[..n];
+    if run >= n {
+        fill(0, spare);
+    } else {
+        spare.par_chunks_mut(run).enumerate().for_each(|(index, part)| fill(index, part));
+    }
+    // SAFETY: the capacity is at least `n`, and `fill` wrote each of the first `n` values (the caller's promise).
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// The cores this process may run on, asked once: the standard library reads the affinity mask and the cgroup's
 /// quota files each time (tens of microseconds, more than a small net's whole step takes to measure).
 fn cores() -> usize {
