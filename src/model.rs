@@ -253,6 +253,15 @@ impl Cnn {
                     trace.inputs.push(map.clone().inner());
                 }
                 let g = layer.geometry;
+                if let (None, false, Activation::Relu, Some((&first, rest))) =
+                    (&trace, settings.batch_norm, settings.activation, layer.pools_after.split_first())
+                {
+                    // Untraced, nothing needs the pre-activations whole: the pool runs inside the convolution's
+                    // op, and the ReLU after it (see `activate_and_pool`).
+                    let pooled = kernels::conv2d_pooled(map, weight.val(), bias, [g.stride, g.padding], first);
+                    map = apply_activation(Activation::Relu, pool_all(pooled, rest));
+                    continue;
+                }
                 let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
                 let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
                 map = activate_and_pool(layer, pre, trace.as_deref_mut());

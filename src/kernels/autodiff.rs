@@ -112,9 +112,19 @@ const KEPT_COLUMNS_MAX: usize = 1 << 22;
 /// The im2col columns a strided layer's forward kept for its weight gradient.
 type Columns = Option<Arc<Vec<f32>>>;
 
-/// y = conv(x, w) + b; with `for_backward`, a strided layer that goes to im2col + gemm also keeps its columns, so
-/// its weight gradient does not gather them again (on a net of two stride-2 layers im2col was 28 % of a step).
-/// One the direct kernels take keeps none: its dW is direct too wherever the filters have a direct dW.
+/// What a convolution fused with the max-pool after it keeps for its backward: the pool's winners, the
+/// convolution's output shape and the window side.
+#[derive(Debug, Clone)]
+struct Pooled {
+    winners: Arc<Vec<u8>>,
+    conv_shape: Vec<usize>,
+    size: usize,
+}
+
+/// y = conv(x, w) + b, max-pooled with a `pool`×`pool` window where given (see [`conv_then_pool`]); with
+/// `for_backward`, a strided layer that goes to im2col + gemm also keeps its columns, so its weight gradient does
+/// not gather them again (on a net of two stride-2 layers im2col was 28 % of a step). One the direct kernels take
+/// keeps none: its dW is direct too wherever the filters have a direct dW.
 fn fwd(
     x: &FlexTensor,
     w: &FlexTensor,
@@ -122,7 +132,8 @@ fn fwd(
     pad_stride: [usize; 2],
     choice: KernelChoice,
     for_backward: bool,
-) -> (FlexTensor, Columns) {
+    pool: Option<usize>,
+) -> (FlexTensor, Columns, Option<Pooled>) {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let g = geom(&x, &w, pad_stride);
     let bias = b.map(|b| b.to_contiguous());
@@ -143,13 +154,80 @@ fn fwd(
                 kernels::forward_into_keeping_cols(&Geom { b: count, ..g }, xs, wv, bias, ys, cs);
             },
         );
-        return (flex(y, shape), Some(Arc::new(columns)));
+        let y = flex(y, shape);
+        return match pool {
+            Some(size) => {
+                let (pooled, winners) = pool_fwd(&y, size);
+                let conv_shape = y.layout().shape().to_vec();
+                (pooled, Some(Arc::new(columns)), Some(Pooled { winners: Arc::new(winners), conv_shape, size }))
+            }
+            None => (y, Some(Arc::new(columns)), None),
+        };
+    }
+    if let Some(size) = pool {
+        let (pooled, winners) = conv_then_pool(&g, x.storage(), wv, bias, direct, size);
+        let pooled_shape = vec![g.b, g.co, g.ho() / size, g.wo() / size];
+        return (
+            flex(pooled, pooled_shape),
+            None,
+            Some(Pooled { winners: Arc::new(winners), conv_shape: shape, size }),
+        );
     }
     let y = by_batch(&g, (x.storage(), g.ci * g.hw_in()), g.co * g.hw_out(), |gs, xs, ys| match direct {
         Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
         None => kernels::forward_into(gs, xs, wv, bias, ys),
     });
-    (flex(y, shape), None)
+    (flex(y, shape), None, None)
+}
+
+/// Values of convolution output a run of images leaves in a thread's cache before it is pooled (256 kB: half
+/// of a core's L2 on the machines measured, the rest for the input and the weights).
+const POOLED_RUN_VALUES: usize = 1 << 16;
+
+/// maxpool(conv(x, w) + b) and the pool's winners, each thread convolving its images a few at a time into a
+/// scratch buffer that stays in its cache and pooling them from there: the convolution's output is never stored
+/// whole, zeroed first, nor read back by a pool op. The same values as the two ops one after the other.
+fn conv_then_pool(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    isa: Option<Isa>,
+    size: usize,
+) -> (Vec<f32>, Vec<u8>) {
+    let (ho, wo) = (g.ho(), g.wo());
+    let (conv_per_image, x_per_image) = (g.co * ho * wo, g.ci * g.hw_in());
+    let per_image = g.co * (ho / size) * (wo / size);
+    let chunks = batch_chunks(g);
+    let per = chunks.first().map_or(g.b, |&(_, count)| count).max(1);
+    let (mut out, mut arg) = (vec![0.0f32; g.b * per_image], vec![0u8; g.b * per_image]);
+    let run = (POOLED_RUN_VALUES / conv_per_image.max(1)).max(1);
+    let convolve_chunk = |out: &mut [f32], arg: &mut [u8], (start, count): (usize, usize)| {
+        let xs = &x[start * x_per_image..(start + count) * x_per_image];
+        let pool_run = |first: usize, y: &[f32]| {
+            let images = y.len() / conv_per_image.max(1);
+            let outputs = first * per_image..(first + images) * per_image;
+            pool::forward_into(y, images * g.co, ho, wo, size, &mut out[outputs.clone()], &mut arg[outputs]);
+        };
+        direct::forward_in_runs(isa, &Geom { b: count, ..*g }, xs, w, bias, run, pool_run);
+    };
+    if chunks.len() <= 1 {
+        convolve_chunk(&mut out, &mut arg, (0, g.b));
+    } else {
+        (out.par_chunks_mut(per * per_image).zip(arg.par_chunks_mut(per * per_image)))
+            .zip(&chunks)
+            .for_each(|((out, arg), &chunk)| convolve_chunk(out, arg, chunk));
+    }
+    (out, arg)
+}
+
+/// The convolution's output gradient from the incoming one: itself, or where the op was fused with its pool,
+/// the pool's backward of it.
+fn unpooled(dy: FlexTensor, pooled: Option<Pooled>) -> FlexTensor {
+    match pooled {
+        Some(Pooled { winners, conv_shape, size }) => pool_bwd(dy, &winners, &conv_shape, size),
+        None => dy,
+    }
 }
 
 #[derive(Debug)]
@@ -196,12 +274,12 @@ fn conv_grads(
 }
 
 impl Backward<Flex, 3> for ConvBias {
-    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns, Option<Pooled>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw, nb] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad_stride, choice, columns) = ops.state;
+        let (xs, ws, pad_stride, choice, columns, pooled) = ops.state;
+        let dy = unpooled(grads.consume::<Flex>(&ops.node), pooled);
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
         let (dx, dw, db) =
@@ -219,12 +297,12 @@ impl Backward<Flex, 3> for ConvBias {
 }
 
 impl Backward<Flex, 2> for ConvNoBias {
-    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns);
+    type State = (NodeId, NodeId, [usize; 2], KernelChoice, Columns, Option<Pooled>);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [nx, nw] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws, pad_stride, choice, columns) = ops.state;
+        let (xs, ws, pad_stride, choice, columns, pooled) = ops.state;
+        let dy = unpooled(grads.consume::<Flex>(&ops.node), pooled);
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
         let (dx, dw, _) = conv_grads(x, w, dy, pad_stride, choice, &columns, [nx.is_some(), nw.is_some(), false]);
@@ -239,29 +317,37 @@ impl Backward<Flex, 2> for ConvNoBias {
 
 pub(super) type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
-fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad_stride: [usize; 2], choice: KernelChoice) -> AdPrim {
+fn ad_conv(
+    x: AdPrim,
+    w: AdPrim,
+    b: Option<AdPrim>,
+    pad_stride: [usize; 2],
+    choice: KernelChoice,
+    pool: Option<usize>,
+) -> AdPrim {
     match b {
-        Some(b) => match ConvBias.prepare::<NoCheckpointing>([x.node(), w.node(), b.node()]).compute_bound().stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&w);
-                let (y, columns) = fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, true);
-                prep.finish((xs, ws, pad_stride, choice, columns), y)
+        Some(b) => {
+            match ConvBias.prepare::<NoCheckpointing>([x.node(), w.node(), b.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(mut prep) => {
+                    let xs = prep.checkpoint(&x);
+                    let ws = prep.checkpoint(&w);
+                    let (y, columns, pooled) =
+                        fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, true, pool);
+                    prep.finish((xs, ws, pad_stride, choice, columns, pooled), y)
+                }
+                OpsKind::UnTracked(prep) => prep
+                    .finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, false, pool).0),
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, false).0)
-            }
-        },
+        }
         None => match ConvNoBias.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let (y, columns) = fwd(x.primitive(), w.primitive(), None, pad_stride, choice, true);
-                prep.finish((xs, ws, pad_stride, choice, columns), y)
+                let (y, columns, pooled) = fwd(x.primitive(), w.primitive(), None, pad_stride, choice, true, pool);
+                prep.finish((xs, ws, pad_stride, choice, columns, pooled), y)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice, false).0)
+                prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice, false, pool).0)
             }
         },
     }
@@ -269,16 +355,23 @@ fn ad_conv(x: AdPrim, w: AdPrim, b: Option<AdPrim>, pad_stride: [usize; 2], choi
 
 /// conv2d, square `stride`, dilation 1, groups 1, zero padding `pad` on every side, f32 (strides above 1 run
 /// im2col + gemm).
+/// With `pool`, the output max-pooled by a `pool`×`pool` window in the same op (see [`conv_then_pool`]).
 pub fn conv2d_custom(
     x: Tensor<4>,
     w: Tensor<4>,
     bias: Option<Tensor<1>>,
     [pad, stride]: [usize; 2],
     choice: KernelChoice,
+    pool: Option<usize>,
 ) -> Tensor<4> {
+    let pool = pool.filter(|size| (2..=pool::MAX_WINDOW).contains(size));
     if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
         super::fell_back();
-        return super::burn_conv2d(x, w, bias, stride, pad);
+        let y = super::burn_conv2d(x, w, bias, stride, pad);
+        return match pool {
+            Some(size) => max_pool_custom(y, size),
+            None => y,
+        };
     }
     // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
     let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
@@ -289,7 +382,7 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, [pad, stride], choice));
+            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, [pad, stride], choice, pool));
         }
     } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
         let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
@@ -298,11 +391,16 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Flex>(fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice, false).0);
+            let y = fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice, false, pool).0;
+            return Tensor::from_primitive::<Flex>(y);
         }
     }
     super::fell_back();
-    super::burn_conv2d(x, w, bias, stride, pad)
+    let y = super::burn_conv2d(x, w, bias, stride, pad);
+    match pool {
+        Some(size) => max_pool_custom(y, size),
+        None => y,
+    }
 }
 
 // --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------

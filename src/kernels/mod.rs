@@ -83,15 +83,43 @@ pub fn conv2d_using(
     stride: usize,
     padding: usize,
 ) -> Tensor<4> {
+    conv2d_pooled_using(choice, x, weight, bias, [stride, padding], None)
+}
+
+/// [`max_pool2d`] of [`conv2d`] with a `pool`×`pool` window, as one op where the project's kernels run it: each
+/// thread convolves a few images into a buffer that stays in its cache and pools them from there, so the
+/// convolution's output is never stored whole. The same values and gradients as the two ops.
+pub fn conv2d_pooled(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    [stride, padding]: [usize; 2],
+    pool: usize,
+) -> Tensor<4> {
+    conv2d_pooled_using(kernel_choice(), x, weight, bias, [stride, padding], Some(pool))
+}
+
+/// [`conv2d_pooled`] with the kernels named, the pool optional.
+pub fn conv2d_pooled_using(
+    choice: KernelChoice,
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    [stride, padding]: [usize; 2],
+    pool: Option<usize>,
+) -> Tensor<4> {
     // Direct kernels only where the CPU runs them.
     let choice = match choice {
         KernelChoice::Direct(isa) if !isa.runs_here() => KernelChoice::Gemm,
         other => other,
     };
     if stride > 0 && choice != KernelChoice::Burn {
-        autodiff::conv2d_custom(x, weight, bias, [padding, stride], choice)
-    } else {
-        burn_conv2d(x, weight, bias, stride, padding)
+        return autodiff::conv2d_custom(x, weight, bias, [padding, stride], choice, pool);
+    }
+    let y = burn_conv2d(x, weight, bias, stride, padding);
+    match pool {
+        Some(size) => max_pool2d_using(choice, y, size),
+        None => y,
     }
 }
 

@@ -369,3 +369,53 @@ fn relu_after_the_pool_changes_no_bit() {
     assert!(kept.2.as_deref().is_some_and(|f| f.matches("unit_peak").count() == 5), "{:?}", kept.2);
     assert_eq!(measured.2, kept.2, "the layers' figures");
 }
+
+/// A convolution and its max-pool as one op (the images convolved a few at a time into a buffer and pooled from
+/// there) against the two ops one after the other: the same output and the same gradients of x, w and b, to the
+/// bit — several runs of images and a last short one, a 3×3 pool leaving a row and column out, a strided layer
+/// (whose gemm path keeps its columns), with and without a bias, on every kernel set this CPU runs.
+#[test]
+fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
+    let direct = [Isa::Avx512, Isa::Avx2].into_iter().filter(|isa| isa.runs_here()).map(KernelChoice::Direct);
+    let device = Device::flex().autodiff();
+    let bits = |t: Tensor<4>| t.into_data().iter::<f32>().map(f32::to_bits).collect::<Vec<_>>();
+    for choice in direct.chain([KernelChoice::Gemm]) {
+        // 16 filters on 40×40 outputs: 25,600 values an image, two images to a run: 7 images take four runs on
+        // one thread, two each (the last short) on two.
+        for (shape, [filters, kernel, pad, stride], pool, bias) in [
+            ([7, 2, 40, 40], [16, 5, 2, 1], 2, true),
+            ([7, 2, 40, 40], [16, 3, 1, 1], 3, false),
+            ([5, 8, 14, 14], [16, 5, 2, 1], 2, true),
+            ([3, 4, 21, 21], [8, 3, 1, 2], 2, true),
+        ] {
+            let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random([filters, shape[1], kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
+            let b = Tensor::<1>::random([filters], Distribution::Normal(0.0, 0.5), &device);
+            // A fixed weighting of the outputs, so that every output's gradient differs.
+            let side = |n: usize| ((n + 2 * pad - kernel) / stride + 1) / pool;
+            let r = Tensor::<4>::random(
+                [shape[0], filters, side(shape[2]), side(shape[3])],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let run = |fused: bool| {
+                let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+                let with_bias = bias.then(|| b.clone());
+                let y = if fused {
+                    kernels::conv2d_pooled_using(choice, x.clone(), w.clone(), with_bias, [stride, pad], Some(pool))
+                } else {
+                    let y = kernels::conv2d_using(choice, x.clone(), w.clone(), with_bias, stride, pad);
+                    kernels::max_pool2d_using(choice, y, pool)
+                };
+                let grads = y.clone().mul(r.clone()).sum().backward();
+                let db = bias.then(|| b.grad(&grads).unwrap().reshape([1, 1, 1, filters]));
+                (bits(y.inner()), bits(x.grad(&grads).unwrap()), bits(w.grad(&grads).unwrap()), db.map(bits))
+            };
+            assert_eq!(
+                run(true),
+                run(false),
+                "{choice:?} {shape:?} {filters} {kernel}×{kernel} stride {stride} pool {pool}"
+            );
+        }
+    }
+}

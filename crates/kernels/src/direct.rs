@@ -204,6 +204,40 @@ pub fn forward_into(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32
     };
 }
 
+/// [`forward_into`] (`isa` `None`: im2col + gemm) a run of `run` images at a time into one scratch buffer, each run's outputs
+/// (`n·co·ho·wo` values, n ≤ `run`) handed to `then(first image, outputs)` while they are in the cache: a layer
+/// whose output is only pooled never stores it whole. The same values as [`forward_into`] (an image's outputs
+/// do not depend on the others).
+pub fn forward_in_runs(
+    isa: Option<Isa>,
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    run: usize,
+    mut then: impl FnMut(usize, &[f32]),
+) {
+    let (run, per_in, per_out) = (run.clamp(1, g.b.max(1)), g.ci * g.hw_in(), g.co * g.hw_out());
+    let direct = isa.filter(|&isa| isa.runs_here() && takes_forward(isa, g));
+    // The weights laid out once for every run.
+    let wt = if direct.is_some() { transpose_w(w, g.co, g.ci, g.kh, g.kw) } else { Vec::new() };
+    let mut scratch = vec![0.0f32; run * per_out];
+    for start in (0..g.b).step_by(run) {
+        let count = run.min(g.b - start);
+        let (gs, xs) = (Geom { b: count, ..*g }, &x[start * per_in..(start + count) * per_in]);
+        let y = &mut scratch[..count * per_out];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(isa) = direct {
+            // SAFETY: `runs_here` checked the CPU features the entry points are compiled for.
+            unsafe { vector::forward(isa, &gs, xs, &wt, bias, y) };
+            then(start, y);
+            continue;
+        }
+        crate::gemm::forward_into(&gs, xs, w, bias, y);
+        then(start, y);
+    }
+}
+
 /// dX = full correlation of dY (padded k-1-p) with the flipped kernel, channels swapped (direct where faster).
 pub fn input_grad(isa: Isa, g: &Geom, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let mut dx = vec![0.0f32; g.b * g.ci * g.hw_in()];
