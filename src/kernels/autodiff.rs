@@ -211,7 +211,8 @@ fn conv_then_pool(
         };
         direct::forward_in_runs(isa, &Geom { b: count, ..*g }, xs, w, bias, run, pool_run);
     };
-    if chunks.len() <= 1 {
+    // A pool wider than the map leaves no outputs (and chunks of zero values, which cannot be split).
+    if chunks.len() <= 1 || per_image == 0 {
         convolve_chunk(&mut out, &mut arg, (0, g.b));
     } else {
         (out.par_chunks_mut(per * per_image).zip(arg.par_chunks_mut(per * per_image)))
