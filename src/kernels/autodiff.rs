@@ -365,7 +365,10 @@ pub fn conv2d_custom(
     choice: KernelChoice,
     pool: Option<usize>,
 ) -> Tensor<4> {
-    let pool = pool.filter(|size| (2..=pool::MAX_WINDOW).contains(size));
+    if let Some(size) = pool.filter(|size| !(2..=pool::MAX_WINDOW).contains(size)) {
+        // A window the pool kernels do not take: the convolution alone, then the pool op (which goes to burn's).
+        return max_pool_custom(conv2d_custom(x, w, bias, [pad, stride], choice, None), size);
+    }
     if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
         super::fell_back();
         let y = super::burn_conv2d(x, w, bias, stride, pad);

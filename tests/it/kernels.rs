@@ -389,6 +389,8 @@ fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
             ([3, 4, 21, 21], [8, 3, 1, 2], 2, true),
             // A pool wider than the map: no outputs, and nothing to split over the threads.
             ([3, 2, 5, 5], [16, 3, 0, 1], 4, true),
+            // A window past the pool kernels' largest: the convolution's op, then burn's pool.
+            ([2, 2, 17, 17], [4, 3, 1, 1], 16, true),
         ] {
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<4>::random([filters, shape[1], kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
