@@ -204,9 +204,9 @@ pub fn forward_into(isa: Isa, g: &Geom, x: &[f32], w: &[f32], bias: Option<&[f32
     };
 }
 
-/// [`forward_into`] (`isa` `None`: im2col + gemm) a run of `run` images at a time into one scratch buffer, each run's outputs
-/// (`n·co·ho·wo` values, n ≤ `run`) handed to `then(first image, outputs)` while they are in the cache: a layer
-/// whose output is only pooled never stores it whole. The same values as [`forward_into`] (an image's outputs
+/// [`forward_into`] (`isa` `None`: im2col + gemm) a run of `run` images at a time into one scratch buffer, each
+/// run's outputs (`n·co·ho·wo` values, n ≤ `run`) handed to `then(first image, outputs)` while they are in the
+/// cache: a layer whose output is only pooled never stores it whole. The same values as [`forward_into`] (an image's outputs
 /// do not depend on the others).
 pub fn forward_in_runs(
     isa: Option<Isa>,
@@ -226,14 +226,12 @@ pub fn forward_in_runs(
         let count = run.min(g.b - start);
         let (gs, xs) = (Geom { b: count, ..*g }, &x[start * per_in..(start + count) * per_in]);
         let y = &mut scratch[..count * per_out];
-        #[cfg(target_arch = "x86_64")]
-        if let Some(isa) = direct {
+        match direct {
             // SAFETY: `runs_here` checked the CPU features the entry points are compiled for.
-            unsafe { vector::forward(isa, &gs, xs, &wt, bias, y) };
-            then(start, y);
-            continue;
+            #[cfg(target_arch = "x86_64")]
+            Some(isa) => unsafe { vector::forward(isa, &gs, xs, &wt, bias, y) },
+            _ => crate::gemm::forward_into(&gs, xs, w, bias, y),
         }
-        crate::gemm::forward_into(&gs, xs, w, bias, y);
         then(start, y);
     }
 }

@@ -86,25 +86,15 @@ pub fn zeroed(n: usize, run: usize) -> Vec<f32> {
 /// the current rayon pool that zeroed it, while the run is still in that thread's cache: one parallel pass where
 /// [`zeroed`] and a second pass over the same memory took two (and a second wake-up of the other threads).
 pub fn zeroed_then(n: usize, run: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    use rayon::prelude::*;
     use std::mem::MaybeUninit;
-    let run = run.max(1);
-    let mut v: Vec<f32> = Vec::with_capacity(n);
-    let zero_then_fill = |(index, part): (usize, &mut [MaybeUninit<f32>])| {
+    let zero_then_fill = |index: usize, part: &mut [MaybeUninit<f32>]| {
         part.fill(MaybeUninit::new(0.0));
         // SAFETY: every value of `part` was written just above, and `MaybeUninit<f32>` has the layout of `f32`.
         let part = unsafe { &mut *(std::ptr::from_mut(part) as *mut [f32]) };
         fill(index, part);
     };
-    let spare = &mut v.spare_capacity_mut()[..n];
-    if run >= n {
-        zero_then_fill((0, spare));
-    } else {
-        spare.par_chunks_mut(run).enumerate().for_each(zero_then_fill);
-    }
-    // SAFETY: the capacity is at least `n`, and each of the first `n` values was written above.
-    unsafe { v.set_len(n) };
-    v
+    // SAFETY: `zero_then_fill` writes every value of its run.
+    unsafe { written_in_runs(n, run, zero_then_fill) }
 }
 
 /// `n` values in runs of `run`, each handed to `fill(index of the run, run)` on the current rayon pool's threads,
