@@ -252,19 +252,7 @@ impl Cnn {
                 if let Some(trace) = trace.as_deref_mut() {
                     trace.inputs.push(map.clone().inner());
                 }
-                let g = layer.geometry;
-                if let (None, false, Activation::Relu, Some((&first, rest))) =
-                    (&trace, settings.batch_norm, settings.activation, layer.pools_after.split_first())
-                {
-                    // Untraced, nothing needs the pre-activations whole: the pool runs inside the convolution's
-                    // op, and the ReLU after it (see `activate_and_pool`).
-                    let pooled = kernels::conv2d_pooled(map, weight.val(), bias, [g.stride, g.padding], first);
-                    map = apply_activation(Activation::Relu, pool_all(pooled, rest));
-                    continue;
-                }
-                let pre = kernels::conv2d(map, weight.val(), bias, g.stride, g.padding);
-                let pre = if settings.batch_norm { layer.norm.forward(pre) } else { pre };
-                map = activate_and_pool(layer, pre, trace.as_deref_mut());
+                map = layer.conv_forward(map, weight.val(), bias, trace.as_deref_mut());
             } else if let Some(weight) = &layer.dense_weight {
                 let input = match flat.take() {
                     Some(x) => x,
@@ -338,6 +326,57 @@ impl Cnn {
 }
 
 impl WeightedLayer {
+    /// A conv layer from its input: convolution, batch-norm, activation and pooling, traced as `trace` asks. A
+    /// ReLU layer without batch-norm whose pre-activations nothing needs whole — an untraced pass, or a statistics
+    /// step that only measures them — runs its first pool inside the convolution's op (measured there too) and
+    /// its ReLU after the pools (see [`activate_and_pool`]).
+    fn conv_forward(
+        &self,
+        map: Tensor<4>,
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        trace: Option<&mut Trace>,
+    ) -> Tensor<4> {
+        let (settings, g) = (self.settings, self.geometry);
+        let geometry = [g.stride, g.padding];
+        let fused = (!settings.batch_norm && settings.activation == Activation::Relu)
+            .then(|| self.pools_after.split_first())
+            .flatten();
+        let measured_only = trace.as_deref().map(|trace| trace.measured && !trace.hooked);
+        let Some((&first, rest)) = fused else {
+            return self.conv_unfused(map, weight, bias, trace);
+        };
+        let after_pools = |pooled| apply_activation(Activation::Relu, pool_all(pooled, rest));
+        match (measured_only, trace) {
+            (None, _) => after_pools(kernels::conv2d_pooled(map, weight, bias, geometry, first)),
+            (Some(true), Some(trace)) => {
+                match kernels::conv2d_pooled_measured((map, weight, bias), geometry, first, Pointwise::Relu) {
+                    Ok((pooled, moments, dims)) => {
+                        trace.layers.push(LayerValues::Measured { moments, dims });
+                        after_pools(pooled)
+                    }
+                    Err(pre) => activate_and_pool(self, *pre, Some(trace)),
+                }
+            }
+            // Traced whole, or hooked: the pre-activations are kept.
+            (_, trace) => self.conv_unfused(map, weight, bias, trace),
+        }
+    }
+
+    /// The convolution as its own op, then batch-norm, the activation and the pools.
+    fn conv_unfused(
+        &self,
+        map: Tensor<4>,
+        weight: Tensor<4>,
+        bias: Option<Tensor<1>>,
+        trace: Option<&mut Trace>,
+    ) -> Tensor<4> {
+        let g = self.geometry;
+        let pre = kernels::conv2d(map, weight, bias, g.stride, g.padding);
+        let pre = if self.settings.batch_norm { self.norm.forward(pre) } else { pre };
+        activate_and_pool(self, pre, trace)
+    }
+
     /// The weights as one flat tensor, outside the autodiff graph.
     pub fn flat_weight(&self) -> Option<Tensor<1>> {
         match (&self.conv_weight, &self.dense_weight) {

@@ -17,6 +17,8 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Bytes, DType, Shape, Tensor};
 
+use convscope_kernels::moments::{self, Moments, RunFigures};
+use convscope_kernels::pointwise::Pointwise;
 use convscope_kernels::{Geom, Isa, direct, gemm as kernels, pool};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -121,25 +123,55 @@ struct Pooled {
     size: usize,
 }
 
-/// y = conv(x, w) + b, max-pooled with a `pool`×`pool` window where given (see [`conv_then_pool`]); with
-/// `for_backward`, a strided layer that goes to im2col + gemm also keeps its columns, so its weight gradient does
-/// not gather them again (on a net of two stride-2 layers im2col was 28 % of a step). One the direct kernels take
-/// keeps none: its dW is direct too wherever the filters have a direct dW.
+/// What runs inside a convolution's op after it: a `pool`×`pool` max-pool, and the measuring of the layer's
+/// pre-activations and activations `measure`(z) (a statistics step, where the activation runs after the pool).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct After {
+    pub pool: Option<usize>,
+    pub measure: Option<Pointwise>,
+}
+
+/// What a convolution's forward gives: its output (pooled where asked), what its backward keeps, and the layer's
+/// figures where asked.
+struct Forward {
+    y: FlexTensor,
+    columns: Columns,
+    pooled: Option<Pooled>,
+    moments: Option<Moments>,
+}
+
+impl Forward {
+    /// From the convolution's whole output `y`: measured, then pooled, as `after` asks.
+    fn from_whole(y: Vec<f32>, g: &Geom, columns: Columns, after: After) -> Forward {
+        let dims = [g.b, g.co, g.ho(), g.wo()];
+        let moments = after.measure.map(|f| moments::measure_activated(f, dims, &y));
+        let y = flex(y, dims.to_vec());
+        let Some(size) = after.pool else {
+            return Forward { y, columns, pooled: None, moments };
+        };
+        let (pooled, winners) = pool_fwd(&y, size);
+        let pooled_state = Pooled { winners: Arc::new(winners), conv_shape: dims.to_vec(), size };
+        Forward { y: pooled, columns, pooled: Some(pooled_state), moments }
+    }
+}
+
+/// y = conv(x, w) + b, pooled and measured as `after` asks (see [`conv_then_pool`]); with `for_backward`, a
+/// strided layer that goes to im2col + gemm also keeps its columns, so its weight gradient does not gather them
+/// again (on a net of two stride-2 layers im2col was 28 % of a step). One the direct kernels take keeps none: its
+/// dW is direct too wherever the filters have a direct dW.
 fn fwd(
     x: &FlexTensor,
     w: &FlexTensor,
     b: Option<&FlexTensor>,
-    pad_stride: [usize; 2],
-    choice: KernelChoice,
+    (pad_stride, choice): ([usize; 2], KernelChoice),
     for_backward: bool,
-    pool: Option<usize>,
-) -> (FlexTensor, Columns, Option<Pooled>) {
+    after: After,
+) -> Forward {
     let (x, w) = (x.to_contiguous(), w.to_contiguous());
     let g = geom(&x, &w, pad_stride);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
     let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
-    let shape = vec![g.b, g.co, g.ho(), g.wo()];
     let per_image = g.k() * g.hw_out();
     let direct_forward = direct.is_some_and(|isa| direct::direct_ops(isa, &g).forward);
     if for_backward && g.stride > 1 && !direct_forward && g.b * per_image <= KEPT_COLUMNS_MAX {
@@ -154,72 +186,93 @@ fn fwd(
                 kernels::forward_into_keeping_cols(&Geom { b: count, ..g }, xs, wv, bias, ys, cs);
             },
         );
-        let y = flex(y, shape);
-        return match pool {
-            Some(size) => {
-                let (pooled, winners) = pool_fwd(&y, size);
-                let conv_shape = y.layout().shape().to_vec();
-                (pooled, Some(Arc::new(columns)), Some(Pooled { winners: Arc::new(winners), conv_shape, size }))
-            }
-            None => (y, Some(Arc::new(columns)), None),
-        };
+        return Forward::from_whole(y, &g, Some(Arc::new(columns)), after);
     }
-    if let Some(size) = pool {
-        let (pooled, winners) = conv_then_pool(&g, x.storage(), wv, bias, direct, size);
+    if let (Some(size), Some(chunks)) = (after.pool, pooled_chunks(&g, after.measure.is_some())) {
+        let (pooled, winners, moments) =
+            conv_then_pool(&g, (x.storage(), wv, bias), direct, (size, after.measure), &chunks);
         let pooled_shape = vec![g.b, g.co, g.ho() / size, g.wo() / size];
-        return (
-            flex(pooled, pooled_shape),
-            None,
-            Some(Pooled { winners: Arc::new(winners), conv_shape: shape, size }),
-        );
+        let conv_shape = vec![g.b, g.co, g.ho(), g.wo()];
+        let pooled_state = Pooled { winners: Arc::new(winners), conv_shape, size };
+        return Forward { y: flex(pooled, pooled_shape), columns: None, pooled: Some(pooled_state), moments };
     }
     let y = by_batch(&g, (x.storage(), g.ci * g.hw_in()), g.co * g.hw_out(), |gs, xs, ys| match direct {
         Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
         None => kernels::forward_into(gs, xs, wv, bias, ys),
     });
-    (flex(y, shape), None, None)
+    Forward::from_whole(y, &g, None, after)
 }
 
 /// Values of convolution output a run of images leaves in a thread's cache before it is pooled (256 kB: half
 /// of a core's L2 on the machines measured, the rest for the input and the weights).
 const POOLED_RUN_VALUES: usize = 1 << 16;
 
-/// maxpool(conv(x, w) + b) and the pool's winners, each thread convolving its images a few at a time into a
-/// scratch buffer that stays in its cache and pooling them from there: the convolution's output is never stored
-/// whole, zeroed first, nor read back by a pool op. The same values as the two ops one after the other.
+/// The batch's split over the threads for [`conv_then_pool`]: [`batch_chunks`], or where the layer is measured,
+/// chunks of a whole number of the statistics' blocks (so the runs' figures merge into the whole pass's). `None`
+/// where that would leave a thread idle (a map small enough for blocks of many images): the convolution then
+/// runs whole, is measured, and is pooled, in three ops.
+fn pooled_chunks(g: &Geom, measured: bool) -> Option<Vec<(usize, usize)>> {
+    let chunks = batch_chunks(g);
+    if !measured {
+        return Some(chunks);
+    }
+    let block = moments::block_examples(g.ho() * g.wo());
+    let per = chunks.first().map_or(g.b, |&(_, count)| count).next_multiple_of(block);
+    let aligned: Vec<(usize, usize)> =
+        (0..g.b).step_by(per.max(1)).map(|start| (start, per.min(g.b - start))).collect();
+    (aligned.len() == chunks.len()).then_some(aligned)
+}
+
+/// maxpool(conv(x, w) + b), the pool's winners and, where `measure` asks, the layer's figures (its
+/// pre-activations z and activations `measure`(z)): each thread convolves its images (`chunks`) a few at a time
+/// into a scratch buffer that stays in its cache, measures and pools them from there: the convolution's output is
+/// never stored whole, zeroed first, nor read back by a pool op. The same values as the two ops one after the
+/// other, and the same figures as measuring the whole output (the runs start at multiples of the statistics'
+/// blocks).
 fn conv_then_pool(
     g: &Geom,
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
+    (x, w, bias): (&[f32], &[f32], Option<&[f32]>),
     isa: Option<Isa>,
-    size: usize,
-) -> (Vec<f32>, Vec<u8>) {
+    (size, measure): (usize, Option<Pointwise>),
+    chunks: &[(usize, usize)],
+) -> (Vec<f32>, Vec<u8>, Option<Moments>) {
     let (ho, wo) = (g.ho(), g.wo());
     let (conv_per_image, x_per_image) = (g.co * ho * wo, g.ci * g.hw_in());
     let per_image = g.co * (ho / size) * (wo / size);
-    let chunks = batch_chunks(g);
     let per = chunks.first().map_or(g.b, |&(_, count)| count).max(1);
     let (mut out, mut arg) = (vec![0.0f32; g.b * per_image], vec![0u8; g.b * per_image]);
-    let run = (POOLED_RUN_VALUES / conv_per_image.max(1)).max(1);
+    let mut run = (POOLED_RUN_VALUES / conv_per_image.max(1)).max(1);
+    if measure.is_some() {
+        let block = moments::block_examples(ho * wo);
+        run = (run / block).max(1) * block;
+    }
     let convolve_chunk = |out: &mut [f32], arg: &mut [u8], (start, count): (usize, usize)| {
         let xs = &x[start * x_per_image..(start + count) * x_per_image];
+        let mut figures = Vec::new();
         let pool_run = |first: usize, y: &[f32]| {
             let images = y.len() / conv_per_image.max(1);
+            if let Some(f) = measure {
+                figures.push(moments::measure_run(f, [images, g.co, ho, wo], y));
+            }
             let outputs = first * per_image..(first + images) * per_image;
             pool::forward_into(y, images * g.co, ho, wo, size, &mut out[outputs.clone()], &mut arg[outputs]);
         };
         direct::forward_in_runs(isa, &Geom { b: count, ..*g }, xs, w, bias, run, pool_run);
+        figures
     };
     // A pool wider than the map leaves no outputs (and chunks of zero values, which cannot be split).
-    if chunks.len() <= 1 || per_image == 0 {
-        convolve_chunk(&mut out, &mut arg, (0, g.b));
+    let figures: Vec<RunFigures> = if chunks.len() <= 1 || per_image == 0 {
+        convolve_chunk(&mut out, &mut arg, (0, g.b))
     } else {
-        (out.par_chunks_mut(per * per_image).zip(arg.par_chunks_mut(per * per_image)))
-            .zip(&chunks)
-            .for_each(|((out, arg), &chunk)| convolve_chunk(out, arg, chunk));
-    }
-    (out, arg)
+        let parts: Vec<Vec<RunFigures>> =
+            (out.par_chunks_mut(per * per_image).zip(arg.par_chunks_mut(per * per_image)))
+                .zip(chunks)
+                .map(|((out, arg), &chunk)| convolve_chunk(out, arg, chunk))
+                .collect();
+        parts.into_iter().flatten().collect()
+    };
+    let moments = measure.map(|_| moments::merge_runs(g.co, &figures));
+    (out, arg, moments)
 }
 
 /// The convolution's output gradient from the incoming one: itself, or where the op was fused with its pool,
@@ -322,60 +375,71 @@ fn ad_conv(
     x: AdPrim,
     w: AdPrim,
     b: Option<AdPrim>,
-    pad_stride: [usize; 2],
-    choice: KernelChoice,
-    pool: Option<usize>,
-) -> AdPrim {
+    conv: ([usize; 2], KernelChoice),
+    after: After,
+) -> (AdPrim, Option<Moments>) {
+    let (pad_stride, choice) = conv;
     match b {
         Some(b) => {
             match ConvBias.prepare::<NoCheckpointing>([x.node(), w.node(), b.node()]).compute_bound().stateful() {
                 OpsKind::Tracked(mut prep) => {
                     let xs = prep.checkpoint(&x);
                     let ws = prep.checkpoint(&w);
-                    let (y, columns, pooled) =
-                        fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, true, pool);
-                    prep.finish((xs, ws, pad_stride, choice, columns, pooled), y)
+                    let f = fwd(x.primitive(), w.primitive(), Some(b.primitive()), conv, true, after);
+                    (prep.finish((xs, ws, pad_stride, choice, f.columns, f.pooled), f.y), f.moments)
                 }
-                OpsKind::UnTracked(prep) => prep
-                    .finish(fwd(x.primitive(), w.primitive(), Some(b.primitive()), pad_stride, choice, false, pool).0),
+                OpsKind::UnTracked(prep) => {
+                    let f = fwd(x.primitive(), w.primitive(), Some(b.primitive()), conv, false, after);
+                    (prep.finish(f.y), f.moments)
+                }
             }
         }
         None => match ConvNoBias.prepare::<NoCheckpointing>([x.node(), w.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&w);
-                let (y, columns, pooled) = fwd(x.primitive(), w.primitive(), None, pad_stride, choice, true, pool);
-                prep.finish((xs, ws, pad_stride, choice, columns, pooled), y)
+                let f = fwd(x.primitive(), w.primitive(), None, conv, true, after);
+                (prep.finish((xs, ws, pad_stride, choice, f.columns, f.pooled), f.y), f.moments)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(fwd(x.primitive(), w.primitive(), None, pad_stride, choice, false, pool).0)
+                let f = fwd(x.primitive(), w.primitive(), None, conv, false, after);
+                (prep.finish(f.y), f.moments)
             }
         },
     }
 }
 
 /// conv2d, square `stride`, dilation 1, groups 1, zero padding `pad` on every side, f32 (strides above 1 run
-/// im2col + gemm).
-/// With `pool`, the output max-pooled by a `pool`×`pool` window in the same op (see [`conv_then_pool`]).
+/// im2col + gemm), then what `after` asks in the same op (see [`conv_then_pool`]): the output pooled, and the
+/// layer's figures. Where the figures are asked and none come back (another backend or element type: burn's
+/// conv2d ran), the output is the convolution's alone, not pooled, for the caller to measure and pool.
 pub fn conv2d_custom(
     x: Tensor<4>,
     w: Tensor<4>,
     bias: Option<Tensor<1>>,
     [pad, stride]: [usize; 2],
     choice: KernelChoice,
-    pool: Option<usize>,
-) -> Tensor<4> {
-    if let Some(size) = pool.filter(|size| !(2..=pool::MAX_WINDOW).contains(size)) {
-        // A window the pool kernels do not take: the convolution alone, then the pool op (which goes to burn's).
-        return max_pool_custom(conv2d_custom(x, w, bias, [pad, stride], choice, None), size);
-    }
-    if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
+    after: After,
+) -> (Tensor<4>, Option<Moments>) {
+    // burn's conv2d, then the pool op unless the figures were asked (the caller then measures the output first).
+    let burn_conv = |x, w, bias| {
         super::fell_back();
         let y = super::burn_conv2d(x, w, bias, stride, pad);
-        return match pool {
-            Some(size) => max_pool_custom(y, size),
-            None => y,
+        match after.pool.filter(|_| after.measure.is_none()) {
+            Some(size) => (max_pool_custom(y, size), None),
+            None => (y, None),
+        }
+    };
+    if let Some(size) = after.pool.filter(|size| !(2..=pool::MAX_WINDOW).contains(size)) {
+        // A window the pool kernels do not take: the convolution alone, then the pool op (which goes to burn's).
+        let (y, moments) = conv2d_custom(x, w, bias, [pad, stride], choice, After { pool: None, ..after });
+        return match (moments, after.measure) {
+            (None, Some(_)) => (y, None),
+            (moments, _) => (max_pool_custom(y, size), moments),
         };
+    }
+    if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
+        return burn_conv(x, w, bias);
     }
     // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
     let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
@@ -386,7 +450,8 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            return Tensor::from_primitive::<Ad>(ad_conv(xp, wp, bp, [pad, stride], choice, pool));
+            let (y, moments) = ad_conv(xp, wp, bp, ([pad, stride], choice), after);
+            return (Tensor::from_primitive::<Ad>(y), moments);
         }
     } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
         let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
@@ -395,16 +460,11 @@ pub fn conv2d_custom(
             Some(Err(_)) => None,
         };
         if let Some(bp) = bp {
-            let y = fwd(&xp, &wp, bp.as_ref(), [pad, stride], choice, false, pool).0;
-            return Tensor::from_primitive::<Flex>(y);
+            let f = fwd(&xp, &wp, bp.as_ref(), ([pad, stride], choice), false, after);
+            return (Tensor::from_primitive::<Flex>(f.y), f.moments);
         }
     }
-    super::fell_back();
-    let y = super::burn_conv2d(x, w, bias, stride, pad);
-    match pool {
-        Some(size) => max_pool_custom(y, size),
-        None => y,
-    }
+    burn_conv(x, w, bias)
 }
 
 // --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------

@@ -3,7 +3,7 @@
 //! activations against burn's.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use convscope::kernels::{self, Isa, KernelChoice};
+use convscope::kernels::{self, Isa, KernelChoice, Pointwise::Relu};
 
 /// Largest difference relative to the largest magnitude of `expected`.
 fn relative_error(actual: Tensor<4>, expected: Tensor<4>) -> f32 {
@@ -391,6 +391,8 @@ fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
             ([3, 2, 5, 5], [16, 3, 0, 1], 4, true),
             // A window past the pool kernels' largest: the convolution's op, then burn's pool.
             ([2, 2, 17, 17], [4, 3, 1, 1], 16, true),
+            // 8×8 maps: statistics blocks of 16 images, more than a thread's share of 6 (measured whole).
+            ([6, 3, 8, 8], [8, 3, 1, 1], 2, true),
         ] {
             let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let w = Tensor::<4>::random([filters, shape[1], kernel, kernel], Distribution::Normal(0.0, 0.3), &device);
@@ -402,24 +404,61 @@ fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let run = |fused: bool| {
+            let label = format!("{choice:?} {shape:?} {filters} {kernel}×{kernel} stride {stride} pool {pool}");
+            let run = |op: PooledOp| {
                 let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
                 let with_bias = bias.then(|| b.clone());
-                let y = if fused {
-                    kernels::conv2d_pooled_using(choice, x.clone(), w.clone(), with_bias, [stride, pad], Some(pool))
-                } else {
-                    let y = kernels::conv2d_using(choice, x.clone(), w.clone(), with_bias, stride, pad);
-                    kernels::max_pool2d_using(choice, y, pool)
+                let (y, figures) = match op {
+                    PooledOp::Fused => {
+                        let y = kernels::conv2d_pooled_using(
+                            choice,
+                            x.clone(),
+                            w.clone(),
+                            with_bias,
+                            [stride, pad],
+                            Some(pool),
+                        );
+                        (y, None)
+                    }
+                    PooledOp::Measured => {
+                        let conv = (x.clone(), w.clone(), with_bias);
+                        let measured = kernels::conv2d_pooled_measured_using(choice, conv, [stride, pad], pool, Relu);
+                        let (y, moments, dims) = measured.unwrap_or_else(|_| panic!("{label}: not measured"));
+                        (y, Some(format!("{dims:?} {moments:?}")))
+                    }
+                    PooledOp::Separate => {
+                        let y = kernels::conv2d_using(choice, x.clone(), w.clone(), with_bias, stride, pad);
+                        let dims = kernels::as_maps(&y.dims());
+                        let moments = kernels::measure_activated(Relu, &y, dims).unwrap();
+                        (kernels::max_pool2d_using(choice, y, pool), Some(format!("{dims:?} {moments:?}")))
+                    }
                 };
                 let grads = y.clone().mul(r.clone()).sum().backward();
                 let db = bias.then(|| b.grad(&grads).unwrap().reshape([1, 1, 1, filters]));
-                (bits(y.inner()), bits(x.grad(&grads).unwrap()), bits(w.grad(&grads).unwrap()), db.map(bits))
+                let values =
+                    (bits(y.inner()), bits(x.grad(&grads).unwrap()), bits(w.grad(&grads).unwrap()), db.map(bits));
+                (values, figures)
             };
-            assert_eq!(
-                run(true),
-                run(false),
-                "{choice:?} {shape:?} {filters} {kernel}×{kernel} stride {stride} pool {pool}"
-            );
+            // On one thread and on two (a weight gradient's sum depends on the split; the figures do not).
+            let mut figures = Vec::new();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let [separate, fused, measured] =
+                    [PooledOp::Separate, PooledOp::Fused, PooledOp::Measured].map(|op| pool.install(|| run(op)));
+                assert_eq!(fused.0, separate.0, "{label}, {threads} threads");
+                assert_eq!(measured.0, separate.0, "{label}, measured, {threads} threads");
+                assert_eq!(measured.1, separate.1, "{label}, the figures, {threads} threads");
+                figures.push(measured.1);
+            }
+            assert_eq!(figures[0], figures[1], "{label}: the figures on one thread and on two");
         }
     }
+}
+
+/// How [`a_convolution_pooled_in_its_own_op_changes_no_bit`] runs the convolution and its pool.
+#[derive(Clone, Copy)]
+enum PooledOp {
+    Separate,
+    Fused,
+    Measured,
 }

@@ -8,10 +8,12 @@ use crate::direct::Isa;
 use crate::simd::{Avx2, Avx512};
 
 mod activated;
+mod blocks;
 #[cfg(target_arch = "x86_64")]
 mod in_registers;
 
 pub use activated::{activate_and_measure, measure_activated};
+pub use blocks::{BlockFigures, RunFigures, block_examples, measure_run, merge_runs};
 #[cfg(target_arch = "x86_64")]
 use in_registers::InRegisters;
 
@@ -184,13 +186,8 @@ impl<const L: usize> Lanes<L> {
         self.pre_non_finite[lane] += if z.is_finite() { 0.0 } else { 1.0 };
     }
 
-    /// Moves the running sums into `m` (and the slope sum into `unit_slope`), and starts them again.
-    fn flush(&mut self, m: &mut Moments, unit_slope: &mut f64) {
-        *unit_slope += sum(&self.slope);
-        self.flush_sums(m);
-    }
-
-    /// As [`Lanes::flush`] where each lane is a unit of its own: lane i's slope sum goes to `unit_slopes[i]`.
+    /// Moves the running sums into `m`, lane i's slope sum to `unit_slopes[i]` (each lane a unit of its own), and
+    /// starts them again.
     fn flush_per_lane(&mut self, m: &mut Moments, unit_slopes: &mut [f64; L]) {
         unit_slopes.iter_mut().zip(&self.slope).for_each(|(total, &s)| *total += f64::from(s));
         self.flush_sums(m);
@@ -311,7 +308,7 @@ fn measure_unit_by_unit<W: AddBlock<L>, const L: usize>(
     for unit in 0..units {
         let mut examples = Stored { pre, post, units, unit, per_unit, available };
         // SAFETY: `W` runs here, as the entry point that picked it checked.
-        let figures = unsafe { unit_figures::<W, _, L>(batch, &mut examples, slope) };
+        let figures = unsafe { unit_figures::<W, _, L>((batch, per_unit), &mut examples, slope) };
         figures.merge_into(m, unit);
     }
 }
@@ -380,35 +377,22 @@ impl UnitFigures {
     }
 }
 
-/// Measures one unit over `batch` examples.
+/// Measures one unit over `batch` examples of `per_unit` values, block by block ([`blocks`]): the sums move to
+/// f64 after each block, a fixed number of examples that keeps them within [`FLUSH_ROUNDS`] rounds.
 ///
 /// # Safety
 /// `W`'s instructions must run on this CPU.
 #[inline(always)]
 unsafe fn unit_figures<W: AddBlock<L>, E: Examples, const L: usize>(
-    batch: usize,
+    (batch, per_unit): (usize, usize),
     examples: &mut E,
     slope: Slope,
 ) -> UnitFigures {
-    let mut m = Moments::empty(0);
-    let (mut lanes, mut rounds, mut unit_slope) = (Lanes::<L>::EMPTY, 0, 0.0f64);
-    // SAFETY (here and below): the caller's CPU runs `W`.
-    let mut held = unsafe { W::hold(&lanes) };
-    for example in 0..batch {
-        let added = unsafe { examples.add::<W, L>(&mut held, example, slope) };
-        m.measured += added;
-        rounds += added.div_ceil(L);
-        if rounds >= FLUSH_ROUNDS {
-            unsafe { W::release(&held, &mut lanes) };
-            lanes.flush(&mut m, &mut unit_slope);
-            held = unsafe { W::hold(&lanes) };
-            rounds = 0;
-        }
-    }
-    unsafe { W::release(&held, &mut lanes) };
-    lanes.flush(&mut m, &mut unit_slope);
-    lanes.fold_ranges(&mut m);
-    UnitFigures { moments: m, slope: unit_slope, peak: fold(&lanes.peak, f32::NEG_INFINITY, f32::max) }
+    let mut total = blocks::UnitTotal::new();
+    let block = blocks::examples_per_block(per_unit, L);
+    // SAFETY: the caller's CPU runs `W`.
+    unsafe { blocks::add_blocks::<W, _, L>((0, batch, block), examples, slope, |figures| total.add(&figures)) };
+    total.figures()
 }
 
 /// Across units, for one value per unit and example (a dense layer, `[batch, units]`): lane i is unit i of a

@@ -221,21 +221,25 @@ fn measure_unit(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
     }
     planes.activate();
     // SAFETY: plain code runs anywhere.
-    unsafe { unit_figures::<super::Plain, _, 8>(planes.batch, planes, slope) }
+    unsafe { unit_figures::<super::Plain, _, 8>((planes.batch, planes.per_unit), planes, slope) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn unit_avx512(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
     unsafe { planes.activate_vectors::<crate::simd::Avx512>() };
-    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>(planes.batch, planes, slope) }
+    unsafe {
+        unit_figures::<super::InRegisters<crate::simd::Avx512>, _, 16>((planes.batch, planes.per_unit), planes, slope)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn unit_avx2(planes: &mut UnitPlanes, slope: Slope) -> UnitFigures {
     unsafe { planes.activate_vectors::<crate::simd::Avx2>() };
-    unsafe { unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>(planes.batch, planes, slope) }
+    unsafe {
+        unit_figures::<super::InRegisters<crate::simd::Avx2>, _, 8>((planes.batch, planes.per_unit), planes, slope)
+    }
 }
 
 #[cfg(test)]

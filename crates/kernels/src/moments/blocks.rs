@@ -1,0 +1,297 @@
+//! A unit's figures block by block: each block of examples goes through fresh lanes, and the blocks' figures are
+//! added in example order. Blocks are a fixed number of examples, set by the unit's map size alone, so a layer
+//! measured in runs of examples — while a fused convolution's output is still in a thread's cache — gives the
+//! figures the whole-layer pass gives, to the bit, whichever thread measured which run.
+
+use super::{AddBlock, Examples, FLUSH_ROUNDS, Lanes, Moments, Slope, UnitFigures, fold, larger, smaller, sum};
+use crate::pointwise::{self, Pointwise};
+
+/// The widest lane count of any pass (AVX-512's sixteen floats): block figures keep their lanes' ranges in
+/// arrays this long, the lanes past the pass's own at their start values.
+const MAX_LANES: usize = 16;
+
+/// Examples in one block of a unit with `per_unit` values an example, measured `lanes` values at a time: the
+/// largest power of two whose rounds stay within [`FLUSH_ROUNDS`] (at least one). A power of two, so blocks
+/// tile any split of a batch into halves or quarters.
+pub(super) fn examples_per_block(per_unit: usize, lanes: usize) -> usize {
+    let rounds = per_unit.div_ceil(lanes.max(1)).max(1);
+    let fit = (FLUSH_ROUNDS / rounds).max(1);
+    1 << fit.ilog2()
+}
+
+/// [`examples_per_block`] for the pass this CPU runs: a run of examples measured apart must start at a multiple
+/// of it for its figures to be the whole pass's.
+pub fn block_examples(per_unit: usize) -> usize {
+    examples_per_block(per_unit, lanes_here())
+}
+
+/// The lanes of the pass [`super::measure`] picks on this CPU.
+fn lanes_here() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::Avx512.runs_here() {
+        return 16;
+    }
+    8
+}
+
+/// One unit's figures over one block of examples: its lanes' sums moved to f64, its lanes' ranges as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockFigures {
+    measured: usize,
+    pre_sum: f64,
+    pre_square: f64,
+    post_sum: f64,
+    post_square: f64,
+    slope: f64,
+    pre_non_finite: u32,
+    pre_low: [f32; MAX_LANES],
+    pre_high: [f32; MAX_LANES],
+    post_low: [f32; MAX_LANES],
+    post_high: [f32; MAX_LANES],
+    peak: [f32; MAX_LANES],
+}
+
+impl BlockFigures {
+    fn from_lanes<const L: usize>(lanes: &Lanes<L>, measured: usize) -> BlockFigures {
+        let ranges = |lane: &[f32; L], unset: f32| {
+            let mut all = [unset; MAX_LANES];
+            all[..L.min(MAX_LANES)].copy_from_slice(&lane[..L.min(MAX_LANES)]);
+            all
+        };
+        BlockFigures {
+            measured,
+            pre_sum: sum(&lanes.pre_sum),
+            pre_square: sum(&lanes.pre_square),
+            post_sum: sum(&lanes.post_sum),
+            post_square: sum(&lanes.post_square),
+            slope: sum(&lanes.slope),
+            pre_non_finite: sum(&lanes.pre_non_finite) as u32,
+            pre_low: ranges(&lanes.pre_low, f32::INFINITY),
+            pre_high: ranges(&lanes.pre_high, f32::NEG_INFINITY),
+            post_low: ranges(&lanes.post_low, f32::INFINITY),
+            post_high: ranges(&lanes.post_high, f32::NEG_INFINITY),
+            peak: ranges(&lanes.peak, f32::NEG_INFINITY),
+        }
+    }
+}
+
+/// A unit's figures so far: blocks added in example order.
+pub(super) struct UnitTotal {
+    total: BlockFigures,
+}
+
+impl UnitTotal {
+    pub(super) fn new() -> UnitTotal {
+        UnitTotal { total: BlockFigures::from_lanes(&Lanes::<MAX_LANES>::EMPTY, 0) }
+    }
+
+    /// Adds the next block: its sums to the f64 totals, its lanes' ranges into the lanes' (a lane keeps the first
+    /// extreme it met, as when one set of lanes ran through every block).
+    pub(super) fn add(&mut self, block: &BlockFigures) {
+        let t = &mut self.total;
+        t.measured += block.measured;
+        (t.pre_sum, t.pre_square) = (t.pre_sum + block.pre_sum, t.pre_square + block.pre_square);
+        (t.post_sum, t.post_square) = (t.post_sum + block.post_sum, t.post_square + block.post_square);
+        t.slope += block.slope;
+        t.pre_non_finite += block.pre_non_finite;
+        for lane in 0..MAX_LANES {
+            t.pre_low[lane] = smaller(block.pre_low[lane], t.pre_low[lane]);
+            t.pre_high[lane] = larger(block.pre_high[lane], t.pre_high[lane]);
+            t.post_low[lane] = smaller(block.post_low[lane], t.post_low[lane]);
+            t.post_high[lane] = larger(block.post_high[lane], t.post_high[lane]);
+            t.peak[lane] = larger(block.peak[lane], t.peak[lane]);
+        }
+    }
+
+    pub(super) fn figures(&self) -> UnitFigures {
+        let t = &self.total;
+        let mut moments = Moments::empty(0);
+        moments.measured = t.measured;
+        (moments.pre_sum, moments.pre_square, moments.post_sum, moments.post_square) =
+            (t.pre_sum, t.pre_square, t.post_sum, t.post_square);
+        moments.pre_non_finite = t.pre_non_finite;
+        // f32::min / max skip NaN: a lane without a finite value changes nothing.
+        moments.pre_low = fold(&t.pre_low, f32::INFINITY, f32::min);
+        moments.pre_high = fold(&t.pre_high, f32::NEG_INFINITY, f32::max);
+        moments.post_low = fold(&t.post_low, f32::INFINITY, f32::min);
+        moments.post_high = fold(&t.post_high, f32::NEG_INFINITY, f32::max);
+        UnitFigures { moments, slope: t.slope, peak: fold(&t.peak, f32::NEG_INFINITY, f32::max) }
+    }
+}
+
+/// Measures examples `first..end` of one unit, `block` at a time through fresh lanes, adding each block to `total`.
+///
+/// # Safety
+/// `W`'s instructions must run on this CPU.
+#[inline(always)]
+pub(super) unsafe fn add_blocks<W: AddBlock<L>, E: Examples, const L: usize>(
+    (first, end, block): (usize, usize, usize),
+    examples: &mut E,
+    slope: Slope,
+    mut each: impl FnMut(BlockFigures),
+) {
+    let mut start = first;
+    while start < end {
+        let stop = end.min(start + block.max(1));
+        let mut lanes = Lanes::<L>::EMPTY;
+        // SAFETY (here and below): the caller's CPU runs `W`.
+        let mut held = unsafe { W::hold(&lanes) };
+        let mut measured = 0;
+        for example in start..stop {
+            measured += unsafe { examples.add::<W, L>(&mut held, example, slope) };
+        }
+        unsafe { W::release(&held, &mut lanes) };
+        each(BlockFigures::from_lanes(&lanes, measured));
+        start = stop;
+    }
+}
+
+/// A run of examples' values of every unit, `[examples, units, per_unit]`, activated plane by plane into a buffer
+/// of one plane as they are measured.
+struct RunPlanes<'a> {
+    values: &'a [f32],
+    units: usize,
+    unit: usize,
+    per_unit: usize,
+    f: Pointwise,
+    plane: Vec<f32>,
+}
+
+impl Examples for RunPlanes<'_> {
+    #[inline(always)]
+    unsafe fn add<W: AddBlock<L>, const L: usize>(
+        &mut self,
+        held: &mut W::Held,
+        example: usize,
+        slope: Slope,
+    ) -> usize {
+        let start = (example * self.units + self.unit) * self.per_unit;
+        let Some(z) = self.values.get(start..start + self.per_unit) else {
+            return 0;
+        };
+        pointwise::forward_into_plain(self.f, z, &mut self.plane);
+        // SAFETY: the caller's CPU runs `W`.
+        unsafe { W::add_block(held, z, &self.plane, slope) };
+        self.per_unit
+    }
+}
+
+/// A run's figures: per unit, its blocks in example order (`[unit][block]`).
+#[derive(Debug, Clone)]
+pub struct RunFigures {
+    units: usize,
+    blocks: Vec<BlockFigures>,
+}
+
+/// Measures a run of examples of a layer, `values` holding their pre-activations `[examples, units, height,
+/// width]` (`dims`), with a = `f`(z) — the figures [`super::measure_activated`] gives for those examples alone,
+/// kept block by block. The run's first example must be a multiple of [`block_examples`] in the layer for
+/// [`merge_runs`] to give the whole layer's figures.
+pub fn measure_run(f: Pointwise, dims: [usize; 4], values: &[f32]) -> RunFigures {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: each entry point runs only where `runs_here` found its CPU features.
+        if crate::Isa::Avx512.runs_here() {
+            return unsafe { run_avx512(f, dims, values) };
+        }
+        if crate::Isa::Avx2.runs_here() {
+            return unsafe { run_avx2(f, dims, values) };
+        }
+    }
+    // SAFETY: plain code runs anywhere.
+    unsafe { run_with::<super::Plain, 8>(f, dims, values) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn run_avx512(f: Pointwise, dims: [usize; 4], values: &[f32]) -> RunFigures {
+    unsafe { run_with::<super::InRegisters<crate::simd::Avx512>, 16>(f, dims, values) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(f: Pointwise, dims: [usize; 4], values: &[f32]) -> RunFigures {
+    unsafe { run_with::<super::InRegisters<crate::simd::Avx2>, 8>(f, dims, values) }
+}
+
+/// # Safety
+/// `W`'s instructions must run on this CPU.
+#[inline(always)]
+unsafe fn run_with<W: AddBlock<L>, const L: usize>(f: Pointwise, dims: [usize; 4], values: &[f32]) -> RunFigures {
+    let [examples, units, height, width] = dims;
+    let per_unit = height * width;
+    let block = examples_per_block(per_unit, L);
+    let mut blocks = Vec::with_capacity(units * examples.div_ceil(block));
+    for unit in 0..units {
+        let mut planes = RunPlanes { values, units, unit, per_unit, f, plane: vec![0.0; per_unit] };
+        // SAFETY: the caller's CPU runs `W`.
+        unsafe { add_blocks::<W, _, L>((0, examples, block), &mut planes, f.slope(), |b| blocks.push(b)) };
+    }
+    RunFigures { units, blocks }
+}
+
+/// The layer's figures from its runs' (in example order): what the whole-layer pass gives where each run
+/// started at a multiple of [`block_examples`].
+pub fn merge_runs(units: usize, runs: &[RunFigures]) -> Moments {
+    let mut moments = Moments::empty(units);
+    for unit in 0..units {
+        let mut total = UnitTotal::new();
+        for run in runs.iter().filter(|run| run.units == units) {
+            let per_unit = run.blocks.len() / units.max(1);
+            run.blocks[unit * per_unit..(unit + 1) * per_unit].iter().for_each(|block| total.add(block));
+        }
+        total.figures().merge_into(&mut moments, unit);
+    }
+    moments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer measured in runs (each starting at a multiple of the block, as a fused convolution splits its
+    /// batch over threads and runs) and merged gives the whole-layer pass's figures to the bit, for maps whose
+    /// block is one example or many, a short last run, non-finite values and several activations.
+    #[test]
+    fn runs_merged_give_the_whole_pass_s_figures() {
+        let activations = [Pointwise::Relu, Pointwise::LeakyRelu(0.01), Pointwise::Tanh];
+        for [batch, units, height, width] in [[32, 3, 8, 8], [37, 2, 24, 24], [19, 4, 3, 5], [9, 5, 14, 14]] {
+            let count = batch * units * height * width;
+            let mut pre: Vec<f32> =
+                (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.45) * 6.0 + 1e-3 * i as f32).collect();
+            if batch % 2 == 1 {
+                // Finite values elsewhere, so the sums are compared too.
+                pre[count / 3] = f32::NAN;
+                pre[count / 2] = f32::INFINITY;
+            }
+            let per_image = units * height * width;
+            let block = block_examples(height * width);
+            for f in activations {
+                let whole = super::super::measure_activated(f, [batch, units, height, width], &pre);
+                for run in [block, 2 * block, 3 * block, batch] {
+                    let runs: Vec<RunFigures> = (0..batch)
+                        .step_by(run)
+                        .map(|start| {
+                            let images = run.min(batch - start);
+                            let values = &pre[start * per_image..(start + images) * per_image];
+                            measure_run(f, [images, units, height, width], values)
+                        })
+                        .collect();
+                    let merged = merge_runs(units, &runs);
+                    let label = format!("{f:?}, {batch}x{units}x{height}x{width}, runs of {run}");
+                    assert_eq!(format!("{merged:?}"), format!("{whole:?}"), "{label}");
+                    assert_eq!(merged.measured, count, "{label}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_are_powers_of_two_within_the_flush_rounds() {
+        assert_eq!(examples_per_block(576, 16), 1); // 36 rounds: one example a block
+        assert_eq!(examples_per_block(64, 16), 16);
+        assert_eq!(examples_per_block(196, 16), 4); // 13 rounds: 4 examples (52 rounds), not 4.9
+        assert_eq!(examples_per_block(1, 8), 64);
+        assert_eq!(examples_per_block(10_000, 16), 1);
+    }
+}
