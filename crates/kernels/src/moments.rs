@@ -13,7 +13,7 @@ mod blocks;
 mod in_registers;
 
 pub use activated::{activate_and_measure, measure_activated};
-pub use blocks::{BlockFigures, RunFigures, block_examples, measure_run, merge_runs};
+pub use blocks::{RunFigures, block_examples, measure_run, merge_runs};
 #[cfg(target_arch = "x86_64")]
 use in_registers::InRegisters;
 
@@ -391,7 +391,8 @@ unsafe fn unit_figures<W: AddBlock<L>, E: Examples, const L: usize>(
     let mut total = blocks::UnitTotal::new();
     let block = blocks::examples_per_block(per_unit, L);
     // SAFETY: the caller's CPU runs `W`.
-    unsafe { blocks::add_blocks::<W, _, L>((0, batch, block), examples, slope, |figures| total.add(&figures)) };
+    let ranges = unsafe { blocks::add_blocks::<W, _, L>((0, batch, block), examples, slope, |sums| total.add(&sums)) };
+    total.widen(&ranges);
     total.figures()
 }
 

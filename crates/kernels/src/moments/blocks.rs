@@ -11,12 +11,11 @@ use crate::pointwise::{self, Pointwise};
 const MAX_LANES: usize = 16;
 
 /// Examples in one block of a unit with `per_unit` values an example, measured `lanes` values at a time: the
-/// largest power of two whose rounds stay within [`FLUSH_ROUNDS`] (at least one). A power of two, so blocks
-/// tile any split of a batch into halves or quarters.
+/// largest power of two no greater than the examples that first reach [`FLUSH_ROUNDS`] rounds (so a block
+/// stays under twice that many). A power of two, so blocks tile any split of a batch into halves or quarters.
 pub(super) fn examples_per_block(per_unit: usize, lanes: usize) -> usize {
     let rounds = per_unit.div_ceil(lanes.max(1)).max(1);
-    let fit = (FLUSH_ROUNDS / rounds).max(1);
-    1 << fit.ilog2()
+    1 << FLUSH_ROUNDS.div_ceil(rounds).ilog2()
 }
 
 /// [`examples_per_block`] for the pass this CPU runs: a run of examples measured apart must start at a multiple
@@ -34,9 +33,9 @@ fn lanes_here() -> usize {
     8
 }
 
-/// One unit's figures over one block of examples: its lanes' sums moved to f64, its lanes' ranges as they are.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockFigures {
+/// One unit's sums over one block of examples, moved from its lanes to f64.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BlockSums {
     measured: usize,
     pre_sum: f64,
     pre_square: f64,
@@ -44,21 +43,12 @@ pub struct BlockFigures {
     post_square: f64,
     slope: f64,
     pre_non_finite: u32,
-    pre_low: [f32; MAX_LANES],
-    pre_high: [f32; MAX_LANES],
-    post_low: [f32; MAX_LANES],
-    post_high: [f32; MAX_LANES],
-    peak: [f32; MAX_LANES],
 }
 
-impl BlockFigures {
-    fn from_lanes<const L: usize>(lanes: &Lanes<L>, measured: usize) -> BlockFigures {
-        let ranges = |lane: &[f32; L], unset: f32| {
-            let mut all = [unset; MAX_LANES];
-            all[..L.min(MAX_LANES)].copy_from_slice(&lane[..L.min(MAX_LANES)]);
-            all
-        };
-        BlockFigures {
+impl BlockSums {
+    /// Moves the lanes' sums out (as [`Lanes::flush_sums`] does), leaving them at zero for the next block.
+    fn take<const L: usize>(lanes: &mut Lanes<L>, measured: usize) -> BlockSums {
+        let sums = BlockSums {
             measured,
             pre_sum: sum(&lanes.pre_sum),
             pre_square: sum(&lanes.pre_square),
@@ -66,60 +56,99 @@ impl BlockFigures {
             post_square: sum(&lanes.post_square),
             slope: sum(&lanes.slope),
             pre_non_finite: sum(&lanes.pre_non_finite) as u32,
-            pre_low: ranges(&lanes.pre_low, f32::INFINITY),
-            pre_high: ranges(&lanes.pre_high, f32::NEG_INFINITY),
-            post_low: ranges(&lanes.post_low, f32::INFINITY),
-            post_high: ranges(&lanes.post_high, f32::NEG_INFINITY),
-            peak: ranges(&lanes.peak, f32::NEG_INFINITY),
+        };
+        (lanes.pre_sum, lanes.pre_square, lanes.post_sum, lanes.post_square, lanes.slope, lanes.pre_non_finite) =
+            ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
+        sums
+    }
+}
+
+/// One unit's lanes' ranges and peaks over some examples, as they are (folded only at the end).
+#[derive(Debug, Clone, Copy)]
+pub struct LaneRanges {
+    pre_low: [f32; MAX_LANES],
+    pre_high: [f32; MAX_LANES],
+    post_low: [f32; MAX_LANES],
+    post_high: [f32; MAX_LANES],
+    peak: [f32; MAX_LANES],
+}
+
+impl LaneRanges {
+    const EMPTY: LaneRanges = LaneRanges {
+        pre_low: [f32::INFINITY; MAX_LANES],
+        pre_high: [f32::NEG_INFINITY; MAX_LANES],
+        post_low: [f32::INFINITY; MAX_LANES],
+        post_high: [f32::NEG_INFINITY; MAX_LANES],
+        peak: [f32::NEG_INFINITY; MAX_LANES],
+    };
+
+    fn of<const L: usize>(lanes: &Lanes<L>) -> LaneRanges {
+        let mut ranges = LaneRanges::EMPTY;
+        let n = L.min(MAX_LANES);
+        ranges.pre_low[..n].copy_from_slice(&lanes.pre_low[..n]);
+        ranges.pre_high[..n].copy_from_slice(&lanes.pre_high[..n]);
+        ranges.post_low[..n].copy_from_slice(&lanes.post_low[..n]);
+        ranges.post_high[..n].copy_from_slice(&lanes.post_high[..n]);
+        ranges.peak[..n].copy_from_slice(&lanes.peak[..n]);
+        ranges
+    }
+
+    /// Widens these lanes by `later`'s, which came after them: a lane keeps the first extreme it met, as when
+    /// one set of lanes ran through both.
+    fn widen(&mut self, later: &LaneRanges) {
+        for lane in 0..MAX_LANES {
+            self.pre_low[lane] = smaller(later.pre_low[lane], self.pre_low[lane]);
+            self.pre_high[lane] = larger(later.pre_high[lane], self.pre_high[lane]);
+            self.post_low[lane] = smaller(later.post_low[lane], self.post_low[lane]);
+            self.post_high[lane] = larger(later.post_high[lane], self.post_high[lane]);
+            self.peak[lane] = larger(later.peak[lane], self.peak[lane]);
         }
     }
 }
 
-/// A unit's figures so far: blocks added in example order.
+/// A unit's figures so far: blocks' sums added in example order, ranges widened in example order.
 pub(super) struct UnitTotal {
-    total: BlockFigures,
+    sums: BlockSums,
+    ranges: LaneRanges,
 }
 
 impl UnitTotal {
     pub(super) fn new() -> UnitTotal {
-        UnitTotal { total: BlockFigures::from_lanes(&Lanes::<MAX_LANES>::EMPTY, 0) }
+        UnitTotal { sums: BlockSums::default(), ranges: LaneRanges::EMPTY }
     }
 
-    /// Adds the next block: its sums to the f64 totals, its lanes' ranges into the lanes' (a lane keeps the first
-    /// extreme it met, as when one set of lanes ran through every block).
-    pub(super) fn add(&mut self, block: &BlockFigures) {
-        let t = &mut self.total;
+    /// Adds the next block's sums to the f64 totals.
+    pub(super) fn add(&mut self, block: &BlockSums) {
+        let t = &mut self.sums;
         t.measured += block.measured;
         (t.pre_sum, t.pre_square) = (t.pre_sum + block.pre_sum, t.pre_square + block.pre_square);
         (t.post_sum, t.post_square) = (t.post_sum + block.post_sum, t.post_square + block.post_square);
         t.slope += block.slope;
         t.pre_non_finite += block.pre_non_finite;
-        for lane in 0..MAX_LANES {
-            t.pre_low[lane] = smaller(block.pre_low[lane], t.pre_low[lane]);
-            t.pre_high[lane] = larger(block.pre_high[lane], t.pre_high[lane]);
-            t.post_low[lane] = smaller(block.post_low[lane], t.post_low[lane]);
-            t.post_high[lane] = larger(block.post_high[lane], t.post_high[lane]);
-            t.peak[lane] = larger(block.peak[lane], t.peak[lane]);
-        }
+    }
+
+    pub(super) fn widen(&mut self, later: &LaneRanges) {
+        self.ranges.widen(later);
     }
 
     pub(super) fn figures(&self) -> UnitFigures {
-        let t = &self.total;
+        let (t, r) = (&self.sums, &self.ranges);
         let mut moments = Moments::empty(0);
         moments.measured = t.measured;
         (moments.pre_sum, moments.pre_square, moments.post_sum, moments.post_square) =
             (t.pre_sum, t.pre_square, t.post_sum, t.post_square);
         moments.pre_non_finite = t.pre_non_finite;
         // f32::min / max skip NaN: a lane without a finite value changes nothing.
-        moments.pre_low = fold(&t.pre_low, f32::INFINITY, f32::min);
-        moments.pre_high = fold(&t.pre_high, f32::NEG_INFINITY, f32::max);
-        moments.post_low = fold(&t.post_low, f32::INFINITY, f32::min);
-        moments.post_high = fold(&t.post_high, f32::NEG_INFINITY, f32::max);
-        UnitFigures { moments, slope: t.slope, peak: fold(&t.peak, f32::NEG_INFINITY, f32::max) }
+        moments.pre_low = fold(&r.pre_low, f32::INFINITY, f32::min);
+        moments.pre_high = fold(&r.pre_high, f32::NEG_INFINITY, f32::max);
+        moments.post_low = fold(&r.post_low, f32::INFINITY, f32::min);
+        moments.post_high = fold(&r.post_high, f32::NEG_INFINITY, f32::max);
+        UnitFigures { moments, slope: t.slope, peak: fold(&r.peak, f32::NEG_INFINITY, f32::max) }
     }
 }
 
-/// Measures examples `first..end` of one unit, `block` at a time through fresh lanes, adding each block to `total`.
+/// Measures examples `first..end` of one unit through one set of lanes, handing on their sums each `block`
+/// examples (then starting them again); returns the lanes' ranges.
 ///
 /// # Safety
 /// `W`'s instructions must run on this CPU.
@@ -128,12 +157,12 @@ pub(super) unsafe fn add_blocks<W: AddBlock<L>, E: Examples, const L: usize>(
     (first, end, block): (usize, usize, usize),
     examples: &mut E,
     slope: Slope,
-    mut each: impl FnMut(BlockFigures),
-) {
+    mut each: impl FnMut(BlockSums),
+) -> LaneRanges {
+    let mut lanes = Lanes::<L>::EMPTY;
     let mut start = first;
     while start < end {
         let stop = end.min(start + block.max(1));
-        let mut lanes = Lanes::<L>::EMPTY;
         // SAFETY (here and below): the caller's CPU runs `W`.
         let mut held = unsafe { W::hold(&lanes) };
         let mut measured = 0;
@@ -141,9 +170,10 @@ pub(super) unsafe fn add_blocks<W: AddBlock<L>, E: Examples, const L: usize>(
             measured += unsafe { examples.add::<W, L>(&mut held, example, slope) };
         }
         unsafe { W::release(&held, &mut lanes) };
-        each(BlockFigures::from_lanes(&lanes, measured));
+        each(BlockSums::take(&mut lanes, measured));
         start = stop;
     }
+    LaneRanges::of(&lanes)
 }
 
 /// A run of examples' values of every unit, `[examples, units, per_unit]`, activated plane by plane into a buffer
@@ -176,11 +206,12 @@ impl Examples for RunPlanes<'_> {
     }
 }
 
-/// A run's figures: per unit, its blocks in example order (`[unit][block]`).
+/// A run's figures: per unit, its blocks' sums in example order (`[unit][block]`) and its lanes' ranges.
 #[derive(Debug, Clone)]
 pub struct RunFigures {
     units: usize,
-    blocks: Vec<BlockFigures>,
+    blocks: Vec<BlockSums>,
+    ranges: Vec<LaneRanges>,
 }
 
 /// Measures a run of examples of a layer, `values` holding their pre-activations `[examples, units, height,
@@ -221,13 +252,17 @@ unsafe fn run_with<W: AddBlock<L>, const L: usize>(f: Pointwise, dims: [usize; 4
     let [examples, units, height, width] = dims;
     let per_unit = height * width;
     let block = examples_per_block(per_unit, L);
-    let mut blocks = Vec::with_capacity(units * examples.div_ceil(block));
+    let (mut blocks, mut ranges) = (Vec::with_capacity(units * examples.div_ceil(block)), Vec::with_capacity(units));
+    let mut plane = vec![0.0; per_unit];
     for unit in 0..units {
-        let mut planes = RunPlanes { values, units, unit, per_unit, f, plane: vec![0.0; per_unit] };
+        let mut planes = RunPlanes { values, units, unit, per_unit, f, plane: std::mem::take(&mut plane) };
         // SAFETY: the caller's CPU runs `W`.
-        unsafe { add_blocks::<W, _, L>((0, examples, block), &mut planes, f.slope(), |b| blocks.push(b)) };
+        ranges.push(unsafe {
+            add_blocks::<W, _, L>((0, examples, block), &mut planes, f.slope(), |sums| blocks.push(sums))
+        });
+        plane = planes.plane;
     }
-    RunFigures { units, blocks }
+    RunFigures { units, blocks, ranges }
 }
 
 /// The layer's figures from its runs' (in example order): what the whole-layer pass gives where each run
@@ -239,6 +274,9 @@ pub fn merge_runs(units: usize, runs: &[RunFigures]) -> Moments {
         for run in runs.iter().filter(|run| run.units == units) {
             let per_unit = run.blocks.len() / units.max(1);
             run.blocks[unit * per_unit..(unit + 1) * per_unit].iter().for_each(|block| total.add(block));
+            if let Some(ranges) = run.ranges.get(unit) {
+                total.widen(ranges);
+            }
         }
         total.figures().merge_into(&mut moments, unit);
     }
@@ -287,10 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn blocks_are_powers_of_two_within_the_flush_rounds() {
-        assert_eq!(examples_per_block(576, 16), 1); // 36 rounds: one example a block
+    fn blocks_are_powers_of_two_under_twice_the_flush_rounds() {
+        assert_eq!(examples_per_block(576, 16), 2); // 36 rounds: 2 examples reach 64 (72 rounds)
         assert_eq!(examples_per_block(64, 16), 16);
-        assert_eq!(examples_per_block(196, 16), 4); // 13 rounds: 4 examples (52 rounds), not 4.9
+        assert_eq!(examples_per_block(196, 16), 4); // 13 rounds: 5 examples reach 64; 4 a block
         assert_eq!(examples_per_block(1, 8), 64);
         assert_eq!(examples_per_block(10_000, 16), 1);
     }
