@@ -328,8 +328,8 @@ impl Cnn {
 impl WeightedLayer {
     /// A conv layer from its input: convolution, batch-norm, activation and pooling, traced as `trace` asks. A
     /// ReLU layer without batch-norm whose pre-activations nothing needs whole — an untraced pass, or a statistics
-    /// step that only measures them — runs its first pool inside the convolution's op (measured there too) and
-    /// its ReLU after the pools (see [`activate_and_pool`]).
+    /// step that only measures them — runs its first pool inside the convolution's op, and its ReLU after the
+    /// pools (see [`activate_and_pool`]); a statistics step measures it inside that op too.
     fn conv_forward(
         &self,
         map: Tensor<4>,
@@ -339,21 +339,24 @@ impl WeightedLayer {
     ) -> Tensor<4> {
         let (settings, g) = (self.settings, self.geometry);
         let geometry = [g.stride, g.padding];
-        let fused = (!settings.batch_norm && settings.activation == Activation::Relu)
-            .then(|| self.pools_after.split_first())
-            .flatten();
-        let measured_only = trace.as_deref().map(|trace| trace.measured && !trace.hooked);
-        let Some((&first, rest)) = fused else {
+        if settings.batch_norm || settings.activation != Activation::Relu {
             return self.conv_unfused(map, weight, bias, trace);
+        }
+        let (first, rest) = match self.pools_after.split_first() {
+            Some((&first, rest)) => (Some(first), rest),
+            None => (None, &[][..]),
         };
-        let after_pools = |pooled| apply_activation(Activation::Relu, pool_all(pooled, rest));
-        match (measured_only, trace) {
-            (None, _) => after_pools(kernels::conv2d_pooled(map, weight, bias, geometry, first)),
+        let after_pools = |y| apply_activation(Activation::Relu, pool_all(y, rest));
+        match (trace.as_deref().map(|trace| trace.measured && !trace.hooked), trace) {
+            (None, _) => match first {
+                Some(first) => after_pools(kernels::conv2d_pooled(map, weight, bias, geometry, first)),
+                None => self.conv_unfused(map, weight, bias, None),
+            },
             (Some(true), Some(trace)) => {
-                match kernels::conv2d_pooled_measured((map, weight, bias), geometry, first, Pointwise::Relu) {
-                    Ok((pooled, moments, dims)) => {
+                match kernels::conv2d_measured((map, weight, bias), geometry, first, Pointwise::Relu) {
+                    Ok((y, moments, dims)) => {
                         trace.layers.push(LayerValues::Measured { moments, dims });
-                        after_pools(pooled)
+                        after_pools(y)
                     }
                     Err(pre) => activate_and_pool(self, *pre, Some(trace)),
                 }

@@ -21,7 +21,7 @@ use convscope_kernels::moments::{self, Moments, RunFigures};
 use convscope_kernels::pointwise::Pointwise;
 use convscope_kernels::{Geom, Isa, direct, gemm as kernels, pool};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::KernelChoice;
 
@@ -67,17 +67,33 @@ fn zeroed(n: usize) -> Vec<f32> {
 /// chunk writes in place: no copy joins the parts.
 fn by_batch(
     g: &Geom,
-    (input, in_per_image): (&[f32], usize),
+    input: (&[f32], usize),
     out_per_image: usize,
     run: impl Fn(&Geom, &[f32], &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let chunks = batch_chunks(g);
+    by_chunks(&batch_chunks(g), g, input, out_per_image, run).0
+}
+
+/// [`by_batch`] over the given `chunks` (contiguous, of one size but the last), with what `run` gives for each.
+fn by_chunks<R: Send>(
+    chunks: &[(usize, usize)],
+    g: &Geom,
+    (input, in_per_image): (&[f32], usize),
+    out_per_image: usize,
+    run: impl Fn(&Geom, &[f32], &mut [f32]) -> R + Sync,
+) -> (Vec<f32>, Vec<R>) {
     let per = chunks.first().map_or(g.b, |&(_, count)| count);
+    let results: Vec<Mutex<Option<R>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
     // Each thread zeroes its images' outputs and writes them while they are in its cache.
-    convscope_kernels::zeroed_then(g.b * out_per_image, per * out_per_image, |index, part| {
+    let y = convscope_kernels::zeroed_then(g.b * out_per_image, per.max(1) * out_per_image, |index, part| {
         let (start, count) = chunks.get(index).copied().unwrap_or((0, g.b));
-        run(&Geom { b: count, ..*g }, &input[start * in_per_image..(start + count) * in_per_image], part);
-    })
+        let result = run(&Geom { b: count, ..*g }, &input[start * in_per_image..(start + count) * in_per_image], part);
+        if let Some(slot) = results.get(index) {
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+        }
+    });
+    let results = results.into_iter().filter_map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner));
+    (y, results.collect())
 }
 
 /// Runs `run` on each chunk of the batch in parallel and sums the outputs (a gradient summed over the batch).
@@ -141,10 +157,15 @@ struct Forward {
 }
 
 impl Forward {
-    /// From the convolution's whole output `y`: measured, then pooled, as `after` asks.
-    fn from_whole(y: Vec<f32>, g: &Geom, columns: Columns, after: After) -> Forward {
+    /// From the convolution's whole output `y`: measured (from the threads' `parts`, where they measured theirs),
+    /// then pooled, as `after` asks.
+    fn from_parts(y: Vec<f32>, g: &Geom, columns: Columns, after: After, parts: Vec<Option<RunFigures>>) -> Forward {
         let dims = [g.b, g.co, g.ho(), g.wo()];
-        let moments = after.measure.map(|f| moments::measure_activated(f, dims, &y));
+        let parts: Option<Vec<RunFigures>> = parts.into_iter().collect();
+        let moments = after.measure.map(|f| match parts {
+            Some(parts) if !parts.is_empty() => moments::merge_runs(g.co, &parts),
+            _ => moments::measure_activated(f, dims, &y),
+        });
         let y = flex(y, dims.to_vec());
         let Some(size) = after.pool else {
             return Forward { y, columns, pooled: None, moments };
@@ -171,51 +192,58 @@ fn fwd(
     let g = geom(&x, &w, pad_stride);
     let bias = b.map(|b| b.to_contiguous());
     let bias = bias.as_ref().map(|b| b.storage::<f32>());
-    let (wv, direct) = (w.storage::<f32>(), direct_isa(choice));
-    let per_image = g.k() * g.hw_out();
+    let (xv, wv, direct) = (x.storage::<f32>(), w.storage::<f32>(), direct_isa(choice));
+    let (per_image, y_per) = (g.k() * g.hw_out(), g.co * g.hw_out());
+    // Measured, each thread measures the images it convolved (chunks of whole statistics blocks) while they are
+    // in its cache; where such chunks would leave a thread idle, the whole output is measured after.
+    let (chunks, measure) = match after.measure.map(|f| (f, block_chunks(&g))) {
+        Some((f, Some(chunks))) => (chunks, Some(f)),
+        _ => (batch_chunks(&g), None),
+    };
+    let measured_part =
+        |count: usize, ys: &[f32]| measure.map(|f| moments::measure_run(f, [count, g.co, g.ho(), g.wo()], ys));
     let direct_forward = direct.is_some_and(|isa| direct::direct_ops(isa, &g).forward);
     if for_backward && g.stride > 1 && !direct_forward && g.b * per_image <= KEPT_COLUMNS_MAX {
-        let (chunks, (xv, x_per), y_per) =
-            (batch_chunks(&g), (x.storage::<f32>(), g.ci * g.hw_in()), g.co * g.hw_out());
-        let per = chunks.first().map_or(g.b, |&(_, count)| count);
+        let per = chunks.first().map_or(g.b, |&(_, count)| count).max(1);
         // Zeroed by the threads side by side (zeroed by one, a fresh megabyte cost the second thread its gain).
         let (mut y, mut columns) = (zeroed(g.b * y_per), zeroed(g.b * per_image));
-        y.par_chunks_mut(per * y_per).zip(columns.par_chunks_mut(per * per_image)).zip(&chunks).for_each(
-            |((ys, cs), &(start, count))| {
-                let xs = &xv[start * x_per..(start + count) * x_per];
-                kernels::forward_into_keeping_cols(&Geom { b: count, ..g }, xs, wv, bias, ys, cs);
-            },
-        );
-        return Forward::from_whole(y, &g, Some(Arc::new(columns)), after);
+        let parts: Vec<Option<RunFigures>> =
+            (y.par_chunks_mut(per * y_per).zip(columns.par_chunks_mut(per * per_image)))
+                .zip(&chunks)
+                .map(|((ys, cs), &(start, count))| {
+                    let xs = &xv[start * g.ci * g.hw_in()..(start + count) * g.ci * g.hw_in()];
+                    kernels::forward_into_keeping_cols(&Geom { b: count, ..g }, xs, wv, bias, ys, cs);
+                    measured_part(count, ys)
+                })
+                .collect();
+        return Forward::from_parts(y, &g, Some(Arc::new(columns)), after, parts);
     }
-    if let (Some(size), Some(chunks)) = (after.pool, pooled_chunks(&g, after.measure.is_some())) {
-        let (pooled, winners, moments) =
-            conv_then_pool(&g, (x.storage(), wv, bias), direct, (size, after.measure), &chunks);
+    if let (Some(size), true) = (after.pool, after.measure.is_none() || measure.is_some()) {
+        let (pooled, winners, moments) = conv_then_pool(&g, (xv, wv, bias), direct, (size, measure), &chunks);
         let pooled_shape = vec![g.b, g.co, g.ho() / size, g.wo() / size];
         let conv_shape = vec![g.b, g.co, g.ho(), g.wo()];
         let pooled_state = Pooled { winners: Arc::new(winners), conv_shape, size };
         return Forward { y: flex(pooled, pooled_shape), columns: None, pooled: Some(pooled_state), moments };
     }
-    let y = by_batch(&g, (x.storage(), g.ci * g.hw_in()), g.co * g.hw_out(), |gs, xs, ys| match direct {
-        Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
-        None => kernels::forward_into(gs, xs, wv, bias, ys),
+    let (y, parts) = by_chunks(&chunks, &g, (xv, g.ci * g.hw_in()), y_per, |gs, xs, ys| {
+        match direct {
+            Some(isa) => direct::forward_into(isa, gs, xs, wv, bias, ys),
+            None => kernels::forward_into(gs, xs, wv, bias, ys),
+        }
+        measured_part(gs.b, ys)
     });
-    Forward::from_whole(y, &g, None, after)
+    Forward::from_parts(y, &g, None, after, parts)
 }
 
 /// Values of convolution output a run of images leaves in a thread's cache before it is pooled (256 kB: half
 /// of a core's L2 on the machines measured, the rest for the input and the weights).
 const POOLED_RUN_VALUES: usize = 1 << 16;
 
-/// The batch's split over the threads for [`conv_then_pool`]: [`batch_chunks`], or where the layer is measured,
-/// chunks of a whole number of the statistics' blocks (so the runs' figures merge into the whole pass's). `None`
-/// where that would leave a thread idle (a map small enough for blocks of many images): the convolution then
-/// runs whole, is measured, and is pooled, in three ops.
-fn pooled_chunks(g: &Geom, measured: bool) -> Option<Vec<(usize, usize)>> {
+/// The batch's split over the threads where each thread measures the images it convolved: chunks of a whole
+/// number of the statistics' blocks (so the parts' figures merge into the whole pass's). `None` where that would
+/// leave a thread idle (a map small enough for blocks of many images).
+fn block_chunks(g: &Geom) -> Option<Vec<(usize, usize)>> {
     let chunks = batch_chunks(g);
-    if !measured {
-        return Some(chunks);
-    }
     let block = moments::block_examples(g.ho() * g.wo());
     let per = chunks.first().map_or(g.b, |&(_, count)| count).next_multiple_of(block);
     let aligned: Vec<(usize, usize)> =

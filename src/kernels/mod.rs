@@ -112,34 +112,35 @@ pub fn conv2d_pooled_using(
     conv2d_after(choice, (x, weight, bias), geometry, After { pool, measure: None }).0
 }
 
-/// [`conv2d_pooled`] on a statistics step, for a layer whose activation `f` runs after its pool: the layer is
-/// measured inside the op too (its pre-activations z and activations f(z), as [`measure_activated`] measures
-/// them, to the bit), from the convolution's output while it is in a thread's cache. Gives the pooled output
-/// (before `f`), the figures and the convolution's `[batch, filters, height, width]`; where the project's kernels
+/// [`conv2d`] on a statistics step, for a layer whose activation `f` runs after it as its own op (after its
+/// `pool`, where given, which runs in the same op as in [`conv2d_pooled`]): the layer is measured inside the op
+/// too (its pre-activations z and activations f(z), as [`measure_activated`] measures them, to the bit), each
+/// thread measuring the images it convolved while they are in its cache. Gives the output (pooled where asked,
+/// before `f`), the figures and the convolution's `[batch, filters, height, width]`; where the project's kernels
 /// do not run (another backend or element type, `CONVSCOPE_KERNELS=burn`), the convolution's output alone,
 /// unpooled, for the caller to measure and pool.
-pub fn conv2d_pooled_measured(
+pub fn conv2d_measured(
     conv: (Tensor<4>, Tensor<4>, Option<Tensor<1>>),
     geometry: [usize; 2],
-    pool: usize,
+    pool: Option<usize>,
     f: Pointwise,
 ) -> Result<(Tensor<4>, Moments, [usize; 4]), Box<Tensor<4>>> {
-    conv2d_pooled_measured_using(kernel_choice(), conv, geometry, pool, f)
+    conv2d_measured_using(kernel_choice(), conv, geometry, pool, f)
 }
 
-/// [`conv2d_pooled_measured`] with the kernels named.
-pub fn conv2d_pooled_measured_using(
+/// [`conv2d_measured`] with the kernels named.
+pub fn conv2d_measured_using(
     choice: KernelChoice,
     (x, weight, bias): (Tensor<4>, Tensor<4>, Option<Tensor<1>>),
     [stride, padding]: [usize; 2],
-    pool: usize,
+    pool: Option<usize>,
     f: Pointwise,
 ) -> Result<(Tensor<4>, Moments, [usize; 4]), Box<Tensor<4>>> {
     let ([batch, _, height, width], [filters, _, kh, kw]) = (x.dims(), weight.dims());
     // Sizes the convolution accepted (it ran before this is read).
     let side = |size: usize, k: usize| (size + 2 * padding).saturating_sub(k).checked_div(stride).map_or(0, |s| s + 1);
     let dims = [batch, filters, side(height, kh), side(width, kw)];
-    let after = After { pool: Some(pool), measure: Some(f) };
+    let after = After { pool, measure: Some(f) };
     match conv2d_after(choice, (x, weight, bias), [stride, padding], after) {
         (pooled, Some(moments)) => Ok((pooled, moments, dims)),
         (unpooled, None) => Err(Box::new(unpooled)),

@@ -338,8 +338,8 @@ fn relu_after_the_pool_changes_no_bit() {
     use convscope::model::Cnn;
     use convscope::train::stats::read_trace;
 
-    // Five layers with weights: the spec's four and the output.
-    let spec = "conv 6 3x3, pool 2, conv 8 3x3, pool 3, conv 4 3x3 sigmoid, pool 2, dense 10";
+    // Six layers with weights: the spec's five (one a ReLU layer with no pool) and the output.
+    let spec = "conv 6 3x3, pool 2, conv 8 3x3 pad 1, conv 8 3x3, pool 3, conv 4 3x3 pad 1 sigmoid, pool 2, dense 10";
     let shape = ImageShape { channels: 1, height: 28, width: 28 };
     let plan = ArchSpec::parse(spec).unwrap().plan(shape, 10, &LayerDefaults::default()).unwrap();
     let device = Device::flex().autodiff();
@@ -366,7 +366,7 @@ fn relu_after_the_pool_changes_no_bit() {
     });
     assert_eq!((untraced.0, &untraced.1), (kept.0, &kept.1), "untraced: loss and input gradient");
     assert_eq!((measured.0, &measured.1), (kept.0, &kept.1), "measured: loss and input gradient");
-    assert!(kept.2.as_deref().is_some_and(|f| f.matches("unit_peak").count() == 5), "{:?}", kept.2);
+    assert!(kept.2.as_deref().is_some_and(|f| f.matches("unit_peak").count() == 6), "{:?}", kept.2);
     assert_eq!(measured.2, kept.2, "the layers' figures");
 }
 
@@ -422,7 +422,7 @@ fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
                     }
                     PooledOp::Measured => {
                         let conv = (x.clone(), w.clone(), with_bias);
-                        let measured = kernels::conv2d_pooled_measured_using(choice, conv, [stride, pad], pool, Relu);
+                        let measured = kernels::conv2d_measured_using(choice, conv, [stride, pad], Some(pool), Relu);
                         let (y, moments, dims) = measured.unwrap_or_else(|_| panic!("{label}: not measured"));
                         (y, Some(format!("{dims:?} {moments:?}")))
                     }
@@ -449,6 +449,14 @@ fn a_convolution_pooled_in_its_own_op_changes_no_bit() {
                 assert_eq!(measured.0, separate.0, "{label}, measured, {threads} threads");
                 assert_eq!(measured.1, separate.1, "{label}, the figures, {threads} threads");
                 figures.push(measured.1);
+                // Measured without the pool: the convolution's output, and the same figures.
+                let conv = (x.clone(), w.clone(), bias.then(|| b.clone()));
+                let unpooled = pool.install(|| kernels::conv2d_measured_using(choice, conv, [stride, pad], None, Relu));
+                let (y, moments, dims) = unpooled.unwrap_or_else(|_| panic!("{label}: not measured"));
+                let plain = kernels::conv2d_using(choice, x.clone(), w.clone(), bias.then(|| b.clone()), stride, pad);
+                let expected = kernels::measure_activated(Relu, &plain, dims).unwrap();
+                assert_eq!(bits(y), bits(plain), "{label}, measured, unpooled");
+                assert_eq!(format!("{moments:?}"), format!("{expected:?}"), "{label}, unpooled, {threads} threads");
             }
             assert_eq!(figures[0], figures[1], "{label}: the figures on one thread and on two");
         }
