@@ -40,7 +40,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "E")]
     pub epochs: Option<f64>,
     /// Take the per-layer statistics (metrics.csv's update_ratio_…, dead_fraction_… columns and the hints)
-    /// every N steps; they cost about a sixth of the training speed when taken on every step.
+    /// every N steps; taken on every step they cost about a tenth of the training speed or less (`convscope bench`
+    /// reports the share for a net).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub stats_every: u64,
     /// Compute threads (default: RAYON_NUM_THREADS, else one per core).
