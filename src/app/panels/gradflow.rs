@@ -3,12 +3,12 @@
 //! glance.
 
 use eframe::egui::{self, Color32, ColorImage, RichText};
-use egui_plot::{Legend, Line, Plot, PlotPoints, Polygon};
+use egui_plot::{Legend, Plot, PlotPoints, Polygon};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
 use crate::app::panels::metrics::{LAYER_COLOURS, cursor, markers, y_extent};
-use crate::app::panels::{Panel, header, legend, steady, time_window};
+use crate::app::panels::{Panel, header, legend, series_line, steady, time_window};
 use crate::app::series::Decimator;
 use crate::app::textures::{TextureSlot, key};
 use crate::app::view::TrainingView;
@@ -130,7 +130,7 @@ impl Panel for GradientFlowPanel {
                 }
                 for (layer, ((name, points), zeros)) in names.iter().zip(lines).zip(zeros).enumerate() {
                     let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
-                    plot.line(Line::new(name.clone(), PlotPoints::from(points)).color(colour));
+                    plot.line(series_line(name.clone(), points).color(colour));
                     if !zeros.is_empty() {
                         let marks = egui_plot::Points::new(format!("{name}: exactly 0"), PlotPoints::from(zeros));
                         plot.points(marks.color(colour).shape(egui_plot::MarkerShape::Down).radius(3.0));
@@ -150,7 +150,7 @@ fn arm_b(plot: &mut egui_plot::PlotUi<'_>, lines: Vec<Vec<[f64; 2]>>, names: &[S
     for (layer, points) in lines.into_iter().enumerate() {
         let colour = LAYER_COLOURS[layer % LAYER_COLOURS.len()];
         let name = names.get(layer).cloned().unwrap_or_default();
-        let line = Line::new(name, PlotPoints::from(points)).color(colour);
+        let line = series_line(name, points).color(colour);
         plot.line(line.style(egui_plot::LineStyle::dashed_dense()));
     }
 }

@@ -2,11 +2,11 @@
 //! marker wherever the user changed something. (Gradient norms have their own panel, `gradflow`.)
 
 use eframe::egui::{self, Color32, RichText};
-use egui_plot::{Corner, FilledArea, Legend, Line, Plot, PlotPoint, PlotPoints, Text, VLine};
+use egui_plot::{Corner, FilledArea, Legend, Plot, PlotPoint, Text, VLine};
 use serde::{Deserialize, Serialize};
 
 use crate::app::outbox::Outbox;
-use crate::app::panels::{Panel, TimeWindow, header, set_time_window, short, steady, time_window};
+use crate::app::panels::{Panel, TimeWindow, header, series_line, set_time_window, short, steady, time_window};
 use crate::app::series::{SeedBand, SmoothedLoss};
 use crate::app::view::{Marker, TrainingView};
 use crate::protocol::{Command, SeedRuns};
@@ -163,12 +163,12 @@ impl Panel for MetricsPanel {
             let extent = y_extent(&[&raw, &smooth, smooth_b.as_deref().unwrap_or_default()]);
             plot("loss").legend(Legend::default().position(Corner::RightTop)).show(ui, |plot| {
                 let faint = Color32::from_rgba_unmultiplied(70, 130, 220, 90);
-                plot.line(Line::new(format!("loss{name_a}"), PlotPoints::from(raw)).color(faint));
+                plot.line(series_line(format!("loss{name_a}"), raw).color(faint));
                 let blue = Color32::from_rgb(70, 130, 220);
-                let line = Line::new(format!("smoothed{name_a}"), PlotPoints::from(smooth)).color(blue);
+                let line = series_line(format!("smoothed{name_a}"), smooth).color(blue);
                 plot.line(line.width(2.0));
                 if let Some(smooth_b) = smooth_b {
-                    let line = Line::new(format!("smoothed{name_b}"), PlotPoints::from(smooth_b)).color(blue);
+                    let line = series_line(format!("smoothed{name_b}"), smooth_b).color(blue);
                     plot.line(line.width(2.0).style(egui_plot::LineStyle::dashed_dense()));
                 }
                 for (band, seeds, colour, name) in &bands {
@@ -185,17 +185,15 @@ impl Panel for MetricsPanel {
             let accuracy = if what.is_empty() { accuracy } else { accuracy.y_axis_label("R²") };
             accuracy.include_y(0.0).include_y(1.0).show(ui, |plot| {
                 let (blue, orange) = (Color32::from_rgb(70, 130, 220), Color32::from_rgb(235, 140, 40));
-                plot.line(Line::new(format!("train{what}{name_a}"), PlotPoints::from(train)).color(blue));
-                let test = Line::new(format!("test{what}{name_a}"), PlotPoints::from(test)).color(orange);
+                plot.line(series_line(format!("train{what}{name_a}"), train).color(blue));
+                let test = series_line(format!("test{what}{name_a}"), test).color(orange);
                 plot.line(test.width(2.0));
                 if let Some(b) = b {
                     let dashed = egui_plot::LineStyle::dashed_dense();
                     let train = window.clip(newest, &b.series.train_accuracy.points());
                     let test = window.clip(newest, &b.series.test_accuracy.points());
-                    plot.line(
-                        Line::new(format!("train{what}{name_b}"), PlotPoints::from(train)).color(blue).style(dashed),
-                    );
-                    let test = Line::new(format!("test{what}{name_b}"), PlotPoints::from(test)).color(orange);
+                    plot.line(series_line(format!("train{what}{name_b}"), train).color(blue).style(dashed));
+                    let test = series_line(format!("test{what}{name_b}"), test).color(orange);
                     plot.line(test.width(2.0).style(dashed));
                 }
                 // The loss plot beside it names the changes; here the lines are enough.
@@ -270,7 +268,7 @@ fn draw_band(plot: &mut egui_plot::PlotUi<'_>, band: &SeedBand, seeds: usize, co
     plot.add(area);
     let mean: Vec<[f64; 2]> = band.steps.iter().zip(&band.mean).map(|(&x, &y)| [x, y]).collect();
     // Unnamed, so the legend (large on a small plot) lists the band once.
-    let line = Line::new("", PlotPoints::from(mean)).color(colour);
+    let line = series_line("", mean).color(colour);
     plot.line(line.width(1.0).style(egui_plot::LineStyle::dotted_dense()));
 }
 
@@ -301,10 +299,10 @@ fn lr_plot(ui: &mut egui::Ui, plot: Plot<'_>, view: &TrainingView, (window, newe
             .include_y(high + 0.5)
             .show(ui, |plot| {
                 let name = if log_lr_b.is_some() { "lr (A)" } else { "lr" };
-                plot.line(Line::new(name, PlotPoints::from(log_lr)).color(purple));
+                plot.line(series_line(name, log_lr).color(purple));
                 if let Some(log_lr_b) = log_lr_b {
                     let dashed = egui_plot::LineStyle::dashed_dense();
-                    plot.line(Line::new("lr (B)", PlotPoints::from(log_lr_b)).color(purple).style(dashed));
+                    plot.line(series_line("lr (B)", log_lr_b).color(purple).style(dashed));
                 }
                 markers(plot, &view.markers, start, None);
                 cursor(plot, view);

@@ -92,6 +92,13 @@ pub fn steady(plot: egui_plot::Plot<'_>, reset: bool) -> egui_plot::Plot<'_> {
     if reset { plot.reset() } else { plot }
 }
 
+/// A line through a series over time (a decimated one holds each bucket's lowest and highest point), drawn as
+/// the polyline it is: egui_plot would merge the points within a pixel into bands and fill between neighbouring
+/// bands, which drew wedges between the spikes of a noisy series.
+pub fn series_line<'a>(name: impl Into<String>, points: Vec<[f64; 2]>) -> egui_plot::Line<'a> {
+    egui_plot::Line::new(name, egui_plot::PlotPoints::from(points)).allow_band(false)
+}
+
 /// A number being edited with a drag value: shows the draft while the user drags or types, and returns the
 /// new value once it is committed (typed, or released after a drag), so one edit is one change.
 pub fn edit_number<T: egui::emath::Numeric>(
