@@ -194,13 +194,7 @@ impl<const L: usize> Lanes<L> {
     }
 
     fn flush_sums(&mut self, m: &mut Moments) {
-        m.pre_sum += sum(&self.pre_sum);
-        m.pre_square += sum(&self.pre_square);
-        m.post_sum += sum(&self.post_sum);
-        m.post_square += sum(&self.post_square);
-        m.pre_non_finite += sum(&self.pre_non_finite) as u32;
-        (self.pre_sum, self.pre_square, self.post_sum, self.post_square, self.slope, self.pre_non_finite) =
-            ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
+        blocks::BlockSums::take(self, 0).add_to(m);
     }
 
     /// Folds the lanes' ranges into `m`.

@@ -34,7 +34,7 @@ fn lanes_here() -> usize {
 }
 
 /// One unit's sums over one block of examples, moved from its lanes to f64.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct BlockSums {
     measured: usize,
     pre_sum: f64,
@@ -46,8 +46,8 @@ pub struct BlockSums {
 }
 
 impl BlockSums {
-    /// Moves the lanes' sums out (as [`Lanes::flush_sums`] does), leaving them at zero for the next block.
-    fn take<const L: usize>(lanes: &mut Lanes<L>, measured: usize) -> BlockSums {
+    /// Moves the lanes' sums out, leaving them at zero for the next block.
+    pub(super) fn take<const L: usize>(lanes: &mut Lanes<L>, measured: usize) -> BlockSums {
         let sums = BlockSums {
             measured,
             pre_sum: sum(&lanes.pre_sum),
@@ -60,6 +60,13 @@ impl BlockSums {
         (lanes.pre_sum, lanes.pre_square, lanes.post_sum, lanes.post_square, lanes.slope, lanes.pre_non_finite) =
             ([0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L], [0.0; L]);
         sums
+    }
+
+    /// Adds the sums of z, z², a, a² and the non-finite count to `m` (the slope and count are the caller's).
+    pub(super) fn add_to(&self, m: &mut Moments) {
+        (m.pre_sum, m.pre_square) = (m.pre_sum + self.pre_sum, m.pre_square + self.pre_square);
+        (m.post_sum, m.post_square) = (m.post_sum + self.post_sum, m.post_square + self.post_square);
+        m.pre_non_finite += self.pre_non_finite;
     }
 }
 
@@ -108,42 +115,35 @@ impl LaneRanges {
 
 /// A unit's figures so far: blocks' sums added in example order, ranges widened in example order.
 pub(super) struct UnitTotal {
-    sums: BlockSums,
+    moments: Moments,
+    slope: f64,
     ranges: LaneRanges,
 }
 
 impl UnitTotal {
     pub(super) fn new() -> UnitTotal {
-        UnitTotal { sums: BlockSums::default(), ranges: LaneRanges::EMPTY }
+        UnitTotal { moments: Moments::empty(0), slope: 0.0, ranges: LaneRanges::EMPTY }
     }
 
     /// Adds the next block's sums to the f64 totals.
     pub(super) fn add(&mut self, block: &BlockSums) {
-        let t = &mut self.sums;
-        t.measured += block.measured;
-        (t.pre_sum, t.pre_square) = (t.pre_sum + block.pre_sum, t.pre_square + block.pre_square);
-        (t.post_sum, t.post_square) = (t.post_sum + block.post_sum, t.post_square + block.post_square);
-        t.slope += block.slope;
-        t.pre_non_finite += block.pre_non_finite;
+        block.add_to(&mut self.moments);
+        self.moments.measured += block.measured;
+        self.slope += block.slope;
     }
 
     pub(super) fn widen(&mut self, later: &LaneRanges) {
         self.ranges.widen(later);
     }
 
-    pub(super) fn figures(&self) -> UnitFigures {
-        let (t, r) = (&self.sums, &self.ranges);
-        let mut moments = Moments::empty(0);
-        moments.measured = t.measured;
-        (moments.pre_sum, moments.pre_square, moments.post_sum, moments.post_square) =
-            (t.pre_sum, t.pre_square, t.post_sum, t.post_square);
-        moments.pre_non_finite = t.pre_non_finite;
+    pub(super) fn figures(self) -> UnitFigures {
+        let (mut moments, r) = (self.moments, &self.ranges);
         // f32::min / max skip NaN: a lane without a finite value changes nothing.
         moments.pre_low = fold(&r.pre_low, f32::INFINITY, f32::min);
         moments.pre_high = fold(&r.pre_high, f32::NEG_INFINITY, f32::max);
         moments.post_low = fold(&r.post_low, f32::INFINITY, f32::min);
         moments.post_high = fold(&r.post_high, f32::NEG_INFINITY, f32::max);
-        UnitFigures { moments, slope: t.slope, peak: fold(&r.peak, f32::NEG_INFINITY, f32::max) }
+        UnitFigures { moments, slope: self.slope, peak: fold(&r.peak, f32::NEG_INFINITY, f32::max) }
     }
 }
 
