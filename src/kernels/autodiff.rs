@@ -21,7 +21,7 @@ use convscope_kernels::moments::{self, Moments, RunFigures};
 use convscope_kernels::pointwise::Pointwise;
 use convscope_kernels::{Geom, Isa, direct, gemm as kernels, pool};
 use rayon::prelude::*;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use super::KernelChoice;
 
@@ -75,7 +75,7 @@ fn by_batch(
 }
 
 /// [`by_batch`] over the given `chunks` (contiguous, of one size but the last), with what `run` gives for each.
-fn by_chunks<R: Send>(
+fn by_chunks<R: Send + Sync>(
     chunks: &[(usize, usize)],
     g: &Geom,
     (input, in_per_image): (&[f32], usize),
@@ -83,17 +83,17 @@ fn by_chunks<R: Send>(
     run: impl Fn(&Geom, &[f32], &mut [f32]) -> R + Sync,
 ) -> (Vec<f32>, Vec<R>) {
     let per = chunks.first().map_or(g.b, |&(_, count)| count);
-    let results: Vec<Mutex<Option<R>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<OnceLock<R>> = chunks.iter().map(|_| OnceLock::new()).collect();
     // Each thread zeroes its images' outputs and writes them while they are in its cache.
     let y = convscope_kernels::zeroed_then(g.b * out_per_image, per.max(1) * out_per_image, |index, part| {
         let (start, count) = chunks.get(index).copied().unwrap_or((0, g.b));
         let result = run(&Geom { b: count, ..*g }, &input[start * in_per_image..(start + count) * in_per_image], part);
         if let Some(slot) = results.get(index) {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+            // Each chunk runs once, so its slot is empty here.
+            let _ = slot.set(result);
         }
     });
-    let results = results.into_iter().filter_map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner));
-    (y, results.collect())
+    (y, results.into_iter().filter_map(OnceLock::into_inner).collect())
 }
 
 /// Runs `run` on each chunk of the batch in parallel and sums the outputs (a gradient summed over the batch).
@@ -449,14 +449,9 @@ pub fn conv2d_custom(
     choice: KernelChoice,
     after: After,
 ) -> (Tensor<4>, Option<Moments>) {
-    // burn's conv2d, then the pool op unless the figures were asked (the caller then measures the output first).
     let burn_conv = |x, w, bias| {
         super::fell_back();
-        let y = super::burn_conv2d(x, w, bias, stride, pad);
-        match after.pool.filter(|_| after.measure.is_none()) {
-            Some(size) => (max_pool_custom(y, size), None),
-            None => (y, None),
-        }
+        super::burn_conv2d_after((x, w, bias), [stride, pad], after, max_pool_custom)
     };
     if let Some(size) = after.pool.filter(|size| !(2..=pool::MAX_WINDOW).contains(size)) {
         // A window the pool kernels do not take: the convolution alone, then the pool op (which goes to burn's).

@@ -136,10 +136,9 @@ pub fn conv2d_measured_using(
     pool: Option<usize>,
     f: Pointwise,
 ) -> Result<(Tensor<4>, Moments, [usize; 4]), Box<Tensor<4>>> {
-    let ([batch, _, height, width], [filters, _, kh, kw]) = (x.dims(), weight.dims());
-    // Sizes the convolution accepted (it ran before this is read).
-    let side = |size: usize, k: usize| (size + 2 * padding).saturating_sub(k).checked_div(stride).map_or(0, |s| s + 1);
-    let dims = [batch, filters, side(height, kh), side(width, kw)];
+    let ([b, ci, h, w], [co, _, kh, kw]) = (x.dims(), weight.dims());
+    let g = convscope_kernels::Geom { b, ci, h, w, co, kh, kw, pad: padding, stride };
+    let dims = [b, co, g.ho(), g.wo()];
     let after = After { pool, measure: Some(f) };
     match conv2d_after(choice, (x, weight, bias), [stride, padding], after) {
         (pooled, Some(moments)) => Ok((pooled, moments, dims)),
@@ -163,9 +162,20 @@ fn conv2d_after(
     if stride > 0 && choice != KernelChoice::Burn {
         return autodiff::conv2d_custom(x, weight, bias, [padding, stride], choice, after);
     }
+    burn_conv2d_after((x, weight, bias), [stride, padding], after, |y, size| max_pool2d_using(choice, y, size))
+}
+
+/// burn's conv2d, then `pool` with the window `after` names — unless `after` asks for figures, which burn's ops
+/// cannot take: the convolution's output then comes back alone, unpooled, for the caller to measure and pool.
+fn burn_conv2d_after(
+    (x, weight, bias): (Tensor<4>, Tensor<4>, Option<Tensor<1>>),
+    [stride, padding]: [usize; 2],
+    after: After,
+    pool: impl FnOnce(Tensor<4>, usize) -> Tensor<4>,
+) -> (Tensor<4>, Option<Moments>) {
     let y = burn_conv2d(x, weight, bias, stride, padding);
     match after.pool.filter(|_| after.measure.is_none()) {
-        Some(size) => (max_pool2d_using(choice, y, size), None),
+        Some(size) => (pool(y, size), None),
         None => (y, None),
     }
 }
