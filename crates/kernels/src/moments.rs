@@ -5,6 +5,7 @@
 
 use crate::direct::Isa;
 #[cfg(target_arch = "x86_64")]
+use crate::pointwise::{self, Pointwise};
 use crate::simd::{Avx2, Avx512};
 
 mod activated;
@@ -219,6 +220,14 @@ trait AddBlock<const L: usize> {
     unsafe fn release(held: &Self::Held, lanes: &mut Lanes<L>);
     /// Adds `pre` and `post` (equally long), value i to lane i mod L.
     unsafe fn add_block(held: &mut Self::Held, pre: &[f32], post: &[f32], slope: Slope);
+    /// Adds `pre` and a = `f`(`pre`), which goes through `plane` (as long as `pre`) unless the implementation
+    /// computes it in registers: the figures [`AddBlock::add_block`] gives for the two.
+    #[inline(always)]
+    unsafe fn add_activated(held: &mut Self::Held, f: Pointwise, pre: &[f32], plane: &mut [f32], slope: Slope) {
+        pointwise::forward_into_plain(f, pre, plane);
+        // SAFETY: the caller's CPU runs this implementation.
+        unsafe { Self::add_block(held, pre, plane, slope) }
+    }
 }
 
 /// Lane by lane, left to the compiler (which kept the running vectors on the stack, ~40 cycles a vector).

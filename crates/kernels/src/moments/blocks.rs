@@ -3,8 +3,8 @@
 //! measured in runs of examples — while a fused convolution's output is still in a thread's cache — gives the
 //! figures the whole-layer pass gives, to the bit, whichever thread measured which run.
 
-use super::{AddBlock, Examples, FLUSH_ROUNDS, Lanes, Moments, Slope, UnitFigures, fold, larger, smaller, sum};
-use crate::pointwise::{self, Pointwise};
+use super::{AddBlock, Examples, FLUSH_ROUNDS, Lanes, Moments, Slope, UnitFigures, larger, smaller, sum};
+use crate::pointwise::Pointwise;
 
 /// The widest lane count of any pass (AVX-512's sixteen floats): block figures keep their lanes' ranges in
 /// arrays this long, the lanes past the pass's own at their start values.
@@ -139,12 +139,26 @@ impl UnitTotal {
     pub(super) fn figures(self) -> UnitFigures {
         let (mut moments, r) = (self.moments, &self.ranges);
         // f32::min / max skip NaN: a lane without a finite value changes nothing.
-        moments.pre_low = fold(&r.pre_low, f32::INFINITY, f32::min);
-        moments.pre_high = fold(&r.pre_high, f32::NEG_INFINITY, f32::max);
-        moments.post_low = fold(&r.post_low, f32::INFINITY, f32::min);
-        moments.post_high = fold(&r.post_high, f32::NEG_INFINITY, f32::max);
-        UnitFigures { moments, slope: self.slope, peak: fold(&r.peak, f32::NEG_INFINITY, f32::max) }
+        moments.pre_low = extreme(r.pre_low, f32::INFINITY, smaller);
+        moments.pre_high = extreme(r.pre_high, f32::NEG_INFINITY, larger);
+        moments.post_low = extreme(r.post_low, f32::INFINITY, smaller);
+        moments.post_high = extreme(r.post_high, f32::NEG_INFINITY, larger);
+        UnitFigures { moments, slope: self.slope, peak: extreme(r.peak, f32::NEG_INFINITY, larger) }
     }
+}
+
+/// The lanes' extreme by `pick` (halves against halves, which vectorises), NaN where every lane is still at its
+/// start value `unset`. Lanes hold no NaN, so any order gives the same extreme.
+#[inline(always)]
+fn extreme(mut lanes: [f32; MAX_LANES], unset: f32, pick: fn(f32, f32) -> f32) -> f32 {
+    let mut width = MAX_LANES;
+    while width > 1 {
+        width /= 2;
+        for lane in 0..width {
+            lanes[lane] = pick(lanes[lane + width], lanes[lane]);
+        }
+    }
+    if lanes[0] == unset { f32::NAN } else { lanes[0] }
 }
 
 /// Measures examples `first..end` of one unit through one set of lanes, handing on their sums each `block`
@@ -199,9 +213,8 @@ impl Examples for RunPlanes<'_> {
         let Some(z) = self.values.get(start..start + self.per_unit) else {
             return 0;
         };
-        pointwise::forward_into_plain(self.f, z, &mut self.plane);
         // SAFETY: the caller's CPU runs `W`.
-        unsafe { W::add_block(held, z, &self.plane, slope) };
+        unsafe { W::add_activated(held, self.f, z, &mut self.plane, slope) };
         self.per_unit
     }
 }
@@ -322,6 +335,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A unit's extreme is its lanes' (their order does not matter), NaN where no lane took a value.
+    #[test]
+    fn a_unit_s_extreme_skips_lanes_that_took_nothing() {
+        let mut lanes = [f32::INFINITY; MAX_LANES];
+        assert!(extreme(lanes, f32::INFINITY, smaller).is_nan());
+        (lanes[3], lanes[11], lanes[15]) = (2.5, -7.0, 1.0);
+        assert_eq!(extreme(lanes, f32::INFINITY, smaller), -7.0);
+        let mut highs = [f32::NEG_INFINITY; MAX_LANES];
+        (highs[0], highs[9]) = (-3.0, -1.5);
+        assert_eq!(extreme(highs, f32::NEG_INFINITY, larger), -1.5);
+        // A peak of +∞ (an infinite activation) is a value, not a lane left unset.
+        highs[4] = f32::INFINITY;
+        assert_eq!(extreme(highs, f32::NEG_INFINITY, larger), f32::INFINITY);
     }
 
     #[test]

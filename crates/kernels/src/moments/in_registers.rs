@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 
 use super::{AddBlock, Lanes, Slope};
+use crate::pointwise::{self, Pointwise};
 use crate::simd::Vector;
 
 /// A [`Slope::Other`]'s slopes are computed ahead of the vector pass in blocks this long (a multiple of every
@@ -55,6 +56,47 @@ impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
             }
             add_values::<V, true, L>(&mut running, pre, post, slope);
             *sums = running;
+        }
+    }
+
+    /// ReLU's a = max(z, 0) in registers when every z is finite (the sums say so after the block); otherwise,
+    /// and for other activations, through `plane`.
+    #[inline(always)]
+    unsafe fn add_activated(held: &mut Self::Held, f: Pointwise, pre: &[f32], plane: &mut [f32], slope: Slope) {
+        // SAFETY: as in `add_block`.
+        unsafe {
+            if f == Pointwise::Relu && held.0.finite() {
+                let mut running = held.0;
+                add_relu::<V, L>(&mut running, pre, slope);
+                if running.finite() {
+                    running.peak = V::max(running.post_high, running.peak);
+                    held.0 = running;
+                    return;
+                }
+            }
+            pointwise::forward_into_plain(f, pre, plane);
+            <Self as AddBlock<L>>::add_block(held, pre, plane, slope);
+        }
+    }
+}
+
+/// [`add_values`] unchecked with a = max(z, 0), which is ReLU's value for every finite z.
+#[inline(always)]
+unsafe fn add_relu<V: Vector, const L: usize>(sums: &mut Running<V>, pre: &[f32], slope: Slope) {
+    // SAFETY: as in `InRegisters::add_block`.
+    unsafe {
+        let zero = V::zero();
+        let whole = pre.len() / L * L;
+        for at in (0..whole).step_by(L) {
+            let z = V::load(pre.as_ptr().add(at));
+            let a = V::max(z, zero);
+            sums.add::<false>(z, a, slope.vector::<V>(z, a), L);
+        }
+        let n = pre.len() - whole;
+        if n > 0 {
+            let z = V::load_first(pre.as_ptr().add(whole), n);
+            let a = V::max(z, zero);
+            sums.add::<false>(z, a, V::keep_first(n, slope.vector::<V>(z, a), 0.0), n);
         }
     }
 }
