@@ -28,6 +28,9 @@ pub(crate) trait Vector {
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     /// Lane by lane `v > 0 ? yes : no` (so `no` where v is NaN).
     unsafe fn where_positive(v: Self::V, yes: Self::V, no: Self::V) -> Self::V;
+    /// Lane by lane `v > 0 ? acc + 1 : acc`: what adding `where_positive(v, 1, 0)` gives, in one instruction
+    /// fewer where the ISA masks an add.
+    unsafe fn add_one_where_positive(acc: Self::V, v: Self::V) -> Self::V;
     /// Lane by lane `a < b ? a : b` (so `b` where either is NaN), as `minps` does.
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// Lane by lane `a > b ? a : b` (so `b` where either is NaN), as `maxps` does.
@@ -122,6 +125,13 @@ impl Vector for Avx512 {
     #[inline(always)]
     unsafe fn where_positive(v: __m512, yes: __m512, no: __m512) -> __m512 {
         unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps()), no, yes) }
+    }
+    #[inline(always)]
+    unsafe fn add_one_where_positive(acc: __m512, v: __m512) -> __m512 {
+        unsafe {
+            let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps());
+            _mm512_mask_add_ps(acc, positive, acc, _mm512_set1_ps(1.0))
+        }
     }
     #[inline(always)]
     unsafe fn min(a: __m512, b: __m512) -> __m512 {
@@ -273,6 +283,13 @@ impl Vector for Avx2 {
         unsafe { _mm256_blendv_ps(no, yes, _mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps())) }
     }
     #[inline(always)]
+    unsafe fn add_one_where_positive(acc: __m256, v: __m256) -> __m256 {
+        // All ones where positive: the AND keeps 1.0 there and +0 elsewhere.
+        unsafe {
+            _mm256_add_ps(acc, _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps()), _mm256_set1_ps(1.0)))
+        }
+    }
+    #[inline(always)]
     unsafe fn min(a: __m256, b: __m256) -> __m256 {
         unsafe { _mm256_min_ps(a, b) }
     }
@@ -339,6 +356,61 @@ impl Vector for Avx2 {
                 };
                 Self::store_first(dst.add(c * dst_stride), n, v);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Isa;
+
+    /// The values `add_one_where_positive` is checked on: signed zeros, infinities, NaN, tiny and large values.
+    const VALUES: [f32; 16] = [
+        0.0,
+        -0.0,
+        1e-40,
+        -1e-40,
+        2.5,
+        -2.5,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        1e30,
+        -1e30,
+        7.0,
+        -7.0,
+        0.5,
+        -0.5,
+        3.0,
+    ];
+
+    /// Adding one where positive in one step gives, bit for bit, what adding `where_positive(v, 1, 0)` gives.
+    fn one_where_positive_matches<V: Vector>() {
+        let mut accumulators = [0.0f32; 16];
+        accumulators[1] = 5.0;
+        accumulators[2] = -0.0;
+        for values in VALUES.chunks_exact(V::L) {
+            for acc in accumulators.chunks_exact(V::L) {
+                let (mut fused, mut blended) = ([0.0f32; 16], [0.0f32; 16]);
+                // SAFETY: the callers checked that the CPU runs `V`; every pointer holds V::L values.
+                unsafe {
+                    let (a, v) = (V::load(acc.as_ptr()), V::load(values.as_ptr()));
+                    V::store(fused.as_mut_ptr(), V::add_one_where_positive(a, v));
+                    V::store(blended.as_mut_ptr(), V::add(a, V::where_positive(v, V::splat(1.0), V::zero())));
+                }
+                assert_eq!(fused.map(f32::to_bits), blended.map(f32::to_bits), "{values:?} onto {acc:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn adding_one_where_positive_is_adding_the_step() {
+        if Isa::Avx512.runs_here() {
+            one_where_positive_matches::<Avx512>();
+        }
+        if Isa::Avx2.runs_here() {
+            one_where_positive_matches::<Avx2>();
         }
     }
 }

@@ -65,9 +65,11 @@ impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
     unsafe fn add_activated(held: &mut Self::Held, f: Pointwise, pre: &[f32], plane: &mut [f32], slope: Slope) {
         // SAFETY: as in `add_block`.
         unsafe {
-            if f == Pointwise::Relu && held.0.finite() {
+            // ReLU's slope is the step at 0, counted as the lanes where z > 0.
+            let step_at_zero = matches!(slope, Slope::Step { below } if below == 0.0);
+            if f == Pointwise::Relu && step_at_zero && held.0.finite() {
                 let mut running = held.0;
-                add_relu::<V, L>(&mut running, pre, slope);
+                add_relu::<V, L>(&mut running, pre);
                 if running.finite() {
                     running.peak = V::max(running.post_high, running.peak);
                     held.0 = running;
@@ -80,23 +82,25 @@ impl<V: Vector, const L: usize> AddBlock<L> for InRegisters<V> {
     }
 }
 
-/// [`add_values`] unchecked with a = max(z, 0), which is ReLU's value for every finite z.
+/// [`add_values`] unchecked with a = max(z, 0), which is ReLU's value for every finite z, and its slope (1 where
+/// z > 0, else 0) counted.
 #[inline(always)]
-unsafe fn add_relu<V: Vector, const L: usize>(sums: &mut Running<V>, pre: &[f32], slope: Slope) {
+unsafe fn add_relu<V: Vector, const L: usize>(sums: &mut Running<V>, pre: &[f32]) {
     // SAFETY: as in `InRegisters::add_block`.
     unsafe {
         let zero = V::zero();
         let whole = pre.len() / L * L;
         for at in (0..whole).step_by(L) {
             let z = V::load(pre.as_ptr().add(at));
-            let a = V::max(z, zero);
-            sums.add::<false>(z, a, slope.vector::<V>(z, a), L);
+            sums.slope = V::add_one_where_positive(sums.slope, z);
+            sums.add_but_slope::<false>(z, V::max(z, zero), L);
         }
         let n = pre.len() - whole;
         if n > 0 {
+            // The lanes past the end load as 0, which counts nothing.
             let z = V::load_first(pre.as_ptr().add(whole), n);
-            let a = V::max(z, zero);
-            sums.add::<false>(z, a, V::keep_first(n, slope.vector::<V>(z, a), 0.0), n);
+            sums.slope = V::add_one_where_positive(sums.slope, z);
+            sums.add_but_slope::<false>(z, V::max(z, zero), n);
         }
     }
 }
@@ -219,11 +223,19 @@ impl<V: Vector> Running<V> {
     #[inline(always)]
     unsafe fn add<const CHECKED: bool>(&mut self, z: V::V, a: V::V, slope: V::V, n: usize) {
         unsafe {
+            self.slope = V::add(self.slope, slope);
+            self.add_but_slope::<CHECKED>(z, a, n);
+        }
+    }
+
+    /// [`Running::add`] but the slope, which the caller adds.
+    #[inline(always)]
+    unsafe fn add_but_slope<const CHECKED: bool>(&mut self, z: V::V, a: V::V, n: usize) {
+        unsafe {
             self.pre_sum = V::add(self.pre_sum, z);
             self.pre_square = V::fmadd(z, z, self.pre_square);
             self.post_sum = V::add(self.post_sum, a);
             self.post_square = V::fmadd(a, a, self.post_square);
-            self.slope = V::add(self.slope, slope);
             let (mut z_ranged, mut a_ranged, mut a) = (z, a, a);
             if CHECKED {
                 let ((finite_z, z_not_finite), (finite_a, _)) = (V::finite_or_nan(z), V::finite_or_nan(a));
