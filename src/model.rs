@@ -7,7 +7,6 @@
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation;
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -261,7 +260,7 @@ impl Cnn {
                 if let Some(trace) = trace.as_deref_mut() {
                     trace.inputs.push(traced(input.clone(), kernels::as_maps(&input.dims())));
                 }
-                let pre = linear(input, weight.val(), bias);
+                let pre = kernels::linear(input, weight.val(), bias);
                 let pre = if settings.batch_norm && !layer.output { layer.norm.forward(pre) } else { pre };
                 // A classifier's output layer is identity (its plan says so); a regression head's is the user's choice.
                 let (mut post, traced_pre) = match trace.as_deref() {

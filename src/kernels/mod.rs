@@ -9,6 +9,7 @@
 
 mod autodiff;
 use autodiff::After;
+mod linear;
 mod pointwise;
 
 use std::cell::Cell;
@@ -73,6 +74,20 @@ pub fn kernel_choice() -> KernelChoice {
 /// conv2d with square `stride` and zero `padding`: the project's kernels on flex, burn's otherwise.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, stride: usize, padding: usize) -> Tensor<4> {
     conv2d_using(kernel_choice(), x, weight, bias, stride, padding)
+}
+
+/// A dense layer, y = x·W + b (x `[batch, inputs]`, W `[inputs, outputs]`): the project's op on flex (one
+/// autodiff node; its products on the `gemm` crate), burn's `linear` otherwise or with `CONVSCOPE_KERNELS=burn`.
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    linear_using(kernel_choice(), x, weight, bias)
+}
+
+/// [`linear`] with the kernels named (tests compare it against burn's).
+pub fn linear_using(choice: KernelChoice, x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    match choice {
+        KernelChoice::Burn => burn::tensor::module::linear(x, weight, bias),
+        KernelChoice::Direct(_) | KernelChoice::Gemm => linear::linear_custom(x, weight, bias),
+    }
 }
 
 /// [`conv2d`] with the kernels named (tests compare each against burn's).

@@ -139,6 +139,43 @@ fn convolution_kernels_match_burn_forward_and_backward() {
     }
 }
 
+/// The dense layer's op against burn's `linear`: the output and the gradients of the input, the weights and the
+/// bias, with and without a bias, at sizes one thread computes whole and sizes split over the threads; and it
+/// never ran burn's op (the comparison would be burn against burn).
+#[test]
+fn the_dense_op_matches_burn_forward_and_backward() {
+    let device = Device::flex().autodiff();
+    for [batch, inputs, outputs] in [[32, 784, 128], [32, 128, 10], [3, 5, 7], [1, 64, 1]] {
+        for bias in [true, false] {
+            let x = Tensor::<2>::random([batch, inputs], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<2>::random([inputs, outputs], Distribution::Normal(0.0, 0.3), &device);
+            let b = Tensor::<1>::random([outputs], Distribution::Normal(0.0, 0.5), &device);
+            let r = Tensor::<2>::random([batch, outputs], Distribution::Normal(0.0, 1.0), &device);
+            let run = |choice: KernelChoice| {
+                let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
+                let fallbacks = kernels::fallbacks_on_this_thread();
+                let y = kernels::linear_using(choice, x.clone(), w.clone(), bias.then(|| b.clone()));
+                assert_eq!(kernels::fallbacks_on_this_thread(), fallbacks, "{choice:?} ran burn's linear");
+                let grads = y.clone().mul(r.clone()).sum().backward();
+                let as_maps = |t: Tensor<2>| t.unsqueeze::<4>();
+                let db = bias.then(|| b.grad(&grads).unwrap().reshape([1, 1, 1, outputs]));
+                (as_maps(y.inner()), as_maps(x.grad(&grads).unwrap()), as_maps(w.grad(&grads).unwrap()), db)
+            };
+            let (y, dx, dw, db) = run(KernelChoice::best());
+            let (y0, dx0, dw0, db0) = run(KernelChoice::Burn);
+            let label = format!("{batch}x{inputs} -> {outputs}, bias {bias}");
+            for (what, error) in
+                [("y", relative_error(y, y0)), ("dX", relative_error(dx, dx0)), ("dW", relative_error(dw, dw0))]
+            {
+                assert!(error < 1e-5, "{label}: {what} off by {error}");
+            }
+            if let (Some(db), Some(db0)) = (db, db0) {
+                assert!(relative_error(db, db0) < 1e-5, "{label}: db");
+            }
+        }
+    }
+}
+
 #[test]
 fn the_direct_kernels_take_the_shapes_they_are_written_for() {
     use convscope_kernels::Geom;

@@ -162,7 +162,7 @@ fn col2im_add_strided(g: &Geom, dcols: &[f32], dx: &mut [f32]) {
 }
 
 /// Row-major C[m,n] (= or +=) A·B with arbitrary strides (the `gemm` crate, no threads).
-unsafe fn mm(
+pub(crate) unsafe fn mm(
     m: usize,
     n: usize,
     k: usize,

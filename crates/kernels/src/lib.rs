@@ -3,6 +3,7 @@
 //! crate of its own so that it is optimised even in test builds (`[profile.dev.package.convscope-kernels]`) and
 //! so its `unsafe` stays here; the autodiff plumbing that plugs it into burn lives in convscope's `src/kernels/`.
 
+pub mod dense;
 pub mod direct;
 #[cfg(target_arch = "x86_64")]
 mod dw_rows;
