@@ -1,11 +1,11 @@
-//! The project's own conv2d and max-pool for the flex CPU backend, plugged into burn's autodiff through its
+//! The project's own conv2d, max-pool and dense layer for the flex CPU backend, plugged into burn's autodiff via its
 //! public `Backward` trait: direct register-blocked AVX-512 or AVX2 kernels where the CPU has them (3×3, 5×5 and
 //! 7×7 filters; at a stride above 1 the forward, dW, and dX on AVX-512), im2col plus the `gemm` crate elsewhere.
 //! burn-flex's conv builds its weight gradient as a convolution with a 28×28 "kernel" and its max-pool is scalar;
 //! these take a ref-mnist step from ≈3,950 to ≈16,500 images/s at one thread (see the README). Any other case —
 //! another backend, gradient checkpointing — goes to burn's own ops, and `CONVSCOPE_KERNELS=burn` forces that for
 //! comparisons. The activations whose slope follows from their output run as one op each, forward and backward
-//! (`pointwise`).
+//! (`pointwise`), and so does a dense layer (`linear`).
 
 mod autodiff;
 use autodiff::After;
