@@ -40,8 +40,9 @@ impl ArchSpec {
                 text,
                 0..text.len(),
                 format!(
-                    "{} per-layer activations were given (the first unused is `{extra}`) but the spec has only {weighted} hidden layers with weights",
+                    "{} per-layer activations were given (the first unused is `{extra}`) but the spec has only {weighted} hidden {} with weights",
                     defaults.layer_activations.len(),
+                    if weighted == 1 { "layer" } else { "layers" },
                 ),
             ));
         }

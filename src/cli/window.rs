@@ -238,4 +238,34 @@ mod tests {
         assert!(notice.contains("did not fit the data"), "{notice}");
         assert_eq!(usable_or_default(TrainConfig::default(), &data).1, None);
     }
+
+    /// `convscope --arch mlp` over a saved two-layer session with its own per-layer activations: the window
+    /// opens the spec asked for, not the defaults with a notice that the saved activations did not fit it.
+    #[test]
+    fn a_spec_given_on_the_command_line_drops_the_saved_per_layer_activations() {
+        use crate::arch::Activation;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Line {
+            #[command(flatten)]
+            window: WindowArgs,
+        }
+        let Ok(data) = embedded() else { panic!("the embedded digits load") };
+        let saved = TrainConfig {
+            arch: "conv 8 3x3, pool 2, conv 16 3x3, pool 2".into(),
+            layer_activations: vec![Activation::Relu, Activation::Tanh],
+            ..TrainConfig::default()
+        };
+        assert_eq!(usable_or_default(saved.clone(), &data).1, None, "the saved session fits on its own");
+        let args = |line: &[&str]| Line::try_parse_from([&["convscope"], line].concat()).map(|line| line.window);
+        let Ok(new_spec) = args(&["--arch", "mlp"]) else { panic!("the flags parse") };
+        let (config, notice) = usable_or_default(resolve_config(&new_spec.flags, saved.clone()).unwrap(), &data);
+        assert_eq!((config.arch.as_str(), notice), ("mlp", None));
+        assert!(config.layer_activations.is_empty());
+        // The same spec again keeps them; --layer-activations with a new spec sets its own.
+        let Ok(same) = args(&["--arch", "conv 8 3x3, pool 2, conv 16 3x3, pool 2"]) else { panic!("the flags parse") };
+        assert_eq!(resolve_config(&same.flags, saved.clone()).unwrap().layer_activations, saved.layer_activations);
+        let Ok(both) = args(&["--arch", "mlp", "--layer-activations", "sigmoid"]) else { panic!("the flags parse") };
+        assert_eq!(resolve_config(&both.flags, saved).unwrap().layer_activations, vec![Activation::Sigmoid]);
+    }
 }

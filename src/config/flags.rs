@@ -106,6 +106,11 @@ impl TrainFlags {
 
     fn overlay(&self, config: &mut TrainConfig) {
         if let Some(arch) = &self.arch {
+            // Per-layer activations belong to the net they were picked for (a saved session's, a preset's): a
+            // different spec starts from the one activation, unless --layer-activations comes with it.
+            if *arch != config.arch {
+                config.layer_activations.clear();
+            }
             config.arch.clone_from(arch);
         }
         if let Some(activation) = self.activation {
