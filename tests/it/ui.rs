@@ -422,6 +422,18 @@ fn filters_panel_render_matches_its_snapshot() {
     harness.snapshot("filters_panel");
 }
 
+/// A net without convolutions (`mlp`, from real steps): the filters panel says there is nothing of the kind to
+/// draw, instead of waiting for a snapshot that has come.
+#[test]
+fn a_net_without_convolutions_says_so_in_the_filters_panel() {
+    let fake = FakeWorker::default();
+    let config = TrainConfig { arch: "mlp".into(), test_every: 10, ..TrainConfig::default() };
+    let mut harness = harness_with(&fake, run_events(config, 5, 0));
+    harness.run_steps(3);
+    assert!(harness.query_by_label_contains("This net has no convolution layers").is_some());
+    assert!(harness.query_by_label_contains("Waiting for the first snapshot").is_none());
+}
+
 /// Steps frames until `done` holds (the loader runs on a thread of its own), at most half a minute.
 fn run_until(harness: &mut Harness<'static, ConvscopeApp>, mut done: impl FnMut(&ConvscopeApp) -> bool) {
     for _ in 0..3000 {

@@ -123,7 +123,11 @@ impl Panel for FiltersPanel {
         }
         self.chooser_ui(ui, view);
         let Some(layer) = self.shown(view) else {
-            ui.label("Waiting for the first snapshot…");
+            // A net without convolutions has no filters to draw; say so rather than wait for them.
+            ui.label(match &view.snapshot {
+                Some(_) => "This net has no convolution layers: a dense layer's weights show in the histograms below.",
+                None => "Waiting for the first snapshot…",
+            });
             return;
         };
         if !self.lock_scale {
