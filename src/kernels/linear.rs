@@ -35,7 +35,12 @@ struct DenseBias;
 struct DenseNoBias;
 
 /// dX, dW, db as the parents need them, from the saved x and W and the incoming dY.
-fn grads(x: FlexTensor, w: FlexTensor, dy: FlexTensor, [need_x, need_w, need_b]: [bool; 3]) -> [Option<FlexTensor>; 3] {
+fn dense_grads(
+    x: FlexTensor,
+    w: FlexTensor,
+    dy: FlexTensor,
+    [need_x, need_w, need_b]: [bool; 3],
+) -> [Option<FlexTensor>; 3] {
     let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
     let d = sizes(&x, &w);
     let dyv: &[f32] = dy.storage();
@@ -55,7 +60,7 @@ impl Backward<Flex, 3> for DenseBias {
         let dy = grads.consume::<Flex>(&ops.node);
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let [dx, dw, db] = self::grads(x, w, dy, [nx.is_some(), nw.is_some(), nb.is_some()]);
+        let [dx, dw, db] = dense_grads(x, w, dy, [nx.is_some(), nw.is_some(), nb.is_some()]);
         for (parent, gradient) in [(nx, dx), (nw, dw), (nb, db)] {
             if let (Some(node), Some(gradient)) = (parent, gradient) {
                 grads.register::<Flex>(node.id, gradient);
@@ -73,7 +78,7 @@ impl Backward<Flex, 2> for DenseNoBias {
         let dy = grads.consume::<Flex>(&ops.node);
         let x = checkpointer.retrieve_node_output::<FlexTensor>(xs);
         let w = checkpointer.retrieve_node_output::<FlexTensor>(ws);
-        let [dx, dw, _] = self::grads(x, w, dy, [nx.is_some(), nw.is_some(), false]);
+        let [dx, dw, _] = dense_grads(x, w, dy, [nx.is_some(), nw.is_some(), false]);
         for (parent, gradient) in [(nx, dx), (nw, dw)] {
             if let (Some(node), Some(gradient)) = (parent, gradient) {
                 grads.register::<Flex>(node.id, gradient);
@@ -111,7 +116,10 @@ pub fn linear_custom(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Ten
         burn::tensor::module::linear(x, w, bias)
     };
     let f32s = [x.dtype(), w.dtype()].into_iter().chain(bias.as_ref().map(|b| b.dtype()));
-    if f32s.into_iter().any(|dtype| dtype != burn::tensor::DType::F32) {
+    // Sizes that do not match go to burn's op too, which reports them as it does.
+    let ([_, inputs], [rows, outputs]) = (x.dims(), w.dims());
+    let matched = inputs == rows && bias.as_ref().is_none_or(|b| b.dims() == [outputs]);
+    if !matched || f32s.into_iter().any(|dtype| dtype != burn::tensor::DType::F32) {
         return burn_linear(x, w, bias);
     }
     let (xc, wc) = (x.clone(), w.clone());
