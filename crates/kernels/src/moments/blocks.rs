@@ -337,6 +337,37 @@ mod tests {
         }
     }
 
+    /// The run pass in registers (ReLU's activations computed there, its slope counted) gives plain code's
+    /// figures lane for lane, on each instruction set this CPU runs, non-finite values included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_run_pass_in_registers_is_plain_code_s() {
+        let activations = [Pointwise::Relu, Pointwise::LeakyRelu(0.01), Pointwise::Sigmoid];
+        for dims in [[8, 3, 6, 6], [5, 2, 13, 13], [4, 2, 3, 3]] {
+            let count: usize = dims.iter().product();
+            let mut pre: Vec<f32> = (0..count).map(|i| ((i as f32 * 0.618_034).fract() - 0.45) * 6.0).collect();
+            for f in activations {
+                for non_finite in [false, true] {
+                    if non_finite {
+                        (pre[count / 3], pre[count / 2]) = (f32::NAN, f32::NEG_INFINITY);
+                    }
+                    let label = format!("{f:?} {dims:?}, non-finite {non_finite}");
+                    // SAFETY: each pass runs only where the CPU has its instructions; plain code anywhere.
+                    unsafe {
+                        if crate::Isa::Avx512.runs_here() {
+                            let plain = run_with::<super::super::Plain, 16>(f, dims, &pre);
+                            assert_eq!(format!("{:?}", run_avx512(f, dims, &pre)), format!("{plain:?}"), "{label}");
+                        }
+                        if crate::Isa::Avx2.runs_here() {
+                            let plain = run_with::<super::super::Plain, 8>(f, dims, &pre);
+                            assert_eq!(format!("{:?}", run_avx2(f, dims, &pre)), format!("{plain:?}"), "{label}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// A unit's extreme is its lanes' (their order does not matter), NaN where no lane took a value.
     #[test]
     fn a_unit_s_extreme_skips_lanes_that_took_nothing() {
