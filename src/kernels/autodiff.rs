@@ -399,6 +399,32 @@ impl Backward<Flex, 2> for ConvNoBias {
 
 pub(super) type AdPrim = <Ad as burn::backend::BackendTypes>::FloatTensorPrimitive;
 
+/// A weighted op's input, weights and bias as the primitives the own kernels take.
+pub(super) enum Operands {
+    /// On Autodiff<Flex> (NoCheckpointing): the op is recorded for the backward pass.
+    Tracked(AdPrim, AdPrim, Option<AdPrim>),
+    /// On plain Flex.
+    Plain(FlexTensor, FlexTensor, Option<FlexTensor>),
+}
+
+/// `x`, `w` and `bias` as [`Operands`]: Autodiff<Flex> first, then plain Flex; `None` for anything else (another
+/// backend, or a bias on another one than the rest), which goes to burn's op.
+pub(super) fn operands<const D: usize, const E: usize>(
+    x: &Tensor<D>,
+    w: &Tensor<E>,
+    bias: &Option<Tensor<1>>,
+) -> Option<Operands> {
+    if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Ad>(), w.clone().try_into_primitive::<Ad>()) {
+        let bias = bias.clone().map(|b| b.try_into_primitive::<Ad>()).transpose().ok()?;
+        return Some(Operands::Tracked(xp, wp, bias));
+    }
+    let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) else {
+        return None;
+    };
+    let bias = bias.clone().map(|b| b.try_into_primitive::<Flex>()).transpose().ok()?;
+    Some(Operands::Plain(xp, wp, bias))
+}
+
 fn ad_conv(
     x: AdPrim,
     w: AdPrim,
@@ -464,30 +490,17 @@ pub fn conv2d_custom(
     if x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
         return burn_conv(x, w, bias);
     }
-    // Autodiff<Flex> (NoCheckpointing) first, then plain Flex; otherwise burn's own conv2d.
-    let (xc, wc, bc) = (x.clone(), w.clone(), bias.clone());
-    if let (Ok(xp), Ok(wp)) = (xc.try_into_primitive::<Ad>(), wc.try_into_primitive::<Ad>()) {
-        let bp = match bc.map(|b| b.try_into_primitive::<Ad>()) {
-            None => Some(None),
-            Some(Ok(b)) => Some(Some(b)),
-            Some(Err(_)) => None,
-        };
-        if let Some(bp) = bp {
+    match operands(&x, &w, &bias) {
+        Some(Operands::Tracked(xp, wp, bp)) => {
             let (y, moments) = ad_conv(xp, wp, bp, ([pad, stride], choice), after);
-            return (Tensor::from_primitive::<Ad>(y), moments);
+            (Tensor::from_primitive::<Ad>(y), moments)
         }
-    } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
-        let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
-            None => Some(None),
-            Some(Ok(b)) => Some(Some(b)),
-            Some(Err(_)) => None,
-        };
-        if let Some(bp) = bp {
+        Some(Operands::Plain(xp, wp, bp)) => {
             let f = fwd(&xp, &wp, bp.as_ref(), ([pad, stride], choice), false, after);
-            return (Tensor::from_primitive::<Flex>(f.y), f.moments);
+            (Tensor::from_primitive::<Flex>(f.y), f.moments)
         }
+        None => burn_conv(x, w, bias),
     }
-    burn_conv(x, w, bias)
 }
 
 // --- size×size / stride size max-pool (floor mode, no padding) ------------------------------------------

@@ -13,7 +13,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::Tensor;
 use convscope_kernels::dense::{self, Dense};
 
-use super::autodiff::{Ad, AdPrim, flex};
+use super::autodiff::{Ad, AdPrim, Operands, flex, operands};
 
 /// The layer's sizes from x `[batch, inputs]` and W `[inputs, outputs]`.
 fn sizes(x: &FlexTensor, w: &FlexTensor) -> Dense {
@@ -122,25 +122,9 @@ pub fn linear_custom(x: Tensor<2>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Ten
     if !matched || f32s.into_iter().any(|dtype| dtype != burn::tensor::DType::F32) {
         return burn_linear(x, w, bias);
     }
-    let (xc, wc) = (x.clone(), w.clone());
-    if let (Ok(xp), Ok(wp)) = (xc.try_into_primitive::<Ad>(), wc.try_into_primitive::<Ad>()) {
-        let bp = match bias.clone().map(|b| b.try_into_primitive::<Ad>()) {
-            None => Some(None),
-            Some(Ok(b)) => Some(Some(b)),
-            Some(Err(_)) => None,
-        };
-        if let Some(bp) = bp {
-            return Tensor::from_primitive::<Ad>(ad_linear(xp, wp, bp));
-        }
-    } else if let (Ok(xp), Ok(wp)) = (x.clone().try_into_primitive::<Flex>(), w.clone().try_into_primitive::<Flex>()) {
-        let bp = match bias.clone().map(|b| b.try_into_primitive::<Flex>()) {
-            None => Some(None),
-            Some(Ok(b)) => Some(Some(b)),
-            Some(Err(_)) => None,
-        };
-        if let Some(bp) = bp {
-            return Tensor::from_primitive::<Flex>(forward(&xp, &wp, bp.as_ref()));
-        }
+    match operands(&x, &w, &bias) {
+        Some(Operands::Tracked(xp, wp, bp)) => Tensor::from_primitive::<Ad>(ad_linear(xp, wp, bp)),
+        Some(Operands::Plain(xp, wp, bp)) => Tensor::from_primitive::<Flex>(forward(&xp, &wp, bp.as_ref())),
+        None => burn_linear(x, w, bias),
     }
-    burn_linear(x, w, bias)
 }
