@@ -161,6 +161,39 @@ fn moving_the_learning_rate_slider_sends_the_new_rate() {
     assert!((rates[0] - 0.25).abs() < 1e-9, "{rates:?}");
 }
 
+/// A rate typed into the slider's number goes to the worker once, when the typing is done: not "0", "0.0",
+/// "0.00" on the way (each clamped to the slider's floor and sent as a change, with its marker on the plots).
+#[test]
+fn a_typed_learning_rate_is_sent_once_typing_ends() {
+    let fake = FakeWorker::default();
+    let mut harness = harness(&fake);
+    harness.get_by_value("1.00e-2").hover();
+    harness.run_steps(1);
+    harness.get_by_value("1.00e-2").click();
+    harness.run_steps(2);
+    let field = |harness: &Harness<'static, ConvscopeApp>| {
+        harness.get_by_role_and_label(Role::SpinButton, "Learning rate").is_focused()
+    };
+    assert!(field(&harness), "a click on the number opens it for typing");
+    // Key by key, a frame each, as a person types (the whole text was selected, so it is replaced).
+    for key in ["0", ".", "0", "0", "3"] {
+        harness.get_by_role_and_label(Role::SpinButton, "Learning rate").type_text(key);
+        harness.run_steps(1);
+    }
+    let rates = |fake: &FakeWorker| -> Vec<f64> {
+        let sent = fake.sent();
+        sent.iter()
+            .filter_map(|c| if let Command::Change(Setting::LearningRate(lr)) = c { Some(*lr) } else { None })
+            .collect()
+    };
+    assert_eq!(rates(&fake), Vec::<f64>::new(), "nothing is sent while typing");
+    harness.key_press(egui::Key::Enter);
+    harness.run_steps(2);
+    let sent = rates(&fake);
+    assert_eq!(sent.len(), 1, "one change for one typed rate: {sent:?}");
+    assert!((sent[0] - 0.003).abs() < 1e-12, "{sent:?}");
+}
+
 #[test]
 fn shortcuts_act_but_not_while_typing_in_a_text_field() {
     let fake = FakeWorker::default();

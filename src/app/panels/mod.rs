@@ -110,7 +110,9 @@ pub fn edit_number<T: egui::emath::Numeric>(
     hover: &str,
 ) -> Option<T> {
     let mut value = draft.unwrap_or(current);
-    let widget = egui::DragValue::new(&mut value).range(range).speed(speed).max_decimals(6);
+    // Typed values count once the field lets go (Enter, or a click elsewhere): egui's default takes every
+    // keystroke, so "0.05" went through "0" (clamped to the floor) and "0.0" as changes of their own.
+    let widget = egui::DragValue::new(&mut value).range(range).speed(speed).max_decimals(6).update_while_editing(false);
     let response = ui.add_enabled(enabled, widget).on_hover_text(hover);
     if response.changed() {
         *draft = Some(value);

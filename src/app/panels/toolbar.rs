@@ -146,7 +146,9 @@ impl ToolbarPanel {
                 egui::Slider::new(&mut lr, LR_RANGE.0..=LR_RANGE.1)
                     .logarithmic(true)
                     .text("Learning rate")
-                    .custom_formatter(|v, _| format!("{v:.2e}")),
+                    .custom_formatter(|v, _| format!("{v:.2e}"))
+                    // A typed rate is one change, made when the field lets go (see `edit_number`).
+                    .update_while_editing(false),
             )
             .on_hover_text("Step size of each update (log scale); click the number to type one.");
         if slider.changed() {
