@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::arch::Activation;
 use crate::diagnose::{DEAD_UNIT_WINDOW, SATURATED_SLOPE_FRACTION};
-use crate::kernels::read_in_place;
+use crate::kernels::{StepSizes, read_in_place};
 use crate::model::{Cnn, LayerValues, Trace};
 use crate::snapshot::LayerStats;
 use crate::train::activity::{self, LayerActivity};
@@ -134,19 +134,15 @@ fn to_host(what: &'static str, tensor: Tensor<4>) -> Result<Vec<f32>, TrainError
     readback(what, tensor.into_data())
 }
 
-/// Statistics of every layer with weights for the step whose forward pass gave `host` and `inputs`;
-/// `weights_before` are the flat weights before the update (the model already holds the updated ones).
-pub fn layer_stats(
+/// (‖ΔW‖², ‖W‖², the input's mean square) of each layer (NaN for layers without weights). Where nothing pools the
+/// previous layer's activations on their way in, they are the input, and their mean square was measured in the
+/// pass: one serial pass over the input fewer (about 1.5 % of a small net's step at two threads).
+fn layer_sums(
     model: &Cnn,
     host: &[HostLayer],
     inputs: &[Tensor<4>],
-    weights_before: &[Tensor<1>],
-    grad_norms: &[f32],
-    tracker: &mut UnitTracker,
-) -> Result<Vec<LayerStats>, TrainError> {
-    // ‖ΔW‖², ‖W‖² and the mean square of each layer's input. Where nothing pools the previous layer's
-    // activations on their way in, they are the input, and their mean square was measured in the pass: one
-    // serial pass over the input fewer (about 1.5 % of a small net's step at two threads).
+    (weights_before, step_sizes): (&[Tensor<1>], &StepSizes),
+) -> Result<Vec<[f32; 3]>, TrainError> {
     let measured_input: Vec<Option<f32>> = (0..model.layers.len())
         .map(|index| {
             let previous = index.checked_sub(1)?;
@@ -159,10 +155,13 @@ pub fn layer_stats(
         model.layers.iter().zip(inputs.iter().zip(weights_before)).zip(&measured_input)
     {
         let after = layer.flat_weight();
-        weighted.push(after.is_some());
+        // ‖ΔW‖² and ‖W‖² as the fused update measured them, or else from one pass over the weights.
+        let measured_step = after.as_ref().and_then(|after| step_sizes.of(after));
+        weighted.push(after.as_ref().map(|_| measured_step));
         let Some(after) = after else { continue };
-        // ‖ΔW‖² and ‖W‖² from one pass over the weights.
-        pairs.push((after, Some(before.clone())));
+        if measured_step.is_none() {
+            pairs.push((after, Some(before.clone())));
+        }
         if measured.is_none() {
             let input = input.clone().flatten::<1>(0, 3);
             input_counts.push(input.dims()[0].max(1) as f32);
@@ -173,19 +172,40 @@ pub fn layer_stats(
     let mut counts = input_counts.into_iter();
     let mut device = Vec::with_capacity(model.layers.len());
     for (&weighted, measured) in weighted.iter().zip(&measured_input) {
-        if !weighted {
+        let Some(measured_step) = weighted else {
             // No weights, nothing summed.
             device.push([f32::NAN; 3]);
             continue;
-        }
-        let (Some(delta_sq), Some(weight_sq)) = (scalars.next(), scalars.next()) else { break };
+        };
+        let (delta_sq, weight_sq) = match measured_step {
+            Some((delta_sq, weight_sq)) => (delta_sq as f32, weight_sq as f32),
+            None => match (scalars.next(), scalars.next()) {
+                (Some(delta_sq), Some(weight_sq)) => (delta_sq, weight_sq),
+                _ => break,
+            },
+        };
         let input_sq = match measured {
             Some(mean_square) => *mean_square,
             None => scalars.next().unwrap_or(f32::NAN) / counts.next().unwrap_or(1.0),
         };
         device.push([delta_sq, weight_sq, input_sq]);
     }
+    Ok(device)
+}
 
+/// Statistics of every layer with weights for the step whose forward pass gave `host` and `inputs`;
+/// `weights_before` are the flat weights before the update (the model already holds the updated ones), read only
+/// for layers whose update `step_sizes` did not measure.
+pub fn layer_stats(
+    model: &Cnn,
+    host: &[HostLayer],
+    inputs: &[Tensor<4>],
+    weights_before: &[Tensor<1>],
+    step_sizes: &StepSizes,
+    grad_norms: &[f32],
+    tracker: &mut UnitTracker,
+) -> Result<Vec<LayerStats>, TrainError> {
+    let device = layer_sums(model, host, inputs, (weights_before, step_sizes))?;
     let mut stats = Vec::with_capacity(host.len());
     for ((index, layer), (host, &[delta_sq, weight_sq, input_sq])) in
         model.layers.iter().enumerate().zip(host.iter().zip(&device))

@@ -8,6 +8,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
 use crate::data::batch::Shift;
+use crate::kernels::StepSizes;
 use crate::model::{Trace, WeightedLayer};
 use crate::snapshot::{MetricRow, Snapshot};
 use crate::train::error::{TrainError, readback};
@@ -166,7 +167,9 @@ impl Trainer {
             panic!("a fault injected at step {step} (a test of the recovery path)");
         }
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
+        crate::kernels::take_step_sizes();
         self.model = self.optimizer.step(self.config.lr, self.model.clone(), grads);
+        let step_sizes = crate::kernels::take_step_sizes();
         self.step = step;
         self.last_indices = indices.to_vec();
         self.last_grads = gradients.weights;
@@ -188,7 +191,7 @@ impl Trainer {
         let spent = started.elapsed().as_secs_f64();
         self.elapsed_secs += spent;
         self.step_secs += spent;
-        Ok(self.observe(trace, capture, &weights_before, gradients.norms))
+        Ok(self.observe(trace, capture, (&weights_before, &step_sizes), gradients.norms))
     }
 
     /// Whether this step's loss or gradients mean the run has diverged (counting exploding steps).
@@ -224,20 +227,26 @@ impl Trainer {
         &mut self,
         trace: Option<Trace>,
         capture: bool,
-        weights_before: &[Tensor<1>],
+        (weights_before, step_sizes): (&[Tensor<1>], &StepSizes),
         grad_norms: Vec<f32>,
     ) -> StepOutcome {
         let mut warnings = Vec::new();
         let host =
             trace.and_then(|trace| stats::read_trace(&self.model, trace, capture).map_err(|e| warnings.push(e)).ok());
         let stats = match &host {
-            Some((layers, inputs)) => {
-                stats::layer_stats(&self.model, layers, inputs, weights_before, &grad_norms, &mut self.units)
-                    .unwrap_or_else(|e| {
-                        warnings.push(e);
-                        Vec::new()
-                    })
-            }
+            Some((layers, inputs)) => stats::layer_stats(
+                &self.model,
+                layers,
+                inputs,
+                weights_before,
+                step_sizes,
+                &grad_norms,
+                &mut self.units,
+            )
+            .unwrap_or_else(|e| {
+                warnings.push(e);
+                Vec::new()
+            }),
             None => Vec::new(),
         };
         let snapshot = host

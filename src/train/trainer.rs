@@ -9,8 +9,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +18,7 @@ use crate::arch::{LayerSettings, NetPlan};
 use crate::config::{BackendKind, OptimizerKind, Setting, TrainConfig};
 use crate::data::DataSplit;
 use crate::data::batch::{BatchSampler, Normalization};
+use crate::kernels::FusedSgd;
 use crate::model::Cnn;
 use crate::protocol::{RunInfo, Thumbnail};
 use crate::snapshot::{Confusion, ConfusionExample, FloatArray, LayerInfo};
@@ -96,14 +96,19 @@ pub(crate) struct HealthyState {
 pub(crate) fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
     let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     let clip = (config.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(config.grad_clip as f32));
+    // SGD with or without momentum (no dampening: burn's default is 0.1, PyTorch and the reference use none) is
+    // the project's one-pass update; its state is recorded as burn's `Sgd` records it.
+    let sgd = |momentum: Option<f64>| {
+        let decay = (config.weight_decay > 0.0).then_some(config.weight_decay);
+        let optimizer = ModuleOptimizer::from(FusedSgd::new(momentum, decay));
+        match &clip {
+            Some(clip) => optimizer.with_grad_clipping(clip.init()),
+            None => optimizer,
+        }
+    };
     match config.optimizer {
-        OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).with_gradient_clipping(clip).init(),
-        OptimizerKind::Momentum => SgdConfig::new()
-            .with_weight_decay(decay)
-            .with_gradient_clipping(clip)
-            // burn's default dampening is 0.1; PyTorch (and the reference) use none.
-            .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)))
-            .init(),
+        OptimizerKind::Sgd => sgd(None),
+        OptimizerKind::Momentum => sgd(Some(config.momentum)),
         OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).with_grad_clipping(clip).init(),
     }
 }

@@ -14,6 +14,7 @@ mod fork;
 mod hints;
 mod kernels;
 mod layering;
+mod optimizer;
 mod regression;
 mod support;
 mod training;

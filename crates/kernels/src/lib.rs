@@ -12,6 +12,7 @@ pub mod moments;
 pub mod peak;
 pub mod pointwise;
 pub mod pool;
+pub mod sgd;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 pub mod squares;
