@@ -1,7 +1,8 @@
 //! The forward kernel with output channels in the vector lanes, for rows that leave the column kernel's lanes
 //! idle: a 14-wide map fills 14 of AVX-512's 16 lanes, a 10-wide one 10. Here each accumulator holds one output
 //! pixel for a vector of channels, each block is V channel vectors × P pixels of one output row with P picked
-//! to fit the row, and per tap V weight loads and P broadcast inputs feed V·P FMAs. The block's results go
+//! to fit the row, and per tap V weight loads and P broadcast inputs feed V·P FMAs (with one channel vector at
+//! stride 1, three taps at a time input by input, so each broadcast feeds up to three FMAs). The block's results go
 //! through a small [pixel][channel] buffer that is transposed to NCHW once per output row, which is why it only
 //! pays where each output sums many taps. It serves dX as well (the forward kernel on dY), and it is the direct
 //! forward at strides above 1 (each pixel's inputs `stride` apart in the padded row). A strided dX runs the same
