@@ -97,3 +97,33 @@ fn the_update_measures_the_step_the_statistics_would_have_measured() {
         assert!(sizes.of(&Tensor::<1>::zeros([12_000], &device).inner()).is_none());
     }
 }
+
+/// A training step's update ratio and weight RMS, as the statistics row gives them, against the weights read
+/// before and after the step: through the fused update's own measure (SGD) and through the pass over the weights
+/// (Adam, which burn runs).
+#[test]
+fn a_step_s_weight_figures_are_those_of_the_weights() {
+    use convscope::config::{BackendKind, OptimizerKind, TrainConfig};
+    use convscope::train::{StepOutcome, Trainer};
+    for optimizer in [OptimizerKind::Momentum, OptimizerKind::Sgd, OptimizerKind::Adam] {
+        let config = TrainConfig { test_every: 0, optimizer, weight_decay: 1e-3, ..TrainConfig::default() };
+        let mut trainer = Trainer::new(config, crate::support::mnist(), BackendKind::Flex).unwrap();
+        trainer.set_stats_every(1);
+        for _ in 0..3 {
+            let before: Vec<Vec<f32>> = (0..).map_while(|i| trainer.layer_weights(i).ok()).map(|w| w.data).collect();
+            let layers = before.len();
+            let StepOutcome::Updated { row, .. } = trainer.step(false).unwrap() else { panic!("diverged") };
+            assert_eq!(row.stats.len(), layers, "{optimizer:?}");
+            for (i, (stats, before)) in row.stats.iter().zip(&before).enumerate() {
+                let after = trainer.layer_weights(i).unwrap().data;
+                let norm: f64 = after.iter().map(|&w| f64::from(w).powi(2)).sum();
+                let change: f64 = after.iter().zip(before).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+                let (ratio, rms) = ((change / norm).sqrt(), (norm / after.len() as f64).sqrt());
+                let case = format!("{optimizer:?}, layer {i}: {stats:?}");
+                assert!(ratio > 0.0, "{case}");
+                assert!((f64::from(stats.update_ratio) - ratio).abs() <= 1e-4 * ratio, "{case}: ratio {ratio}");
+                assert!((f64::from(stats.weight_rms) - rms).abs() <= 1e-5 * rms, "{case}: rms {rms}");
+            }
+        }
+    }
+}
