@@ -167,6 +167,7 @@ impl Trainer {
             panic!("a fault injected at step {step} (a test of the recovery path)");
         }
         // Cloning the module copies handles only; a panic inside the update leaves the old model in place.
+        // Forget the sizes of updates made since the last step (none in training; a test's, say), then keep this one's.
         crate::kernels::take_step_sizes();
         self.model = self.optimizer.step(self.config.lr, self.model.clone(), grads);
         let step_sizes = crate::kernels::take_step_sizes();
