@@ -10,8 +10,8 @@
 mod autodiff;
 use autodiff::After;
 mod linear;
+mod optim;
 mod pointwise;
-mod sgd;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -23,7 +23,7 @@ use burn::tensor::{DType, Tensor};
 pub use convscope_kernels::Isa;
 pub use convscope_kernels::moments::{Moments, Slope};
 pub use convscope_kernels::pointwise::Pointwise;
-pub use sgd::{FusedSgd, StepSizes, take_step_sizes};
+pub use optim::{FusedAdam, FusedSgd, StepSizes, take_step_sizes};
 
 /// Which kernels run the convolutions and the 2×2 pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
+use burn::optim::ModuleOptimizer;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +17,7 @@ use crate::arch::{LayerSettings, NetPlan};
 use crate::config::{BackendKind, OptimizerKind, Setting, TrainConfig};
 use crate::data::DataSplit;
 use crate::data::batch::{BatchSampler, Normalization};
-use crate::kernels::FusedSgd;
+use crate::kernels::{FusedAdam, FusedSgd};
 use crate::model::Cnn;
 use crate::protocol::{RunInfo, Thumbnail};
 use crate::snapshot::{Confusion, ConfusionExample, FloatArray, LayerInfo};
@@ -94,22 +93,18 @@ pub(crate) struct HealthyState {
 }
 
 pub(crate) fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let decay = (config.weight_decay > 0.0).then_some(config.weight_decay);
     let clip = (config.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(config.grad_clip as f32));
-    // SGD with or without momentum (no dampening: burn's default is 0.1, PyTorch and the reference use none) is
-    // the project's one-pass update; its state is recorded as burn's `Sgd` records it.
-    let sgd = |momentum: Option<f64>| {
-        let decay = (config.weight_decay > 0.0).then_some(config.weight_decay);
-        let optimizer = ModuleOptimizer::from(FusedSgd::new(momentum, decay));
-        match &clip {
-            Some(clip) => optimizer.with_grad_clipping(clip.init()),
-            None => optimizer,
-        }
+    // The project's one-pass updates, their state recorded as burn's `Sgd` and `Adam` record it. SGD's momentum
+    // has no dampening (burn's default is 0.1; PyTorch and the reference use none); Adam has burn's defaults.
+    let optimizer = match config.optimizer {
+        OptimizerKind::Sgd => ModuleOptimizer::from(FusedSgd::new(None, decay)),
+        OptimizerKind::Momentum => ModuleOptimizer::from(FusedSgd::new(Some(config.momentum), decay)),
+        OptimizerKind::Adam => ModuleOptimizer::from(FusedAdam::new(decay)),
     };
-    match config.optimizer {
-        OptimizerKind::Sgd => sgd(None),
-        OptimizerKind::Momentum => sgd(Some(config.momentum)),
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(decay).with_grad_clipping(clip).init(),
+    match clip {
+        Some(clip) => optimizer.with_grad_clipping(clip.init()),
+        None => optimizer,
     }
 }
 

@@ -1,13 +1,13 @@
-//! The one-pass SGD update against burn's `Sgd`: the same weights to the bit, step after step, with and without
-//! momentum and weight decay; optimiser state saved by either loads into the other; and the update's own
-//! measure of its size is the one the statistics took from the weights.
+//! The one-pass SGD and Adam updates against burn's `Sgd` and `Adam`: the same weights to the bit, step after step,
+//! with and without momentum and weight decay; optimiser state saved by either loads into the other; and the
+//! update's own measure of its size is the one the statistics took from the weights.
 
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor};
-use convscope::kernels::{self, FusedSgd};
+use convscope::kernels::{self, FusedAdam, FusedSgd};
 
 const LR: f64 = 0.05;
 
@@ -42,31 +42,54 @@ fn bits(layer: &Linear) -> Vec<u32> {
     values.into_iter().map(f32::to_bits).collect()
 }
 
+/// burn's optimiser and the project's for one case, built afresh (a name for the messages).
+type Pair = (String, Box<dyn Fn() -> ModuleOptimizer>, Box<dyn Fn() -> ModuleOptimizer>);
+
+fn pairs() -> Vec<Pair> {
+    let mut pairs: Vec<Pair> = Vec::new();
+    for (momentum, decay) in [(None, None), (None, Some(5e-3)), (Some(0.9), None), (Some(0.9), Some(5e-3))] {
+        pairs.push((
+            format!("SGD, momentum {momentum:?}, decay {decay:?}"),
+            Box::new(move || burns(momentum, decay)),
+            Box::new(move || fused(momentum, decay)),
+        ));
+    }
+    for decay in [None, Some(5e-3)] {
+        pairs.push((
+            format!("Adam, decay {decay:?}"),
+            Box::new(move || {
+                AdamConfig::new().with_weight_decay(decay.map(|d| WeightDecayConfig::new(d as f32))).init()
+            }),
+            Box::new(move || ModuleOptimizer::from(FusedAdam::new(decay))),
+        ));
+    }
+    pairs
+}
+
 #[test]
 fn the_one_pass_update_is_burns_to_the_bit_and_their_states_load_into_each_other() {
     let device = Device::flex().autodiff();
     let start = LinearConfig::new(300, 40).init(&device);
-    for (momentum, decay) in [(None, None), (None, Some(5e-3)), (Some(0.9), None), (Some(0.9), Some(5e-3))] {
-        let case = format!("momentum {momentum:?}, decay {decay:?}");
-        let (mut theirs, mut ours) = (burns(momentum, decay), fused(momentum, decay));
+    for (case, burns, ours) in pairs() {
+        let (mut theirs, mut ours_now) = (burns(), ours());
         let (mut a, mut b) = (start.clone(), start.clone());
         let fallbacks = kernels::fallbacks_on_this_thread();
         for number in 0..3 {
             a = step(&mut theirs, a, number, &device);
-            b = step(&mut ours, b, number, &device);
+            b = step(&mut ours_now, b, number, &device);
             assert_eq!(bits(&a), bits(&b), "{case}, step {number}");
         }
         assert_ne!(bits(&a), bits(&start), "{case}: the steps changed the weights");
         assert_eq!(kernels::fallbacks_on_this_thread(), fallbacks, "{case}: the update went through tensor ops");
-        // Each one's saved state goes on in the other: the velocity is recorded under the same names.
-        let (saved_theirs, saved_ours) = (theirs.into_bytes().unwrap(), ours.into_bytes().unwrap());
-        let mut ours_from_theirs = fused(momentum, decay).from_bytes(saved_theirs).unwrap();
-        let mut theirs_from_ours = burns(momentum, decay).from_bytes(saved_ours).unwrap();
+        // Each one's saved state goes on in the other: the state is recorded under the same names.
+        let (saved_theirs, saved_ours) = (theirs.into_bytes().unwrap(), ours_now.into_bytes().unwrap());
+        let mut ours_from_theirs = ours().from_bytes(saved_theirs).unwrap();
+        let mut theirs_from_ours = burns().from_bytes(saved_ours).unwrap();
         let (mut c, mut d) = (a.clone(), b.clone());
         for number in 3..5 {
             a = step(&mut theirs_from_ours, a, number, &device);
             b = step(&mut ours_from_theirs, b, number, &device);
-            c = step(&mut ours, c, number, &device);
+            c = step(&mut ours_now, c, number, &device);
             d = step(&mut theirs, d, number, &device);
         }
         assert_eq!(bits(&a), bits(&b), "{case}: after loading each other's state");
@@ -99,8 +122,8 @@ fn the_update_measures_the_step_the_statistics_would_have_measured() {
 }
 
 /// A training step's update ratio and weight RMS, as the statistics row gives them, against the weights read
-/// before and after the step: through the fused update's own measure (SGD) and through the pass over the weights
-/// (Adam, which burn runs).
+/// before and after the step, through the fused updates' own measure
+/// (the default SGD with momentum, plain SGD and Adam).
 #[test]
 fn a_step_s_weight_figures_are_those_of_the_weights() {
     use convscope::config::{BackendKind, OptimizerKind, TrainConfig};

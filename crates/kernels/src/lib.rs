@@ -12,10 +12,10 @@ pub mod moments;
 pub mod peak;
 pub mod pointwise;
 pub mod pool;
-pub mod sgd;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 pub mod squares;
+pub mod update;
 
 /// Shape of one convolution: x [b, ci, h, w], w [co, ci, kh, kw], zero padding `pad` on every side, the same
 /// stride in both directions (im2col + gemm take any; the direct kernels any for forward and dW, 1 for dX).

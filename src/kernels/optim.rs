@@ -1,12 +1,14 @@
-//! SGD (momentum, weight decay) as a burn [`Optimizer`] that updates each parameter in one pass on flex
-//! (`convscope_kernels::sgd`): burn's `Sgd` wrote a fresh tensor for each of its five or six ops, and burn-flex
-//! copied each once more to align it — a third of `mlp`'s step at two threads. The velocity is updated where it
-//! lies; the weights come out the same to the bit as burn's. Each update also measures its own size (Σ ΔW², Σ W²),
-//! kept on this thread for the statistics ([`take_step_sizes`]), which then skip two passes over the weights.
+//! SGD (momentum, weight decay) and Adam as burn [`Optimizer`]s that update each parameter in one pass on flex
+//! (`convscope_kernels::update`): burn's `Sgd` wrote a fresh tensor for each of its five or six ops, and burn-flex
+//! copied each once more to align it — a third of `mlp`'s step at two threads; its `Adam` took a dozen ops, some
+//! of them scalar loops in burn-flex — six sevenths of `mlp`'s step. The velocity and the moments are updated
+//! where they lie; the weights come out the same to the bit as burn's. Each update also measures its own size
+//! (Σ ΔW², Σ W²), kept on this thread for the statistics ([`take_step_sizes`]), which then skip two passes over
+//! the weights.
 //!
-//! The state is recorded under burn's names (`<param>.momentum.velocity`), so checkpoints and healthy states
-//! written by either optimizer load into the other. Other backends and element types run the same arithmetic as
-//! tensor ops.
+//! The state is recorded under burn's names (`<param>.momentum.velocity`; `<param>.momentum.{time, moment_1,
+//! moment_2}`), so checkpoints and healthy states written by either optimizer load into the other. Other
+//! backends and element types run the same arithmetic as tensor ops.
 
 use std::cell::RefCell;
 
@@ -14,7 +16,7 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::optim::{LearningRate, Optimizer, RecordState, StateSink, StateSource, join_path};
 use burn::tensor::{DType, Device, Tensor};
-use convscope_kernels::sgd::{self, Sgd, StepSize, Velocity};
+use convscope_kernels::update::{self, Adam, Moments, Sgd, StepSize, Velocity};
 
 use super::autodiff::flex;
 use super::{KernelChoice, fell_back, kernel_choice};
@@ -109,19 +111,19 @@ fn fused<const D: usize>(
     let (weights, grads) = (w.as_slice::<f32>().unwrap_or_default(), g.as_slice::<f32>().unwrap_or_default());
     let (out, size, velocity) = match (sgd.momentum, velocity.and_then(|v| v.try_into_primitive::<Flex>().ok())) {
         (None, _) => {
-            let (out, size) = sgd::step(sgd, weights, grads, Velocity::None);
+            let (out, size) = update::step(sgd, weights, grads, Velocity::None);
             (out, size, None)
         }
         (Some(_), Some(previous))
             if previous.dtype() == DType::F32 && previous.layout().shape() == w.layout().shape() =>
         {
             let mut previous = whole(previous);
-            let (out, size) = sgd::step(sgd, weights, grads, Velocity::Running(previous.storage_mut::<f32>()));
+            let (out, size) = update::step(sgd, weights, grads, Velocity::Running(previous.storage_mut::<f32>()));
             (out, size, Some(previous))
         }
         (Some(_), _) => {
             let mut fresh = vec![0.0f32; weights.len()];
-            let (out, size) = sgd::step(sgd, weights, grads, Velocity::Fresh(&mut fresh));
+            let (out, size) = update::step(sgd, weights, grads, Velocity::Fresh(&mut fresh));
             (out, size, Some(flex(fresh, shape.clone())))
         }
     };
@@ -160,6 +162,137 @@ fn by_tensor_ops<const D: usize>(
     });
     let direction = velocity.clone().unwrap_or(grad);
     (tensor.sub(direction.mul_scalar(sgd.lr)), velocity)
+}
+
+/// Adam (burn's, without AMSGrad) with optional L2 weight decay, one pass a parameter on flex.
+#[derive(Clone, Debug)]
+pub struct FusedAdam {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    decay: Option<f32>,
+}
+
+impl FusedAdam {
+    /// burn's `AdamConfig` defaults (β₁ 0.9, β₂ 0.999, ε 1e-5), with `decay` as its weight decay.
+    pub fn new(decay: Option<f64>) -> FusedAdam {
+        FusedAdam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, decay: decay.map(|d| d as f32) }
+    }
+}
+
+/// A parameter's step count and moments, recorded as burn's `AdamState { momentum: AdaptiveMomentumState }`.
+#[derive(Clone)]
+pub struct AdamState<const D: usize> {
+    time: usize,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+}
+
+impl<const D: usize> RecordState for AdamState<D> {
+    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
+        let prefix = join_path(prefix, MOMENTUM);
+        out.push_scalar(&prefix, "time", burn_pack::Scalar::from(self.time));
+        out.push_tensor(&prefix, "moment_1", self.moment_1.clone().into_data());
+        out.push_tensor(&prefix, "moment_2", self.moment_2.clone().into_data());
+    }
+
+    fn state_unflatten(prefix: &str, src: &mut StateSource, device: &Device) -> Option<Self> {
+        let prefix = join_path(prefix, MOMENTUM);
+        let time = usize::try_from(src.take_scalar(&prefix, "time")?).ok()?;
+        let moment_1 = Tensor::from_data(src.take_tensor(&prefix, "moment_1")?, device);
+        let moment_2 = Tensor::from_data(src.take_tensor(&prefix, "moment_2")?, device);
+        Some(AdamState { time, moment_1, moment_2 })
+    }
+}
+
+impl Optimizer for FusedAdam {
+    type State<const D: usize> = AdamState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let FusedAdam { beta_1, beta_2, epsilon, decay } = *self;
+        let adam = Adam { lr: lr as f32, beta_1, beta_2, epsilon, decay };
+        let time = state.as_ref().map_or(1, |state| state.time + 1);
+        let moments = state.map(|state| (state.moment_1, state.moment_2));
+        let (tensor, [moment_1, moment_2]) = match flex_parts(&tensor, &grad) {
+            Some((w, g)) => adam_fused(adam, time, &w, &g, moments),
+            None => {
+                fell_back();
+                adam_by_tensor_ops(adam, time, tensor, grad, moments)
+            }
+        };
+        (tensor, Some(AdamState { time, moment_1, moment_2 }))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
+        let AdamState { time, moment_1, moment_2 } = state;
+        AdamState { time, moment_1: moment_1.to_device(device), moment_2: moment_2.to_device(device) }
+    }
+}
+
+/// One pass: the new weights in a fresh buffer, the moments in their own where no one else holds them.
+fn adam_fused<const D: usize>(
+    adam: Adam,
+    time: usize,
+    w: &FlexTensor,
+    g: &FlexTensor,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
+) -> (Tensor<D>, [Tensor<D>; 2]) {
+    let shape = w.layout().shape().to_vec();
+    let (weights, grads) = (w.as_slice::<f32>().unwrap_or_default(), g.as_slice::<f32>().unwrap_or_default());
+    let fits = |m: Tensor<D>| {
+        let m = m.try_into_primitive::<Flex>().ok()?;
+        (m.dtype() == DType::F32 && m.layout().shape() == w.layout().shape()).then(|| whole(m))
+    };
+    let time = i32::try_from(time).unwrap_or(i32::MAX);
+    let (out, size, [first, second]) = match moments.and_then(|(m1, m2)| fits(m1).zip(fits(m2))) {
+        Some((mut m1, mut m2)) => {
+            let moments = Moments::Running(m1.storage_mut::<f32>(), m2.storage_mut::<f32>());
+            let (out, size) = update::adam_step(adam, time, weights, grads, moments);
+            (out, size, [m1, m2])
+        }
+        None => {
+            let (mut m1, mut m2) = (vec![0.0f32; weights.len()], vec![0.0f32; weights.len()]);
+            let (out, size) = update::adam_step(adam, time, weights, grads, Moments::Fresh(&mut m1, &mut m2));
+            (out, size, [flex(m1, shape.clone()), flex(m2, shape.clone())])
+        }
+    };
+    let updated = flex(out, shape);
+    record_step_size(&updated, size);
+    (Tensor::from_primitive::<Flex>(updated), [first, second].map(Tensor::from_primitive::<Flex>))
+}
+
+/// burn's Adam as tensor ops, for every other backend.
+fn adam_by_tensor_ops<const D: usize>(
+    adam: Adam,
+    time: usize,
+    tensor: Tensor<D>,
+    grad: Tensor<D>,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
+) -> (Tensor<D>, [Tensor<D>; 2]) {
+    let grad = match adam.decay {
+        Some(decay) => tensor.clone().mul_scalar(decay).add(grad),
+        None => grad,
+    };
+    let (factor_1, factor_2) = (1.0 - adam.beta_1, 1.0 - adam.beta_2);
+    let (moment_1, moment_2) = match moments {
+        Some((m1, m2)) => (
+            m1.mul_scalar(adam.beta_1).add(grad.clone().mul_scalar(factor_1)),
+            m2.mul_scalar(adam.beta_2).add(grad.square().mul_scalar(factor_2)),
+        ),
+        None => (grad.clone().mul_scalar(factor_1), grad.square().mul_scalar(factor_2)),
+    };
+    let time = i32::try_from(time).unwrap_or(i32::MAX);
+    let correction_2 = (1.0 - adam.beta_2.powi(time)).sqrt();
+    let combined = correction_2 / (1.0 - adam.beta_1.powi(time));
+    let direction =
+        moment_1.clone().mul_scalar(combined).div(moment_2.clone().sqrt().add_scalar(adam.epsilon * correction_2));
+    (tensor.sub(direction.mul_scalar(adam.lr)), [moment_1, moment_2])
 }
 
 thread_local! {
