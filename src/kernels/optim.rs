@@ -109,15 +109,12 @@ fn fused<const D: usize>(
     let shape = w.layout().shape().to_vec();
     // Both readable and of one shape (`flex_parts`).
     let (weights, grads) = (w.as_slice::<f32>().unwrap_or_default(), g.as_slice::<f32>().unwrap_or_default());
-    let (out, size, velocity) = match (sgd.momentum, velocity.and_then(|v| v.try_into_primitive::<Flex>().ok())) {
+    let (out, size, velocity) = match (sgd.momentum, velocity.and_then(|v| in_place(v, w))) {
         (None, _) => {
             let (out, size) = update::step(sgd, weights, grads, Velocity::None);
             (out, size, None)
         }
-        (Some(_), Some(previous))
-            if previous.dtype() == DType::F32 && previous.layout().shape() == w.layout().shape() =>
-        {
-            let mut previous = whole(previous);
+        (Some(_), Some(mut previous)) => {
             let (out, size) = update::step(sgd, weights, grads, Velocity::Running(previous.storage_mut::<f32>()));
             (out, size, Some(previous))
         }
@@ -127,9 +124,29 @@ fn fused<const D: usize>(
             (out, size, Some(flex(fresh, shape.clone())))
         }
     };
-    let updated = flex(out, shape);
+    (updated(out, shape, size), velocity.map(Tensor::from_primitive::<Flex>))
+}
+
+/// A kept quantity (a velocity, a moment) as a flex f32 tensor of the weights' shape covering its whole buffer,
+/// to update where it lies; `None` where it is not one (then the update starts it afresh).
+fn in_place<const D: usize>(kept: Tensor<D>, weights: &FlexTensor) -> Option<FlexTensor> {
+    let kept = kept.try_into_primitive::<Flex>().ok()?;
+    (kept.dtype() == DType::F32 && kept.layout().shape() == weights.layout().shape()).then(|| whole(kept))
+}
+
+/// The new weights as a tensor, their step's size recorded for the statistics.
+fn updated<const D: usize>(values: Vec<f32>, shape: Vec<usize>, size: StepSize) -> Tensor<D> {
+    let updated = flex(values, shape);
     record_step_size(&updated, size);
-    (Tensor::from_primitive::<Flex>(updated), velocity.map(Tensor::from_primitive::<Flex>))
+    Tensor::from_primitive::<Flex>(updated)
+}
+
+/// The gradient with the L2 penalty added (`w·decay + g`, burn's order), as tensor ops.
+fn decayed<const D: usize>(tensor: &Tensor<D>, grad: Tensor<D>, decay: Option<f32>) -> Tensor<D> {
+    match decay {
+        Some(decay) => tensor.clone().mul_scalar(decay).add(grad),
+        None => grad,
+    }
 }
 
 /// `t` as a tensor that covers its whole buffer in order, so that its storage is exactly its values (a copy
@@ -152,10 +169,7 @@ fn by_tensor_ops<const D: usize>(
     grad: Tensor<D>,
     velocity: Option<Tensor<D>>,
 ) -> (Tensor<D>, Option<Tensor<D>>) {
-    let grad = match sgd.decay {
-        Some(decay) => tensor.clone().mul_scalar(decay).add(grad),
-        None => grad,
-    };
+    let grad = decayed(&tensor, grad, sgd.decay);
     let velocity = sgd.momentum.map(|m| match velocity {
         Some(previous) => grad.clone().add(previous.mul_scalar(m)),
         None => grad.clone(),
@@ -245,12 +259,8 @@ fn adam_fused<const D: usize>(
 ) -> (Tensor<D>, [Tensor<D>; 2]) {
     let shape = w.layout().shape().to_vec();
     let (weights, grads) = (w.as_slice::<f32>().unwrap_or_default(), g.as_slice::<f32>().unwrap_or_default());
-    let fits = |m: Tensor<D>| {
-        let m = m.try_into_primitive::<Flex>().ok()?;
-        (m.dtype() == DType::F32 && m.layout().shape() == w.layout().shape()).then(|| whole(m))
-    };
     let time = i32::try_from(time).unwrap_or(i32::MAX);
-    let (out, size, [first, second]) = match moments.and_then(|(m1, m2)| fits(m1).zip(fits(m2))) {
+    let (out, size, [first, second]) = match moments.and_then(|(m1, m2)| in_place(m1, w).zip(in_place(m2, w))) {
         Some((mut m1, mut m2)) => {
             let moments = Moments::Running(m1.storage_mut::<f32>(), m2.storage_mut::<f32>());
             let (out, size) = update::adam_step(adam, time, weights, grads, moments);
@@ -262,9 +272,7 @@ fn adam_fused<const D: usize>(
             (out, size, [flex(m1, shape.clone()), flex(m2, shape.clone())])
         }
     };
-    let updated = flex(out, shape);
-    record_step_size(&updated, size);
-    (Tensor::from_primitive::<Flex>(updated), [first, second].map(Tensor::from_primitive::<Flex>))
+    (updated(out, shape, size), [first, second].map(Tensor::from_primitive::<Flex>))
 }
 
 /// burn's Adam as tensor ops, for every other backend.
@@ -275,10 +283,7 @@ fn adam_by_tensor_ops<const D: usize>(
     grad: Tensor<D>,
     moments: Option<(Tensor<D>, Tensor<D>)>,
 ) -> (Tensor<D>, [Tensor<D>; 2]) {
-    let grad = match adam.decay {
-        Some(decay) => tensor.clone().mul_scalar(decay).add(grad),
-        None => grad,
-    };
+    let grad = decayed(&tensor, grad, adam.decay);
     let (factor_1, factor_2) = (1.0 - adam.beta_1, 1.0 - adam.beta_2);
     let (moment_1, moment_2) = match moments {
         Some((m1, m2)) => (

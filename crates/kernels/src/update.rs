@@ -83,16 +83,21 @@ type Block<'a> = (&'a [f32], &'a [f32], State<'a>, &'a mut [Out]);
 trait Rule: Fn(f32, f32, [f32; 2]) -> (f32, [f32; 2]) + Copy + Send + Sync {}
 impl<F: Fn(f32, f32, [f32; 2]) -> (f32, [f32; 2]) + Copy + Send + Sync> Rule for F {}
 
+/// The gradient with the L2 penalty added: w·decay + g, burn's order.
+fn decayed(decay: Option<f32>) -> impl Fn(f32, f32) -> f32 + Copy {
+    move |w, g| match decay {
+        Some(d) => w * d + g,
+        None => g,
+    }
+}
+
 /// The new weights, w − lr · v (with v the decayed gradient, through the momentum if any), in a fresh buffer
 /// written once (not zeroed first), the velocity updated, and the step's size. `grads` and the velocity are as
 /// long as `weights`. Large parameters are split over the compute threads by fixed blocks.
 pub fn step(sgd: Sgd, weights: &[f32], grads: &[f32], velocity: Velocity<'_>) -> (Vec<f32>, StepSize) {
     let Sgd { lr, momentum, decay } = sgd;
     let m = momentum.unwrap_or(0.0);
-    let decayed = move |w: f32, g: f32| match decay {
-        Some(d) => w * d + g,
-        None => g,
-    };
+    let decayed = decayed(decay);
     match velocity {
         Velocity::None => {
             apply(weights, grads, [&mut [], &mut []], (lr, Flush::No), move |w, g, _| (decayed(w, g), [0.0; 2]))
@@ -117,10 +122,7 @@ pub fn adam_step(adam: Adam, time: i32, weights: &[f32], grads: &[f32], moments:
     let correction_2 = (1.0 - beta_2.powi(time)).sqrt();
     let combined = correction_2 / (1.0 - beta_1.powi(time));
     let floor = epsilon * correction_2;
-    let decayed = move |w: f32, g: f32| match decay {
-        Some(d) => w * d + g,
-        None => g,
-    };
+    let decayed = decayed(decay);
     let direction = move |m1: f32, m2: f32| (m1 * combined) / (m2.sqrt() + floor);
     match moments {
         Moments::Fresh(m1, m2) => apply(weights, grads, [m1, m2], (lr, Flush::Subnormals), move |w, g, _| {
